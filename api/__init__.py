@@ -1,0 +1,1 @@
+"""The read API for marketing tools: stages, profiles, journeys, segments, funnel."""

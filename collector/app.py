@@ -1,0 +1,76 @@
+"""The collector's FastAPI application, built by :func:`create_app` (uvicorn factory)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.responses import Response
+
+from collector import metrics
+from collector.ingest import Ingestor
+from collector.routes import router
+from infra.kafka import AsyncProducer, BrokerUnavailable
+from infra.logs import configure_logging
+from infra.observability import DEPENDENCY_UP, RequestMetrics, metrics_response
+from infra.problems import JSONBody, Problem, problem_response
+from touchpath.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the collector app; settings come from the environment unless given."""
+    settings = settings or load_settings()
+    configure_logging("collector", settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        producer = AsyncProducer(settings)
+        app.state.ingestor = Ingestor(settings, producer)
+        try:
+            yield
+        finally:
+            producer.close()
+
+    app = FastAPI(title="touchpath collector", version="0.1.0", lifespan=lifespan,
+                  default_response_class=JSONBody,
+                  description="Segment-compatible HTTP tracking API. Every 200 means the events "
+                              "are durable in Kafka (acks=all).")
+    app.include_router(router)
+    _add_service_routes(app, settings)
+    app.add_exception_handler(Problem, _problem)  # type: ignore[arg-type]
+    app.add_exception_handler(BrokerUnavailable, _unavailable)  # type: ignore[arg-type]
+    app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                       allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"], max_age=600)
+    app.add_middleware(RequestMetrics, requests=metrics.REQUESTS, seconds=metrics.REQUEST_SECONDS)
+    return app
+
+
+def _add_service_routes(app: FastAPI, settings: Settings) -> None:
+    @app.get("/healthz", tags=["ops"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: Kafka reachable",
+             responses={503: {"description": "Kafka unreachable"}})
+    async def readyz(request: Request) -> JSONBody:
+        up = await request.app.state.ingestor.producer.ready(settings.topic_touchpoints)
+        DEPENDENCY_UP.labels("kafka").set(1 if up else 0)
+        return JSONBody({"status": "ready" if up else "unavailable", "kafka": up},
+                              status_code=200 if up else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return metrics_response()
+
+
+async def _problem(_: Request, exc: Problem) -> JSONBody:
+    return problem_response(exc)
+
+
+async def _unavailable(_: Request, exc: BrokerUnavailable) -> JSONBody:
+    DEPENDENCY_UP.labels("kafka").set(0)
+    return problem_response(Problem(503, "Service unavailable",
+                                    "Kafka did not acknowledge the write; nothing was stored. "
+                                    "Retry after the given delay.", headers={"Retry-After": "1"}))

@@ -1,0 +1,93 @@
+"""The write path: normalise a request's events, write accepted and rejected ones to Kafka.
+
+One touchpoint record per request (all its accepted events) and one dead-letter record per
+rejected event; the client's answer waits for both to be acknowledged with acks=all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector import metrics
+from infra.kafka import AsyncProducer, BrokerUnavailable, Record
+from touchpath.events import IngestContext, InvalidEvent, normalize_event
+from touchpath.records import encode_dead_letter, encode_touchpoints, touchpoints_key
+from touchpath.settings import Settings
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What happened to a request's events: how many were accepted, which were rejected."""
+
+    accepted: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Ingestor:
+    """Validates events and writes them durably; shared by every ingest endpoint."""
+
+    def __init__(self, settings: Settings, producer: AsyncProducer) -> None:
+        self.settings = settings
+        self.producer = producer
+
+    async def ingest(
+        self, raw_events: Sequence[object], ctx: IngestContext, forced_type: str | None = None
+    ) -> IngestResult:
+        """Normalise, then write; raises BrokerUnavailable if Kafka does not acknowledge."""
+        accepted: list[dict[str, Any]] = []
+        result = IngestResult()
+        dead: list[Record] = []
+        reasons: Counter[str] = Counter()
+        for index, raw in enumerate(raw_events):
+            try:
+                accepted.append(normalize_event(
+                    raw, ctx, forced_type=forced_type, max_bytes=self.settings.max_event_bytes
+                ))
+            except InvalidEvent as exc:
+                result.rejected.append({"index": index, "reason": str(exc), "code": exc.code})
+                reasons[exc.code] += 1
+                dead.append((self.settings.topic_dead_letter, None, encode_dead_letter(
+                    str(exc), raw, stage="collector", source=ctx.source, index=index
+                )))
+        await self._write(accepted, dead, ctx.source)
+        result.accepted = len(accepted)
+        _count(accepted, reasons, ctx.source)
+        return result
+
+    async def reject_request(self, reason: str, code: str, raw: bytes, source: str | None) -> None:
+        """Dead-letter a whole request that could not be parsed (best effort, never raises)."""
+        metrics.EVENTS_REJECTED.labels(source or "unknown", code).inc()
+        try:
+            await self.producer.send(
+                self.settings.topic_dead_letter,
+                encode_dead_letter(reason, raw, stage="collector", source=source),
+            )
+        except BrokerUnavailable:
+            pass
+
+    async def _write(self, accepted: list[dict[str, Any]], dead: list[Record], source: str) -> None:
+        records = list(dead)
+        if accepted:
+            records.append((self.settings.topic_touchpoints, touchpoints_key(accepted),
+                            encode_touchpoints(accepted, source)))
+        if not records:
+            return
+        started = time.perf_counter()
+        try:
+            await self.producer.send_many(records)
+        except BrokerUnavailable:
+            metrics.PRODUCE_ERRORS.inc()
+            raise
+        metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
+
+
+def _count(accepted: list[dict[str, Any]], reasons: Counter[str], source: str) -> None:
+    channels = Counter(event["context"]["channel"] for event in accepted)
+    for channel, count in channels.items():
+        metrics.EVENTS_ACCEPTED.labels(source, channel).inc(count)
+    for reason, count in reasons.items():
+        metrics.EVENTS_REJECTED.labels(source, reason).inc(count)

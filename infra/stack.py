@@ -1,0 +1,186 @@
+"""``touchpath up``: the whole stack on the embedded default, supervised until Ctrl-C/SIGTERM.
+
+Starts what is missing (tansu — durable on a local SeaweedFS unless ``--ephemeral`` — and
+Redis), creates the topics, runs collector, processor and api as child processes, prints
+their URLs and credentials and a ``ready`` line, and stops everything when told or when a
+child dies.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.embedded import (
+    Child,
+    EmbeddedError,
+    free_port,
+    port_is_free,
+    redis_reachable,
+    spawn,
+    start_redis,
+    start_seaweedfs,
+    start_tansu,
+)
+from infra.kafka import ensure_topics
+from touchpath.settings import Settings, load_settings
+
+DEFAULT_BROKER_PORT = 19092
+
+
+@dataclass
+class Stack:
+    """The running stack: resolved settings, child processes (started order) and credentials."""
+
+    settings: Settings
+    children: list[Child] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    write_key: str = ""
+    api_token: str = ""
+
+    def stop(self) -> None:
+        """Stop children in reverse start order (services first, then broker, then storage)."""
+        for child in reversed(self.children):
+            with suppress(Exception):
+                child.stop()
+        self.children.clear()
+
+
+def start_stack(ephemeral: bool = False, settings: Settings | None = None) -> Stack:
+    """Start dependencies and services; return once every service answers /healthz."""
+    settings = settings or load_settings()
+    data_dir = settings.data_dir.resolve()
+    log_dir = data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(settings)
+    try:
+        stack.env.update(_start_dependencies(stack, data_dir, log_dir, ephemeral))
+        stack.env.update(_credentials(stack, settings, data_dir, ephemeral))
+        resolved = load_settings(**_overrides(stack.env))
+        ensure_topics(resolved)
+        stack.settings = resolved
+        _start_services(stack, log_dir)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def _start_dependencies(stack: Stack, data_dir: Path, log_dir: Path, ephemeral: bool) -> dict[str, str]:
+    env: dict[str, str] = {}
+    settings = stack.settings
+    if not settings.kafka_bootstrap:
+        s3_port = None
+        if not ephemeral:
+            weed = start_seaweedfs(data_dir / "seaweedfs", log_dir)
+            stack.children.append(weed)
+            s3_port = weed.port
+        port = DEFAULT_BROKER_PORT if port_is_free(DEFAULT_BROKER_PORT) else free_port()
+        stack.children.append(start_tansu(port, log_dir, s3_port))
+        env["TOUCHPATH_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
+    if not redis_reachable(settings.redis_url):
+        redis = start_redis(free_port(), data_dir / "redis", log_dir, aof=not ephemeral)
+        stack.children.append(redis)
+        env["TOUCHPATH_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
+    return env
+
+
+def _credentials(stack: Stack, settings: Settings, data_dir: Path, ephemeral: bool) -> dict[str, str]:
+    """Configured keys win; otherwise a generated write key and admin token, kept in data_dir."""
+    stored = data_dir / "credentials.json"
+    saved = json.loads(stored.read_text()) if stored.exists() and not ephemeral else {}
+    write_key = saved.get("write_key") or "wk_" + secrets.token_urlsafe(18)
+    api_token = saved.get("api_token") or "tp_" + secrets.token_urlsafe(24)
+    if not ephemeral:
+        stored.write_text(json.dumps({"write_key": write_key, "api_token": api_token}))
+        stored.chmod(0o600)
+    env: dict[str, str] = {}
+    if settings.write_keys:
+        stack.write_key = next(iter(settings.write_keys))
+    else:
+        stack.write_key = write_key
+        env["TOUCHPATH_WRITE_KEYS"] = f"{write_key}=website:web"
+    if settings.api_tokens:
+        stack.api_token = next(iter(settings.api_tokens))
+    else:
+        stack.api_token = api_token
+        env["TOUCHPATH_API_TOKENS"] = f"{api_token}=read+admin"
+    return env
+
+
+def _overrides(env: dict[str, str]) -> dict[str, object]:
+    return {key.removeprefix("TOUCHPATH_").lower(): value for key, value in env.items()}
+
+
+def _start_services(stack: Stack, log_dir: Path) -> None:
+    settings = stack.settings
+    env = {**stack.env, "PYTHONUNBUFFERED": "1"}
+    python = sys.executable
+    services = [("collector", settings.collector_port, "/healthz"),
+                ("api", settings.api_port, "/healthz"),
+                ("processor", settings.processor_metrics_port, "/healthz")]
+    for name, port, path in services:
+        argv = [python, "-m", "infra.cli", name]
+        child = spawn(name, argv, port, log_dir / f"{name}.log", env)
+        stack.children.append(child)
+        _wait_healthy(child, path)
+
+
+def _wait_healthy(child: Child, path: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    url = f"http://127.0.0.1:{child.port}{path}"
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise EmbeddedError(f"{child.name} exited during start-up; see {child.log_path}")
+        with suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.1)
+    raise EmbeddedError(f"{child.name} did not become healthy at {url}")
+
+
+def print_banner(stack: Stack) -> None:
+    """What a user needs to start sending events and asking for stages."""
+    settings = stack.settings
+    lines = [
+        f"collector  http://{settings.collector_host}:{settings.collector_port}",
+        f"api        http://{settings.api_host}:{settings.api_port}  (docs at /docs)",
+        f"processor  metrics at http://127.0.0.1:{settings.processor_metrics_port}/metrics",
+        f"kafka      {settings.kafka_bootstrap}",
+        f"redis      {settings.redis_url}",
+        f"write key  {stack.write_key}",
+        f"api token  {stack.api_token}",
+        f"data dir   {settings.data_dir.resolve()}",
+        "ready",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def run_up(ephemeral: bool) -> int:
+    """Run the stack in the foreground; 0 on a clean stop, 1 if a child died."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        stack = start_stack(ephemeral=ephemeral)
+    except EmbeddedError as exc:
+        print(f"touchpath up: {exc}", file=sys.stderr)
+        return 1
+    print_banner(stack)
+    failed = ""
+    while not stop.wait(0.5):
+        failed = next((c.name for c in stack.children if not c.alive()), "")
+        if failed:
+            print(f"touchpath up: {failed} exited; stopping", file=sys.stderr)
+            break
+    stack.stop()
+    print("stopped", flush=True)
+    return 1 if failed else 0

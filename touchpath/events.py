@@ -1,0 +1,168 @@
+"""The touchpoint event model: Segment-spec validation and enrichment, as pure functions.
+
+:func:`normalize_event` takes one raw event as a client sent it and returns the enriched event
+(``messageId``, ``receivedAt``, skew-corrected ``timestamp``, ``context.channel``) or raises
+:class:`InvalidEvent` with a precise reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from touchpath.identifiers import identifiers_of
+
+EVENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
+#: Segment ``context.channel`` values mapped onto touchpath channels.
+CHANNEL_ALIASES = {"browser": "web", "client": "web", "website": "web", "app": "mobile",
+                   "ios": "mobile", "android": "mobile", "backend": "server"}
+_OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
+_STRING_FIELDS = ("event", "name", "category", "groupId", "previousId")
+
+
+class InvalidEvent(ValueError):
+    """The event breaks the spec; ``str(exc)`` is the reason reported to the client.
+
+    ``code`` is a short, low-cardinality label for metrics (``too_large``, ``bad_field``, …).
+    """
+
+    def __init__(self, reason: str, code: str = "bad_field") -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class IngestContext:
+    """What the collector knows about the request an event came in."""
+
+    source: str
+    default_channel: str
+    received_at: datetime
+    sent_at: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def format_time(moment: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and a ``Z``, the form every stored timestamp takes."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_time(value: object, field: str) -> datetime:
+    """Parse an ISO-8601 timestamp (a naive one is taken as UTC); InvalidEvent otherwise."""
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(f"{field} must be an ISO-8601 string", "bad_timestamp")
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidEvent(
+            f"{field} is not an ISO-8601 timestamp: {value[:40]!r}", "bad_timestamp"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def event_millis(event: Mapping[str, Any]) -> int:
+    """Event time of a normalised event in epoch milliseconds."""
+    return int(parse_time(event["timestamp"], "timestamp").timestamp() * 1000)
+
+
+def normalize_event(
+    raw: object, ctx: IngestContext, *, forced_type: str | None = None, max_bytes: int = 32768
+) -> dict[str, Any]:
+    """Validate and enrich one raw event; raise InvalidEvent with the reason."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent("event must be a JSON object", "not_object")
+    size = len(orjson.dumps(raw))
+    if size > max_bytes:
+        raise InvalidEvent(f"event is {size} bytes; the limit is {max_bytes} bytes", "too_large")
+    event = dict(raw)
+    event.pop("writeKey", None)
+    event_type = forced_type or event.get("type")
+    if event_type not in EVENT_TYPES:
+        raise InvalidEvent(
+            f"type must be one of {sorted(EVENT_TYPES)}, got {event_type!r}", "bad_type"
+        )
+    event["type"] = event_type
+    _check_shapes(event)
+    _check_type_requirements(event)
+    for key in ("userId", "anonymousId"):
+        if isinstance(event.get(key), int) and not isinstance(event.get(key), bool):
+            event[key] = str(event[key])
+    if not identifiers_of(event):
+        raise InvalidEvent(
+            "no usable identifier: userId or anonymousId is required "
+            "(junk values such as 'null', 'undefined', '0' do not count)",
+            "no_identifier",
+        )
+    _enrich(event, ctx)
+    return event
+
+
+def _check_shapes(event: dict[str, Any]) -> None:
+    for field in _OBJECT_FIELDS:
+        if field in event and event[field] is not None and not isinstance(event[field], dict):
+            raise InvalidEvent(f"{field} must be an object")
+    for field in _STRING_FIELDS:
+        if field in event and event[field] is not None and not isinstance(event[field], str):
+            raise InvalidEvent(f"{field} must be a string")
+    for field in ("userId", "anonymousId"):
+        value = event.get(field)
+        if value is not None and (not isinstance(value, str | int) or isinstance(value, bool)):
+            raise InvalidEvent(f"{field} must be a string")
+    message_id = event.get("messageId")
+    if message_id is not None and (not isinstance(message_id, str) or not 0 < len(message_id) <= 200):
+        raise InvalidEvent("messageId must be a non-empty string of at most 200 characters")
+
+
+def _check_type_requirements(event: dict[str, Any]) -> None:
+    event_type = event["type"]
+    if event_type == "track" and not (isinstance(event.get("event"), str) and event["event"].strip()):
+        raise InvalidEvent("track needs a non-empty event name in 'event'", "missing_field")
+    if event_type == "group" and not event.get("groupId"):
+        raise InvalidEvent("group needs a groupId", "missing_field")
+    if event_type == "alias" and not (event.get("userId") and event.get("previousId")):
+        raise InvalidEvent("alias needs userId and previousId", "missing_field")
+
+
+def _enrich(event: dict[str, Any], ctx: IngestContext) -> None:
+    context = dict(event.get("context") or {})
+    event["context"] = context
+    channel = context.get("channel")
+    if isinstance(channel, str):
+        channel = CHANNEL_ALIASES.get(channel.lower(), channel.lower())
+    context["channel"] = channel if isinstance(channel, str) and channel else ctx.default_channel
+    if ctx.ip and "ip" not in context:
+        context["ip"] = ctx.ip
+    if ctx.user_agent and "userAgent" not in context:
+        context["userAgent"] = ctx.user_agent
+    event["source"] = ctx.source
+    if not event.get("messageId"):
+        event["messageId"] = _content_id(event, ctx.source)
+    event["receivedAt"] = format_time(ctx.received_at)
+    event["timestamp"] = format_time(_corrected_timestamp(event, ctx))
+
+
+def _content_id(event: Mapping[str, Any], source: str) -> str:
+    """A deterministic id for events sent without one, so a client's retry de-duplicates."""
+    digest = hashlib.blake2b(orjson.dumps(event, option=orjson.OPT_SORT_KEYS), digest_size=16)
+    digest.update(source.encode())
+    return "tp-" + digest.hexdigest()
+
+
+def _corrected_timestamp(event: dict[str, Any], ctx: IngestContext) -> datetime:
+    """Segment's rule: timestamp = receivedAt - (sentAt - originalTimestamp)."""
+    original = event.get("timestamp") or event.get("originalTimestamp")
+    if not original:
+        return ctx.received_at
+    original_time = parse_time(original, "timestamp")
+    event["originalTimestamp"] = original if isinstance(original, str) else str(original)
+    sent_at = event.get("sentAt") or ctx.sent_at
+    if not sent_at:
+        return original_time
+    skew = parse_time(sent_at, "sentAt") - ctx.received_at
+    return original_time - skew

@@ -1,0 +1,182 @@
+"""Identifiers of a person, read from a normalised event: extraction, normalisation, junk filter.
+
+An identifier is ``kind:value``. Kinds are ``user_id``, ``email``, ``phone``, ``anonymous_id`` and
+``ext:<type>`` for typed external ids (Segment's ``context.externalIds``). The *anchor* of an
+event is its highest-priority identifier: the event belongs to the customer holding its anchor.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+USER_ID = "user_id"
+EMAIL = "email"
+PHONE = "phone"
+ANONYMOUS_ID = "anonymous_id"
+EXTERNAL_PREFIX = "ext:"
+
+#: Default priority, strongest first; external ids rank between phone and anonymous id.
+DEFAULT_PRIORITY: tuple[str, ...] = (USER_ID, EMAIL, PHONE, EXTERNAL_PREFIX, ANONYMOUS_ID)
+
+JUNK_VALUES = frozenset(
+    {"", "null", "undefined", "anonymous", "0", "-1", "[object object]", "none", "nil",
+     "nan", "n/a", "unknown", "true", "false", "{}", "[]"}
+)
+_ALL_ZERO = re.compile(r"^[0\-_.:\s]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_KIND = re.compile(r"^[a-z0-9_\-.]{1,64}$")
+MAX_IDENTIFIER_LENGTH = 256
+
+
+class Identifier(NamedTuple):
+    """One identifier of a person, e.g. ``Identifier("email", "ada@example.com")``."""
+
+    kind: str
+    value: str
+
+    def key(self) -> str:
+        """The stable text form ``kind:value`` used as a storage key."""
+        return f"{self.kind}:{self.value}"
+
+    @classmethod
+    def parse(cls, key: str) -> Identifier:
+        """Inverse of :meth:`key`."""
+        if key.startswith(EXTERNAL_PREFIX):
+            ext_type, _, value = key[len(EXTERNAL_PREFIX):].partition(":")
+            return cls(EXTERNAL_PREFIX + ext_type, value)
+        kind, _, value = key.partition(":")
+        return cls(kind, value)
+
+
+def is_junk(value: object) -> bool:
+    """True for values that must never become identities (``null``, ``0``, all-zero, …)."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        return True
+    text = str(value).strip()
+    return (
+        text.lower() in JUNK_VALUES
+        or bool(_ALL_ZERO.match(text))
+        or len(text) > MAX_IDENTIFIER_LENGTH
+    )
+
+
+def normalize_email(value: object) -> str | None:
+    """Lower-cased, trimmed email, or None when it is not an email address."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    return text if _EMAIL.match(text) and not is_junk(text) else None
+
+
+def normalize_phone(value: object) -> str | None:
+    """Digits with an optional leading ``+`` (E.164-like), or None for fewer than 7 digits."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    digits = re.sub(r"\D", "", text)
+    if len(digits) < 7 or len(digits) > 15 or is_junk(digits):
+        return None
+    return ("+" if text.startswith(("+", "00")) else "") + digits.removeprefix(
+        "00" if text.startswith("00") else ""
+    )
+
+
+def normalize_external_type(value: object) -> str | None:
+    """External id types are lower-case slugs (``intercom_user``, ``sendgrid_recipient``)."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower().replace(" ", "_")
+    return text if _KIND.match(text) else None
+
+
+def _plain(value: object) -> str | None:
+    if is_junk(value):
+        return None
+    return str(value).strip()
+
+
+def identifiers_of(event: Mapping[str, Any]) -> list[Identifier]:
+    """All usable identifiers an event carries, de-duplicated, junk dropped, in priority order."""
+    found: list[Identifier] = []
+    user_id = _plain(event.get("userId"))
+    if user_id:
+        found.append(Identifier(USER_ID, user_id))
+    if event.get("type") == "alias":
+        previous = _plain(event.get("previousId"))
+        if previous:
+            # Segment's alias: previousId is the id used before (an anonymous id in practice).
+            found.append(Identifier(ANONYMOUS_ID, previous))
+    for traits in _trait_maps(event):
+        email = normalize_email(traits.get("email"))
+        if email:
+            found.append(Identifier(EMAIL, email))
+        phone = normalize_phone(traits.get("phone"))
+        if phone:
+            found.append(Identifier(PHONE, phone))
+    context = event.get("context")
+    if isinstance(context, Mapping):
+        found.extend(_external_ids(context.get("externalIds")))
+    anonymous_id = _plain(event.get("anonymousId"))
+    if anonymous_id:
+        found.append(Identifier(ANONYMOUS_ID, anonymous_id))
+    return sort_by_priority(dict.fromkeys(found))
+
+
+def _trait_maps(event: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+    traits = event.get("traits")
+    if isinstance(traits, Mapping):
+        yield traits
+    context = event.get("context")
+    if isinstance(context, Mapping) and isinstance(context.get("traits"), Mapping):
+        yield context["traits"]
+    properties = event.get("properties")
+    if isinstance(properties, Mapping) and event.get("type") == "track":
+        # Email-service and chat events carry the recipient in properties.
+        yield {"email": properties.get("email")} if "email" in properties else {}
+
+
+def _external_ids(value: object) -> Iterable[Identifier]:
+    if not isinstance(value, list):
+        return
+    for item in value[:20]:
+        if not isinstance(item, Mapping):
+            continue
+        ext_type = normalize_external_type(item.get("type"))
+        ext_id = _plain(item.get("id"))
+        if ext_type and ext_id:
+            if ext_type in (EMAIL, PHONE, USER_ID, ANONYMOUS_ID):
+                yield from _typed_builtin(ext_type, ext_id)
+            else:
+                yield Identifier(EXTERNAL_PREFIX + ext_type, ext_id)
+
+
+def _typed_builtin(kind: str, value: str) -> Iterable[Identifier]:
+    normalized = {EMAIL: normalize_email, PHONE: normalize_phone}.get(kind, _plain)(value)
+    if normalized:
+        yield Identifier(kind, normalized)
+
+
+def priority_rank(kind: str, priority: tuple[str, ...] = DEFAULT_PRIORITY) -> int:
+    """Position of a kind in the priority order (external ids share the ``ext:`` slot)."""
+    slot = EXTERNAL_PREFIX if kind.startswith(EXTERNAL_PREFIX) else kind
+    try:
+        return priority.index(slot)
+    except ValueError:
+        return len(priority)
+
+
+def sort_by_priority(
+    identifiers: Iterable[Identifier], priority: tuple[str, ...] = DEFAULT_PRIORITY
+) -> list[Identifier]:
+    """Strongest first; ties broken by kind and value so the order is deterministic."""
+    return sorted(identifiers, key=lambda i: (priority_rank(i.kind, priority), i.kind, i.value))
+
+
+def anchor_of(
+    identifiers: Iterable[Identifier], priority: tuple[str, ...] = DEFAULT_PRIORITY
+) -> Identifier | None:
+    """The event's strongest identifier: the one that decides which customer it belongs to."""
+    ordered = sort_by_priority(identifiers, priority)
+    return ordered[0] if ordered else None

@@ -1,0 +1,160 @@
+"""Configuration: every setting is a ``TOUCHPATH_*`` environment variable (or a line in ``.env``).
+
+Settings are built once at start-up by :func:`load_settings`, never at import time, and a bad
+value stops the process with one clear line naming the variable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CHANNELS = frozenset(
+    {
+        "web", "mobile", "email", "chat", "ads", "social", "search", "store",
+        "support", "server", "sms", "push", "direct", "referral", "affiliate", "other",
+    }
+)
+SCOPES = frozenset({"read", "admin"})
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteKeySource:
+    """What a collector write key stands for: a source name and its default channel."""
+
+    source: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """An API bearer token and the scopes it grants."""
+
+    name: str
+    scopes: frozenset[str]
+
+
+def parse_write_keys(raw: str) -> dict[str, WriteKeySource]:
+    """Parse ``key=source:channel,key2=source2:channel2`` (channel defaults to ``web``)."""
+    keys: dict[str, WriteKeySource] = {}
+    for item in _items(raw):
+        key, sep, rest = item.partition("=")
+        if not sep or not key.strip() or not rest.strip():
+            raise ValueError(f"expected key=source[:channel], got {item!r}")
+        source, _, channel = rest.partition(":")
+        channel = channel.strip() or "web"
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r} for key {key.strip()!r}; "
+                             f"use one of {sorted(CHANNELS)}")
+        keys[key.strip()] = WriteKeySource(source=source.strip(), channel=channel)
+    return keys
+
+
+def parse_api_tokens(raw: str) -> dict[str, ApiToken]:
+    """Parse ``token=read,token2=read+admin`` into tokens with scopes."""
+    tokens: dict[str, ApiToken] = {}
+    for index, item in enumerate(_items(raw)):
+        token, sep, scopes_text = item.partition("=")
+        scopes = frozenset(s.strip() for s in scopes_text.split("+") if s.strip())
+        if not sep or not token.strip() or not scopes:
+            raise ValueError(f"expected token=scope[+scope], got {_redact(item)!r}")
+        unknown = scopes - SCOPES
+        if unknown:
+            raise ValueError(f"unknown scope(s) {sorted(unknown)}; use {sorted(SCOPES)}")
+        tokens[token.strip()] = ApiToken(name=f"token-{index + 1}", scopes=scopes)
+    return tokens
+
+
+def _items(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def _redact(text: str) -> str:
+    return text[:3] + "…" if len(text) > 3 else "…"
+
+
+class Settings(BaseSettings):
+    """All of touchpath's configuration, read from ``TOUCHPATH_*`` variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TOUCHPATH_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    collector_host: str = "127.0.0.1"
+    collector_port: int = Field(8080, ge=1, le=65535)
+    collector_workers: int = Field(1, ge=1, le=64)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8081, ge=1, le=65535)
+    api_workers: int = Field(1, ge=1, le=64)
+    processor_metrics_port: int = Field(8082, ge=0, le=65535)
+
+    kafka_bootstrap: str = ""
+    kafka_partitions: int = Field(6, ge=1, le=1024)
+    kafka_replication: int = Field(1, ge=1, le=16)
+    kafka_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "lz4"
+    topic_touchpoints: str = "touchpath.touchpoints"
+    topic_dead_letter: str = "touchpath.dead-letter"
+    topic_stage_changes: str = "touchpath.stage-changes"
+    produce_timeout_s: float = Field(2.0, gt=0, le=30)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "tp"
+    data_dir: Path = Path(".touchpath")
+
+    write_keys: Annotated[dict[str, WriteKeySource], NoDecode] = Field(default_factory=dict)
+    api_tokens: Annotated[dict[str, ApiToken], NoDecode] = Field(default_factory=dict)
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
+
+    max_event_bytes: int = Field(32 * 1024, ge=1024)
+    max_request_bytes: int = Field(500 * 1024, ge=1024)
+
+    rules_file: Path | None = None
+    consumer_group: str = "touchpath-processor"
+    consumer_session_timeout_ms: int = Field(10_000, ge=1000)
+    processor_batch_size: int = Field(2000, ge=1, le=100_000)
+    processor_max_dead_letters_per_minute: int = Field(1000, ge=0)
+    journey_cap: int = Field(1000, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("write_keys", mode="before")
+    @classmethod
+    def _write_keys(cls, value: object) -> object:
+        return parse_write_keys(value) if isinstance(value, str) else value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _api_tokens(cls, value: object) -> object:
+        return parse_api_tokens(value) if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors(cls, value: object) -> object:
+        return tuple(_items(value)) if isinstance(value, str) else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; raise :class:`ConfigError` with a readable reason."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"TOUCHPATH_{field.upper()}: {message}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
