@@ -16,9 +16,18 @@ def _serve(app_factory: str, host: str, port: int, workers: int) -> int:
 
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="touchpath-metrics-")
-    uvicorn.run(app_factory, factory=True, host=host, port=port, workers=workers,
-                loop="uvloop", http="httptools", log_level="warning", access_log=False,
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app_factory,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 
@@ -29,13 +38,21 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
-    return _serve("collector.app:create_app", settings.collector_host, settings.collector_port,
-                  args.workers or settings.collector_workers)
+    return _serve(
+        "collector.app:create_app",
+        settings.collector_host,
+        settings.collector_port,
+        args.workers or settings.collector_workers,
+    )
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
-    return _serve("api.app:create_app", settings.api_host, settings.api_port,
-                  args.workers or settings.api_workers)
+    return _serve(
+        "api.app:create_app",
+        settings.api_host,
+        settings.api_port,
+        args.workers or settings.api_workers,
+    )
 
 
 def cmd_processor(args: argparse.Namespace, settings: Settings) -> int:
@@ -49,8 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="touchpath", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the whole stack on the embedded default")
-    up.add_argument("--ephemeral", action="store_true",
-                    help="memory storage for the broker, no AOF: nothing survives a restart")
+    up.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="memory storage for the broker, no AOF: nothing survives a restart",
+    )
     up.set_defaults(run=cmd_up)
     for name, run in (("collector", cmd_collector), ("api", cmd_api)):
         service = sub.add_parser(name, help=f"run the {name} HTTP service")

@@ -90,15 +90,18 @@ def wait_for_port(port: int, child: Child | None = None, timeout_s: float = 30.0
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if child is not None and not child.alive():
-            raise EmbeddedError(f"{child.name} exited with {child.process.returncode}"
-                                f"{_log_tail(child.log_path)}")
+            raise EmbeddedError(
+                f"{child.name} exited with {child.process.returncode}{_log_tail(child.log_path)}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    raise EmbeddedError(f"{child.name if child else 'service'} did not listen on port {port} "
-                        f"within {timeout_s:.0f}s{_log_tail(child.log_path if child else None)}")
+    raise EmbeddedError(
+        f"{child.name if child else 'service'} did not listen on port {port} "
+        f"within {timeout_s:.0f}s{_log_tail(child.log_path if child else None)}"
+    )
 
 
 def _log_tail(path: Path | None) -> str:
@@ -107,12 +110,17 @@ def _log_tail(path: Path | None) -> str:
     return "; last log lines: " + " | ".join(path.read_text(errors="replace").splitlines()[-5:])
 
 
-def spawn(name: str, argv: list[str], port: int, log_path: Path | None,
-           env: dict[str, str] | None = None) -> Child:
+def spawn(
+    name: str, argv: list[str], port: int, log_path: Path | None, env: dict[str, str] | None = None
+) -> Child:
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})}, start_new_session=True,
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
     )
     if log_path:
         log.close()  # type: ignore[union-attr]
@@ -145,18 +153,37 @@ def start_seaweedfs(data_dir: Path, log_dir: Path) -> Child:
     """A loopback SeaweedFS (``weed mini``) serving S3 with one access key and the tansu bucket."""
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "s3.json"
-    config.write_text(json.dumps({"identities": [{
-        "name": "touchpath",
-        "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "touchpath",
+                        "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
     ports = {name: free_port(10000) for name in ("master", "volume", "filer", "s3", "admin")}
     argv = [
-        str(weed_binary()), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
-        f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}",
-        f"-admin.port={ports['admin']}", "-admin.ui=false", "-webdav=false",
-        "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}", f"-bucket={S3_BUCKET}",
+        str(weed_binary()),
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={ports['master']}",
+        f"-volume.port={ports['volume']}",
+        f"-filer.port={ports['filer']}",
+        f"-s3.port={ports['s3']}",
+        f"-admin.port={ports['admin']}",
+        "-admin.ui=false",
+        "-webdav=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-s3.config={config}",
+        f"-bucket={S3_BUCKET}",
     ]
     child = spawn("seaweedfs", argv, ports["s3"], log_dir / "seaweedfs.log")
     _wait_for_bucket(child)
@@ -185,17 +212,31 @@ def _wait_for_bucket(child: Child, timeout_s: float = 30.0) -> None:
 def s3_env(s3_port: int) -> dict[str, str]:
     """Environment that points tansu's ``s3://`` storage at the local SeaweedFS."""
     endpoint = f"http://127.0.0.1:{s3_port}"
-    return {"AWS_ENDPOINT": endpoint, "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
-            "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+    return {
+        "AWS_ENDPOINT": endpoint,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }
 
 
 def start_tansu(port: int, log_dir: Path, s3_port: int | None = None) -> Child:
     """The tansu broker on ``127.0.0.1:port``: memory storage, or S3 when ``s3_port`` is given."""
     url = f"tcp://127.0.0.1:{port}"
     storage = f"s3://{S3_BUCKET}/" if s3_port else "memory://tansu/"
-    argv = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url",
-            url, "--storage-engine", storage]
+    argv = [
+        str(tansu_binary()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        storage,
+    ]
     env = s3_env(s3_port) if s3_port else {}
     return spawn("tansu", argv, port, log_dir / "tansu.log", env)
 
@@ -204,13 +245,29 @@ def start_redis(port: int, data_dir: Path, log_dir: Path, aof: bool = True) -> C
     """``redis-server`` on loopback with its data in ``data_dir`` (AOF on by default)."""
     binary = shutil.which("redis-server")
     if binary is None:
-        raise EmbeddedError("redis-server not found and TOUCHPATH_REDIS_URL is not reachable: "
-                            "install it (apt-get install redis-server) or point "
-                            "TOUCHPATH_REDIS_URL at a running Redis")
+        raise EmbeddedError(
+            "redis-server not found and TOUCHPATH_REDIS_URL is not reachable: "
+            "install it (apt-get install redis-server) or point "
+            "TOUCHPATH_REDIS_URL at a running Redis"
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
-            "--save", "", "--appendonly", "yes" if aof else "no", "--appendfsync", "everysec",
-            "--protected-mode", "yes"]
+    argv = [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(data_dir),
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if aof else "no",
+        "--appendfsync",
+        "everysec",
+        "--protected-mode",
+        "yes",
+    ]
     return spawn("redis", argv, port, log_dir / "redis.log")
 
 
@@ -219,7 +276,9 @@ def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
     import redis
 
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
         try:
             return bool(client.ping())
         finally:

@@ -20,8 +20,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEPENDENCY_UP = Gauge(
-    "touchpath_dependency_up", "1 when a dependency (kafka, redis) answered its last check.",
-    ["dependency"], multiprocess_mode="livemin",
+    "touchpath_dependency_up",
+    "1 when a dependency (kafka, redis) answered its last check.",
+    ["dependency"],
+    multiprocess_mode="livemin",
 )
 
 
@@ -42,8 +44,9 @@ def metrics_response() -> Response:
 class RequestMetrics:
     """Pure-ASGI middleware timing every HTTP request by route template and status."""
 
-    def __init__(self, app: ASGIApp, requests: Counter, seconds: Histogram,
-                 label: str = "route") -> None:
+    def __init__(
+        self, app: ASGIApp, requests: Counter, seconds: Histogram, label: str = "route"
+    ) -> None:
         self.app = app
         self.requests = requests
         self.seconds = seconds

@@ -33,7 +33,13 @@ class Problem(Exception):
 
 def problem_response(problem: Problem) -> JSONBody:
     """Render a Problem as ``application/problem+json``."""
-    body = {"type": "about:blank", "title": problem.title, "status": problem.status,
-            "detail": problem.detail, **problem.extra}
-    return JSONBody(body, status_code=problem.status, headers=problem.headers,
-                    media_type=PROBLEM_TYPE)
+    body = {
+        "type": "about:blank",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        **problem.extra,
+    }
+    return JSONBody(
+        body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_TYPE
+    )

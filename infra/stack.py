@@ -74,7 +74,9 @@ def start_stack(ephemeral: bool = False, settings: Settings | None = None) -> St
     return stack
 
 
-def _start_dependencies(stack: Stack, data_dir: Path, log_dir: Path, ephemeral: bool) -> dict[str, str]:
+def _start_dependencies(
+    stack: Stack, data_dir: Path, log_dir: Path, ephemeral: bool
+) -> dict[str, str]:
     env: dict[str, str] = {}
     settings = stack.settings
     if not settings.kafka_bootstrap:
@@ -93,7 +95,9 @@ def _start_dependencies(stack: Stack, data_dir: Path, log_dir: Path, ephemeral: 
     return env
 
 
-def _credentials(stack: Stack, settings: Settings, data_dir: Path, ephemeral: bool) -> dict[str, str]:
+def _credentials(
+    stack: Stack, settings: Settings, data_dir: Path, ephemeral: bool
+) -> dict[str, str]:
     """Configured keys win; otherwise a generated write key and admin token, kept in data_dir."""
     stored = data_dir / "credentials.json"
     saved = json.loads(stored.read_text()) if stored.exists() and not ephemeral else {}
@@ -124,9 +128,11 @@ def _start_services(stack: Stack, log_dir: Path) -> None:
     settings = stack.settings
     env = {**stack.env, "PYTHONUNBUFFERED": "1"}
     python = sys.executable
-    services = [("collector", settings.collector_port, "/healthz"),
-                ("api", settings.api_port, "/healthz"),
-                ("processor", settings.processor_metrics_port, "/healthz")]
+    services = [
+        ("collector", settings.collector_port, "/healthz"),
+        ("api", settings.api_port, "/healthz"),
+        ("processor", settings.processor_metrics_port, "/healthz"),
+    ]
     for name, port, path in services:
         argv = [python, "-m", "infra.cli", name]
         child = spawn(name, argv, port, log_dir / f"{name}.log", env)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,10 +20,19 @@ from touchpath.identifiers import identifiers_of
 
 EVENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 #: Segment ``context.channel`` values mapped onto touchpath channels.
-CHANNEL_ALIASES = {"browser": "web", "client": "web", "website": "web", "app": "mobile",
-                   "ios": "mobile", "android": "mobile", "backend": "server"}
+CHANNEL_ALIASES = {
+    "browser": "web",
+    "client": "web",
+    "website": "web",
+    "app": "mobile",
+    "ios": "mobile",
+    "android": "mobile",
+    "backend": "server",
+}
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
 _STRING_FIELDS = ("event", "name", "category", "groupId", "previousId")
+_MESSAGE_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+_CHANNEL = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
 
 
 class InvalidEvent(ValueError):
@@ -50,7 +60,9 @@ class IngestContext:
 
 def format_time(moment: datetime) -> str:
     """ISO-8601 UTC with milliseconds and a ``Z``, the form every stored timestamp takes."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
 
 
 def parse_time(value: object, field: str) -> datetime:
@@ -115,13 +127,17 @@ def _check_shapes(event: dict[str, Any]) -> None:
         if value is not None and (not isinstance(value, str | int) or isinstance(value, bool)):
             raise InvalidEvent(f"{field} must be a string")
     message_id = event.get("messageId")
-    if message_id is not None and (not isinstance(message_id, str) or not 0 < len(message_id) <= 200):
-        raise InvalidEvent("messageId must be a non-empty string of at most 200 characters")
+    if message_id is not None and not (
+        isinstance(message_id, str) and _MESSAGE_ID.match(message_id)
+    ):
+        raise InvalidEvent("messageId must be 1 to 200 printable characters")
 
 
 def _check_type_requirements(event: dict[str, Any]) -> None:
     event_type = event["type"]
-    if event_type == "track" and not (isinstance(event.get("event"), str) and event["event"].strip()):
+    if event_type == "track" and not (
+        isinstance(event.get("event"), str) and event["event"].strip()
+    ):
         raise InvalidEvent("track needs a non-empty event name in 'event'", "missing_field")
     if event_type == "group" and not event.get("groupId"):
         raise InvalidEvent("group needs a groupId", "missing_field")
@@ -135,7 +151,8 @@ def _enrich(event: dict[str, Any], ctx: IngestContext) -> None:
     channel = context.get("channel")
     if isinstance(channel, str):
         channel = CHANNEL_ALIASES.get(channel.lower(), channel.lower())
-    context["channel"] = channel if isinstance(channel, str) and channel else ctx.default_channel
+    valid = isinstance(channel, str) and _CHANNEL.match(channel)
+    context["channel"] = channel if valid else ctx.default_channel
     if ctx.ip and "ip" not in context:
         context["ip"] = ctx.ip
     if ctx.user_agent and "userAgent" not in context:

@@ -21,8 +21,24 @@ EXTERNAL_PREFIX = "ext:"
 DEFAULT_PRIORITY: tuple[str, ...] = (USER_ID, EMAIL, PHONE, EXTERNAL_PREFIX, ANONYMOUS_ID)
 
 JUNK_VALUES = frozenset(
-    {"", "null", "undefined", "anonymous", "0", "-1", "[object object]", "none", "nil",
-     "nan", "n/a", "unknown", "true", "false", "{}", "[]"}
+    {
+        "",
+        "null",
+        "undefined",
+        "anonymous",
+        "0",
+        "-1",
+        "[object object]",
+        "none",
+        "nil",
+        "nan",
+        "n/a",
+        "unknown",
+        "true",
+        "false",
+        "{}",
+        "[]",
+    }
 )
 _ALL_ZERO = re.compile(r"^[0\-_.:\s]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -44,7 +60,7 @@ class Identifier(NamedTuple):
     def parse(cls, key: str) -> Identifier:
         """Inverse of :meth:`key`."""
         if key.startswith(EXTERNAL_PREFIX):
-            ext_type, _, value = key[len(EXTERNAL_PREFIX):].partition(":")
+            ext_type, _, value = key[len(EXTERNAL_PREFIX) :].partition(":")
             return cls(EXTERNAL_PREFIX + ext_type, value)
         kind, _, value = key.partition(":")
         return cls(kind, value)

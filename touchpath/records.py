@@ -48,7 +48,9 @@ def decode_touchpoints(value: bytes | None) -> list[dict[str, Any]]:
     except orjson.JSONDecodeError as exc:
         raise RecordError(f"record is not JSON: {exc}") from None
     if not isinstance(body, dict) or body.get("v") != RECORD_VERSION:
-        raise RecordError(f"unknown record version {body.get('v') if isinstance(body, dict) else None!r}")
+        raise RecordError(
+            f"unknown record version {body.get('v') if isinstance(body, dict) else None!r}"
+        )
     events = body.get("events")
     if not isinstance(events, list):
         raise RecordError("record has no events list")

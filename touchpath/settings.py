@@ -15,8 +15,22 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CHANNELS = frozenset(
     {
-        "web", "mobile", "email", "chat", "ads", "social", "search", "store",
-        "support", "server", "sms", "push", "direct", "referral", "affiliate", "other",
+        "web",
+        "mobile",
+        "email",
+        "chat",
+        "ads",
+        "social",
+        "search",
+        "store",
+        "support",
+        "server",
+        "sms",
+        "push",
+        "direct",
+        "referral",
+        "affiliate",
+        "other",
     }
 )
 SCOPES = frozenset({"read", "admin"})
@@ -52,8 +66,10 @@ def parse_write_keys(raw: str) -> dict[str, WriteKeySource]:
         source, _, channel = rest.partition(":")
         channel = channel.strip() or "web"
         if channel not in CHANNELS:
-            raise ValueError(f"unknown channel {channel!r} for key {key.strip()!r}; "
-                             f"use one of {sorted(CHANNELS)}")
+            raise ValueError(
+                f"unknown channel {channel!r} for key {key.strip()!r}; "
+                f"use one of {sorted(CHANNELS)}"
+            )
         keys[key.strip()] = WriteKeySource(source=source.strip(), channel=channel)
     return keys
 
@@ -71,6 +87,17 @@ def parse_api_tokens(raw: str) -> dict[str, ApiToken]:
             raise ValueError(f"unknown scope(s) {sorted(unknown)}; use {sorted(SCOPES)}")
         tokens[token.strip()] = ApiToken(name=f"token-{index + 1}", scopes=scopes)
     return tokens
+
+
+def parse_limits(raw: str) -> dict[str, int]:
+    """Parse ``user_id=1,email=5`` into per-identifier-kind limits (0 = no limit)."""
+    limits: dict[str, int] = {}
+    for item in _items(raw):
+        kind, sep, number = item.partition("=")
+        if not sep or not number.strip().isdigit():
+            raise ValueError(f"expected kind=number, got {item!r}")
+        limits[kind.strip()] = int(number)
+    return limits
 
 
 def _items(raw: str) -> list[str]:
@@ -94,6 +121,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8081, ge=1, le=65535)
     api_workers: int = Field(1, ge=1, le=64)
+    processor_host: str = "127.0.0.1"
     processor_metrics_port: int = Field(8082, ge=0, le=65535)
 
     kafka_bootstrap: str = ""
@@ -122,6 +150,16 @@ class Settings(BaseSettings):
     processor_batch_size: int = Field(2000, ge=1, le=100_000)
     processor_max_dead_letters_per_minute: int = Field(1000, ge=0)
     journey_cap: int = Field(1000, ge=1)
+    identity_limits: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=lambda: {"user_id": 1, "email": 5, "phone": 5, "anonymous_id": 50}
+    )
+    identity_priority: Annotated[tuple[str, ...], NoDecode] = (
+        "user_id",
+        "email",
+        "phone",
+        "ext:",
+        "anonymous_id",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("write_keys", mode="before")
@@ -133,6 +171,16 @@ class Settings(BaseSettings):
     @classmethod
     def _api_tokens(cls, value: object) -> object:
         return parse_api_tokens(value) if isinstance(value, str) else value
+
+    @field_validator("identity_limits", mode="before")
+    @classmethod
+    def _limits(cls, value: object) -> object:
+        return parse_limits(value) if isinstance(value, str) else value
+
+    @field_validator("identity_priority", mode="before")
+    @classmethod
+    def _priority(cls, value: object) -> object:
+        return tuple(_items(value)) if isinstance(value, str) else value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -44,18 +44,24 @@ def stack_env(bootstrap: str, redis_url: str, **extra: str) -> dict[str, str]:
         "TOUCHPATH_LOG_LEVEL": "WARNING",
     }
     env.update(extra)
-    ensure_topics(load_settings(**{k.removeprefix("TOUCHPATH_").lower(): v for k, v in env.items()}))
+    ensure_topics(
+        load_settings(**{k.removeprefix("TOUCHPATH_").lower(): v for k, v in env.items()})
+    )
     return env
 
 
 def start_service(name: str, env: dict[str, str], log_dir: Path) -> Child:
     """Run ``touchpath <name>`` with ``env`` and wait for its /healthz."""
-    port_var = {"collector": "TOUCHPATH_COLLECTOR_PORT", "api": "TOUCHPATH_API_PORT",
-                "processor": "TOUCHPATH_PROCESSOR_METRICS_PORT"}[name]
+    port_var = {
+        "collector": "TOUCHPATH_COLLECTOR_PORT",
+        "api": "TOUCHPATH_API_PORT",
+        "processor": "TOUCHPATH_PROCESSOR_METRICS_PORT",
+    }[name]
     port = int(env.get(port_var) or free_port())
     env = {**env, port_var: str(port)}
-    child = spawn(name, [sys.executable, "-m", "infra.cli", name], port,
-                  log_dir / f"{name}-{port}.log", env)
+    child = spawn(
+        name, [sys.executable, "-m", "infra.cli", name], port, log_dir / f"{name}-{port}.log", env
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz") as r:
@@ -68,8 +74,9 @@ def start_service(name: str, env: dict[str, str], log_dir: Path) -> Child:
 
 def read_topic(bootstrap: str, topic: str, count: int, timeout_s: float = 15.0) -> list[dict]:
     """Read ``count`` JSON records from the start of every partition of ``topic``."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=500)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=500
+    )
     try:
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         consumer.assign(parts)

@@ -1,0 +1,288 @@
+"""Processor benchmark: a synthetic population through the real broker into Redis.
+
+10,000 people and 100,000 events by default: a third browse anonymously on two devices
+before identifying; email and chat touchpoints mixed in; events spread over 6 partitions in
+records of up to 100 events (as the collector writes them), pre-loaded before the processors
+start. Measures events/s with 1 and 2 processor instances, checks the stitching of every
+person against the generator's ground truth, and in the same run measures a bare pipelined
+Redis write rate (3 writes per event) as the baseline.
+
+Run: ``python bench/processor_bench.py [--people 10000] [--events 100000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+from kafka import KafkaProducer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from infra.embedded import Child, free_port, spawn, start_redis, start_tansu  # noqa: E402
+from infra.kafka import ensure_topics  # noqa: E402
+from touchpath.events import format_time  # noqa: E402
+from touchpath.records import encode_touchpoints  # noqa: E402
+from touchpath.settings import load_settings  # noqa: E402
+
+START_MS = 1_767_225_600_000  # 2026-01-01
+WEB = [
+    "Product List Viewed",
+    "Product Viewed",
+    "Products Searched",
+    "Product Added",
+    "Checkout Started",
+]
+
+
+def iso(at_ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return format_time(datetime.fromtimestamp(at_ms / 1000, UTC))
+
+
+def event(kind: str, at_ms: int, channel: str, **fields: Any) -> dict[str, Any]:
+    body = {
+        "type": kind,
+        "messageId": uuid.uuid4().hex,
+        "timestamp": iso(at_ms),
+        "receivedAt": iso(at_ms),
+        "source": "bench",
+        "context": {"channel": channel},
+    }
+    body.update(fields)
+    return body
+
+
+def person_events(index: int, budget: int, rnd: random.Random) -> tuple[list[dict], set[str]]:
+    """One person's events and the identifiers that must end up as one customer."""
+    user, email = f"user-{index}", f"person{index}@example.com"
+    devices = [
+        f"anon-{index}-{d}-{uuid.uuid4().hex[:8]}" for d in range(2 if index % 3 == 0 else 1)
+    ]
+    at = START_MS + rnd.randrange(0, 30 * 86_400_000)
+    found: list[dict] = []
+    for step in range(budget):
+        at += rnd.randrange(60_000, 3_600_000)
+        device = devices[step % len(devices)]
+        identified = step >= budget // 3
+        ids: dict[str, Any] = {"anonymousId": device}
+        if identified:
+            ids["userId"] = user
+        roll = rnd.random()
+        if step == budget // 3:
+            found.append(
+                event("identify", at, "web", traits={"email": email, "plan": "pro"}, **ids)
+            )
+            for other in devices:
+                found.append(event("identify", at + 1, "web", anonymousId=other, userId=user))
+        elif roll < 0.15 and identified:
+            found.append(
+                event(
+                    "track",
+                    at,
+                    "email",
+                    event="Email Link Clicked",
+                    userId=user,
+                    properties={"email": email},
+                )
+            )
+        elif roll < 0.22:
+            found.append(event("track", at, "chat", event="Live Chat Message Sent", **ids))
+        elif roll < 0.5:
+            found.append(
+                event(
+                    "page",
+                    at,
+                    "web",
+                    properties={"path": rnd.choice(["/", "/pricing", "/products/1", "/blog"])},
+                    **ids,
+                )
+            )
+        elif step == budget - 1 and identified and rnd.random() < 0.4:
+            found.append(
+                event(
+                    "track",
+                    at,
+                    "web",
+                    event="Order Completed",
+                    userId=user,
+                    properties={"revenue": 25.0},
+                )
+            )
+        else:
+            found.append(event("track", at, "web", event=rnd.choice(WEB), **ids))
+    return found, {f"user_id:{user}", f"email:{email}"} | {f"anonymous_id:{d}" for d in devices}
+
+
+def population(people: int, total: int, seed: int = 7) -> tuple[list[dict], list[set[str]]]:
+    rnd = random.Random(seed)
+    per_person = max(3, total // people)
+    events_all: list[dict] = []
+    truth: list[set[str]] = []
+    for index in range(people):
+        found, ids = person_events(index, per_person, rnd)
+        events_all.extend(found)
+        truth.append(ids)
+    rnd.shuffle(events_all)
+    return events_all, truth
+
+
+def preload(bootstrap: str, topic: str, events_all: list[dict], partitions: int) -> None:
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        compression_type="lz4",
+        linger_ms=20,
+        batch_size=1 << 20,
+        max_request_size=8 << 20,
+    )
+    for start in range(0, len(events_all), 100):
+        chunk = events_all[start : start + 100]
+        producer.send(
+            topic, value=encode_touchpoints(chunk, "bench"), partition=(start // 100) % partitions
+        )
+    producer.flush(120)
+    producer.close()
+
+
+def processed(ports: list[int]) -> int:
+    total = 0.0
+    for port in ports:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        for line in text.splitlines():
+            if line.startswith(
+                (
+                    "touchpath_processor_events_processed_total",
+                    "touchpath_processor_events_duplicate_total",
+                )
+            ):
+                total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def run_processors(instances: int, env: dict[str, str], expected: int, logs: Path) -> float:
+    ports = [free_port() for _ in range(instances)]
+    children: list[Child] = []
+    for port in ports:
+        children.append(
+            spawn(
+                "processor",
+                [sys.executable, "-m", "infra.cli", "processor"],
+                port,
+                logs / f"processor-{port}.log",
+                {**env, "TOUCHPATH_PROCESSOR_METRICS_PORT": str(port)},
+            )
+        )
+    try:
+        first_at, first_count = None, 0
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            count = processed(ports)
+            now = time.monotonic()
+            if first_at is None and count > 0:
+                first_at, first_count = now, count
+            if count >= expected:
+                assert first_at is not None
+                return (count - first_count) / max(now - first_at, 1e-6)
+            time.sleep(0.1)
+        raise RuntimeError("processors did not finish in 10 minutes")
+    finally:
+        for child in children:
+            child.stop()
+
+
+def check_stitching(client: redis.Redis, prefix: str, truth: list[set[str]]) -> dict[str, int]:
+    wrong = 0
+    seen_customers: dict[str, int] = {}
+    for index, ids in enumerate(truth):
+        pipe = client.pipeline(transaction=False)
+        for identifier in sorted(ids):
+            pipe.get(f"{prefix}:idc:{identifier}")
+        customers = set(pipe.execute())
+        if len(customers) != 1 or None in customers:
+            wrong += 1
+            continue
+        cid = customers.pop()
+        if seen_customers.setdefault(cid, index) != index:
+            wrong += 1
+    return {"people": len(truth), "stitched_wrong": wrong}
+
+
+def redis_baseline(client: redis.Redis, events_all: list[dict]) -> float:
+    """Bare pipelined Redis writes: SADD + ZADD + HINCRBY per event, batches of 2000."""
+    started = time.perf_counter()
+    for start in range(0, len(events_all), 2000):
+        pipe = client.pipeline(transaction=False)
+        for item in events_all[start : start + 2000]:
+            key = item.get("userId") or item.get("anonymousId")
+            pipe.sadd(f"base:{key}:seen", item["messageId"])
+            pipe.zadd(f"base:{key}:journey", {item["messageId"]: 1})
+            pipe.hincrby(f"base:{key}:data", "events", 1)
+        pipe.execute()
+    return len(events_all) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "processor.json"))
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="touchpath-bench-"))
+    broker = start_tansu(free_port(), work)
+    redis_child = start_redis(free_port(), work / "redis", work, aof=True)
+    bootstrap, redis_url = f"127.0.0.1:{broker.port}", f"redis://127.0.0.1:{redis_child.port}/0"
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        events_all, truth = population(args.people, args.events)
+        results: dict[str, Any] = {"events": len(events_all), "people": args.people}
+        results["redis_baseline_events_per_s"] = round(redis_baseline(client, events_all))
+        for instances in (1, 2):
+            run = uuid.uuid4().hex[:6]
+            env = {
+                "TOUCHPATH_KAFKA_BOOTSTRAP": bootstrap,
+                "TOUCHPATH_REDIS_URL": redis_url,
+                "TOUCHPATH_REDIS_PREFIX": f"b{run}",
+                "TOUCHPATH_CONSUMER_GROUP": f"b{run}",
+                "TOUCHPATH_TOPIC_TOUCHPOINTS": f"bench.{run}.touchpoints",
+                "TOUCHPATH_TOPIC_DEAD_LETTER": f"bench.{run}.dlq",
+                "TOUCHPATH_TOPIC_STAGE_CHANGES": f"bench.{run}.changes",
+                "TOUCHPATH_KAFKA_PARTITIONS": str(args.partitions),
+                "TOUCHPATH_CONSUMER_SESSION_TIMEOUT_MS": "3000",
+                "TOUCHPATH_LOG_LEVEL": "WARNING",
+            }
+            ensure_topics(
+                load_settings(**{k.removeprefix("TOUCHPATH_").lower(): v for k, v in env.items()})
+            )
+            preload(bootstrap, env["TOUCHPATH_TOPIC_TOUCHPOINTS"], events_all, args.partitions)
+            rate = run_processors(instances, env, len(events_all), work)
+            check = check_stitching(client, env["TOUCHPATH_REDIS_PREFIX"], truth)
+            results[f"processors_{instances}"] = {"events_per_s": round(rate), **check}
+            print(f"{instances} processor(s): {rate:,.0f} events/s; stitching: {check}", flush=True)
+        base = results["redis_baseline_events_per_s"]
+        print(f"bare pipelined Redis writes: {base:,} events/s (3 writes per event)")
+        for instances in (1, 2):
+            rate = results[f"processors_{instances}"]["events_per_s"]
+            print(f"  ratio {instances} processor(s) / Redis baseline: {rate / base:.2f}")
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    finally:
+        client.close()
+        redis_child.stop()
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The Kafka consumer group that stitches touchpoints into journeys and stages in Redis."""

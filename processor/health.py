@@ -1,0 +1,45 @@
+"""A tiny HTTP server for the processor: /healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from infra.observability import metrics_payload
+
+
+def serve_health(host: str, port: int, ready: Callable[[], bool]) -> ThreadingHTTPServer:
+    """Start the server on a daemon thread; ``ready`` decides /readyz."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                self._answer(200, b'{"status":"ok"}', "application/json")
+            elif self.path == "/readyz":
+                ok = ready()
+                self._answer(
+                    200 if ok else 503,
+                    b'{"status":"ready"}' if ok else b'{"status":"unavailable"}',
+                    "application/json",
+                )
+            elif self.path == "/metrics":
+                self._answer(200, metrics_payload(), CONTENT_TYPE_LATEST)
+            else:
+                self._answer(404, b'{"status":"not found"}', "application/json")
+
+        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+    return server

@@ -1,0 +1,48 @@
+"""The processor's Prometheus metrics (``touchpath_processor_*``, ``touchpath_customers_*``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_PROCESSED = Counter(
+    "touchpath_processor_events_processed", "New events applied to journeys.", ["channel"]
+)
+EVENTS_DUPLICATE = Counter(
+    "touchpath_processor_events_duplicate", "Events seen before (same messageId), ignored."
+)
+CONSUMER_LAG = Gauge(
+    "touchpath_processor_consumer_lag_records",
+    "High-water mark minus position, per assigned partition.",
+    ["partition"],
+    multiprocess_mode="livesum",
+)
+EVENT_TO_STAGE = Histogram(
+    "touchpath_processor_event_to_stage_seconds",
+    "From the collector receiving an event to its effect being visible in Redis.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+MERGES = Counter("touchpath_processor_merges", "Customers merged into another customer.")
+MERGES_REFUSED = Counter(
+    "touchpath_processor_merges_refused",
+    "Ties not made because they would break an identity limit.",
+    ["reason"],
+)
+DEAD_LETTERS = Counter(
+    "touchpath_processor_dead_letters",
+    "Records or events written to the dead-letter topic.",
+    ["reason"],
+)
+STAGE_CHANGES = Counter(
+    "touchpath_processor_stage_changes", "Stage changes announced, by new stage.", ["stage"]
+)
+BATCH_SECONDS = Histogram(
+    "touchpath_processor_batch_duration_seconds",
+    "Time to process one polled batch, commit included.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+CUSTOMERS_BY_STAGE = Gauge(
+    "touchpath_customers_by_stage",
+    "Customers whose current stage is …",
+    ["stage"],
+    multiprocess_mode="livemax",
+)

@@ -1,0 +1,155 @@
+"""Re-derive the customers of touched clusters and write them with optimistic concurrency.
+
+For a chunk of clusters: WATCH their version keys, read their identifiers, ties, anchors and
+last profiles, derive the new profiles with the pure core, then write profiles, look-ups,
+stage indexes and stage-change outbox entries in one MULTI/EXEC. If another processor changed
+any of those clusters in between, EXEC fails and the chunk is derived again from fresh data,
+so concurrent instances can never write a merge computed from stale state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+from redis.client import Pipeline
+from touchpath.stages import StageModel
+
+from processor.store import ClusterState, JourneyStore
+from touchpath.identity import IdentityPolicy
+from touchpath.journey import derive_profiles, funnel_row, stage_changes
+from touchpath.keys import Keys
+
+log = logging.getLogger(__name__)
+CHUNK = 200
+MAX_ATTEMPTS = 50
+
+
+@dataclass(slots=True)
+class ResolveReport:
+    """What a resolution pass changed."""
+
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    merges: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+
+
+class Resolver:
+    """Derives and stores customer profiles for clusters whose inputs changed."""
+
+    def __init__(self, store: JourneyStore, model: StageModel, policy: IdentityPolicy) -> None:
+        self.store = store
+        self.model = model
+        self.policy = policy
+
+    def resolve(self, clusters: Iterable[str]) -> ResolveReport:
+        """Resolve every given cluster; returns the stage changes announced."""
+        report = ResolveReport()
+        pending = sorted(set(c for c in clusters if c))
+        for start in range(0, len(pending), CHUNK):
+            self._resolve_chunk(pending[start : start + CHUNK], report)
+        return report
+
+    def _resolve_chunk(self, chunk: Sequence[str], report: ResolveReport) -> None:
+        keys = self.store.keys
+        for _ in range(MAX_ATTEMPTS):
+            with self.store.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(*(keys.cluster(c, "ver") for c in chunk))
+                    states = self.store.read_clusters(chunk)
+                    anchors = self.store.read_anchors(
+                        i for state in states for i in state.first_seen
+                    )
+                    pipe.multi()
+                    partial = ResolveReport()
+                    for state in states:
+                        state.anchors = anchors
+                        self._derive_and_write(pipe, state, partial)
+                    pipe.execute()
+                except redis.WatchError:
+                    report.retries += 1
+                    continue
+            report.changes.extend(partial.changes)
+            report.merges += partial.merges
+            report.refused.update(partial.refused)
+            return
+        raise RuntimeError(f"could not resolve {len(chunk)} clusters after {MAX_ATTEMPTS} tries")
+
+    def _derive_and_write(self, pipe: Pipeline, state: ClusterState, report: ResolveReport) -> None:
+        new = derive_profiles(state.first_seen, state.ties, state.anchors, self.model, self.policy)
+        old = state.profiles
+        changes = stage_changes(old, new, self.model)
+        _count(old, new, report)
+        report.changes.extend(changes)
+        self._write(pipe, state, old, new, changes)
+
+    def _write(
+        self,
+        pipe: Pipeline,
+        state: ClusterState,
+        old: dict[str, dict[str, Any]],
+        new: dict[str, dict[str, Any]],
+        changes: list[dict[str, Any]],
+    ) -> None:
+        keys = self.store.keys
+        snap = keys.cluster(state.cluster, "snap")
+        for cid, profile in old.items():
+            if cid not in new:
+                pipe.delete(keys.customer(cid))
+                pipe.hdel(snap, cid)
+                pipe.hdel(keys.funnel, cid)
+                if profile.get("stage"):
+                    pipe.zrem(keys.stage(profile["stage"]), cid)
+                for stage in profile["history"]:
+                    pipe.zrem(keys.reached(stage), cid)
+        for cid, profile in new.items():
+            before = old.get(cid)
+            if before == profile:
+                continue
+            blob = orjson.dumps(profile)
+            pipe.set(keys.customer(cid), blob)
+            pipe.hset(snap, cid, blob)
+            for identity in profile["identities"]:
+                pipe.set(keys.customer_of(identity), cid)
+            _index_stage(pipe, keys, cid, before, profile)
+            pipe.hset(keys.funnel, cid, orjson.dumps(funnel_row(profile)))
+        for change in changes:
+            pipe.xadd(keys.outbox, {"change": orjson.dumps(change)})
+
+
+def _index_stage(
+    pipe: Pipeline, keys: Keys, cid: str, before: dict[str, Any] | None, profile: dict[str, Any]
+) -> None:
+    old_stage = before.get("stage") if before else None
+    stage = profile.get("stage")
+    if old_stage and old_stage != stage:
+        pipe.zrem(keys.stage(old_stage), cid)
+    if stage:
+        pipe.zadd(keys.stage(stage), {cid: profile["history"][stage][0]})
+    history = profile["history"]
+    for gone in set(before["history"] if before else ()) - set(history):
+        pipe.zrem(keys.reached(gone), cid)
+    for reached, (at_ms, _, _) in history.items():
+        pipe.zadd(keys.reached(reached), {cid: at_ms})
+
+
+def _count(
+    old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]], report: ResolveReport
+) -> None:
+    """Merges (old customers folded into one) and newly refused ties, for metrics."""
+    owner = {i: cid for cid, p in old.items() for i in p["identities"]}
+    known_refusals = {tuple(r["identifiers"]) for p in old.values() for r in p["refused_ties"]}
+    for profile in new.values():
+        sources = {owner[i] for i in profile["identities"] if i in owner}
+        report.merges += max(0, len(sources) - 1)
+        for refusal in profile["refused_ties"]:
+            if tuple(refusal["identifiers"]) not in known_refusals:
+                kind = refusal["reason"].split(" identifiers")[0].split()[-1]
+                report.refused[kind] += 1
+                known_refusals.add(tuple(refusal["identifiers"]))

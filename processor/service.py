@@ -1,0 +1,234 @@
+"""The processor loop: poll a batch → apply to Redis → resolve → dead-letter → commit → publish.
+
+Offsets are committed (``offset + 1``) only after the batch's effects are durable in Redis and
+its dead letters are acknowledged by Kafka; every effect is idempotent, so a batch delivered
+again after a crash changes nothing. A dead-letter rate above the configured limit stops the
+processor instead of draining a topic into the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import redis
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.structs import OffsetAndMetadata
+
+from infra.kafka import ensure_topics, make_consumer, producer_config
+from infra.logs import configure_logging
+from infra.observability import DEPENDENCY_UP
+from processor import metrics
+from processor.decode import DeadLetter, decode_batch
+from processor.health import serve_health
+from processor.publisher import OutboxPublisher
+from processor.resolver import Resolver
+from processor.store import JourneyStore
+from touchpath.identity import IdentityPolicy
+from touchpath.records import encode_dead_letter
+from touchpath.settings import Settings
+from touchpath.stages import StageModel, load_stage_model
+
+log = logging.getLogger(__name__)
+Batch = Mapping[TopicPartition, Sequence[ConsumerRecord]]
+
+
+class DeadLetterLimitExceeded(RuntimeError):
+    """Too many dead letters in a minute: likely a bad deploy or a poisoned topic."""
+
+
+@dataclass
+class Processor:
+    """One consumer-group member's processing steps, each small and testable."""
+
+    settings: Settings
+    store: JourneyStore
+    resolver: Resolver
+    producer: KafkaProducer
+    publisher: OutboxPublisher
+    model: StageModel
+    policy: IdentityPolicy
+
+    def __post_init__(self) -> None:
+        self._dead_times: deque[float] = deque()
+
+    def process(self, batch: Batch) -> None:
+        """Apply a polled batch until its effects are durable (raises on Redis/Kafka errors)."""
+        started = time.perf_counter()
+        values = [record.value for records in batch.values() for record in records]
+        decoded = decode_batch(values, self.model, self.policy)
+        applied = self.store.apply(decoded.effects)
+        report = self.resolver.resolve(a.cluster for a in applied if a.needs_resolution)
+        self._dead_letter(decoded.dead)
+        self._observe(decoded.effects, applied, report.merges, report.refused)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _dead_letter(self, dead: Sequence[DeadLetter]) -> None:
+        if not dead:
+            return
+        self._check_dead_letter_rate(len(dead))
+        futures = [self.producer.send(self.settings.topic_dead_letter, encode_dead_letter(
+            d.reason, d.raw, stage="processor")) for d in dead]
+        self.producer.flush(10)
+        for future, letter in zip(futures, dead, strict=True):
+            future.get(10)
+            metrics.DEAD_LETTERS.labels(letter.code).inc()
+            log.warning("dead-lettered input", extra={"reason": letter.reason})
+
+    def _check_dead_letter_rate(self, count: int) -> None:
+        limit = self.settings.processor_max_dead_letters_per_minute
+        now = time.monotonic()
+        self._dead_times.extend([now] * count)
+        while self._dead_times and self._dead_times[0] < now - 60:
+            self._dead_times.popleft()
+        if limit and len(self._dead_times) > limit:
+            raise DeadLetterLimitExceeded(
+                f"{len(self._dead_times)} dead letters in the last minute (limit {limit}): "
+                "stopping instead of draining the topic; fix the input or raise "
+                "TOUCHPATH_PROCESSOR_MAX_DEAD_LETTERS_PER_MINUTE")
+
+    def _observe(self, effects: Sequence, applied: Sequence, merges: int,
+                 refused: Counter[str]) -> None:
+        now_ms = time.time() * 1000
+        channels: Counter[str] = Counter()
+        duplicates = 0
+        for effect, result in zip(effects, applied, strict=True):
+            if not result.new:
+                duplicates += 1
+                continue
+            channels[effect.channel] += 1
+            metrics.EVENT_TO_STAGE.observe(max(0.0, now_ms - effect.received_ms) / 1000)
+        for channel, count in channels.items():
+            metrics.EVENTS_PROCESSED.labels(channel).inc(count)
+        metrics.EVENTS_DUPLICATE.inc(duplicates)
+        metrics.MERGES.inc(merges)
+        for reason, count in refused.items():
+            metrics.MERGES_REFUSED.labels(reason).inc(count)
+
+    def publish(self) -> int:
+        """Move waiting stage changes to Kafka."""
+        return self.publisher.drain()
+
+
+def commit_offsets(consumer: KafkaConsumer, batch: Batch) -> None:
+    """Commit ``last offset + 1`` for every partition in the batch."""
+    offsets = {tp: OffsetAndMetadata(records[-1].offset + 1, "", -1)
+               for tp, records in batch.items() if records}
+    if offsets:
+        consumer.commit(offsets)
+
+
+def update_lag(consumer: KafkaConsumer) -> None:
+    """Lag from the consumer's own high-water marks (tansu's ListOffsets is unreliable)."""
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        position = consumer.position(tp, timeout_ms=1000) or 0
+        metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
+
+
+def update_stage_gauges(store: JourneyStore, model: StageModel) -> None:
+    """Customers per stage, from the stage indexes."""
+    pipe = store.client.pipeline(transaction=False)
+    for stage in model.stages:
+        pipe.zcard(store.keys.stage(stage))
+    for stage, count in zip(model.stages, pipe.execute(), strict=True):
+        metrics.CUSTOMERS_BY_STAGE.labels(stage).set(count)
+
+
+def build_processor(settings: Settings, client: redis.Redis) -> Processor:
+    """Wire a Processor from settings (rules file validated here, at start-up)."""
+    model = load_stage_model(settings.rules_file)
+    policy = IdentityPolicy(limits=settings.identity_limits, priority=settings.identity_priority)
+    store = JourneyStore(client, settings.redis_prefix, settings.journey_cap)
+    producer = KafkaProducer(**producer_config(settings, delivery_timeout_ms=30_000,
+                                               request_timeout_ms=10_000, max_block_ms=10_000))
+    consumer_name = f"{socket.gethostname()}-{os.getpid()}"
+    publisher = OutboxPublisher(client, store.keys.outbox, producer,
+                                settings.topic_stage_changes, consumer_name)
+    return Processor(settings, store, Resolver(store, model, policy), producer, publisher,
+                     model, policy)
+
+
+def run_processor(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; non-zero exit when the dead-letter limit stops it."""
+    configure_logging("processor", settings.log_level)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10,
+                                  health_check_interval=10)
+    ensure_topics(settings)
+    processor = build_processor(settings, client)
+    consumer = make_consumer(settings, settings.topic_touchpoints)
+    server = serve_health(settings.processor_host, settings.processor_metrics_port,
+                         , lambda: _redis_up(client))
+    log.info("processor started", extra={"group": settings.consumer_group})
+    try:
+        return _loop(processor, consumer, stop)
+    except Exception:
+        log.exception("processor stopped on an unrecoverable error")
+        return 1
+    finally:
+        consumer.close(autocommit=False)
+        processor.producer.close(10)
+        server.shutdown()
+
+
+def _loop(processor: Processor, consumer: KafkaConsumer, stop: threading.Event) -> int:
+    last_housekeeping = 0.0
+    while not stop.is_set():
+        batch = consumer.poll(timeout_ms=500, max_records=processor.settings.processor_batch_size)
+        if batch:
+            _process_until_durable(processor, batch, stop)
+            if stop.is_set():
+                break
+            commit_offsets(consumer, batch)
+        _publish(processor)
+        if time.monotonic() - last_housekeeping > 5:
+            last_housekeeping = time.monotonic()
+            update_lag(consumer)
+            update_stage_gauges(processor.store, processor.model)
+    return 0
+
+
+def _process_until_durable(processor: Processor, batch: Batch, stop: threading.Event) -> None:
+    """Retry a batch on Redis/Kafka errors (same records, nothing committed) until it lands."""
+    backoff = 0.1
+    while not stop.is_set():
+        try:
+            processor.process(batch)
+            DEPENDENCY_UP.labels("redis").set(1)
+            return
+        except DeadLetterLimitExceeded:
+            raise
+        except (redis.RedisError, OSError) as exc:
+            DEPENDENCY_UP.labels("redis").set(0)
+            log.warning("batch not durable yet, retrying", extra={"error": repr(exc)})
+        except Exception as exc:  # Kafka errors while dead-lettering
+            log.warning("batch not finished, retrying", extra={"error": repr(exc)})
+        stop.wait(backoff)
+        backoff = min(backoff * 2, 5.0)
+
+
+def _publish(processor: Processor) -> None:
+    try:
+        processor.publish()
+    except Exception as exc:  # the outbox keeps the changes; next round retries
+        log.warning("stage changes not published yet", extra={"error": repr(exc)})
+
+
+def _redis_up(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False

@@ -1,0 +1,132 @@
+"""Identity resolution with merge protection, as a pure function of the ties seen.
+
+A *tie* is the set of identifiers one event carries (``identify`` ties anonymousId to userId,
+``alias`` ties previousId to userId, any event with two identifiers ties them). Ties are
+applied in canonical order — event time, then messageId — and a merge that would break a
+per-kind limit (default: one ``user_id`` per customer) is refused and reported. Because the
+order is canonical, the result depends only on the *set* of ties, never on arrival order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from touchpath.identifiers import DEFAULT_PRIORITY, Identifier, sort_by_priority
+
+TIE_SEPARATOR = "\x1f"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityPolicy:
+    """Per-kind limits (``ext:<type>`` or ``ext:`` for all external ids; 0 = none) and priority."""
+
+    limits: Mapping[str, int] = field(
+        default_factory=lambda: {"user_id": 1, "email": 5, "phone": 5, "anonymous_id": 50}
+    )
+    priority: tuple[str, ...] = DEFAULT_PRIORITY
+
+    def limit_of(self, kind: str) -> int:
+        """The limit for a kind; external ids fall back to the ``ext:`` entry."""
+        if kind in self.limits:
+            return self.limits[kind]
+        return self.limits.get("ext:", 0) if kind.startswith("ext:") else 0
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedTie:
+    """A tie that was not made, and why."""
+
+    order: str
+    identifiers: tuple[str, str]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Customers (as sets of identifier keys) and the ties refused on the way."""
+
+    customers: tuple[frozenset[str], ...]
+    refused: tuple[RefusedTie, ...]
+
+
+def tie_key(identifiers: Iterable[Identifier], policy: IdentityPolicy | None = None) -> str:
+    """The stored form of a tie: identifier keys, strongest first."""
+    priority = policy.priority if policy else DEFAULT_PRIORITY
+    return TIE_SEPARATOR.join(i.key() for i in sort_by_priority(identifiers, priority))
+
+
+def order_key(at_ms: int, message_id: str) -> str:
+    """Canonical order of events: zero-padded event time, then messageId."""
+    return f"{max(at_ms, 0):015d}\x1f{message_id}"
+
+
+class _Components:
+    """Union-find over identifier keys, tracking how many of each kind a component holds."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.parent: dict[str, str] = {}
+        self.kinds: dict[str, Counter[str]] = {}
+        for key in keys:
+            self.add(key)
+
+    def add(self, key: str) -> None:
+        if key not in self.parent:
+            self.parent[key] = key
+            self.kinds[key] = Counter({Identifier.parse(key).kind: 1})
+
+    def find(self, key: str) -> str:
+        root = key
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[key] != root:
+            self.parent[key], key = root, self.parent[key]
+        return root
+
+    def union(self, a: str, b: str) -> None:
+        keep, drop = sorted((a, b))
+        self.parent[drop] = keep
+        self.kinds[keep] += self.kinds.pop(drop)
+
+
+def resolve(
+    identifiers: Iterable[str], ties: Mapping[str, str], policy: IdentityPolicy
+) -> Resolution:
+    """Customers from identifier keys and ties (tie key → order key), deterministic."""
+    components = _Components(identifiers)
+    refused: list[RefusedTie] = []
+    for tie, order in sorted(ties.items(), key=lambda item: (item[1], item[0])):
+        members = tie.split(TIE_SEPARATOR)
+        for key in members:
+            components.add(key)
+        head = members[0]
+        for other in members[1:]:
+            reason = _merge(components, head, other, policy)
+            if reason:
+                refused.append(RefusedTie(order, (head, other), reason))
+    groups: dict[str, set[str]] = {}
+    for key in components.parent:
+        groups.setdefault(components.find(key), set()).add(key)
+    customers = tuple(sorted((frozenset(g) for g in groups.values()), key=lambda g: min(g)))
+    return Resolution(customers, tuple(refused))
+
+
+def _merge(components: _Components, a: str, b: str, policy: IdentityPolicy) -> str | None:
+    root_a, root_b = components.find(a), components.find(b)
+    if root_a == root_b:
+        return None
+    combined = components.kinds[root_a] + components.kinds[root_b]
+    for kind, count in combined.items():
+        limit = policy.limit_of(kind)
+        if limit and count > limit:
+            return f"would give {count} {kind} identifiers (limit {limit})"
+    components.union(root_a, root_b)
+    return None
+
+
+def customer_id(identifiers: Iterable[str], first_seen: Mapping[str, str]) -> str:
+    """A customer's id: derived from its earliest-seen identifier, so it survives growth."""
+    founder = min(identifiers, key=lambda key: (first_seen.get(key, "~"), key))
+    return "cus_" + hashlib.blake2b(founder.encode(), digest_size=10).hexdigest()

@@ -1,0 +1,424 @@
+"""What one event contributes to its customer, and how a customer's profile is derived.
+
+:func:`effects_of` turns a normalised event into :class:`EventEffects`: commutative,
+idempotent contributions (a journey entry, counters, earliest stage candidates, latest
+traits) stored under the event's *anchor* identifier. :func:`build_customer` folds the
+contributions of every identifier of a resolved customer into a profile, and
+:func:`stage_changes` compares old and new profiles to announce stage changes exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from touchpath.events import event_millis
+from touchpath.identifiers import Identifier, anchor_of, identifiers_of, sort_by_priority
+from touchpath.identity import (
+    IdentityPolicy,
+    RefusedTie,
+    customer_id,
+    order_key,
+    resolve,
+    tie_key,
+)
+from touchpath.stages import (
+    StageCandidate,
+    StageModel,
+    current_stage,
+    matching_stages,
+    stage_history,
+)
+
+ORDER_EVENTS = frozenset({"order completed"})
+_KEY_PROPERTIES = (
+    "path",
+    "url",
+    "title",
+    "referrer",
+    "product_id",
+    "sku",
+    "name",
+    "category",
+    "order_id",
+    "revenue",
+    "total",
+    "currency",
+    "plan",
+    "score",
+    "rating",
+    "campaign_id",
+    "email_id",
+    "conversation_id",
+    "machine_open",
+    "link_scanner",
+)
+FIELD_SEPARATOR = "\x1f"  # never inside messageIds or channels (the collector rejects it)
+
+
+@dataclass(frozen=True, slots=True)
+class EventEffects:
+    """Everything an event adds to the store, keyed by its anchor identifier."""
+
+    anchor: str
+    message_id: str
+    at_ms: int
+    order: str
+    channel: str
+    identifiers: tuple[str, ...]
+    tie: str | None
+    entry: bytes
+    counts: dict[str, int]
+    revenue: float
+    stages: dict[str, str]
+    conditional: dict[str, int]
+    traits: dict[str, str]
+    received_ms: int
+    first_touch: str
+
+
+def effects_of(
+    event: Mapping[str, Any], model: StageModel, policy: IdentityPolicy | None = None
+) -> EventEffects:
+    """The store contributions of one normalised event (ValueError if it has no identifier)."""
+    policy = policy or IdentityPolicy()
+    ids = identifiers_of(event)
+    anchor = anchor_of(ids, policy.priority)
+    if anchor is None:
+        raise ValueError("event has no usable identifier")
+    at_ms = event_millis(event)
+    message_id = str(event["messageId"])
+    channel = str(event.get("context", {}).get("channel") or "other")
+    order = order_key(at_ms, message_id)
+    stages, conditional = _stage_contributions(event, model, at_ms, message_id, channel)
+    revenue = _revenue(event)
+    return EventEffects(
+        anchor=anchor.key(),
+        message_id=message_id,
+        at_ms=at_ms,
+        order=order,
+        channel=channel,
+        identifiers=tuple(i.key() for i in ids),
+        tie=tie_key(ids, policy) if len(ids) > 1 else None,
+        entry=journey_entry(event, at_ms, channel),
+        counts=_counts(event, channel, revenue is not None),
+        revenue=revenue or 0.0,
+        stages=stages,
+        conditional=conditional,
+        traits=_traits(event, order),
+        received_ms=_received_ms(event, at_ms),
+        first_touch=FIELD_SEPARATOR.join(
+            (encode_candidate(at_ms, message_id, channel), _campaign_name(event))
+        ),
+    )
+
+
+def journey_entry(event: Mapping[str, Any], at_ms: int, channel: str) -> bytes:
+    """The compact timeline entry of an event (what the journey endpoint shows)."""
+    properties = event.get("properties") or {}
+    key_props = {k: properties[k] for k in _KEY_PROPERTIES if k in properties}
+    campaign = (event.get("context") or {}).get("campaign")
+    entry: dict[str, Any] = {
+        "id": event["messageId"],
+        "at": at_ms,
+        "channel": channel,
+        "type": event["type"],
+        "source": event.get("source"),
+    }
+    name = event.get("event") or event.get("name")
+    if name:
+        entry["event"] = name
+    if key_props:
+        entry["properties"] = key_props
+    if isinstance(campaign, Mapping) and campaign:
+        entry["campaign"] = {k: campaign[k] for k in ("name", "source", "medium") if k in campaign}
+    return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+
+
+def _stage_contributions(
+    event: Mapping[str, Any], model: StageModel, at_ms: int, message_id: str, channel: str
+) -> tuple[dict[str, str], dict[str, int]]:
+    unconditional: dict[str, str] = {}
+    conditional: dict[str, int] = {}
+    for stage, after in matching_stages(event, model).items():
+        if after is None:
+            unconditional[stage] = encode_candidate(at_ms, message_id, channel)
+        else:
+            conditional[FIELD_SEPARATOR.join((stage, after, message_id, channel))] = at_ms
+    return unconditional, conditional
+
+
+def encode_candidate(at_ms: int, message_id: str, channel: str) -> str:
+    """A stage candidate as a string whose lexicographic order is (time, messageId)."""
+    return FIELD_SEPARATOR.join((f"{max(at_ms, 0):015d}", message_id, channel))
+
+
+def _counts(event: Mapping[str, Any], channel: str, is_order: bool) -> dict[str, int]:
+    counts = {"events": 1, f"channel:{channel}": 1, f"type:{event['type']}": 1}
+    if is_order:
+        counts["orders"] = 1
+    return counts
+
+
+def _revenue(event: Mapping[str, Any]) -> float | None:
+    name = event.get("event")
+    if (
+        event.get("type") != "track"
+        or not isinstance(name, str)
+        or name.lower() not in ORDER_EVENTS
+    ):
+        return None
+    properties = event.get("properties") or {}
+    for key in ("revenue", "total", "value"):
+        value = properties.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return 0.0
+
+
+def _traits(event: Mapping[str, Any], order: str) -> dict[str, str]:
+    traits: dict[str, Any] = {}
+    context_traits = (event.get("context") or {}).get("traits")
+    if isinstance(context_traits, Mapping):
+        traits.update(context_traits)
+    if isinstance(event.get("traits"), Mapping):
+        traits.update(event["traits"])
+    return {
+        str(k)[:128]: order + FIELD_SEPARATOR + orjson.dumps(v).decode()
+        for k, v in list(traits.items())[:100]
+    }
+
+
+def _campaign_name(event: Mapping[str, Any]) -> str:
+    campaign = (event.get("context") or {}).get("campaign")
+    name = campaign.get("name") if isinstance(campaign, Mapping) else None
+    return str(name)[:100].replace(FIELD_SEPARATOR, " ") if name else ""
+
+
+def _received_ms(event: Mapping[str, Any], fallback: int) -> int:
+    received = event.get("receivedAt")
+    if not isinstance(received, str):
+        return fallback
+    return event_millis({"timestamp": received})
+
+
+@dataclass(slots=True)
+class AnchorData:
+    """What the store holds under one identifier (empty when it never anchored an event)."""
+
+    stages: dict[str, str] = field(default_factory=dict)
+    conditional: list[tuple[str, int]] = field(default_factory=list)
+    counts: dict[str, str] = field(default_factory=dict)
+    traits: dict[str, str] = field(default_factory=dict)
+    first_touch: str = ""
+
+
+def anchor_data(fields: Mapping[str, str]) -> AnchorData:
+    """Decode the stored hash of an anchor (``s:``/``c:``/``t:`` prefixed fields)."""
+    data = AnchorData()
+    for name, value in fields.items():
+        kind, _, rest = name.partition(":")
+        if kind == "s":
+            data.stages[rest] = value
+        elif kind == "c":
+            data.counts[rest] = value
+        elif kind == "t":
+            data.traits[rest] = value
+        elif name == "ft":
+            data.first_touch = value
+        elif name in ("first", "last", "cond"):
+            data.counts[name] = value
+    return data
+
+
+def _candidates(data: Iterable[AnchorData]) -> list[tuple[str, StageCandidate]]:
+    found: list[tuple[str, StageCandidate]] = []
+    for anchor in data:
+        for stage, encoded in anchor.stages.items():
+            at, message_id, channel = encoded.split(FIELD_SEPARATOR, 2)
+            found.append((stage, StageCandidate(int(at), message_id, channel)))
+        for member, at_ms in anchor.conditional:
+            stage, after, message_id, channel = member.split(FIELD_SEPARATOR, 3)
+            found.append((stage, StageCandidate(int(at_ms), message_id, channel, after)))
+    return found
+
+
+def build_customer(
+    identities: Iterable[str],
+    anchors: Mapping[str, AnchorData],
+    first_seen: Mapping[str, str],
+    refused: Sequence[RefusedTie],
+    model: StageModel,
+    policy: IdentityPolicy,
+) -> dict[str, Any]:
+    """A customer's stage profile, a pure function of its identities and their candidates."""
+    keys = [
+        i.key()
+        for i in sort_by_priority((Identifier.parse(k) for k in identities), policy.priority)
+    ]
+    data = [anchors[k] for k in keys if k in anchors]
+    history = stage_history(_candidates(data), model)
+    mine = set(keys)
+    return {
+        "id": customer_id(keys, first_seen),
+        "identities": keys,
+        "stage": current_stage(history, model),
+        "history": {s: [e.at_ms, e.message_id, e.channel] for s, e in history.items()},
+        "first_touch": first_touch(data),
+        "traits": latest_traits(data),
+        "refused_ties": [
+            {"identifiers": list(r.identifiers), "reason": r.reason}
+            for r in refused
+            if r.identifiers[0] in mine or r.identifiers[1] in mine
+        ],
+    }
+
+
+def derive_profiles(
+    first_seen: Mapping[str, str],
+    ties: Mapping[str, str],
+    anchors: Mapping[str, AnchorData],
+    model: StageModel,
+    policy: IdentityPolicy,
+) -> dict[str, dict[str, Any]]:
+    """Every customer profile of a raw cluster, keyed by customer id."""
+    resolution = resolve(first_seen, ties, policy)
+    profiles = (
+        build_customer(c, anchors, first_seen, resolution.refused, model, policy)
+        for c in resolution.customers
+    )
+    return {p["id"]: p for p in profiles}
+
+
+def first_touch(data: Iterable[AnchorData]) -> dict[str, Any] | None:
+    """The customer's earliest touchpoint: time, channel and UTM campaign name."""
+    earliest = min((d.first_touch for d in data if d.first_touch), default="")
+    if not earliest:
+        return None
+    at, _, channel, campaign = earliest.split(FIELD_SEPARATOR, 3)
+    return {"at_ms": int(at), "channel": channel, "campaign": campaign or None}
+
+
+def sum_counts(data: Iterable[AnchorData]) -> dict[str, float]:
+    """Counters of several anchors added up (first/last seen as min/max)."""
+    total: dict[str, float] = {}
+    for anchor in data:
+        for name, value in anchor.counts.items():
+            if name == "cond":
+                continue
+            number = float(value)
+            if name == "first":
+                total[name] = min(total.get(name, number), number)
+            elif name == "last":
+                total[name] = max(total.get(name, number), number)
+            else:
+                total[name] = total.get(name, 0.0) + number
+    return {k: (round(v, 2) if k == "revenue" else int(v)) for k, v in sorted(total.items())}
+
+
+def latest_traits(data: Iterable[AnchorData]) -> dict[str, Any]:
+    """Each trait's most recent value (by event time, then messageId) across anchors."""
+    latest: dict[str, str] = {}
+    for anchor in data:
+        for name, encoded in anchor.traits.items():
+            if encoded > latest.get(name, ""):
+                latest[name] = encoded
+    return {
+        name: orjson.loads(encoded.split(FIELD_SEPARATOR, 2)[2])
+        for name, encoded in sorted(latest.items())
+    }
+
+
+def funnel_row(profile: Mapping[str, Any]) -> list[Any]:
+    """The compact row the funnel reads per customer: first touch, stage times, short traits."""
+    touch = profile.get("first_touch") or {}
+    traits = {
+        k: v
+        for k, v in profile.get("traits", {}).items()
+        if isinstance(v, str | int | float | bool) and len(str(v)) <= 64
+    }
+    return [
+        touch.get("channel"),
+        touch.get("campaign"),
+        {stage: entry[0] for stage, entry in profile["history"].items()},
+        dict(list(traits.items())[:20]),
+    ]
+
+
+def current_entry(profile: Mapping[str, Any]) -> tuple[str, int, str] | None:
+    """(stage, entered at ms, messageId) of a profile's current stage."""
+    stage = profile.get("stage")
+    if not stage:
+        return None
+    at_ms, message_id, _ = profile["history"][stage]
+    return stage, at_ms, message_id
+
+
+def stage_changes(
+    old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]], model: StageModel
+) -> list[dict[str, Any]]:
+    """Announcements for customers whose current stage entry changed.
+
+    A customer is announced when its current entry (stage, time, messageId) differs from the
+    one its previous profile under the same customer id had, so an entry is never announced
+    twice in a row and the latest announcement per customer id is its current entry. A
+    customer that is new under its id (first seen, or the survivor of a merge) is announced.
+    """
+    changes = []
+    for profile in new.values():
+        entry = current_entry(profile)
+        if entry is None:
+            continue
+        same = old.get(profile["id"])
+        if same is not None and current_entry(same) == entry:
+            continue
+        predecessors = _predecessors(profile, old)
+        previous = [current_entry(p) for p in predecessors]
+        changes.append(_announcement(profile, entry, predecessors, previous, model))
+    return changes
+
+
+def _predecessors(
+    profile: Mapping[str, Any], old: Mapping[str, Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    same = old.get(profile["id"])
+    identities = set(profile["identities"])
+    others = [
+        p
+        for cid, p in sorted(old.items())
+        if cid != profile["id"] and identities & set(p["identities"])
+    ]
+    return ([same] if same else []) + others
+
+
+def _announcement(
+    profile: Mapping[str, Any],
+    entry: tuple[str, int, str],
+    predecessors: Sequence[Mapping[str, Any]],
+    previous: Sequence[tuple[str, int, str] | None],
+    model: StageModel,
+) -> dict[str, Any]:
+    stage, at_ms, message_id = entry
+    before = next((p for p in previous if p is not None), None)
+    correction = before is not None and (
+        model.index(before[0]) > model.index(stage) or (before[0] == stage and before[1] > at_ms)
+    )
+    change_id = hashlib.blake2b(
+        f"{profile['id']}|{stage}|{at_ms}|{message_id}".encode(), digest_size=12
+    ).hexdigest()
+    return {
+        "change_id": change_id,
+        "customer_id": profile["id"],
+        "identities": profile["identities"],
+        "from": before[0] if before else None,
+        "to": stage,
+        "at_ms": at_ms,
+        "message_id": message_id,
+        "channel": profile["history"][stage][2],
+        "kind": "correction" if correction else "advance",
+        "merged_from": sorted(p["id"] for p in predecessors if p["id"] != profile["id"]),
+    }

@@ -1,0 +1,47 @@
+"""Redis key names of the journey store, shared by the processor (writer) and the API (reader).
+
+See ``processor/store.py`` for what each key holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one prefix."""
+
+    prefix: str
+
+    def anchor(self, identifier: str, part: str) -> str:
+        return f"{self.prefix}:a:{identifier}:{part}"
+
+    def identity(self, identifier: str) -> str:
+        return f"{self.prefix}:id:{identifier}"
+
+    def cluster(self, cluster: str, part: str) -> str:
+        return f"{self.prefix}:cl:{cluster}:{part}"
+
+    def customer(self, customer_id: str) -> str:
+        return f"{self.prefix}:cust:{customer_id}"
+
+    def customer_of(self, identifier: str) -> str:
+        return f"{self.prefix}:idc:{identifier}"
+
+    def erased(self, identifier: str) -> str:
+        return f"{self.prefix}:erased:{identifier}"
+
+    def stage(self, stage: str) -> str:
+        return f"{self.prefix}:stage:{stage}"
+
+    def reached(self, stage: str) -> str:
+        return f"{self.prefix}:reached:{stage}"
+
+    @property
+    def funnel(self) -> str:
+        return f"{self.prefix}:funnel"
+
+    @property
+    def outbox(self) -> str:
+        return f"{self.prefix}:outbox"
