@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from touchpath.stages import StageModel
-
 from touchpath.identity import IdentityPolicy
 from touchpath.journey import EventEffects, effects_of
 from touchpath.records import RecordError, decode_touchpoints
+from touchpath.stages import StageModel
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,12 @@ from typing import Any
 import orjson
 import redis
 from redis.client import Pipeline
-from touchpath.stages import StageModel
 
 from processor.store import ClusterState, JourneyStore
 from touchpath.identity import IdentityPolicy
 from touchpath.journey import derive_profiles, funnel_row, stage_changes
 from touchpath.keys import Keys
+from touchpath.stages import StageModel
 
 log = logging.getLogger(__name__)
 CHUNK = 200
@@ -62,15 +62,7 @@ class Resolver:
             with self.store.client.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(*(keys.cluster(c, "ver") for c in chunk))
-                    states = self.store.read_clusters(chunk)
-                    anchors = self.store.read_anchors(
-                        i for state in states for i in state.first_seen
-                    )
-                    pipe.multi()
-                    partial = ResolveReport()
-                    for state in states:
-                        state.anchors = anchors
-                        self._derive_and_write(pipe, state, partial)
+                    partial = self._derive_chunk(pipe, chunk)
                     pipe.execute()
                 except redis.WatchError:
                     report.retries += 1
@@ -81,13 +73,23 @@ class Resolver:
             return
         raise RuntimeError(f"could not resolve {len(chunk)} clusters after {MAX_ATTEMPTS} tries")
 
-    def _derive_and_write(self, pipe: Pipeline, state: ClusterState, report: ResolveReport) -> None:
-        new = derive_profiles(state.first_seen, state.ties, state.anchors, self.model, self.policy)
-        old = state.profiles
-        changes = stage_changes(old, new, self.model)
-        _count(old, new, report)
-        report.changes.extend(changes)
-        self._write(pipe, state, old, new, changes)
+    def _derive_chunk(self, pipe: Pipeline, chunk: Sequence[str]) -> ResolveReport:
+        """Read (after WATCH), derive with the pure core, queue the writes (MULTI)."""
+        states = self.store.read_clusters(chunk)
+        anchors = self.store.read_anchors(i for state in states for i in state.first_seen)
+        derived = [
+            (state, derive_profiles(state.first_seen, state.ties, anchors, self.model, self.policy))
+            for state in states
+        ]
+        announced = self.store.read_announced(cid for _, new in derived for cid in new)
+        pipe.multi()
+        report = ResolveReport()
+        for state, new in derived:
+            changes = stage_changes(state.profiles, new, self.model, announced)
+            _count(state.profiles, new, report)
+            report.changes.extend(changes)
+            self._write(pipe, state, state.profiles, new, changes)
+        return report
 
     def _write(
         self,
@@ -121,6 +123,8 @@ class Resolver:
             pipe.hset(keys.funnel, cid, orjson.dumps(funnel_row(profile)))
         for change in changes:
             pipe.xadd(keys.outbox, {"change": orjson.dumps(change)})
+            entry = [change["to"], change["at_ms"], change["message_id"]]
+            pipe.hset(keys.announced, change["customer_id"], orjson.dumps(entry))
 
 
 def _index_stage(

@@ -170,8 +170,9 @@ def run_processor(settings: Settings) -> int:
     ensure_topics(settings)
     processor = build_processor(settings, client)
     consumer = make_consumer(settings, settings.topic_touchpoints)
-    server = serve_health(settings.processor_host, settings.processor_metrics_port,
-                         , lambda: _redis_up(client))
+    server = serve_health(
+        settings.processor_host, settings.processor_metrics_port, lambda: _redis_up(client)
+    )
     log.info("processor started", extra={"group": settings.consumer_group})
     try:
         return _loop(processor, consumer, stop)

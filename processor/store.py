@@ -11,7 +11,8 @@ Layout (``P`` is the configured prefix):
   ``P:stage:<stage>`` → customers *currently* in a stage by time entered;
   ``P:reached:<stage>`` → customers who ever reached it; ``P:funnel`` → customer id → compact
   funnel row (first touch, stage times, short traits); ``P:outbox`` → stream of stage changes
-  waiting to be published to Kafka.
+  waiting to be published to Kafka; ``P:announced`` → customer id → the stage entry last
+  announced for it (never deleted, so an entry is not announced twice).
 * ``P:erased:<identifier>`` → epoch ms of an erasure: events *received* before it (replays)
   are ignored, later ones start a new customer.
 """
@@ -19,7 +20,7 @@ Layout (``P`` is the configured prefix):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -48,7 +49,6 @@ class ClusterState:
     first_seen: dict[str, str]
     ties: dict[str, str]
     profiles: dict[str, dict[str, Any]]
-    anchors: dict[str, AnchorData] = field(default_factory=dict)
 
 
 def _script_source() -> str:
@@ -139,6 +139,15 @@ class JourneyStore:
             for identifier, members in zip(gated, pipe.execute(), strict=True):
                 found[identifier].conditional = [(_text(m), int(s)) for m, s in members]
         return found
+
+
+    def read_announced(self, customer_ids: Iterable[str]) -> dict[str, list[Any]]:
+        """The entry last announced for each customer id (absent when none)."""
+        wanted = sorted(set(customer_ids))
+        if not wanted:
+            return {}
+        values = self.client.hmget(self.keys.announced, wanted)
+        return {cid: orjson.loads(v) for cid, v in zip(wanted, values, strict=True) if v}
 
 
 def _text(value: bytes | str | None) -> str:

@@ -11,11 +11,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from touchpath.stages import StageModel
-
 from touchpath.events import format_time
 from touchpath.identity import TIE_SEPARATOR, IdentityPolicy
 from touchpath.journey import AnchorData, derive_profiles, effects_of, stage_changes
+from touchpath.stages import StageModel
 
 
 @dataclass
@@ -29,6 +28,7 @@ class ReferenceStore:
     ties: dict[str, str] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     announcements: list[dict[str, Any]] = field(default_factory=list)
+    announced: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def apply_batch(self, events: Iterable[Mapping[str, Any]]) -> None:
         for event in events:
@@ -84,7 +84,11 @@ class ReferenceStore:
             ties = {t: o for t, o in self.ties.items() if t.split(TIE_SEPARATOR)[0] in component}
             first = {k: self.first_seen[k] for k in component}
             new.update(derive_profiles(first, ties, self.anchors, self.model, self.policy))
-        self.announcements.extend(stage_changes(self.profiles, new, self.model))
+        changes = stage_changes(self.profiles, new, self.model, self.announced)
+        for change in changes:
+            self.announced[change["customer_id"]] = (
+                change["to"], change["at_ms"], change["message_id"])
+        self.announcements.extend(changes)
         self.profiles = new
 
     def state(self) -> dict[frozenset[str], tuple[Any, ...]]:

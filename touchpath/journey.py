@@ -359,22 +359,22 @@ def current_entry(profile: Mapping[str, Any]) -> tuple[str, int, str] | None:
 
 
 def stage_changes(
-    old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]], model: StageModel
+    old: Mapping[str, Mapping[str, Any]],
+    new: Mapping[str, Mapping[str, Any]],
+    model: StageModel,
+    announced: Mapping[str, Sequence[Any] | None],
 ) -> list[dict[str, Any]]:
-    """Announcements for customers whose current stage entry changed.
+    """Announcements for customers whose current stage entry was not the last one announced.
 
-    A customer is announced when its current entry (stage, time, messageId) differs from the
-    one its previous profile under the same customer id had, so an entry is never announced
-    twice in a row and the latest announcement per customer id is its current entry. A
-    customer that is new under its id (first seen, or the survivor of a merge) is announced.
+    ``announced`` maps a customer id to the entry (stage, at_ms, messageId) last announced
+    for it. Announcing only a different entry means no entry is ever announced twice in a
+    row for a customer, and the latest announcement per customer id is its current entry.
     """
     changes = []
     for profile in new.values():
         entry = current_entry(profile)
-        if entry is None:
-            continue
-        same = old.get(profile["id"])
-        if same is not None and current_entry(same) == entry:
+        last = announced.get(profile["id"])
+        if entry is None or (last is not None and tuple(last) == entry):
             continue
         predecessors = _predecessors(profile, old)
         previous = [current_entry(p) for p in predecessors]

@@ -39,6 +39,10 @@ class Keys:
         return f"{self.prefix}:reached:{stage}"
 
     @property
+    def announced(self) -> str:
+        return f"{self.prefix}:announced"
+
+    @property
     def funnel(self) -> str:
         return f"{self.prefix}:funnel"
 
