@@ -38,6 +38,7 @@ class ResolveReport:
     merges: int = 0
     refused: Counter[str] = field(default_factory=Counter)
     retries: int = 0
+    resolved: int = 0
 
 
 class Resolver:
@@ -52,6 +53,7 @@ class Resolver:
         """Resolve every given cluster; returns the stage changes announced."""
         report = ResolveReport()
         pending = sorted(set(c for c in clusters if c))
+        report.resolved = len(pending)
         for start in range(0, len(pending), CHUNK):
             self._resolve_chunk(pending[start : start + CHUNK], report)
         return report

@@ -69,14 +69,30 @@ class Processor:
         report = self.resolver.resolve(a.cluster for a in applied if a.needs_resolution)
         self._dead_letter(decoded.dead)
         self._observe(decoded.effects, applied, report.merges, report.refused)
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        metrics.BATCH_SECONDS.observe(elapsed)
+        log.debug(
+            "batch applied",
+            extra={
+                "records": len(values),
+                "events": len(decoded.effects),
+                "resolved": report.resolved,
+                "retries": report.retries,
+                "seconds": round(elapsed, 3),
+            },
+        )
 
     def _dead_letter(self, dead: Sequence[DeadLetter]) -> None:
         if not dead:
             return
         self._check_dead_letter_rate(len(dead))
-        futures = [self.producer.send(self.settings.topic_dead_letter, encode_dead_letter(
-            d.reason, d.raw, stage="processor")) for d in dead]
+        futures = [
+            self.producer.send(
+                self.settings.topic_dead_letter,
+                encode_dead_letter(d.reason, d.raw, stage="processor"),
+            )
+            for d in dead
+        ]
         self.producer.flush(10)
         for future, letter in zip(futures, dead, strict=True):
             future.get(10)
@@ -93,10 +109,12 @@ class Processor:
             raise DeadLetterLimitExceeded(
                 f"{len(self._dead_times)} dead letters in the last minute (limit {limit}): "
                 "stopping instead of draining the topic; fix the input or raise "
-                "TOUCHPATH_PROCESSOR_MAX_DEAD_LETTERS_PER_MINUTE")
+                "TOUCHPATH_PROCESSOR_MAX_DEAD_LETTERS_PER_MINUTE"
+            )
 
-    def _observe(self, effects: Sequence, applied: Sequence, merges: int,
-                 refused: Counter[str]) -> None:
+    def _observe(
+        self, effects: Sequence, applied: Sequence, merges: int, refused: Counter[str]
+    ) -> None:
         now_ms = time.time() * 1000
         channels: Counter[str] = Counter()
         duplicates = 0
@@ -120,8 +138,11 @@ class Processor:
 
 def commit_offsets(consumer: KafkaConsumer, batch: Batch) -> None:
     """Commit ``last offset + 1`` for every partition in the batch."""
-    offsets = {tp: OffsetAndMetadata(records[-1].offset + 1, "", -1)
-               for tp, records in batch.items() if records}
+    offsets = {
+        tp: OffsetAndMetadata(records[-1].offset + 1, "", -1)
+        for tp, records in batch.items()
+        if records
+    }
     if offsets:
         consumer.commit(offsets)
 
@@ -150,13 +171,18 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     model = load_stage_model(settings.rules_file)
     policy = IdentityPolicy(limits=settings.identity_limits, priority=settings.identity_priority)
     store = JourneyStore(client, settings.redis_prefix, settings.journey_cap)
-    producer = KafkaProducer(**producer_config(settings, delivery_timeout_ms=30_000,
-                                               request_timeout_ms=10_000, max_block_ms=10_000))
+    producer = KafkaProducer(
+        **producer_config(
+            settings, delivery_timeout_ms=30_000, request_timeout_ms=10_000, max_block_ms=10_000
+        )
+    )
     consumer_name = f"{socket.gethostname()}-{os.getpid()}"
-    publisher = OutboxPublisher(client, store.keys.outbox, producer,
-                                settings.topic_stage_changes, consumer_name)
-    return Processor(settings, store, Resolver(store, model, policy), producer, publisher,
-                     model, policy)
+    publisher = OutboxPublisher(
+        client, store.keys.outbox, producer, settings.topic_stage_changes, consumer_name
+    )
+    return Processor(
+        settings, store, Resolver(store, model, policy), producer, publisher, model, policy
+    )
 
 
 def run_processor(settings: Settings) -> int:
@@ -165,8 +191,7 @@ def run_processor(settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10,
-                                  health_check_interval=10)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=10)
     ensure_topics(settings)
     processor = build_processor(settings, client)
     consumer = make_consumer(settings, settings.topic_touchpoints)

@@ -13,7 +13,8 @@ Layout (``P`` is the configured prefix):
   funnel row (first touch, stage times, short traits); ``P:outbox`` → stream of stage changes
   waiting to be published to Kafka; ``P:announced`` → customer id → the stage entry last
   announced for it (never deleted, so an entry is not announced twice).
-* ``P:erased:<identifier>`` → epoch ms of an erasure: events *received* before it (replays)
+* ``P:erasures`` exists once anything was erased; ``P:erased:<identifier>`` → epoch ms of an
+  erasure: events *received* before it (replays)
   are ignored, later ones start a new customer.
 """
 
@@ -64,38 +65,19 @@ class JourneyStore:
         self.journey_cap = journey_cap
         self._ingest = client.register_script(_script_source())
 
-    def apply(self, effects: Sequence[EventEffects]) -> list[Applied]:
-        """Run the per-event script for every event, pipelined (each script is atomic)."""
+    def apply(self, effects: Sequence[EventEffects], chunk: int = 200) -> list[Applied]:
+        """Run the apply script over the events, ``chunk`` per call, pipelined."""
         pipe = self.client.pipeline(transaction=False)
-        for effect in effects:
-            payload = orjson.dumps(
-                {
-                    "ids": effect.identifiers,
-                    "tie": effect.tie or "",
-                    "counts": effect.counts,
-                    "revenue": effect.revenue,
-                    "stages": effect.stages,
-                    "cond": effect.conditional,
-                    "traits": effect.traits,
-                    "first_touch": effect.first_touch,
-                }
-            )
-            self._ingest(
-                args=[
-                    self.keys.prefix,
-                    effect.anchor,
-                    effect.message_id,
-                    effect.at_ms,
-                    effect.order,
-                    effect.entry,
-                    self.journey_cap,
-                    payload,
-                    effect.received_ms,
-                ],
-                client=pipe,
-            )
-        results = pipe.execute()
-        return [Applied(bool(r[0]), _text(r[1]), bool(r[2])) for r in results]
+        for start in range(0, len(effects), chunk):
+            args: list[Any] = [self.keys.prefix, self.journey_cap]
+            for effect in effects[start : start + chunk]:
+                args.extend(_script_args(effect))
+            self._ingest(args=args, client=pipe)
+        flat = [value for result in pipe.execute() for value in result]
+        return [
+            Applied(bool(flat[i]), _text(flat[i + 1]), bool(flat[i + 2]))
+            for i in range(0, len(flat), 3)
+        ]
 
     def read_clusters(self, clusters: Sequence[str]) -> list[ClusterState]:
         """Versions, identifiers, ties and last profiles of clusters (missing ones skipped)."""
@@ -140,7 +122,6 @@ class JourneyStore:
                 found[identifier].conditional = [(_text(m), int(s)) for m, s in members]
         return found
 
-
     def read_announced(self, customer_ids: Iterable[str]) -> dict[str, list[Any]]:
         """The entry last announced for each customer id (absent when none)."""
         wanted = sorted(set(customer_ids))
@@ -148,6 +129,30 @@ class JourneyStore:
             return {}
         values = self.client.hmget(self.keys.announced, wanted)
         return {cid: orjson.loads(v) for cid, v in zip(wanted, values, strict=True) if v}
+
+
+def _script_args(effect: EventEffects) -> tuple[Any, ...]:
+    payload = orjson.dumps(
+        {
+            "ids": effect.identifiers,
+            "tie": effect.tie or "",
+            "counts": effect.counts,
+            "revenue": effect.revenue,
+            "stages": effect.stages,
+            "cond": effect.conditional,
+            "traits": effect.traits,
+            "first_touch": effect.first_touch,
+        }
+    )
+    return (
+        effect.anchor,
+        effect.message_id,
+        effect.at_ms,
+        effect.order,
+        effect.entry,
+        effect.received_ms,
+        payload,
+    )
 
 
 def _text(value: bytes | str | None) -> str:

@@ -29,6 +29,10 @@ class Keys:
     def customer_of(self, identifier: str) -> str:
         return f"{self.prefix}:idc:{identifier}"
 
+    @property
+    def erasures(self) -> str:
+        return f"{self.prefix}:erasures"
+
     def erased(self, identifier: str) -> str:
         return f"{self.prefix}:erased:{identifier}"
 

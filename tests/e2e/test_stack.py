@@ -1,0 +1,108 @@
+"""`touchpath up` end to end: the durable embedded stack starts, ingests, stops and keeps data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import redis
+
+from infra.embedded import free_port
+
+
+@contextmanager
+def stack_up(data_dir: Path, ports: dict[str, int]) -> Iterator[dict[str, str]]:
+    env = {
+        **os.environ,
+        "TOUCHPATH_DATA_DIR": str(data_dir),
+        "TOUCHPATH_REDIS_URL": "redis://127.0.0.1:1/0",  # unreachable: start our own
+        "TOUCHPATH_COLLECTOR_PORT": str(ports["collector"]),
+        "TOUCHPATH_API_PORT": str(ports["api"]),
+        "TOUCHPATH_PROCESSOR_METRICS_PORT": str(ports["processor"]),
+        "TOUCHPATH_CONSUMER_SESSION_TIMEOUT_MS": "3000",
+    }
+    env.pop("TOUCHPATH_KAFKA_BOOTSTRAP", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    banner: dict[str, str] = {}
+    assert process.stdout is not None
+    for line in process.stdout:
+        key, _, value = line.strip().partition("  ")
+        banner[key.strip()] = value.strip()
+        if line.strip() == "ready" or process.poll() is not None:
+            break
+    try:
+        assert "ready" in banner, banner
+        yield banner
+    finally:
+        process.send_signal(signal.SIGTERM)
+        rest = process.communicate(timeout=60)[0]
+        assert process.returncode == 0, rest
+        assert "stopped" in rest
+
+
+def wait_for(check, timeout_s: float = 40.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def children_of_data_dir(data_dir: Path) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(data_dir) in line]
+
+
+def test_stack_ingests_stops_cleanly_and_keeps_data_across_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ports = {"collector": free_port(), "api": free_port(), "processor": free_port()}
+    with stack_up(data_dir, ports) as banner:
+        key = banner["write key"]
+        response = httpx.post(
+            f"http://127.0.0.1:{ports['collector']}/v1/track",
+            auth=(key, ""),
+            json={"userId": "ada", "event": "Order Completed", "messageId": "up-1"},
+        )
+        assert response.status_code == 200, response.text
+        client = redis.Redis.from_url(banner["redis"], decode_responses=True)
+        wait_for(lambda: client.get("tp:idc:user_id:ada"))
+        for service in ("collector", "api"):
+            health = httpx.get(f"http://127.0.0.1:{ports[service]}/healthz")
+            assert health.status_code == 200
+    assert children_of_data_dir(data_dir) == []
+
+    with stack_up(data_dir, ports) as banner:
+        assert banner["write key"] == key, "credentials are kept in the data dir"
+        client = redis.Redis.from_url(banner["redis"], decode_responses=True)
+        assert client.get("tp:idc:user_id:ada"), "customers survive a restart (AOF)"
+        response = httpx.post(
+            f"http://127.0.0.1:{ports['collector']}/v1/track",
+            auth=(key, ""),
+            json={"userId": "ada", "event": "Review Submitted", "messageId": "up-2"},
+        )
+        assert response.status_code == 200
+
+        def post_purchase() -> bool:
+            cid = client.get("tp:idc:user_id:ada")
+            blob = client.get(f"tp:cust:{cid}") or ""
+            return '"post-purchase"' in blob
+
+        wait_for(post_purchase)
+        data = client.hgetall("tp:a:user_id:ada:data")
+        assert data["c:events"] == "2", "the first event was not processed twice"
