@@ -1,0 +1,74 @@
+"""Every metric the dashboards and alerts use is really exported by a running stack."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from kafka import KafkaProducer
+
+from tests.e2e.conftest import READ_TOKEN, WRITE_KEY, start_service, stack_env
+
+ROOT = Path(__file__).resolve().parents[2]
+SUFFIXES = ("_bucket", "_sum", "_count", "_created")
+
+
+def families(text: str) -> set[str]:
+    names = set()
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name = re.split(r"[{ ]", line, maxsplit=1)[0]
+            for suffix in SUFFIXES:
+                name = name.removesuffix(suffix)
+            names.add(name)
+    return names
+
+
+@pytest.fixture(scope="module")
+def services(bootstrap: str, redis_url: str, run_dir: Path) -> Iterator[dict[str, int]]:
+    env = stack_env(bootstrap, redis_url)
+    children = {name: start_service(name, env, run_dir) for name in ("collector", "processor", "api")}
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer.send(env["TOUCHPATH_TOPIC_TOUCHPOINTS"], b"not a record").get(10)
+    producer.close()
+    yield {name: child.port for name, child in children.items()}
+    for child in children.values():
+        child.stop()
+
+
+def scrape(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+
+def test_dashboards_and_alerts_only_use_exported_metrics(services: dict[str, int]) -> None:
+    collector = f"http://127.0.0.1:{services['collector']}"
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()}
+    batch = {"batch": [
+        {"type": "identify", "userId": "alice", "anonymousId": "shared-device-0001"},
+        {"type": "identify", "userId": "bob", "anonymousId": "shared-device-0001",
+         "timestamp": "2030-01-01T00:00:00Z"},
+        {"type": "track", "userId": "alice", "event": "Order Completed"},
+        {"type": "track", "event": "no identifier"},
+    ]}
+    assert httpx.post(f"{collector}/v1/batch", json=batch, headers=auth).status_code == 200
+    httpx.get(f"http://127.0.0.1:{services['api']}/readyz")
+    httpx.get(f"http://127.0.0.1:{services['api']}/healthz",
+              headers={"Authorization": f"Bearer {READ_TOKEN}"})
+    httpx.get(f"{collector}/readyz")
+    wanted = set((ROOT / "deploy" / "metrics.txt").read_text().split())
+    wanted = {name.removesuffix("_total") for name in wanted} | wanted
+    deadline = time.monotonic() + 30
+    exported: set[str] = set()
+    while time.monotonic() < deadline:
+        exported = set().union(*(families(scrape(port)) for port in services.values()))
+        exported |= {name.removesuffix("_total") for name in exported}
+        if wanted <= exported:
+            break
+        time.sleep(0.5)
+    assert sorted(wanted - exported) == []
