@@ -262,10 +262,17 @@ def main() -> None:
                 load_settings(**{k.removeprefix("TOUCHPATH_").lower(): v for k, v in env.items()})
             )
             preload(bootstrap, env["TOUCHPATH_TOPIC_TOUCHPOINTS"], events_all, args.partitions)
+            memory_before = int(client.info("memory")["used_memory"])
             rate = run_processors(instances, env, len(events_all), work)
+            memory = int(client.info("memory")["used_memory"]) - memory_before
             check = check_stitching(client, env["TOUCHPATH_REDIS_PREFIX"], truth)
-            results[f"processors_{instances}"] = {"events_per_s": round(rate), **check}
-            print(f"{instances} processor(s): {rate:,.0f} events/s; stitching: {check}", flush=True)
+            results[f"processors_{instances}"] = {
+                "events_per_s": round(rate),
+                "redis_bytes_per_customer": round(memory / args.people),
+                **check,
+            }
+            print(f"{instances} processor(s): {rate:,.0f} events/s; "
+                  f"{memory / args.people:,.0f} Redis bytes/customer; stitching: {check}", flush=True)
         base = results["redis_baseline_events_per_s"]
         print(f"bare pipelined Redis writes: {base:,} events/s (3 writes per event)")
         for instances in (1, 2):

@@ -64,8 +64,10 @@ local function contribute(a, at, entry, d)
   for stage, candidate in pairs(d.stages) do earliest['s:' .. stage] = candidate end
   local latest = {last = padded}
   for name, value in pairs(d.traits) do latest['t:' .. name] = value end
+  local first_before = redis.call('HGET', data, 'first')
   local changed = set_if(data, earliest, less)
   if set_if(data, latest, more) and next(d.traits) then changed = true end
+  local earlier = (not first_before) or padded < first_before
   for member, when in pairs(d.cond) do
     redis.call('ZADD', a .. ':cond', when, member)
     redis.call('HSET', data, 'cond', 1)
@@ -74,7 +76,7 @@ local function contribute(a, at, entry, d)
   if next(d.cond) then
     redis.call('ZREMRANGEBYRANK', a .. ':cond', 2000, -1)
   end
-  return changed
+  return changed, earlier
 end
 
 local function merge_into(from_id, survivor)
@@ -151,8 +153,14 @@ for base = 3, #ARGV, 7 do
     table.insert(out, redis.call('GET', p .. ':id:' .. anchor) or '')
     table.insert(out, 1)
   else
-    local changed = contribute(a, at, entry, d)
-    local survivor, relinked = link(d.ids, d.tie, order)
+    local changed, earlier = contribute(a, at, entry, d)
+    local survivor, relinked
+    if #d.ids == 1 and not earlier then
+      -- a lone identifier already linked by an earlier event: nothing to link
+      survivor, relinked = redis.call('GET', p .. ':id:' .. anchor), false
+    else
+      survivor, relinked = link(d.ids, d.tie, order)
+    end
     table.insert(out, 1); table.insert(out, survivor)
     table.insert(out, (changed or relinked) and 1 or 0)
   end
