@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable
+import uuid
 from typing import Any
 
 from prometheus_client import (
@@ -18,6 +18,8 @@ from prometheus_client import (
 )
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from infra.logs import request_id
 
 DEPENDENCY_UP = Gauge(
     "touchpath_dependency_up",
@@ -42,7 +44,9 @@ def metrics_response() -> Response:
 
 
 class RequestMetrics:
-    """Pure-ASGI middleware timing every HTTP request by route template and status."""
+    """Pure-ASGI middleware: times every request by route template and status, and gives it a
+    request id (``X-Request-ID`` if the client sent one) that log lines and the response carry.
+    """
 
     def __init__(
         self, app: ASGIApp, requests: Counter, seconds: Histogram, label: str = "route"
@@ -58,25 +62,34 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500
+        rid = _incoming_request_id(scope) or uuid.uuid4().hex
+        token = request_id.set(rid)
 
         async def capture(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, capture)
         finally:
+            request_id.reset(token)
             route = _route_of(scope)
             self.requests.labels(route, str(status)).inc()
             self.seconds.labels(route).observe(time.perf_counter() - started)
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id" and 0 < len(value) <= 64:
+            return value.decode("latin-1")
+    return None
 
 
 def _route_of(scope: Scope) -> str:
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
-
-
-HealthCheck = Callable[[], Awaitable[bool]]
