@@ -199,7 +199,7 @@ def test_faults_under_load_lose_nothing(durable_stack: dict[str, Any]) -> None:
     load = Load(collector)
     load.start()
     outage_answers: list[float] = []
-    for name, fault in FAULTS.items():
+    for fault in FAULTS.values():
         time.sleep(3)
         started = time.monotonic()
         fault(stack)
