@@ -119,8 +119,10 @@ class Resolver:
             blob = orjson.dumps(profile)
             pipe.set(keys.customer(cid), blob)
             pipe.hset(snap, cid, blob)
+            known = set(before["identities"]) if before else set()
             for identity in profile["identities"]:
-                pipe.set(keys.customer_of(identity), cid)
+                if identity not in known:
+                    pipe.set(keys.customer_of(identity), cid)
             _index_stage(pipe, keys, cid, before, profile)
             pipe.hset(keys.funnel, cid, orjson.dumps(funnel_row(profile)))
         for change in changes:
@@ -132,17 +134,20 @@ class Resolver:
 def _index_stage(
     pipe: Pipeline, keys: Keys, cid: str, before: dict[str, Any] | None, profile: dict[str, Any]
 ) -> None:
+    """Update the stage indexes, writing only entries that changed."""
+    old_history = before["history"] if before else {}
+    history = profile["history"]
     old_stage = before.get("stage") if before else None
     stage = profile.get("stage")
     if old_stage and old_stage != stage:
         pipe.zrem(keys.stage(old_stage), cid)
-    if stage:
-        pipe.zadd(keys.stage(stage), {cid: profile["history"][stage][0]})
-    history = profile["history"]
-    for gone in set(before["history"] if before else ()) - set(history):
+    if stage and (stage != old_stage or old_history.get(stage) != history[stage]):
+        pipe.zadd(keys.stage(stage), {cid: history[stage][0]})
+    for gone in set(old_history) - set(history):
         pipe.zrem(keys.reached(gone), cid)
-    for reached, (at_ms, _, _) in history.items():
-        pipe.zadd(keys.reached(reached), {cid: at_ms})
+    for reached, entry in history.items():
+        if old_history.get(reached) != entry:
+            pipe.zadd(keys.reached(reached), {cid: entry[0]})
 
 
 def _count(
