@@ -56,6 +56,7 @@ local function contribute(a, at, entry, d)
   for name, n in pairs(d.counts) do
     if name ~= 'events' then redis.call('HINCRBY', data, 'c:' .. name, n) end
   end
+  local order = d.counts.orders ~= nil
   if d.revenue ~= 0 then
     redis.call('HINCRBYFLOAT', data, 'c:revenue', d.revenue)
   end
@@ -65,7 +66,7 @@ local function contribute(a, at, entry, d)
   local latest = {last = padded}
   for name, value in pairs(d.traits) do latest['t:' .. name] = value end
   local first_before = redis.call('HGET', data, 'first')
-  local changed = set_if(data, earliest, less)
+  local changed = set_if(data, earliest, less) or order
   if set_if(data, latest, more) and next(d.traits) then changed = true end
   local earlier = (not first_before) or padded < first_before
   for member, when in pairs(d.cond) do

@@ -196,3 +196,20 @@ def anchor_of(
     """The event's strongest identifier: the one that decides which customer it belongs to."""
     ordered = sort_by_priority(identifiers, priority)
     return ordered[0] if ordered else None
+
+
+def identifier_from_query(value: str, id_type: str) -> Identifier | None:
+    """The identifier an API caller names by value and type (``user_id``, ``email``, …,
+    or an external id type such as ``intercom_user``); None when it cannot be one."""
+    kind = id_type.strip().lower()
+    if kind == EMAIL:
+        normalized = normalize_email(value)
+    elif kind == PHONE:
+        normalized = normalize_phone(value)
+    elif kind in (USER_ID, ANONYMOUS_ID):
+        normalized = _plain(value)
+    else:
+        ext_type = normalize_external_type(kind.removeprefix(EXTERNAL_PREFIX))
+        normalized = _plain(value) if ext_type else None
+        kind = EXTERNAL_PREFIX + ext_type if ext_type else kind
+    return Identifier(kind, normalized) if normalized else None

@@ -262,6 +262,7 @@ def build_customer(
     ]
     data = [anchors[k] for k in keys if k in anchors]
     history = stage_history(_candidates(data), model)
+    totals = sum_counts(data)
     mine = set(keys)
     return {
         "id": customer_id(keys, first_seen),
@@ -270,6 +271,8 @@ def build_customer(
         "history": {s: [e.at_ms, e.message_id, e.channel] for s, e in history.items()},
         "first_touch": first_touch(data),
         "traits": latest_traits(data),
+        "orders": int(totals.get("orders", 0)),
+        "revenue": totals.get("revenue", 0.0),
         "refused_ties": [
             {"identifiers": list(r.identifiers), "reason": r.reason}
             for r in refused
@@ -334,7 +337,10 @@ def latest_traits(data: Iterable[AnchorData]) -> dict[str, Any]:
 
 
 def funnel_row(profile: Mapping[str, Any]) -> list[Any]:
-    """The compact row the funnel reads per customer: first touch, stage times, short traits."""
+    """The compact row the funnel reads per customer.
+
+    ``[first channel, first campaign, {stage: entered ms}, short traits, revenue, first ms]``
+    """
     touch = profile.get("first_touch") or {}
     traits = {
         k: v
@@ -346,6 +352,8 @@ def funnel_row(profile: Mapping[str, Any]) -> list[Any]:
         touch.get("campaign"),
         {stage: entry[0] for stage, entry in profile["history"].items()},
         dict(list(traits.items())[:20]),
+        profile.get("revenue", 0.0),
+        touch.get("at_ms"),
     ]
 
 
