@@ -7,7 +7,7 @@ The layout is the processor's (``processor/store.py``); key names come from
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -92,8 +92,9 @@ class ReadModel:
             if not rows:
                 break
             offset += len(rows)
+            pairs = cast(list[tuple[bytes, float]], rows)
             found.extend(
-                (_text(m), float(s)) for m, s in rows if (float(s), _text(m)) > (low_ms, after_id)
+                (_text(m), float(s)) for m, s in pairs if (float(s), _text(m)) > (low_ms, after_id)
             )
         return found[:count]
 

@@ -14,7 +14,9 @@ from touchpath.identifiers import Identifier
 from touchpath.journey import latest_traits, sum_counts
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
-NOT_FOUND = {404: {"description": "No customer has this identifier (problem+json)."}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No customer has this identifier (problem+json)."}
+}
 STAGE_EXAMPLE = {
     "customer_id": "cus_4c1f0e9a2b7d",
     "stage": "decision",
@@ -110,7 +112,8 @@ async def customer_journey(
 ) -> dict[str, Any]:
     """Touchpoints across all of the customer's identities; follow ``next_cursor``."""
     profile = await _profile(reads, ref)
-    before_at, before_id = decode_cursor(cursor, [float("inf"), "\uffff"])
+    position = decode_cursor(cursor, [float("inf"), "\uffff"])
+    before_at, before_id = float(position[0]), str(position[1])
     entries = await reads.journey(
         profile["identities"],
         to_ms(since, 0, "since"),

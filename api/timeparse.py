@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -47,7 +48,7 @@ def encode_cursor(*position: object) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(position)).decode()
 
 
-def decode_cursor(cursor: str | None, default: list[object]) -> list[object]:
+def decode_cursor(cursor: str | None, default: list[Any]) -> list[Any]:
     """The position an opaque cursor stands for; 400 when tampered."""
     if not cursor:
         return default

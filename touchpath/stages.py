@@ -123,9 +123,8 @@ def matching_stages(event: Mapping[str, Any], model: StageModel) -> dict[str, st
         return {}
     found: dict[str, str | None] = {}
     for rule in model.rules_for(event.get("type"), event.get("event")):
-        if _matches(event, rule.when):
-            if rule.after is None or rule.stage not in found:
-                found[rule.stage] = rule.after
+        if _matches(event, rule.when) and (rule.after is None or rule.stage not in found):
+            found[rule.stage] = rule.after
     return found
 
 
