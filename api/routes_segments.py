@@ -103,7 +103,7 @@ async def funnel(
     """Over customers who entered stages in [since, until]; split by ``group_by``."""
     now = time.time() * 1000
     rows = analytics.select(await reads.funnel_rows(), channel, campaign)
-    window = {
+    window: dict[str, Any] = {
         "stages": stages.stages,
         "since_ms": to_ms(since, 0, "since"),
         "until_ms": to_ms(until, now, "until"),
