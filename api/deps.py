@@ -14,22 +14,22 @@ from touchpath.settings import ApiToken, Settings
 from touchpath.stages import StageModel
 
 
-def _read_model(request: Request) -> ReadModel:
+async def _read_model(request: Request) -> ReadModel:
     model: ReadModel = request.app.state.read_model
     return model
 
 
-def _stage_model(request: Request) -> StageModel:
+async def _stage_model(request: Request) -> StageModel:
     model: StageModel = request.app.state.stage_model
     return model
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _identifier(
+async def _identifier(
     identifier: str,
     type: Annotated[
         str,

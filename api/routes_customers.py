@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from api.deps import AdminScope, CustomerRef, Reads, ReadScope, Stages
 from api.timeparse import decode_cursor, encode_cursor, iso, to_ms
-from infra.problems import Problem
+from infra.problems import JSONBody, Problem
 from touchpath.identifiers import Identifier
 from touchpath.journey import latest_traits, sum_counts
 
@@ -38,29 +38,26 @@ async def _profile(reads: Reads, ref: Identifier) -> dict[str, Any]:
     summary="Current stage of a customer, by any identifier",
     responses={**NOT_FOUND, 200: {"content": {"application/json": {"example": STAGE_EXAMPLE}}}},
 )
-async def customer_stage(
-    ref: CustomerRef, reads: Reads, stages: Stages, _: ReadScope
-) -> dict[str, Any]:
+async def customer_stage(ref: CustomerRef, reads: Reads, stages: Stages, _: ReadScope) -> JSONBody:
     """The furthest stage reached, when it was entered, the stage before it, and why."""
     profile = await _profile(reads, ref)
     stage, history = profile["stage"], profile["history"]
-    if stage is None:
-        return {
-            "customer_id": profile["id"],
-            "stage": None,
-            "entered_at": None,
-            "previous_stage": None,
-            "caused_by": None,
-        }
-    at_ms, message_id, channel = history[stage]
-    earlier = [s for s in stages.stages[: stages.index(stage)] if s in history]
-    return {
+    answer: dict[str, Any] = {
         "customer_id": profile["id"],
         "stage": stage,
-        "entered_at": iso(at_ms),
-        "previous_stage": earlier[-1] if earlier else None,
-        "caused_by": {"message_id": message_id, "at": iso(at_ms), "channel": channel},
+        "entered_at": None,
+        "previous_stage": None,
+        "caused_by": None,
     }
+    if stage is not None:
+        at_ms, message_id, channel = history[stage]
+        earlier = [s for s in stages.stages[: stages.index(stage)] if s in history]
+        answer |= {
+            "entered_at": iso(at_ms),
+            "previous_stage": earlier[-1] if earlier else None,
+            "caused_by": {"message_id": message_id, "at": iso(at_ms), "channel": channel},
+        }
+    return JSONBody(answer)  # rendered directly: this is the hot path
 
 
 @router.get("/{identifier}", summary="Customer profile", responses=NOT_FOUND)
