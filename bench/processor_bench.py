@@ -271,8 +271,11 @@ def main() -> None:
                 "redis_bytes_per_customer": round(memory / args.people),
                 **check,
             }
-            print(f"{instances} processor(s): {rate:,.0f} events/s; "
-                  f"{memory / args.people:,.0f} Redis bytes/customer; stitching: {check}", flush=True)
+            print(
+                f"{instances} processor(s): {rate:,.0f} events/s; "
+                f"{memory / args.people:,.0f} Redis bytes/customer; stitching: {check}",
+                flush=True,
+            )
         base = results["redis_baseline_events_per_s"]
         print(f"bare pipelined Redis writes: {base:,} events/s (3 writes per event)")
         for instances in (1, 2):
