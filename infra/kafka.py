@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -42,19 +43,24 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
     while True:
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000,
+                bootstrap_servers=settings.kafka_bootstrap,
+                request_timeout_ms=5000,
                 client_id="touchpath-admin",
             )
             break
         except KafkaError as exc:
             if time.monotonic() > deadline:
-                raise BrokerUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+                raise BrokerUnavailable(
+                    f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}"
+                ) from exc
             time.sleep(0.2)
     try:
         existing = set(admin.list_topics())
         missing = [t for t in topics_of(settings) if t not in existing]
         if missing:
-            new = [NewTopic(t, settings.kafka_partitions, settings.kafka_replication) for t in missing]
+            new = [
+                NewTopic(t, settings.kafka_partitions, settings.kafka_replication) for t in missing
+            ]
             try:
                 admin.create_topics(new)
             except TopicAlreadyExistsError:
@@ -74,7 +80,9 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         # idempotent producer then fails forever. Duplicates from retries are removed by the
         # processor (messageId de-duplication), so at-least-once here is exact end to end.
         "enable_idempotence": False,
-        "compression_type": None if settings.kafka_compression == "none" else settings.kafka_compression,
+        "compression_type": None
+        if settings.kafka_compression == "none"
+        else settings.kafka_compression,
         "linger_ms": 2,
         "batch_size": 1 << 20,
         "max_request_size": 8 << 20,
@@ -176,8 +184,13 @@ class AsyncProducer:
             self._executor.submit(self._reset)
 
     async def ready(self, topic: str) -> bool:
-        """True when the broker answers metadata for ``topic``."""
+        """True when a bootstrap broker accepts connections and ``topic`` has partitions
+        (cached metadata alone would keep saying yes after the broker went away)."""
         loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(
+            None, broker_reachable, self._config["bootstrap_servers"]
+        ):
+            return False
         try:
             parts = await asyncio.wait_for(
                 loop.run_in_executor(self._executor, lambda: self._client().partitions_for(topic)),
@@ -199,6 +212,18 @@ class AsyncProducer:
         self._executor.shutdown(wait=False)
 
 
+def broker_reachable(bootstrap: str, timeout_s: float = 0.5) -> bool:
+    """True when any bootstrap ``host:port`` accepts a TCP connection."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def _resolve(waiter: asyncio.Future[None], exc: BaseException | None) -> None:
     if waiter.done():
         return
@@ -218,6 +243,9 @@ def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> KafkaCo
         "session_timeout_ms": settings.consumer_session_timeout_ms,
         "heartbeat_interval_ms": max(300, settings.consumer_session_timeout_ms // 5),
         "max_poll_records": settings.processor_batch_size,
+        # large fetches: a bigger batch folds more events of one customer into one resolution
+        "max_partition_fetch_bytes": 8 << 20,
+        "fetch_max_bytes": 64 << 20,
         "max_poll_interval_ms": 300_000,
         "client_id": "touchpath-processor",
     }
