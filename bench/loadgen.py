@@ -1,8 +1,8 @@
 """A small HTTP/1.1 keep-alive load generator (asyncio streams), for the benchmarks.
 
-``run_load(host, port, paths, clients, seconds, headers)`` spreads ``clients`` connections
-over worker processes, each connection sending GETs back to back, and returns requests/s and
-latency percentiles.
+``run_load(host, port, paths, clients, seconds, headers, bodies=…)`` spreads ``clients``
+connections over worker processes, each connection sending requests back to back (GET, or
+POST of a random body from ``bodies``), and returns requests/s and latency percentiles.
 """
 
 from __future__ import annotations
@@ -13,6 +13,18 @@ import random
 import time
 from collections.abc import Sequence
 
+CRLF = "\r\n"
+
+
+def _request(host: str, path: str, headers: str, body: bytes | None) -> bytes:
+    if body is None:
+        return f"GET {path} HTTP/1.1{CRLF}Host: {host}{CRLF}{headers}{CRLF}".encode()
+    head = (
+        f"POST {path} HTTP/1.1{CRLF}Host: {host}{CRLF}{headers}"
+        f"Content-Type: application/json{CRLF}Content-Length: {len(body)}{CRLF}{CRLF}"
+    )
+    return head.encode() + body
+
 
 async def _client(
     host: str,
@@ -22,14 +34,16 @@ async def _client(
     until: float,
     latencies: list[float],
     errors: list[int],
+    bodies: Sequence[bytes] | None,
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     rnd = random.Random()
     try:
         while time.perf_counter() < until:
             path = paths[rnd.randrange(len(paths))]
+            body = bodies[rnd.randrange(len(bodies))] if bodies else None
             started = time.perf_counter()
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode())
+            writer.write(_request(host, path, headers, body))
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
             for line in head.split(b"\r\n"):
@@ -43,15 +57,21 @@ async def _client(
         writer.close()
 
 
-def _worker(args: tuple[str, int, Sequence[str], int, float, str]) -> tuple[list[float], int]:
-    host, port, paths, clients, seconds, headers = args
+Job = tuple[str, int, Sequence[str], int, float, str, Sequence[bytes] | None]
+
+
+def _worker(job: Job) -> tuple[list[float], int]:
+    host, port, paths, clients, seconds, headers, bodies = job
 
     async def main() -> tuple[list[float], int]:
         latencies: list[float] = []
         errors: list[int] = []
         until = time.perf_counter() + seconds
         await asyncio.gather(
-            *(_client(host, port, paths, headers, until, latencies, errors) for _ in range(clients))
+            *(
+                _client(host, port, paths, headers, until, latencies, errors, bodies)
+                for _ in range(clients)
+            )
         )
         return latencies, len(errors)
 
@@ -66,17 +86,20 @@ def run_load(
     seconds: float,
     headers: dict[str, str] | None = None,
     processes: int = 2,
+    bodies: Sequence[bytes] | None = None,
 ) -> dict[str, float]:
     """Requests/s, p50/p99 latency (ms) and error count for ``clients`` connections."""
-    header_text = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    header_text = "".join(f"{k}: {v}{CRLF}" for k, v in (headers or {}).items())
     processes = max(1, min(processes, clients))
     shares = [
         clients // processes + (1 if i < clients % processes else 0) for i in range(processes)
     ]
+    jobs: list[Job] = [
+        (host, port, list(paths), n, seconds, header_text, list(bodies) if bodies else None)
+        for n in shares
+    ]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        results = pool.map(
-            _worker, [(host, port, list(paths), n, seconds, header_text) for n in shares]
-        )
+        results = pool.map(_worker, jobs)
     latencies = sorted(v for lat, _ in results for v in lat)
     errors = sum(e for _, e in results)
     if not latencies:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -61,10 +62,8 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
             new = [
                 NewTopic(t, settings.kafka_partitions, settings.kafka_replication) for t in missing
             ]
-            try:
+            with suppress(TopicAlreadyExistsError):
                 admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
             log.info("created topics", extra={"topics": missing})
     finally:
         admin.close()
