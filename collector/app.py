@@ -33,16 +33,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             producer.close()
 
-    app = FastAPI(title="touchpath collector", version="0.1.0", lifespan=lifespan,
-                  default_response_class=JSONBody,
-                  description="Segment-compatible HTTP tracking API. Every 200 means the events "
-                              "are durable in Kafka (acks=all).")
+    app = FastAPI(
+        title="touchpath collector",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=JSONBody,
+        description="Segment-compatible HTTP tracking API. Every 200 means the events "
+        "are durable in Kafka (acks=all).",
+    )
     app.include_router(router)
     _add_service_routes(app, settings)
     app.add_exception_handler(Problem, _problem)  # type: ignore[arg-type]
     app.add_exception_handler(BrokerUnavailable, _unavailable)  # type: ignore[arg-type]
-    app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
-                       allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"], max_age=600)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        max_age=600,
+    )
     app.add_middleware(RequestMetrics, requests=metrics.REQUESTS, seconds=metrics.REQUEST_SECONDS)
     return app
 
@@ -52,13 +61,19 @@ def _add_service_routes(app: FastAPI, settings: Settings) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], summary="Readiness: Kafka reachable",
-             responses={503: {"description": "Kafka unreachable"}})
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Readiness: Kafka reachable",
+        responses={503: {"description": "Kafka unreachable"}},
+    )
     async def readyz(request: Request) -> JSONBody:
         up = await request.app.state.ingestor.producer.ready(settings.topic_touchpoints)
         DEPENDENCY_UP.labels("kafka").set(1 if up else 0)
-        return JSONBody({"status": "ready" if up else "unavailable", "kafka": up},
-                              status_code=200 if up else 503)
+        return JSONBody(
+            {"status": "ready" if up else "unavailable", "kafka": up},
+            status_code=200 if up else 503,
+        )
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
@@ -71,6 +86,11 @@ async def _problem(_: Request, exc: Problem) -> JSONBody:
 
 async def _unavailable(_: Request, exc: BrokerUnavailable) -> JSONBody:
     DEPENDENCY_UP.labels("kafka").set(0)
-    return problem_response(Problem(503, "Service unavailable",
-                                    "Kafka did not acknowledge the write; nothing was stored. "
-                                    "Retry after the given delay.", headers={"Retry-After": "1"}))
+    return problem_response(
+        Problem(
+            503,
+            "Service unavailable",
+            "Kafka did not acknowledge the write; nothing was stored. Retry after the given delay.",
+            headers={"Retry-After": "1"},
+        )
+    )

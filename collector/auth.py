@@ -1,4 +1,4 @@
-"""Write-key authentication, as Segment does it: HTTP Basic username, or ``writeKey`` in the body."""
+"""Write-key auth as Segment does it: HTTP Basic username, or ``writeKey`` in the body."""
 
 from __future__ import annotations
 
@@ -31,8 +31,11 @@ def authenticate(request: Request, body: object, keys: dict[str, WriteKeySource]
     """The source a valid write key stands for; 401 otherwise."""
     source = lookup_secret(write_key_of(request, body), keys)
     if source is None:
-        raise Problem(401, "Unauthorized",
-                      "missing or unknown write key: send it as the HTTP Basic username "
-                      "(empty password) or as writeKey in the body",
-                      headers={"WWW-Authenticate": 'Basic realm="touchpath"'})
+        raise Problem(
+            401,
+            "Unauthorized",
+            "missing or unknown write key: send it as the HTTP Basic username "
+            "(empty password) or as writeKey in the body",
+            headers={"WWW-Authenticate": 'Basic realm="touchpath"'},
+        )
     return source

@@ -14,7 +14,9 @@ class BodyError(Problem):
     """The body cannot be read as JSON; ``code`` labels the reason in metrics."""
 
     def __init__(self, status: int, detail: str, code: str) -> None:
-        super().__init__(status, "Bad request body" if status == 400 else "Payload too large", detail)
+        super().__init__(
+            status, "Bad request body" if status == 400 else "Payload too large", detail
+        )
         self.code = code
 
 
@@ -22,19 +24,23 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     """The raw (still encoded) body; 413 as soon as it passes ``max_bytes``."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise BodyError(413, f"request body is {declared} bytes; the limit is {max_bytes}", "too_large")
+        raise BodyError(
+            413, f"request body is {declared} bytes; the limit is {max_bytes}", "too_large"
+        )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:
-            raise BodyError(413, f"request body exceeds the limit of {max_bytes} bytes", "too_large")
+            raise BodyError(
+                413, f"request body exceeds the limit of {max_bytes} bytes", "too_large"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def decode_body(raw: bytes, content_encoding: str | None, max_bytes: int) -> object:
-    """Decompress (gzip) and parse JSON; BodyError with the reason otherwise."""
+def decode_body(raw: bytes, content_encoding: str | None, max_bytes: int) -> tuple[object, int]:
+    """Decompress (gzip) and parse JSON: (value, decoded size); BodyError otherwise."""
     encoding = (content_encoding or "identity").strip().lower()
     if encoding not in ("identity", "gzip"):
         raise BodyError(400, f"unsupported Content-Encoding {encoding!r}; use gzip", "bad_gzip")
@@ -42,7 +48,7 @@ def decode_body(raw: bytes, content_encoding: str | None, max_bytes: int) -> obj
     if not data.strip():
         raise BodyError(400, "request body is empty", "empty_body")
     try:
-        return orjson.loads(data)
+        return orjson.loads(data), len(data)
     except orjson.JSONDecodeError as exc:
         raise BodyError(400, f"request body is not valid JSON (UTF-8): {exc}", "bad_json") from None
 
@@ -54,7 +60,9 @@ def _decompress(raw: bytes, max_bytes: int) -> bytes:
     except zlib.error as exc:
         raise BodyError(400, f"body is not valid gzip: {exc}", "bad_gzip") from None
     if len(data) > max_bytes or inflater.unconsumed_tail:
-        raise BodyError(413, f"decompressed body exceeds the limit of {max_bytes} bytes", "too_large")
+        raise BodyError(
+            413, f"decompressed body exceeds the limit of {max_bytes} bytes", "too_large"
+        )
     if not inflater.eof:
         raise BodyError(400, "gzip body is truncated", "bad_gzip")
     return data

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,15 +45,23 @@ class Ingestor:
         reasons: Counter[str] = Counter()
         for index, raw in enumerate(raw_events):
             try:
-                accepted.append(normalize_event(
-                    raw, ctx, forced_type=forced_type, max_bytes=self.settings.max_event_bytes
-                ))
+                accepted.append(
+                    normalize_event(
+                        raw, ctx, forced_type=forced_type, max_bytes=self.settings.max_event_bytes
+                    )
+                )
             except InvalidEvent as exc:
                 result.rejected.append({"index": index, "reason": str(exc), "code": exc.code})
                 reasons[exc.code] += 1
-                dead.append((self.settings.topic_dead_letter, None, encode_dead_letter(
-                    str(exc), raw, stage="collector", source=ctx.source, index=index
-                )))
+                dead.append(
+                    (
+                        self.settings.topic_dead_letter,
+                        None,
+                        encode_dead_letter(
+                            str(exc), raw, stage="collector", source=ctx.source, index=index
+                        ),
+                    )
+                )
         await self._write(accepted, dead, ctx.source)
         result.accepted = len(accepted)
         _count(accepted, reasons, ctx.source)
@@ -61,19 +70,22 @@ class Ingestor:
     async def reject_request(self, reason: str, code: str, raw: bytes, source: str | None) -> None:
         """Dead-letter a whole request that could not be parsed (best effort, never raises)."""
         metrics.EVENTS_REJECTED.labels(source or "unknown", code).inc()
-        try:
+        with suppress(BrokerUnavailable):
             await self.producer.send(
                 self.settings.topic_dead_letter,
                 encode_dead_letter(reason, raw, stage="collector", source=source),
             )
-        except BrokerUnavailable:
-            pass
 
     async def _write(self, accepted: list[dict[str, Any]], dead: list[Record], source: str) -> None:
         records = list(dead)
         if accepted:
-            records.append((self.settings.topic_touchpoints, touchpoints_key(accepted),
-                            encode_touchpoints(accepted, source)))
+            records.append(
+                (
+                    self.settings.topic_touchpoints,
+                    touchpoints_key(accepted),
+                    encode_touchpoints(accepted, source),
+                )
+            )
         if not records:
             return
         started = time.perf_counter()

@@ -15,27 +15,42 @@ from touchpath.events import EVENT_TYPES, IngestContext
 
 router = APIRouter(tags=["tracking"])
 #: analytics.js (analytics-next) posts to one-letter paths.
-SHORT_PATHS = {"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias"}
+SHORT_PATHS = {
+    "t": "track",
+    "i": "identify",
+    "p": "page",
+    "s": "screen",
+    "g": "group",
+    "a": "alias",
+}
 
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "type": {"type": "string", "enum": sorted(EVENT_TYPES)},
-        "userId": {"type": "string"}, "anonymousId": {"type": "string"},
-        "event": {"type": "string"}, "name": {"type": "string"},
-        "messageId": {"type": "string"}, "timestamp": {"type": "string", "format": "date-time"},
+        "userId": {"type": "string"},
+        "anonymousId": {"type": "string"},
+        "event": {"type": "string"},
+        "name": {"type": "string"},
+        "messageId": {"type": "string"},
+        "timestamp": {"type": "string", "format": "date-time"},
         "sentAt": {"type": "string", "format": "date-time"},
-        "properties": {"type": "object"}, "traits": {"type": "object"},
-        "context": {"type": "object"}, "writeKey": {"type": "string"},
+        "properties": {"type": "object"},
+        "traits": {"type": "object"},
+        "context": {"type": "object"},
+        "writeKey": {"type": "string"},
     },
     "example": {"userId": "u-42", "event": "Order Completed", "properties": {"revenue": 49.0}},
 }
 _BATCH_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["batch"],
-    "properties": {"batch": {"type": "array", "items": _EVENT_SCHEMA},
-                   "sentAt": {"type": "string"}, "context": {"type": "object"},
-                   "writeKey": {"type": "string"}},
+    "properties": {
+        "batch": {"type": "array", "items": _EVENT_SCHEMA},
+        "sentAt": {"type": "string"},
+        "context": {"type": "object"},
+        "writeKey": {"type": "string"},
+    },
 }
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Accepted: every listed event is durable in Kafka (acks=all)."},
@@ -59,7 +74,9 @@ async def _receive(request: Request, ingestor: Ingestor, kind: str | None) -> JS
     settings = ingestor.settings
     raw = await read_body(request, settings.max_request_bytes)
     try:
-        body = decode_body(raw, request.headers.get("content-encoding"), settings.max_request_bytes)
+        body, body_bytes = decode_body(
+            raw, request.headers.get("content-encoding"), settings.max_request_bytes
+        )
     except BodyError as exc:
         source = authenticate(request, None, settings.write_keys)
         await ingestor.reject_request(exc.detail, exc.code, raw, source.source)
@@ -67,9 +84,13 @@ async def _receive(request: Request, ingestor: Ingestor, kind: str | None) -> JS
     source = authenticate(request, body, settings.write_keys)
     events, sent_at = _events_of(body, kind)
     ctx = IngestContext(
-        source=source.source, default_channel=source.channel, received_at=datetime.now(UTC),
-        sent_at=sent_at, ip=request.client.host if request.client else None,
+        source=source.source,
+        default_channel=source.channel,
+        received_at=datetime.now(UTC),
+        sent_at=sent_at,
+        ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
+        body_bytes=body_bytes,
     )
     result = await ingestor.ingest(events, ctx, forced_type=kind)
     return _answer(result, single=kind is not None)
@@ -105,9 +126,12 @@ def _answer(result: IngestResult, single: bool) -> JSONBody:
         return JSONBody(body)
     first = result.rejected[0]
     too_large = single and first["code"] == "too_large"
-    raise Problem(413 if too_large else 400, "Payload too large" if too_large else "Invalid event",
-                  first["reason"] if single else "no event in the batch is valid",
-                  rejected=result.rejected)
+    raise Problem(
+        413 if too_large else 400,
+        "Payload too large" if too_large else "Invalid event",
+        first["reason"] if single else "no event in the batch is valid",
+        rejected=result.rejected,
+    )
 
 
 def _register(path: str, kind: str | None) -> None:
@@ -116,11 +140,22 @@ def _register(path: str, kind: str | None) -> None:
 
     schema = _EVENT_SCHEMA if kind else _BATCH_SCHEMA
     router.add_api_route(
-        path, endpoint, methods=["POST"], name=f"ingest_{path.rsplit('/', 1)[-1]}",
+        path,
+        endpoint,
+        methods=["POST"],
+        name=f"ingest_{path.rsplit('/', 1)[-1]}",
         summary=f"Ingest {'a ' + kind + ' event' if kind else 'a batch of events'} (Segment spec)",
-        responses=_RESPONSES, include_in_schema=len(path) > 5,
-        openapi_extra={"requestBody": {"required": True, "content": {
-            "application/json": {"schema": schema}, "text/plain": {"schema": schema}}}},
+        responses=_RESPONSES,
+        include_in_schema=len(path) > 5,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": schema},
+                    "text/plain": {"schema": schema},
+                },
+            }
+        },
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from touchpath.identifiers import identifiers_of
+from touchpath.identifiers import identifiers_of, is_junk
 
 EVENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 #: Segment ``context.channel`` values mapped onto touchpath channels.
@@ -56,6 +56,14 @@ class IngestContext:
     sent_at: str | None = None
     ip: str | None = None
     user_agent: str | None = None
+    #: size of the request body; per-event size checks only run when it exceeds the limit
+    body_bytes: int = 1 << 62
+    #: ``received_at`` formatted once per request (set automatically)
+    received_text: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.received_text:
+            object.__setattr__(self, "received_text", format_time(self.received_at))
 
 
 def format_time(moment: datetime) -> str:
@@ -89,9 +97,12 @@ def normalize_event(
     """Validate and enrich one raw event; raise InvalidEvent with the reason."""
     if not isinstance(raw, dict):
         raise InvalidEvent("event must be a JSON object", "not_object")
-    size = len(orjson.dumps(raw))
-    if size > max_bytes:
-        raise InvalidEvent(f"event is {size} bytes; the limit is {max_bytes} bytes", "too_large")
+    if ctx.body_bytes > max_bytes:  # a smaller request cannot hold an oversized event
+        size = len(orjson.dumps(raw))
+        if size > max_bytes:
+            raise InvalidEvent(
+                f"event is {size} bytes; the limit is {max_bytes} bytes", "too_large"
+            )
     event = dict(raw)
     event.pop("writeKey", None)
     event_type = forced_type or event.get("type")
@@ -105,7 +116,7 @@ def normalize_event(
     for key in ("userId", "anonymousId"):
         if isinstance(event.get(key), int) and not isinstance(event.get(key), bool):
             event[key] = str(event[key])
-    if not identifiers_of(event):
+    if not _has_identifier(event):
         raise InvalidEvent(
             "no usable identifier: userId or anonymousId is required "
             "(junk values such as 'null', 'undefined', '0' do not count)",
@@ -113,6 +124,13 @@ def normalize_event(
         )
     _enrich(event, ctx)
     return event
+
+
+def _has_identifier(event: dict[str, Any]) -> bool:
+    """Cheap check first (a plain userId/anonymousId), the full extraction otherwise."""
+    if not is_junk(event.get("userId")) or not is_junk(event.get("anonymousId")):
+        return True
+    return bool(identifiers_of(event))
 
 
 def _check_shapes(event: dict[str, Any]) -> None:
@@ -160,7 +178,7 @@ def _enrich(event: dict[str, Any], ctx: IngestContext) -> None:
     event["source"] = ctx.source
     if not event.get("messageId"):
         event["messageId"] = _content_id(event, ctx.source)
-    event["receivedAt"] = format_time(ctx.received_at)
+    event["receivedAt"] = ctx.received_text
     event["timestamp"] = format_time(_corrected_timestamp(event, ctx))
 
 
