@@ -82,7 +82,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "compression_type": None
         if settings.kafka_compression == "none"
         else settings.kafka_compression,
-        "linger_ms": 2,
+        "linger_ms": 0,
         "batch_size": 1 << 20,
         "max_request_size": 8 << 20,
         "max_block_ms": 1000,
@@ -141,15 +141,29 @@ class AsyncProducer:
         waiter: asyncio.Future[None] = loop.create_future()
         batch = list(records)
         try:
-            await asyncio.wait_for(
-                loop.run_in_executor(self._executor, self._submit, batch, loop, waiter),
-                self._timeout_s,
-            )
+            if self._metadata_known(batch):
+                self._submit(batch, loop, waiter)  # send() will not block: no thread hop
+            else:
+                await asyncio.wait_for(
+                    loop.run_in_executor(self._executor, self._submit, batch, loop, waiter),
+                    self._timeout_s,
+                )
             await asyncio.wait_for(waiter, self._timeout_s)
         except (TimeoutError, KafkaError, BrokerUnavailable) as exc:
             self._on_failure()
             raise BrokerUnavailable(f"Kafka did not acknowledge the write: {exc!r}") from exc
         self._failures = 0
+
+    def _metadata_known(self, batch: list[Record]) -> bool:
+        """True when every topic's partitions are known, so ``send`` cannot block on them."""
+        producer = self._producer
+        if producer is None or self._failures:
+            return False
+        cluster = getattr(producer, "_metadata", None)  # kafka-python's cached metadata
+        try:
+            return all(cluster.partitions_for_topic(t) for t in {t for t, _, _ in batch})
+        except AttributeError:
+            return False
 
     def _submit(
         self,
