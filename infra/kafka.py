@@ -159,11 +159,10 @@ class AsyncProducer:
         producer = self._producer
         if producer is None or self._failures:
             return False
-        cluster = getattr(producer, "_metadata", None)  # kafka-python's cached metadata
-        try:
-            return all(cluster.partitions_for_topic(t) for t in {t for t, _, _ in batch})
-        except AttributeError:
+        cluster: Any = getattr(producer, "_metadata", None)  # kafka-python's cached metadata
+        if cluster is None:
             return False
+        return all(cluster.partitions_for_topic(t) for t in {t for t, _, _ in batch})
 
     def _submit(
         self,
