@@ -30,12 +30,12 @@ class ReadModel:
         self.client = client
         self.keys = Keys(prefix)
         self._profile_script = client.register_script(_PROFILE_BY_IDENTIFIER)
+        from api.lookups import ProfileLookups
+        self._lookups = ProfileLookups(client, prefix)
 
     async def profile_of(self, identifier: str) -> dict[str, Any] | None:
         """The stage profile of the customer holding ``identifier`` (``kind:value``)."""
-        blob = await self._profile_script(
-            keys=[self.keys.customer_of(identifier)], args=[self.keys.customer("")]
-        )
+        blob = await self._lookups.get(identifier)
         return orjson.loads(blob) if blob else None
 
     async def profiles(self, customer_ids: Sequence[str]) -> list[dict[str, Any] | None]:
@@ -100,7 +100,7 @@ class ReadModel:
 
     async def funnel_rows(self) -> list[list[Any]]:
         """Every customer's compact funnel row."""
-        raw = await self.client.hvals(self.keys.funnel)
+        raw = cast(list[bytes], await self.client.hvals(self.keys.funnel))
         rows: list[list[Any]] = orjson.loads(b"[" + b",".join(raw) + b"]")  # one parse
         return rows
 

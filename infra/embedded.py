@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,10 +57,8 @@ class Child:
     def _signal(self, sig: signal.Signals) -> None:
         if self.process.poll() is not None:
             return
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def free_port(also_free_offset: int | None = None) -> int:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
-from tests.e2e.conftest import READ_TOKEN, WRITE_KEY, start_service, stack_env
+from tests.e2e.conftest import READ_TOKEN, WRITE_KEY, stack_env, start_service
 
 ROOT = Path(__file__).resolve().parents[2]
 SUFFIXES = ("_bucket", "_sum", "_count", "_created")
@@ -33,7 +33,9 @@ def families(text: str) -> set[str]:
 @pytest.fixture(scope="module")
 def services(bootstrap: str, redis_url: str, run_dir: Path) -> Iterator[dict[str, int]]:
     env = stack_env(bootstrap, redis_url)
-    children = {name: start_service(name, env, run_dir) for name in ("collector", "processor", "api")}
+    children = {
+        name: start_service(name, env, run_dir) for name in ("collector", "processor", "api")
+    }
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     producer.send(env["TOUCHPATH_TOPIC_TOUCHPOINTS"], b"not a record").get(10)
     producer.close()
@@ -49,17 +51,25 @@ def scrape(port: int) -> str:
 def test_dashboards_and_alerts_only_use_exported_metrics(services: dict[str, int]) -> None:
     collector = f"http://127.0.0.1:{services['collector']}"
     auth = {"Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()}
-    batch = {"batch": [
-        {"type": "identify", "userId": "alice", "anonymousId": "shared-device-0001"},
-        {"type": "identify", "userId": "bob", "anonymousId": "shared-device-0001",
-         "timestamp": "2030-01-01T00:00:00Z"},
-        {"type": "track", "userId": "alice", "event": "Order Completed"},
-        {"type": "track", "event": "no identifier"},
-    ]}
+    batch = {
+        "batch": [
+            {"type": "identify", "userId": "alice", "anonymousId": "shared-device-0001"},
+            {
+                "type": "identify",
+                "userId": "bob",
+                "anonymousId": "shared-device-0001",
+                "timestamp": "2030-01-01T00:00:00Z",
+            },
+            {"type": "track", "userId": "alice", "event": "Order Completed"},
+            {"type": "track", "event": "no identifier"},
+        ]
+    }
     assert httpx.post(f"{collector}/v1/batch", json=batch, headers=auth).status_code == 200
     httpx.get(f"http://127.0.0.1:{services['api']}/readyz")
-    httpx.get(f"http://127.0.0.1:{services['api']}/healthz",
-              headers={"Authorization": f"Bearer {READ_TOKEN}"})
+    httpx.get(
+        f"http://127.0.0.1:{services['api']}/healthz",
+        headers={"Authorization": f"Bearer {READ_TOKEN}"},
+    )
     httpx.get(f"{collector}/readyz")
     wanted = set((ROOT / "deploy" / "metrics.txt").read_text().split())
     wanted = {name.removesuffix("_total") for name in wanted} | wanted

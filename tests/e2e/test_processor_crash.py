@@ -9,7 +9,7 @@ from pathlib import Path
 import redis
 from kafka import KafkaProducer
 
-from tests.e2e.conftest import start_service, stack_env
+from tests.e2e.conftest import stack_env, start_service
 from tests.reference import make_event
 from touchpath.records import encode_touchpoints
 
@@ -18,12 +18,16 @@ PEOPLE, RECORDS, PER_RECORD = 40, 60, 10
 
 def processed(port: int) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("touchpath_processor_events_processed_total"))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("touchpath_processor_events_processed_total")
+    )
 
 
 def test_sigkill_mid_stream_loses_nothing_and_double_counts_nothing(
-        bootstrap: str, redis_url: str, run_dir: Path) -> None:
+    bootstrap: str, redis_url: str, run_dir: Path
+) -> None:
     env = stack_env(bootstrap, redis_url, TOUCHPATH_PROCESSOR_BATCH_SIZE="1")
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     expected: dict[str, int] = {}
@@ -31,11 +35,21 @@ def test_sigkill_mid_stream_loses_nothing_and_double_counts_nothing(
         events = []
         for i in range(PER_RECORD):
             person = (record * PER_RECORD + i) % PEOPLE
-            events.append(make_event("track", f"crash-{record}-{i}", 1_767_225_600_000 + record,
-                                     userId=f"p{person}", event="Product Viewed"))
+            events.append(
+                make_event(
+                    "track",
+                    f"crash-{record}-{i}",
+                    1_767_225_600_000 + record,
+                    userId=f"p{person}",
+                    event="Product Viewed",
+                )
+            )
             expected[f"p{person}"] = expected.get(f"p{person}", 0) + 1
-        producer.send(env["TOUCHPATH_TOPIC_TOUCHPOINTS"], encode_touchpoints(events, "t"),
-                      partition=record % 3)
+        producer.send(
+            env["TOUCHPATH_TOPIC_TOUCHPOINTS"],
+            encode_touchpoints(events, "t"),
+            partition=record % 3,
+        )
     producer.flush()
     producer.close()
 

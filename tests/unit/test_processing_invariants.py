@@ -8,14 +8,15 @@ agrees with the final state, with no entry announced twice in a row.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from touchpath.stages import load_stage_model
 
 from tests.reference import ReferenceStore, make_event
 from touchpath.journey import current_entry
+from touchpath.stages import load_stage_model
 
 MODEL = load_stage_model()
 NAMES = [
@@ -71,7 +72,7 @@ def deliveries(draw: st.DrawFn, base: list[dict[str, Any]]) -> list[list[dict[st
     stream = draw(st.permutations(base + extra))
     cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=4)))
     bounds = [0, *cuts, len(stream)]
-    return [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
