@@ -31,6 +31,7 @@ class ReadModel:
         self.keys = Keys(prefix)
         self._profile_script = client.register_script(_PROFILE_BY_IDENTIFIER)
         from api.lookups import ProfileLookups
+
         self._lookups = ProfileLookups(client, prefix)
 
     async def profile_of(self, identifier: str) -> dict[str, Any] | None:

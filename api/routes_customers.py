@@ -38,10 +38,20 @@ async def _profile(reads: Reads, ref: Identifier) -> dict[str, Any]:
     summary="Current stage of a customer, by any identifier",
     responses={**NOT_FOUND, 200: {"content": {"application/json": {"example": STAGE_EXAMPLE}}}},
 )
-async def customer_stage(ref: CustomerRef, reads: Reads, stages: Stages, _: ReadScope) -> JSONBody:
-    """The furthest stage reached, when it was entered, the stage before it, and why."""
+async def customer_stage(
+    ref: CustomerRef, reads: Reads, stages: Stages, _: ReadScope, as_of: str | None = None
+) -> JSONBody:
+    """The furthest stage reached, when it was entered, the stage before it, and why.
+
+    With ``as_of`` (ISO-8601): the stage the customer was in at that time, as far as the
+    events known now tell.
+    """
     profile = await _profile(reads, ref)
     stage, history = profile["stage"], profile["history"]
+    if as_of is not None:
+        moment = to_ms(as_of, 0, "as_of")
+        history = {s: e for s, e in history.items() if e[0] <= moment}
+        stage = max(history, key=stages.index) if history else None
     answer: dict[str, Any] = {
         "customer_id": profile["id"],
         "stage": stage,

@@ -133,6 +133,13 @@ def test_stage_by_any_identifier(stack: dict[str, Any], population: dict[str, An
     assert answers[0]["entered_at"].startswith("2026-02-04T10:00:00")
 
 
+def test_stage_as_of_a_past_time(stack: dict[str, Any], population: dict[str, Any]) -> None:
+    past = get(stack, "/v1/customers/ada/stage", as_of="2026-02-02T12:00:00Z").json()
+    assert past["stage"] == "consideration" and past["previous_stage"] == "awareness"
+    before = get(stack, "/v1/customers/ada/stage", as_of="2026-01-01T00:00:00Z").json()
+    assert before["stage"] is None
+
+
 def test_unknown_customer_is_a_404_problem(stack: dict[str, Any]) -> None:
     response = get(stack, "/v1/customers/nobody/stage")
     assert response.status_code == 404
