@@ -52,12 +52,29 @@ _BATCH_SCHEMA: dict[str, Any] = {
         "writeKey": {"type": "string"},
     },
 }
+_REJECTED = {"type": "array", "items": {"type": "object", "properties": {
+    "index": {"type": "integer"}, "reason": {"type": "string"}, "code": {"type": "string"}}}}
+_ACCEPTED_SCHEMA = {
+    "type": "object", "required": ["success", "accepted"],
+    "properties": {"success": {"type": "boolean"}, "accepted": {"type": "integer"},
+                   "rejected": _REJECTED},
+    "example": {"success": True, "accepted": 2,
+                "rejected": [{"index": 1, "reason": "group needs a groupId",
+                              "code": "missing_field"}]},
+}
+_PROBLEM = {"application/problem+json": {"schema": {
+    "type": "object", "required": ["title", "status", "detail"],
+    "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                   "status": {"type": "integer"}, "detail": {"type": "string"},
+                   "rejected": _REJECTED}}}}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Accepted: every listed event is durable in Kafka (acks=all)."},
-    400: {"description": "Body or every event invalid; reasons per index."},
-    401: {"description": "Missing or unknown write key."},
-    413: {"description": "Event over 32 KB or request over 500 KB."},
-    503: {"description": "Kafka unavailable; retry after Retry-After seconds."},
+    200: {"description": "Accepted: every listed event is durable in Kafka (acks=all).",
+          "content": {"application/json": {"schema": _ACCEPTED_SCHEMA}}},
+    400: {"description": "Body or every event invalid; reasons per index.", "content": _PROBLEM},
+    401: {"description": "Missing or unknown write key.", "content": _PROBLEM},
+    413: {"description": "Event over 32 KB or request over 500 KB.", "content": _PROBLEM},
+    503: {"description": "Kafka unavailable; retry after Retry-After seconds.",
+          "content": _PROBLEM},
 }
 
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 PROBLEM_TYPE = "application/problem+json"
 
 
-class JSONBody(Response):
+class JSONBody(JSONResponse):
     """A JSON response rendered with orjson."""
-
-    media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)

@@ -179,7 +179,10 @@ def _enrich(event: dict[str, Any], ctx: IngestContext) -> None:
     if not event.get("messageId"):
         event["messageId"] = _content_id(event, ctx.source)
     event["receivedAt"] = ctx.received_text
-    event["timestamp"] = format_time(_corrected_timestamp(event, ctx))
+    try:
+        event["timestamp"] = format_time(_corrected_timestamp(event, ctx))
+    except (OverflowError, ValueError):
+        raise InvalidEvent("timestamp or sentAt is out of range", "bad_timestamp") from None
 
 
 def _content_id(event: Mapping[str, Any], source: str) -> str:
