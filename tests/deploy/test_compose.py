@@ -42,6 +42,7 @@ def services(resolved: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 # --- the validator accepts the real file and rejects broken ones ---------------------------------
 
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_compose_config_is_valid(compose: Tool, profile: str) -> None:
     result = compose(*PROFILES[profile], "config", "--quiet")
@@ -67,9 +68,12 @@ def _undefined_dependency(doc: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("breakage", [_unknown_key, _undefined_dependency])
-def test_compose_rejects_a_broken_copy(compose: Tool, compose_doc: dict[str, Any],
-                                       tmp_path: Path,
-                                       breakage: Callable[[dict[str, Any]], str]) -> None:
+def test_compose_rejects_a_broken_copy(
+    compose: Tool,
+    compose_doc: dict[str, Any],
+    tmp_path: Path,
+    breakage: Callable[[dict[str, Any]], str],
+) -> None:
     doc = json.loads(json.dumps(compose_doc))
     culprit = breakage(doc)
     broken = tmp_path / "docker-compose.yml"
@@ -89,6 +93,7 @@ def test_required_secrets_must_be_set(compose: Tool, tmp_path: Path) -> None:
 
 # --- structure of the resolved configuration ------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", TOUCHPATH_PORTS)
 def test_touchpath_service_runs_its_subcommand(services: dict[str, Any], name: str) -> None:
     service = services[name]
@@ -98,8 +103,9 @@ def test_touchpath_service_runs_its_subcommand(services: dict[str, Any], name: s
 
 
 @pytest.mark.parametrize("name", TOUCHPATH_PORTS)
-def test_touchpath_healthcheck_probes_healthz_with_python(services: dict[str, Any],
-                                                         name: str) -> None:
+def test_touchpath_healthcheck_probes_healthz_with_python(
+    services: dict[str, Any], name: str
+) -> None:
     test = services[name]["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"]
     assert "urllib.request" in test[3]
@@ -115,8 +121,9 @@ def test_every_service_has_a_healthcheck_and_limits(services: dict[str, Any]) ->
 
 
 @pytest.mark.parametrize("name", SCALABLE)
-def test_scalable_services_have_no_fixed_name_or_host_port(services: dict[str, Any],
-                                                           name: str) -> None:
+def test_scalable_services_have_no_fixed_name_or_host_port(
+    services: dict[str, Any], name: str
+) -> None:
     service = services[name]
     assert "container_name" not in service
     for port in service.get("ports", []):
@@ -204,8 +211,9 @@ def test_bind_mounts_exist(services: dict[str, Any]) -> None:
                 assert Path(volume["source"]).exists(), volume["source"]
 
 
-def test_monitoring_mounts_match_their_configs(services: dict[str, Any],
-                                               deploy_yaml: Callable[[str], Any]) -> None:
+def test_monitoring_mounts_match_their_configs(
+    services: dict[str, Any], deploy_yaml: Callable[[str], Any]
+) -> None:
     prometheus = services["prometheus"]
     targets = {v["target"] for v in prometheus["volumes"]}
     assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
@@ -218,13 +226,15 @@ def test_monitoring_mounts_match_their_configs(services: dict[str, Any],
 
 # --- .env.example -------------------------------------------------------------------------------
 
+
 def _env_example(repo_root: Path) -> str:
     return (repo_root / "deploy" / ".env.example").read_text(encoding="utf-8")
 
 
 def test_env_example_sets_every_required_variable(repo_root: Path) -> None:
-    required = set(re.findall(r"\$\{(\w+):\?",
-                              (repo_root / "docker-compose.yml").read_text(encoding="utf-8")))
+    required = set(
+        re.findall(r"\$\{(\w+):\?", (repo_root / "docker-compose.yml").read_text(encoding="utf-8"))
+    )
     defined = set(re.findall(r"^(\w+)=\S", _env_example(repo_root), flags=re.MULTILINE))
     assert required == {"TOUCHPATH_WRITE_KEYS", "TOUCHPATH_API_TOKENS", "GRAFANA_ADMIN_PASSWORD"}
     assert required <= defined
@@ -237,6 +247,7 @@ def test_env_example_documents_three_brokers(repo_root: Path) -> None:
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------
+
 
 def _dockerfile(repo_root: Path) -> list[tuple[str, str]]:
     """(instruction, arguments) pairs, continuation lines joined, comments dropped."""
@@ -268,8 +279,11 @@ def test_dockerfile_runs_touchpath_as_non_root(repo_root: Path) -> None:
 
 
 def _copied_sources(repo_root: Path) -> set[str]:
-    groups = [args.split()[:-1] for op, args in _dockerfile(repo_root)
-              if op == "COPY" and "--from" not in args]
+    groups = [
+        args.split()[:-1]
+        for op, args in _dockerfile(repo_root)
+        if op == "COPY" and "--from" not in args
+    ]
     return {source.removeprefix("./") for group in groups for source in group}
 
 

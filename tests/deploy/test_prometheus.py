@@ -24,21 +24,32 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
 
 REQUIRED_ALERTS = {
-    "TouchpathConsumerLagGrowing": ("deriv(sum(touchpath_processor_consumer_lag_records)[5m:",
-                                    "sum(touchpath_processor_consumer_lag_records) >"),
+    "TouchpathConsumerLagGrowing": (
+        "deriv(sum(touchpath_processor_consumer_lag_records)[5m:",
+        "sum(touchpath_processor_consumer_lag_records) >",
+    ),
     "TouchpathDeadLetters": ("touchpath_processor_dead_letters_total",),
     "TouchpathCollectorErrors": ('touchpath_collector_requests_total{status=~"5.."}',),
     "TouchpathNoEventsReceived": ("touchpath_collector_events_accepted_total[10m]",),
-    "TouchpathEventToStageLatencyHigh": ("histogram_quantile(0.99",
-                                         "touchpath_processor_event_to_stage_seconds_bucket"),
+    "TouchpathEventToStageLatencyHigh": (
+        "histogram_quantile(0.99",
+        "touchpath_processor_event_to_stage_seconds_bucket",
+    ),
     "TouchpathRedisUnreachable": ('touchpath_dependency_up{dependency="redis"} == 0',),
     "TouchpathKafkaUnreachable": ('touchpath_dependency_up{dependency="kafka"} == 0',),
     "TouchpathTargetDown": ("up == 0",),
 }
 REQUIRED_PANELS = (
-    "Ingest rate by channel", "Rejects by reason", "Produce latency (p50/p99)",
-    "Consumer lag per partition", "Event-to-stage latency p99", "Stage distribution",
-    "Merges and refused merges", "API latency p99", "API error rate", "Dead letters",
+    "Ingest rate by channel",
+    "Rejects by reason",
+    "Produce latency (p50/p99)",
+    "Consumer lag per partition",
+    "Event-to-stage latency p99",
+    "Stage distribution",
+    "Merges and refused merges",
+    "API latency p99",
+    "API error rate",
+    "Dead letters",
 )
 
 Tool = Callable[..., Any]
@@ -67,22 +78,30 @@ def is_exported(name: str, exported: frozenset[str]) -> bool:
     """A listed family, a histogram series of one, or a Prometheus built-in."""
     if name in exported or name in BUILTIN_METRICS:
         return True
-    return any(name.endswith(suffix) and name.removesuffix(suffix) in exported
-               for suffix in HISTOGRAM_SUFFIXES)
+    return any(
+        name.endswith(suffix) and name.removesuffix(suffix) in exported
+        for suffix in HISTOGRAM_SUFFIXES
+    )
 
 
-@pytest.mark.parametrize(("expr", "names"), [
-    ('sum by (le) (rate(a_bucket{x="}"}[5m])) / on(i) group_left(j) b offset 5m',
-     {"a_bucket", "b"}),
-    ("deriv(sum(lag)[5m:1m]) > 0 and sum(lag) > 1e3", {"lag"}),
-    ("(sum(increase(c[$__rate_interval])) or vector(0)) == bool 0", {"c"}),
-    ("max without (instance) (up) unless absent(d)", {"up", "d"}),
-])
+@pytest.mark.parametrize(
+    ("expr", "names"),
+    [
+        (
+            'sum by (le) (rate(a_bucket{x="}"}[5m])) / on(i) group_left(j) b offset 5m',
+            {"a_bucket", "b"},
+        ),
+        ("deriv(sum(lag)[5m:1m]) > 0 and sum(lag) > 1e3", {"lag"}),
+        ("(sum(increase(c[$__rate_interval])) or vector(0)) == bool 0", {"c"}),
+        ("max without (instance) (up) unless absent(d)", {"up", "d"}),
+    ],
+)
 def test_referenced_metrics(expr: str, names: set[str]) -> None:
     assert referenced_metrics(expr) == names
 
 
 # --- loaded files -------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def alerts(deploy_yaml: Callable[[str], Any]) -> dict[str, dict[str, Any]]:
@@ -124,6 +143,7 @@ def _check_names(exprs: list[str], exported: frozenset[str]) -> None:
 
 # --- promtool -----------------------------------------------------------------------------------
 
+
 def _assert_ok(result: Any) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
@@ -135,8 +155,9 @@ def test_promtool_check_config(promtool: Tool, repo_root: Path) -> None:
     assert "alerts.yml" in result.stdout + result.stderr
 
 
-def test_promtool_check_rules(promtool: Tool, repo_root: Path,
-                              alerts: dict[str, dict[str, Any]]) -> None:
+def test_promtool_check_rules(
+    promtool: Tool, repo_root: Path, alerts: dict[str, dict[str, Any]]
+) -> None:
     result = promtool("check", "rules", repo_root / PROMETHEUS_DIR / "alerts.yml")
     _assert_ok(result)
     assert f"{len(alerts)} rules found" in result.stdout
@@ -146,8 +167,9 @@ def test_promtool_test_rules(promtool: Tool, repo_root: Path) -> None:
     _assert_ok(promtool("test", "rules", repo_root / PROMETHEUS_DIR / "alerts_test.yml"))
 
 
-def test_promtool_test_rules_catches_a_wrong_expectation(promtool: Tool, repo_root: Path,
-                                                         tmp_path: Path) -> None:
+def test_promtool_test_rules_catches_a_wrong_expectation(
+    promtool: Tool, repo_root: Path, tmp_path: Path
+) -> None:
     source = repo_root / PROMETHEUS_DIR
     shutil.copy(source / "alerts.yml", tmp_path / "alerts.yml")
     text = (source / "alerts_test.yml").read_text(encoding="utf-8")
@@ -159,19 +181,22 @@ def test_promtool_test_rules_catches_a_wrong_expectation(promtool: Tool, repo_ro
     assert "FAILED" in result.stdout + result.stderr
 
 
-def test_dashboard_queries_are_valid_promql(promtool: Tool, dashboard: dict[str, Any],
-                                            tmp_path: Path) -> None:
+def test_dashboard_queries_are_valid_promql(
+    promtool: Tool, dashboard: dict[str, Any], tmp_path: Path
+) -> None:
     exprs = list(_exprs(dashboard))
     for variable, value in GRAFANA_VARIABLES.items():
         exprs = [expr.replace(variable, value) for expr in exprs]
     rules = [{"record": f"dashboard:query_{i}:expr", "expr": e} for i, e in enumerate(exprs)]
     path = tmp_path / "dashboard_rules.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}),
-                    encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}), encoding="utf-8"
+    )
     _assert_ok(promtool("check", "rules", path))
 
 
 # --- alert rules --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", REQUIRED_ALERTS)
 def test_required_alert(alerts: dict[str, dict[str, Any]], name: str) -> None:
@@ -184,10 +209,14 @@ def test_required_alert(alerts: dict[str, dict[str, Any]], name: str) -> None:
     assert rule["annotations"]["summary"] and rule["annotations"]["description"]
 
 
-def test_every_alert_has_firing_and_quiet_unit_tests(alerts: dict[str, dict[str, Any]],
-                                                     deploy_yaml: Callable[[str], Any]) -> None:
-    cases = [case for test in deploy_yaml("prometheus/alerts_test.yml")["tests"]
-             for case in test["alert_rule_test"]]
+def test_every_alert_has_firing_and_quiet_unit_tests(
+    alerts: dict[str, dict[str, Any]], deploy_yaml: Callable[[str], Any]
+) -> None:
+    cases = [
+        case
+        for test in deploy_yaml("prometheus/alerts_test.yml")["tests"]
+        for case in test["alert_rule_test"]
+    ]
     fired = {case["alertname"] for case in cases if case["exp_alerts"]}
     quiet = {case["alertname"] for case in cases if not case["exp_alerts"]}
     assert fired == set(alerts)
@@ -196,19 +225,22 @@ def test_every_alert_has_firing_and_quiet_unit_tests(alerts: dict[str, dict[str,
 
 # --- metric names -------------------------------------------------------------------------------
 
+
 def test_metrics_txt_is_a_clean_list(repo_root: Path, metric_names: frozenset[str]) -> None:
     lines = (repo_root / "deploy" / "metrics.txt").read_text(encoding="utf-8").split()
     assert len(lines) == len(set(lines)) == len(metric_names)
     assert all(re.fullmatch(r"touchpath_[a-z0-9_]+", name) for name in lines)
 
 
-def test_alert_expressions_use_exported_metrics(alerts: dict[str, dict[str, Any]],
-                                                metric_names: frozenset[str]) -> None:
+def test_alert_expressions_use_exported_metrics(
+    alerts: dict[str, dict[str, Any]], metric_names: frozenset[str]
+) -> None:
     _check_names([rule["expr"] for rule in alerts.values()], metric_names)
 
 
-def test_dashboard_expressions_use_exported_metrics(dashboard: dict[str, Any],
-                                                    metric_names: frozenset[str]) -> None:
+def test_dashboard_expressions_use_exported_metrics(
+    dashboard: dict[str, Any], metric_names: frozenset[str]
+) -> None:
     _check_names(list(_exprs(dashboard)), metric_names)
 
 
@@ -219,13 +251,18 @@ def test_name_check_rejects_unknown_metrics(metric_names: frozenset[str]) -> Non
 
 # --- scrape config --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("service", SCRAPED)
-def test_scrape_discovers_every_replica(deploy_yaml: Callable[[str], Any],
-                                        compose_doc: dict[str, Any], service: str) -> None:
+def test_scrape_discovers_every_replica(
+    deploy_yaml: Callable[[str], Any], compose_doc: dict[str, Any], service: str
+) -> None:
     config = deploy_yaml("prometheus/prometheus.yml")
     assert config["rule_files"] == ["alerts.yml"]
-    jobs = [job for job in config["scrape_configs"]
-            if any(service in sd["names"] for sd in job.get("dns_sd_configs", []))]
+    jobs = [
+        job
+        for job in config["scrape_configs"]
+        if any(service in sd["names"] for sd in job.get("dns_sd_configs", []))
+    ]
     assert len(jobs) == 1, f"{service} must be scraped by exactly one dns_sd job"
     (discovery,) = jobs[0]["dns_sd_configs"]
     assert jobs[0].get("metrics_path", "/metrics") == "/metrics"
@@ -236,8 +273,10 @@ def test_scrape_discovers_every_replica(deploy_yaml: Callable[[str], Any],
 
 # --- Grafana ------------------------------------------------------------------------------------
 
-def test_datasource_points_at_prometheus(deploy_yaml: Callable[[str], Any],
-                                         dashboard: dict[str, Any]) -> None:
+
+def test_datasource_points_at_prometheus(
+    deploy_yaml: Callable[[str], Any], dashboard: dict[str, Any]
+) -> None:
     (source,) = deploy_yaml("grafana/provisioning/datasources/prometheus.yml")["datasources"]
     assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
     for panel in _panels(dashboard):

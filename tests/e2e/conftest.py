@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 import pytest
@@ -18,6 +19,7 @@ from infra.embedded import Child, free_port, spawn
 from infra.kafka import ensure_topics
 from touchpath.settings import load_settings
 
+T = TypeVar("T")
 WRITE_KEY = "wk_test_website"
 SERVER_KEY = "wk_test_backend"
 READ_TOKEN = "tok_test_read"
@@ -70,6 +72,17 @@ def start_service(name: str, env: dict[str, str], log_dir: Path) -> Child:
         time.sleep(0.05)
     child.stop()
     raise RuntimeError(f"{name} did not become healthy")
+
+
+def wait_for(check: Callable[[], T | None], timeout_s: float = 20.0) -> T:
+    """Poll ``check`` until it returns something truthy (no fixed sleeps in tests)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
 
 
 def read_topic(bootstrap: str, topic: str, count: int, timeout_s: float = 15.0) -> list[dict]:

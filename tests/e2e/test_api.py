@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,14 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.e2e.conftest import ADMIN_TOKEN, READ_TOKEN, WRITE_KEY, stack_env, start_service
+from tests.e2e.conftest import (
+    ADMIN_TOKEN,
+    READ_TOKEN,
+    WRITE_KEY,
+    stack_env,
+    start_service,
+    wait_for,
+)
 
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -39,16 +45,6 @@ def get(
     stack: dict[str, Any], path: str, headers: dict[str, str] = READ, **params: Any
 ) -> httpx.Response:
     return httpx.get(f"{stack['api']}{path}", headers=headers, params=params)
-
-
-def eventually(check, timeout_s: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("not reached in time")
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +106,13 @@ def population(stack: dict[str, Any]) -> dict[str, Any]:
             },
         ],
     )
-    eventually(
+    wait_for(
         lambda: (
             get(stack, "/v1/customers/bob/stage").status_code == 200
             and get(stack, "/v1/customers/ada/stage").json().get("stage") == "purchase"
         )
     )
-    eventually(lambda: get(stack, "/v1/customers/bob").json()["traits"].get("plan") == "free")
+    wait_for(lambda: get(stack, "/v1/customers/bob").json()["traits"].get("plan") == "free")
     return {}
 
 
@@ -274,7 +270,7 @@ def test_erase_is_complete_and_replay_does_not_resurrect(
             }
         ],
     )
-    eventually(lambda: get(stack, "/v1/customers/bob/stage").json()["stage"] == "purchase")
+    wait_for(lambda: get(stack, "/v1/customers/bob/stage").json()["stage"] == "purchase")
     assert get(stack, "/v1/customers/ada/stage").status_code == 404
     post(
         stack,
@@ -288,7 +284,7 @@ def test_erase_is_complete_and_replay_does_not_resurrect(
             }
         ],
     )
-    fresh = eventually(
+    fresh = wait_for(
         lambda: (
             get(stack, "/v1/customers/ada").json().get("customer_id")
             and get(stack, "/v1/customers/ada").json()

@@ -85,7 +85,8 @@ def test_dashboards_and_alerts_only_use_exported_metrics(services: dict[str, int
 
 
 def test_multi_worker_collector_exports_the_sum_of_its_workers(
-        bootstrap: str, redis_url: str, run_dir: Path) -> None:
+    bootstrap: str, redis_url: str, run_dir: Path
+) -> None:
     env = stack_env(bootstrap, redis_url, TOUCHPATH_COLLECTOR_WORKERS="2")
     child = start_service("collector", env, run_dir)
     url = f"http://127.0.0.1:{child.port}"
@@ -93,13 +94,19 @@ def test_multi_worker_collector_exports_the_sum_of_its_workers(
     try:
         for i in range(20):
             with httpx.Client() as fresh:  # new connections spread over both workers
-                response = fresh.post(f"{url}/v1/track", headers=auth,
-                                      json={"userId": f"mw-{i}", "event": "Product Viewed"})
+                response = fresh.post(
+                    f"{url}/v1/track",
+                    headers=auth,
+                    json={"userId": f"mw-{i}", "event": "Product Viewed"},
+                )
                 assert response.status_code == 200
         for _ in range(5):  # whichever worker answers the scrape reports all of them
             text = scrape(child.port)
-            accepted = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                           if line.startswith("touchpath_collector_events_accepted_total{"))
+            accepted = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("touchpath_collector_events_accepted_total{")
+            )
             assert accepted == 20
     finally:
         child.stop()

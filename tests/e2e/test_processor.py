@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from tests.e2e.conftest import read_topic, stack_env, start_service
+from tests.e2e.conftest import read_topic, stack_env, start_service, wait_for
 from touchpath.records import encode_touchpoints
 
 
@@ -26,16 +25,6 @@ def event(kind: str, message_id: str, at: str, **fields: object) -> dict:
     }
     body.update(fields)
     return body
-
-
-def wait_for(check, timeout_s: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ import httpx
 import redis
 
 from infra.embedded import free_port
+from tests.e2e.conftest import wait_for
 
 
 @contextmanager
@@ -54,16 +54,6 @@ def stack_up(data_dir: Path, ports: dict[str, int]) -> Iterator[dict[str, str]]:
         assert "stopped" in rest
 
 
-def wait_for(check, timeout_s: float = 40.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
 def children_of_data_dir(data_dir: Path) -> list[str]:
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if str(data_dir) in line]
@@ -81,7 +71,7 @@ def test_stack_ingests_stops_cleanly_and_keeps_data_across_restart(tmp_path: Pat
         )
         assert response.status_code == 200, response.text
         client = redis.Redis.from_url(banner["redis"], decode_responses=True)
-        wait_for(lambda: client.get("tp:idc:user_id:ada"))
+        wait_for(lambda: client.get("tp:idc:user_id:ada"), 40)
         for service in ("collector", "api"):
             health = httpx.get(f"http://127.0.0.1:{ports[service]}/healthz")
             assert health.status_code == 200
@@ -103,6 +93,6 @@ def test_stack_ingests_stops_cleanly_and_keeps_data_across_restart(tmp_path: Pat
             blob = client.get(f"tp:cust:{cid}") or ""
             return '"post-purchase"' in blob
 
-        wait_for(post_purchase)
+        wait_for(post_purchase, 40)
         data = client.hgetall("tp:a:user_id:ada:data")
         assert data["c:events"] == "2", "the first event was not processed twice"
