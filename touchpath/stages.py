@@ -1,7 +1,14 @@
-"""Minimal stand-in of touchpath.stages (lead's scaffold; replaced by the full engine)."""
+"""Stage rules: a declarative YAML model, pure matching, and order-independent stage history.
+
+Stages are ordered; each rule says which events qualify a customer for a stage (``when``
+matches type, event name, page/screen name, channel, properties, traits, context), optionally
+only at or after an earlier stage was entered (``after``). ``ignore`` lists events that never
+move a stage (machine opens, link scanners).
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -68,11 +75,87 @@ class StageEntry:
     channel: str
 
 
+_SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+_TOP_KEYS = {"stages", "rules", "ignore"}
+_RULE_KEYS = {"stage", "when", "after"}
+_WHEN_KEYS = {"type", "event", "name", "channel", "properties", "traits", "context"}
+_OPERATORS = {"prefix", "exists"}
+
+
 def parse_stage_model(text: str, origin: str = "<rules>") -> StageModel:
-    doc = yaml.safe_load(text)
-    stages = tuple(doc["stages"])
-    rules = tuple(Rule(r["stage"], r.get("when", {}), r.get("after")) for r in doc["rules"])
-    return StageModel(stages, rules, tuple(doc.get("ignore", [])))
+    """Parse and validate a rules document; RulesError names the problem and where."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RulesError(f"{origin}: not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise RulesError(f"{origin}: expected a mapping with 'stages' and 'rules'")
+    _no_unknown(doc, _TOP_KEYS, origin)
+    stages = _stages(doc.get("stages"), origin)
+    rules = tuple(_rule(r, i, stages, origin) for i, r in enumerate(_list(doc, "rules", origin)))
+    ignore = tuple(
+        _when(w, f"{origin}: ignore[{i}]")
+        for i, w in enumerate(_list(doc, "ignore", origin, required=False))
+    )
+    return StageModel(stages, rules, ignore)
+
+
+def _no_unknown(mapping: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(mapping) - allowed)
+    if unknown:
+        raise RulesError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _list(doc: Mapping[str, Any], key: str, origin: str, required: bool = True) -> list[Any]:
+    value = doc.get(key)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list) or (required and not value):
+        raise RulesError(f"{origin}: '{key}' must be a non-empty list")
+    return value
+
+
+def _stages(value: object, origin: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise RulesError(f"{origin}: 'stages' must be a non-empty list of stage names")
+    for stage in value:
+        if not isinstance(stage, str) or not _SLUG.match(stage):
+            raise RulesError(f"{origin}: stage name {stage!r} must be a lower-case slug")
+    if len(set(value)) != len(value):
+        raise RulesError(f"{origin}: 'stages' lists a stage twice")
+    return tuple(value)
+
+
+def _rule(raw: object, index: int, stages: tuple[str, ...], origin: str) -> Rule:
+    where = f"{origin}: rules[{index}]"
+    if not isinstance(raw, dict):
+        raise RulesError(f"{where}: must be a mapping with 'stage' and 'when'")
+    _no_unknown(raw, _RULE_KEYS, where)
+    stage, after = raw.get("stage"), raw.get("after")
+    if stage not in stages:
+        raise RulesError(f"{where}: unknown stage {stage!r}; declared: {list(stages)}")
+    if after is not None and (after not in stages or stages.index(after) >= stages.index(stage)):
+        raise RulesError(f"{where}: 'after' must name a stage before {stage!r}, got {after!r}")
+    return Rule(stage, _when(raw.get("when"), where), after)
+
+
+def _when(raw: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(raw, dict) or not raw:
+        raise RulesError(f"{where}: 'when' must be a non-empty mapping")
+    _no_unknown(raw, _WHEN_KEYS, where)
+    for key in ("properties", "traits", "context"):
+        conditions = raw.get(key, {})
+        if not isinstance(conditions, dict):
+            raise RulesError(f"{where}: '{key}' must map property names to conditions")
+        for name, condition in conditions.items():
+            _check_condition(condition, f"{where}: {key}.{name}")
+    return raw
+
+
+def _check_condition(condition: object, where: str) -> None:
+    for part in condition if isinstance(condition, list) else [condition]:
+        if isinstance(part, dict) and (len(part) != 1 or not set(part) <= _OPERATORS):
+            raise RulesError(f"{where}: an operator must be one of {sorted(_OPERATORS)}")
 
 
 def load_stage_model(path: Path | None = None) -> StageModel:
