@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from infra.kafka import ensure_topics, make_consumer, producer_config
@@ -212,19 +213,43 @@ def run_processor(settings: Settings) -> int:
 
 def _loop(processor: Processor, consumer: KafkaConsumer, stop: threading.Event) -> int:
     last_housekeeping = 0.0
+    backoff = 0.1
     while not stop.is_set():
-        batch = consumer.poll(timeout_ms=500, max_records=processor.settings.processor_batch_size)
-        if batch:
-            _process_until_durable(processor, batch, stop)
-            if stop.is_set():
-                break
-            commit_offsets(consumer, batch)
-        _publish(processor)
+        try:
+            _step(processor, consumer, stop)
+            backoff = 0.1
+        except (KafkaError, OSError) as exc:
+            # broker unreachable or a rebalance took our partitions: nothing was committed
+            # for the batch in hand, so it is delivered again (idempotently) after recovery
+            DEPENDENCY_UP.labels("kafka").set(0)
+            log.warning("Kafka unavailable, retrying", extra={"error": repr(exc)})
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+            continue
         if time.monotonic() - last_housekeeping > 5:
             last_housekeeping = time.monotonic()
-            update_lag(consumer)
-            update_stage_gauges(processor.store, processor.model)
+            _housekeeping(processor, consumer)
     return 0
+
+
+def _step(processor: Processor, consumer: KafkaConsumer, stop: threading.Event) -> None:
+    """One poll → process until durable → commit → publish round."""
+    batch = consumer.poll(timeout_ms=500, max_records=processor.settings.processor_batch_size)
+    if batch:
+        _process_until_durable(processor, batch, stop)
+        if stop.is_set():
+            return
+        commit_offsets(consumer, batch)
+        DEPENDENCY_UP.labels("kafka").set(1)
+    _publish(processor)
+
+
+def _housekeeping(processor: Processor, consumer: KafkaConsumer) -> None:
+    try:
+        update_lag(consumer)
+        update_stage_gauges(processor.store, processor.model)
+    except (KafkaError, redis.RedisError, OSError) as exc:
+        log.warning("metrics not refreshed", extra={"error": repr(exc)})
 
 
 def _process_until_durable(processor: Processor, batch: Batch, stop: threading.Event) -> None:

@@ -212,6 +212,7 @@ def test_faults_under_load_lose_nothing(durable_stack: dict[str, Any]) -> None:
     accepted = set(report.accepted)
     assert len(accepted) == len(report.accepted)
 
+    assert all(p.alive() for p in stack["processors"]), "a processor died during the faults"
     client = redis.Redis.from_url(stack["env"]["TOUCHPATH_REDIS_URL"], decode_responses=True)
     counted = wait_drained(client, "tp", accepted, timeout_s=120)
     # every accepted event is in exactly one journey, counted once
