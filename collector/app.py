@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from collector import metrics
 from collector.ingest import Ingestor
+from collector.limits import RequestLimits
 from collector.routes import router
 from infra.kafka import AsyncProducer, BrokerUnavailable
 from infra.logs import configure_logging
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer = AsyncProducer(settings)
         app.state.ingestor = Ingestor(settings, producer)
+        app.state.limits = RequestLimits(settings)
         try:
             yield
         finally:

@@ -52,29 +52,62 @@ _BATCH_SCHEMA: dict[str, Any] = {
         "writeKey": {"type": "string"},
     },
 }
-_REJECTED = {"type": "array", "items": {"type": "object", "properties": {
-    "index": {"type": "integer"}, "reason": {"type": "string"}, "code": {"type": "string"}}}}
-_ACCEPTED_SCHEMA = {
-    "type": "object", "required": ["success", "accepted"],
-    "properties": {"success": {"type": "boolean"}, "accepted": {"type": "integer"},
-                   "rejected": _REJECTED},
-    "example": {"success": True, "accepted": 2,
-                "rejected": [{"index": 1, "reason": "group needs a groupId",
-                              "code": "missing_field"}]},
+_REJECTED = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "index": {"type": "integer"},
+            "reason": {"type": "string"},
+            "code": {"type": "string"},
+        },
+    },
 }
-_PROBLEM = {"application/problem+json": {"schema": {
-    "type": "object", "required": ["title", "status", "detail"],
-    "properties": {"type": {"type": "string"}, "title": {"type": "string"},
-                   "status": {"type": "integer"}, "detail": {"type": "string"},
-                   "rejected": _REJECTED}}}}
+_ACCEPTED_SCHEMA = {
+    "type": "object",
+    "required": ["success", "accepted"],
+    "properties": {
+        "success": {"type": "boolean"},
+        "accepted": {"type": "integer"},
+        "rejected": _REJECTED,
+    },
+    "example": {
+        "success": True,
+        "accepted": 2,
+        "rejected": [{"index": 1, "reason": "group needs a groupId", "code": "missing_field"}],
+    },
+}
+_PROBLEM = {
+    "application/problem+json": {
+        "schema": {
+            "type": "object",
+            "required": ["title", "status", "detail"],
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "rejected": _REJECTED,
+            },
+        }
+    }
+}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Accepted: every listed event is durable in Kafka (acks=all).",
-          "content": {"application/json": {"schema": _ACCEPTED_SCHEMA}}},
+    200: {
+        "description": "Accepted: every listed event is durable in Kafka (acks=all).",
+        "content": {"application/json": {"schema": _ACCEPTED_SCHEMA}},
+    },
     400: {"description": "Body or every event invalid; reasons per index.", "content": _PROBLEM},
     401: {"description": "Missing or unknown write key.", "content": _PROBLEM},
     413: {"description": "Event over 32 KB or request over 500 KB.", "content": _PROBLEM},
-    503: {"description": "Kafka unavailable; retry after Retry-After seconds.",
-          "content": _PROBLEM},
+    429: {
+        "description": "Rate limit exceeded; retry after Retry-After seconds.",
+        "content": _PROBLEM,
+    },
+    503: {
+        "description": "Kafka unavailable; retry after Retry-After seconds.",
+        "content": _PROBLEM,
+    },
 }
 
 
@@ -89,6 +122,7 @@ IngestorDep = Annotated[Ingestor, Depends(get_ingestor)]
 
 async def _receive(request: Request, ingestor: Ingestor, kind: str | None) -> JSONBody:
     settings = ingestor.settings
+    request.app.state.limits.check_ip(request.client.host if request.client else None)
     raw = await read_body(request, settings.max_request_bytes)
     try:
         body, body_bytes = decode_body(
@@ -99,6 +133,7 @@ async def _receive(request: Request, ingestor: Ingestor, kind: str | None) -> JS
         await ingestor.reject_request(exc.detail, exc.code, raw, source.source)
         raise
     source = authenticate(request, body, settings.write_keys)
+    request.app.state.limits.check_key(source.source)
     events, sent_at = _events_of(body, kind)
     ctx = IngestContext(
         source=source.source,

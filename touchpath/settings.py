@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     api_tokens: Annotated[dict[str, ApiToken], NoDecode] = Field(default_factory=dict)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
 
+    rate_limit_per_key: float = Field(0, ge=0, description="requests/s per write key; 0 = off")
+    rate_limit_per_ip: float = Field(0, ge=0, description="requests/s per client IP; 0 = off")
     max_event_bytes: int = Field(32 * 1024, ge=1024)
     max_request_bytes: int = Field(500 * 1024, ge=1024)
 

@@ -258,3 +258,21 @@ def test_broker_down_is_503_fast_and_recovers(
     finally:
         child.stop()
         broker.stop()
+
+
+def test_rate_limits_answer_429_with_retry_after(
+    bootstrap: str, redis_url: str, run_dir: Path
+) -> None:
+    env = stack_env(bootstrap, redis_url, TOUCHPATH_RATE_LIMIT_PER_IP="5")
+    child = start_service("collector", env, run_dir)
+    url = f"http://127.0.0.1:{child.port}/v1/track"
+    try:
+        with httpx.Client(headers=basic(WRITE_KEY)) as client:
+            codes = [
+                client.post(url, json={"userId": "u", "event": "e"}).status_code for _ in range(30)
+            ]
+            assert codes.count(200) >= 5 and 429 in codes
+            limited = client.post(url, json={"userId": "u", "event": "e"})
+            assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    finally:
+        child.stop()

@@ -1,0 +1,43 @@
+"""Request rate limits per client IP and per write key (per worker process), answered 429."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from infra.problems import Problem
+from touchpath.ratelimit import RateLimiter
+from touchpath.settings import Settings
+
+
+class RequestLimits:
+    """Both limits; a rate of 0 switches one off. Bursts allow two seconds' worth."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.by_key = _limiter(settings.rate_limit_per_key)
+        self.by_ip = _limiter(settings.rate_limit_per_ip)
+
+    def check_ip(self, ip: str | None) -> None:
+        """Before reading the body: a flood from one address costs almost nothing."""
+        _take(self.by_ip, ip, "client IP")
+
+    def check_key(self, write_key: str) -> None:
+        """After authentication."""
+        _take(self.by_key, write_key, "write key")
+
+
+def _take(limiter: RateLimiter | None, key: str | None, what: str) -> None:
+    if limiter is None or key is None:
+        return
+    wait = limiter.take(key, time.monotonic())
+    if wait:
+        raise Problem(
+            429,
+            "Too many requests",
+            f"rate limit for this {what} exceeded",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+
+def _limiter(rate: float) -> RateLimiter | None:
+    return RateLimiter(rate, burst=max(1.0, 2 * rate)) if rate else None
