@@ -149,7 +149,14 @@ def _when(raw: object, where: str) -> Mapping[str, Any]:
             raise RulesError(f"{where}: '{key}' must map property names to conditions")
         for name, condition in conditions.items():
             _check_condition(condition, f"{where}: {key}.{name}")
-    return raw
+    return {
+        key: (
+            {k: _compile(c) for k, c in value.items()}
+            if isinstance(value, dict)
+            else _compile(value)
+        )
+        for key, value in raw.items()
+    }
 
 
 def _check_condition(condition: object, where: str) -> None:
@@ -168,24 +175,40 @@ def load_stage_model(path: Path | None = None) -> StageModel:
 def _get(event: Mapping[str, Any], dotted: str) -> Any:
     value: Any = event
     for part in dotted.split("."):
-        if not isinstance(value, Mapping):
+        if not isinstance(value, dict):
             return None
         value = value.get(part)
     return value
 
 
-def _cond(value: Any, cond: Any) -> bool:
+def _compile(cond: Any) -> Any:
+    """Conditions in their fast form: lower-cased strings, sets for lists of strings."""
+    if isinstance(cond, str):
+        return cond.strip().lower()
     if isinstance(cond, list):
+        if cond and all(isinstance(c, str) for c in cond):
+            return frozenset(c.strip().lower() for c in cond)
+        return [_compile(c) for c in cond]
+    if isinstance(cond, dict) and isinstance(cond.get("prefix"), str):
+        return {"prefix": cond["prefix"].lower()}
+    return cond
+
+
+def _cond(value: Any, cond: Any) -> bool:
+    kind = type(cond)
+    if kind is frozenset:
+        return isinstance(value, str) and value.strip().lower() in cond
+    if kind is str:
+        return isinstance(value, str) and value.strip().lower() == cond
+    if kind is list:
         return any(_cond(value, c) for c in cond)
-    if isinstance(cond, dict):
+    if kind is dict:
         if "prefix" in cond:
-            return isinstance(value, str) and value.lower().startswith(cond["prefix"].lower())
+            return isinstance(value, str) and value.lower().startswith(cond["prefix"])
         if "exists" in cond:
             return (value is not None) == cond["exists"]
         return False
-    if isinstance(cond, str) and isinstance(value, str):
-        return value.strip().lower() == cond.strip().lower()
-    return value == cond
+    return bool(value == cond)
 
 
 def _matches(event: Mapping[str, Any], when: Mapping[str, Any]) -> bool:
