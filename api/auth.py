@@ -1,4 +1,10 @@
-"""Bearer-token access: ``read`` for GETs, ``admin`` for erasure; constant-time comparison."""
+"""Bearer-token access: ``read`` for GETs, ``admin`` for erasure.
+
+Tokens come from ``TOUCHPATH_API_TOKENS`` and are compared in constant time
+(:func:`touchpath.secrets.lookup_secret`). Only ``Authorization: Bearer <token>`` is read:
+the collector's write keys (HTTP Basic, or ``writeKey`` in a body) never authenticate here,
+not even when the same string was also configured as a write key.
+"""
 
 from __future__ import annotations
 
@@ -9,36 +15,46 @@ from fastapi import Request
 
 from infra.problems import Problem
 from touchpath.secrets import lookup_secret
-from touchpath.settings import ApiToken
+from touchpath.settings import ApiToken, Settings
 
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="touchpath"'}
+REALM = 'Bearer realm="touchpath"'
+INVALID = f'{REALM}, error="invalid_token"'
 
 
-def token_of(request: Request) -> ApiToken:
-    """The API token a request carries; 401 when missing or unknown."""
+def authorize(request: Request, scope: str) -> ApiToken:
+    """The token a request carries if it grants ``scope``: a 401 problem (with a
+    ``WWW-Authenticate`` challenge) when it is missing or unknown, a 403 when it lacks it."""
+    settings: Settings = request.app.state.settings
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    token = lookup_secret(
-        credentials.strip() if scheme.lower() == "bearer" else None,
-        request.app.state.settings.api_tokens,
-    )
+    candidate = credentials.strip() if scheme.lower() == "bearer" else None
+    token = lookup_secret(candidate, settings.api_tokens)
+    if token is not None and lookup_secret(candidate, settings.write_keys) is not None:
+        token = None  # a write key also listed as a token: write keys never work here
     if token is None:
         raise Problem(
             401,
             "Unauthorized",
-            "missing or unknown API token: send "
-            "'Authorization: Bearer <token>' (collector write keys do not work here)",
-            headers=_CHALLENGE,
+            "send an API token as 'Authorization: Bearer <token>' "
+            "(collector write keys are not API tokens)"
+            if candidate is None
+            else "unknown API token",
+            headers={"WWW-Authenticate": REALM if candidate is None else INVALID},
+        )
+    if scope not in token.scopes:
+        raise Problem(
+            403,
+            "Forbidden",
+            f"this API token lacks the '{scope}' scope",
+            headers={"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{scope}"'},
         )
     return token
 
 
 def require(scope: str) -> Callable[[Request], Coroutine[Any, Any, ApiToken]]:
-    """A dependency that admits tokens having ``scope``; 403 otherwise."""
+    """A dependency admitting requests whose token grants ``scope``."""
 
     async def check(request: Request) -> ApiToken:
-        token = token_of(request)
-        if scope not in token.scopes:
-            raise Problem(403, "Forbidden", f"this token lacks the '{scope}' scope")
-        return token
+        return authorize(request, scope)
 
+    check.__name__ = f"require_{scope}"
     return check

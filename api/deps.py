@@ -1,27 +1,35 @@
-"""``Annotated`` dependencies shared by the routes (everything built in the lifespan)."""
+"""``Annotated`` dependencies of the routes; everything they hand out is built once, in the
+lifespan (Redis client, read model, eraser) or at start-up (settings, stage model).
+
+Dependencies are ``async`` on purpose: FastAPI runs plain functions in a thread pool.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 
 from api.auth import require
+from api.erasure import Eraser
 from api.readmodel import ReadModel
 from infra.problems import Problem
 from touchpath.identifiers import Identifier, identifier_from_query
 from touchpath.settings import ApiToken, Settings
 from touchpath.stages import StageModel
 
+TYPE_DESCRIPTION = (
+    "The identifier's type: `user_id` (default), `anonymous_id`, `email`, `phone` "
+    "(both normalised as at ingestion), or an external id type such as `intercom_user`."
+)
 
-async def _read_model(request: Request) -> ReadModel:
-    model: ReadModel = request.app.state.read_model
-    return model
 
-
-async def _stage_model(request: Request) -> StageModel:
-    model: StageModel = request.app.state.stage_model
-    return model
+def parse_identifier(value: str, id_type: str) -> Identifier:
+    """The identifier a caller names (emails and phones normalised); 400 if it cannot be one."""
+    found = identifier_from_query(value, id_type)
+    if found is None:
+        raise Problem(400, "Bad Request", f"{value!r} is not a usable {id_type} identifier")
+    return found
 
 
 async def _settings(request: Request) -> Settings:
@@ -29,26 +37,34 @@ async def _settings(request: Request) -> Settings:
     return settings
 
 
-async def _identifier(
-    identifier: str,
-    type: Annotated[
-        str,
-        Query(
-            description="user_id, anonymous_id, email, phone, or an "
-            "external id type such as intercom_user",
-            examples=["user_id"],
-        ),
-    ] = "user_id",
+async def _read_model(request: Request) -> ReadModel:
+    reads: ReadModel = request.app.state.read_model
+    return reads
+
+
+async def _eraser(request: Request) -> Eraser:
+    eraser: Eraser = request.app.state.eraser
+    return eraser
+
+
+async def _stage_model(request: Request) -> StageModel:
+    model: StageModel = request.app.state.stage_model
+    return model
+
+
+async def _customer_ref(
+    identifier: Annotated[
+        str, Path(description="The identifier's value.", examples=["ada@example.com"])
+    ],
+    type: Annotated[str, Query(description=TYPE_DESCRIPTION, examples=["email"])] = "user_id",
 ) -> Identifier:
-    found = identifier_from_query(identifier, type)
-    if found is None:
-        raise Problem(400, "Invalid identifier", f"{identifier!r} is not a usable {type}")
-    return found
+    return parse_identifier(identifier, type)
 
 
-Reads = Annotated[ReadModel, Depends(_read_model)]
-Stages = Annotated[StageModel, Depends(_stage_model)]
 Config = Annotated[Settings, Depends(_settings)]
-CustomerRef = Annotated[Identifier, Depends(_identifier)]
+Reads = Annotated[ReadModel, Depends(_read_model)]
+Erasing = Annotated[Eraser, Depends(_eraser)]
+Stages = Annotated[StageModel, Depends(_stage_model)]
+CustomerRef = Annotated[Identifier, Depends(_customer_ref)]
 ReadScope = Annotated[ApiToken, Depends(require("read"))]
 AdminScope = Annotated[ApiToken, Depends(require("admin"))]

@@ -1,4 +1,6 @@
-"""Reads of the journey store for the API (redis.asyncio), one or two round trips each.
+"""Reads of the journey store for the API (redis.asyncio); each method is one round trip or
+one pipeline (profile look-ups of concurrent requests even share theirs, see
+:mod:`api.lookups`); the funnel read hands the ``P:funnel`` rows out in chunks.
 
 The layout is the processor's (``processor/store.py``); key names come from
 :class:`touchpath.keys.Keys`.
@@ -6,36 +8,34 @@ The layout is the processor's (``processor/store.py``); key names come from
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, cast
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
-from touchpath.journey import AnchorData, anchor_data
+from api.lookups import ProfileLookups
+from api.pagination import Position
+from api.rows import FunnelRow, RowCache
+from touchpath.journey import anchor_data, sum_counts
 from touchpath.keys import Keys
+from touchpath.stages import StageModel
 
-# One round trip for the hot path: identifier → customer id → profile.
-_PROFILE_BY_IDENTIFIER = """
-local cid = redis.call('GET', KEYS[1])
-if not cid then return false end
-return redis.call('GET', ARGV[1] .. cid)
-"""
+ROWS_CHUNK = 10_000
 
 
 class ReadModel:
-    """Typed reads over one Redis connection pool."""
+    """Typed reads over one connection pool; built in the API's lifespan."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str, stages: StageModel) -> None:
         self.client = client
         self.keys = Keys(prefix)
-        self._profile_script = client.register_script(_PROFILE_BY_IDENTIFIER)
-        from api.lookups import ProfileLookups
-
         self._lookups = ProfileLookups(client, prefix)
+        self._rows = RowCache(stages.stages)
 
     async def profile_of(self, identifier: str) -> dict[str, Any] | None:
-        """The stage profile of the customer holding ``identifier`` (``kind:value``)."""
+        """The profile of the customer holding ``identifier`` (``kind:value``), or None."""
         blob = await self._lookups.get(identifier)
         return orjson.loads(blob) if blob else None
 
@@ -46,26 +46,23 @@ class ReadModel:
         blobs = await self.client.mget([self.keys.customer(c) for c in customer_ids])
         return [orjson.loads(b) if b else None for b in blobs]
 
-    async def anchors(self, identifiers: Iterable[str]) -> list[AnchorData]:
-        """Counters and traits stored under each identifier."""
-        wanted = list(identifiers)
+    async def counters(self, identifiers: Iterable[str]) -> dict[str, float]:
+        """The counters stored under the identifiers, summed (first/last seen as min/max)."""
         async with self.client.pipeline(transaction=False) as pipe:
-            for identifier in wanted:
+            for identifier in identifiers:
                 pipe.hgetall(self.keys.anchor(identifier, "data"))
-            raw = await pipe.execute()
-        return [anchor_data(_strings(fields)) for fields in raw if fields]
+            found = await pipe.execute()
+        return sum_counts(anchor_data(_strings(fields)) for fields in found if fields)
 
     async def journey(
-        self, identifiers: Iterable[str], since_ms: float, until_ms: float
+        self, identifiers: Iterable[str], since_ms: int, until_ms: int
     ) -> list[dict[str, Any]]:
-        """Every stored timeline entry of the identifiers in the time range, newest first."""
+        """The stored timeline entries of the identifiers with a time in [since, until]."""
         async with self.client.pipeline(transaction=False) as pipe:
             for identifier in identifiers:
                 pipe.zrevrangebyscore(self.keys.anchor(identifier, "journey"), until_ms, since_ms)
-            raw = await pipe.execute()
-        entries = [orjson.loads(member) for members in raw for member in members]
-        entries.sort(key=lambda e: (e["at"], e["id"]), reverse=True)
-        return entries
+            found = await pipe.execute()
+        return [orjson.loads(member) for members in found for member in members]
 
     async def stage_counts(self, stages: Sequence[str]) -> list[int]:
         """Customers currently in each stage."""
@@ -75,35 +72,38 @@ class ReadModel:
             return [int(n) for n in await pipe.execute()]
 
     async def in_stage(
-        self, stage: str, low: tuple[float, str], high_ms: float, count: int
-    ) -> list[tuple[str, float]]:
-        """Customers in a stage entered in ``[low, high_ms]`` after the cursor ``low``."""
-        low_ms, after_id = low
-        found: list[tuple[str, float]] = []
+        self, stage: str, after: Position | None, low_ms: int, high_ms: int, count: int
+    ) -> list[tuple[Position, str]]:
+        """Up to ``count`` customers currently in ``stage`` who entered it in
+        [low_ms, high_ms), ordered by (entered ms, customer id), strictly after ``after``."""
+        key = self.keys.stage(stage)
+        start = max(low_ms, after[0]) if after else low_ms
+        found: list[tuple[Position, str]] = []
         offset = 0
         while len(found) < count:
-            rows = await self.client.zrangebyscore(
-                self.keys.stage(stage),
-                low_ms,
-                high_ms,
-                start=offset,
-                num=count + 50,
-                withscores=True,
+            want = count - len(found) + 16  # a few more: entries tied with the cursor
+            rows: list[tuple[bytes, float]] = await self.client.zrangebyscore(  # type: ignore[assignment]
+                key, start, f"({high_ms}", start=offset, num=want, withscores=True
             )
-            if not rows:
+            for member, score in rows:
+                position = (int(score), _text(member))
+                if after is None or position > after:
+                    found.append((position, position[1]))
+            if len(rows) < want:
                 break
             offset += len(rows)
-            pairs = cast(list[tuple[bytes, float]], rows)
-            found.extend(
-                (_text(m), float(s)) for m, s in pairs if (float(s), _text(m)) > (low_ms, after_id)
-            )
         return found[:count]
 
-    async def funnel_rows(self) -> list[list[Any]]:
-        """Every customer's compact funnel row."""
-        raw = cast(list[bytes], await self.client.hvals(self.keys.funnel))
-        rows: list[list[Any]] = orjson.loads(b"[" + b",".join(raw) + b"]")  # one parse
-        return rows
+    async def funnel_rows(self, chunk: int = ROWS_CHUNK) -> AsyncIterator[list[FunnelRow]]:
+        """Every customer's funnel row (``HVALS P:funnel``, the cheapest full read for Redis),
+        in chunks: between chunks the event loop serves other requests, so a funnel over
+        100,000 customers does not hold up stage look-ups. Only changed rows are decoded."""
+        raws: list[Any] = await self.client.hvals(self.keys.funnel)
+        scan = self._rows.scan()
+        for start in range(0, len(raws), chunk):
+            yield scan.add(raws[start : start + chunk])
+            await asyncio.sleep(0)
+        scan.finish()
 
 
 def _text(value: bytes | str) -> str:

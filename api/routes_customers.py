@@ -1,157 +1,167 @@
-"""Customer endpoints: stage, profile, journey, erase."""
+"""Customer endpoints: stage (the hot path), profile, journey, erasure."""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
-from api.deps import AdminScope, CustomerRef, Reads, ReadScope, Stages
-from api.timeparse import decode_cursor, encode_cursor, iso, to_ms
+from api import schemas, views
+from api.auth import authorize
+from api.deps import (
+    TYPE_DESCRIPTION,
+    AdminScope,
+    CustomerRef,
+    Erasing,
+    Reads,
+    ReadScope,
+    Stages,
+    parse_identifier,
+)
+from api.docs import problem
+from api.pagination import decode_cursor, encode_cursor, page_before
+from api.readmodel import ReadModel
+from api.routing import DirectRoute
+from api.timeparse import FOREVER_MS, iso, to_ms
 from infra.problems import JSONBody, Problem
 from touchpath.identifiers import Identifier
-from touchpath.journey import latest_traits, sum_counts
+from touchpath.stages import StageModel
 
+hot = APIRouter(prefix="/v1/customers", tags=["customers"], route_class=DirectRoute)
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No customer has this identifier (problem+json)."}
-}
-STAGE_EXAMPLE = {
-    "customer_id": "cus_4c1f0e9a2b7d",
-    "stage": "decision",
-    "entered_at": "2026-03-02T09:01:00.000+00:00",
-    "previous_stage": "consideration",
-    "caused_by": {"message_id": "m-17", "at": "2026-03-02T09:01:00.000+00:00", "channel": "web"},
+NOT_FOUND = problem(404, "No customer has this identifier.")
+IDENTIFIER_PARAMETERS = [
+    {
+        "name": "identifier",
+        "in": "path",
+        "required": True,
+        "description": "The identifier's value.",
+        "schema": {"type": "string"},
+        "example": "ada@example.com",
+    },
+    {
+        "name": "type",
+        "in": "query",
+        "required": False,
+        "description": TYPE_DESCRIPTION,
+        "schema": {"type": "string", "default": "user_id"},
+        "example": "email",
+    },
+]
+AS_OF_PARAMETER = {
+    "name": "as_of",
+    "in": "query",
+    "required": False,
+    "description": "The stage at this past time (ISO-8601 or epoch ms), as far as the events "
+    "known now tell. Default: now.",
+    "schema": {"type": "string"},
+    "example": "2026-03-01T00:00:00Z",
 }
 
 
-async def _profile(reads: Reads, ref: Identifier) -> dict[str, Any]:
+async def _profile(reads: ReadModel, ref: Identifier) -> dict[str, Any]:
     profile = await reads.profile_of(ref.key())
     if profile is None:
-        raise Problem(404, "Customer not found", f"no customer has {ref.kind} {ref.value!r}")
+        kind = ref.kind.removeprefix("ext:")
+        raise Problem(404, "Not Found", f"no customer has {kind} {ref.value!r}")
     return profile
 
 
-@router.get(
+@hot.get(
     "/{identifier}/stage",
-    summary="Current stage of a customer, by any identifier",
-    responses={**NOT_FOUND, 200: {"content": {"application/json": {"example": STAGE_EXAMPLE}}}},
+    summary="A customer's current stage, by any identifier",
+    response_model=schemas.StageAnswer,
+    responses=NOT_FOUND,
+    openapi_extra={"parameters": [*IDENTIFIER_PARAMETERS, AS_OF_PARAMETER]},
 )
-async def customer_stage(
-    ref: CustomerRef, reads: Reads, stages: Stages, _: ReadScope, as_of: str | None = None
-) -> JSONBody:
-    """The furthest stage reached, when it was entered, the stage before it, and why.
+async def customer_stage(request: Request) -> Response:
+    """The furthest stage the customer reached, when it entered it (ISO-8601), the furthest
+    stage it had reached before, and the event that caused the entry. ``stage`` is null for
+    a customer whose events matched no stage rule yet."""
+    authorize(request, "read")
+    query = request.query_params
+    ref = parse_identifier(request.path_params["identifier"], query.get("type", "user_id"))
+    as_of = query.get("as_of") or None
+    moment = None if as_of is None else to_ms(as_of, 0, "as_of")
+    state = request.app.state
+    stages: StageModel = state.stage_model
+    return JSONBody(views.stage_view(await _profile(state.read_model, ref), stages, moment))
 
-    With ``as_of`` (ISO-8601): the stage the customer was in at that time, as far as the
-    events known now tell.
-    """
+
+@router.get(
+    "/{identifier}",
+    summary="A customer's profile",
+    response_model=schemas.ProfileAnswer,
+    responses=NOT_FOUND,
+)
+async def customer_profile(
+    ref: CustomerRef, reads: Reads, stages: Stages, _: ReadScope
+) -> Response:
+    """Identities, latest traits, current stage and stage history, first and last seen,
+    first touch, events per channel and per type, orders and revenue — summed over every
+    identity of the customer."""
     profile = await _profile(reads, ref)
-    stage, history = profile["stage"], profile["history"]
-    if as_of is not None:
-        moment = to_ms(as_of, 0, "as_of")
-        history = {s: e for s, e in history.items() if e[0] <= moment}
-        stage = max(history, key=stages.index) if history else None
-    answer: dict[str, Any] = {
-        "customer_id": profile["id"],
-        "stage": stage,
-        "entered_at": None,
-        "previous_stage": None,
-        "caused_by": None,
-    }
-    if stage is not None:
-        at_ms, message_id, channel = history[stage]
-        earlier = [s for s in stages.stages[: stages.index(stage)] if s in history]
-        answer |= {
-            "entered_at": iso(at_ms),
-            "previous_stage": earlier[-1] if earlier else None,
-            "caused_by": {"message_id": message_id, "at": iso(at_ms), "channel": channel},
-        }
-    return JSONBody(answer)  # rendered directly: this is the hot path
+    counts = await reads.counters(profile["identities"])
+    return JSONBody(views.profile_view(profile, counts, stages))
 
 
-@router.get("/{identifier}", summary="Customer profile", responses=NOT_FOUND)
-async def customer_profile(ref: CustomerRef, reads: Reads, _: ReadScope) -> dict[str, Any]:
-    """Identities, traits, stage and history, first/last seen, channels, counts, revenue."""
-    profile = await _profile(reads, ref)
-    data = await reads.anchors(profile["identities"])
-    counts = sum_counts(data)
-    return {
-        "customer_id": profile["id"],
-        "identities": [_identity(key) for key in profile["identities"]],
-        "traits": latest_traits(data),
-        "stage": profile["stage"],
-        "stage_history": [
-            {"stage": s, "entered_at": iso(e[0]), "message_id": e[1], "channel": e[2]}
-            for s, e in profile["history"].items()
-        ],
-        "first_seen": iso(counts.get("first")),
-        "last_seen": iso(counts.get("last")),
-        "first_touch": profile.get("first_touch"),
-        "channels": {
-            k.removeprefix("channel:"): v for k, v in counts.items() if k.startswith("channel:")
-        },
-        "counts": {
-            "events": counts.get("events", 0),
-            **{k.removeprefix("type:"): v for k, v in counts.items() if k.startswith("type:")},
-        },
-        "orders": counts.get("orders", 0),
-        "revenue": counts.get("revenue", 0),
-        "refused_ties": profile.get("refused_ties", []),
-    }
-
-
-def _identity(key: str) -> dict[str, str]:
-    found = Identifier.parse(key)
-    return {"type": found.kind.removeprefix("ext:"), "value": found.value}
-
-
-@router.get("/{identifier}/journey", summary="Timeline, newest first", responses=NOT_FOUND)
+@router.get(
+    "/{identifier}/journey",
+    summary="A customer's timeline, newest first",
+    response_model=schemas.JourneyPage,
+    responses=NOT_FOUND,
+)
 async def customer_journey(
     ref: CustomerRef,
     reads: Reads,
     _: ReadScope,
-    channel: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
+    channel: Annotated[str | None, Query(description="Only this channel.")] = None,
+    since: Annotated[str | None, Query(description="ISO-8601 time or epoch ms.")] = None,
+    until: Annotated[str | None, Query(description="ISO-8601 time or epoch ms.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
-) -> dict[str, Any]:
-    """Touchpoints across all of the customer's identities; follow ``next_cursor``."""
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the page before.")] = None,
+) -> Response:
+    """The touchpoints of every identity of the customer, merged, newest first (the latest
+    ``TOUCHPATH_JOURNEY_CAP`` per identifier are kept)."""
+    before = decode_cursor(cursor, (int, str))
     profile = await _profile(reads, ref)
-    position = decode_cursor(cursor, [float("inf"), "\uffff"])
-    before_at, before_id = float(position[0]), str(position[1])
-    entries = await reads.journey(
-        profile["identities"],
-        to_ms(since, 0, "since"),
-        min(to_ms(until, float("inf"), "until"), float(before_at)),
+    high = to_ms(until, FOREVER_MS, "until")
+    if before is not None:
+        high = min(high, before[0])
+    entries = views.journey_entries(
+        await reads.journey(profile["identities"], to_ms(since, 0, "since"), high)
     )
-    page = [
-        e
-        for e in entries
-        if (e["at"], e["id"]) < (before_at, before_id)
-        and (channel is None or e["channel"] == channel)
-    ][:limit]
-    for entry in page:
-        entry["time"] = iso(entry["at"])
-    more = len(page) == limit
-    return {
-        "customer_id": profile["id"],
-        "entries": page,
-        "next_cursor": encode_cursor(page[-1]["at"], page[-1]["id"]) if more else None,
-    }
+    if channel is not None:
+        entries = [e for e in entries if e.get("channel") == channel]
+    page, following = page_before(entries, views.journey_key, before, limit)
+    return JSONBody(
+        {
+            "customer_id": profile["id"],
+            "entries": [views.journey_view(e) for e in page],
+            "next_cursor": encode_cursor(following) if following else None,
+        }
+    )
 
 
 @router.delete(
-    "/{identifier}", summary="Erase a customer (right to be forgotten)", responses=NOT_FOUND
+    "/{identifier}",
+    summary="Erase a customer (right to be forgotten)",
+    response_model=schemas.Erased,
+    responses=NOT_FOUND,
 )
-async def erase_customer(
-    ref: CustomerRef, reads: Reads, request: Request, _: AdminScope
-) -> dict[str, Any]:
-    """Delete every identity, the journey and counts; replays cannot bring them back."""
-    profile = await _profile(reads, ref)
-    script = request.app.state.erase_script
-    await script(
-        args=[reads.keys.prefix, profile["id"], int(time.time() * 1000), *profile["identities"]]
+async def erase_customer(ref: CustomerRef, eraser: Erasing, _: AdminScope) -> Response:
+    """Deletes every identity of the customer and everything stored about it, atomically.
+    Replays of its old events do not bring it back; an event *received* after the erasure
+    starts a new customer. Needs the ``admin`` scope."""
+    done = await eraser.erase(ref.key(), int(time.time() * 1000))
+    if done is None:
+        kind = ref.kind.removeprefix("ext:")
+        raise Problem(404, "Not Found", f"no customer has {kind} {ref.value!r}")
+    return JSONBody(
+        {
+            "customer_id": done.customer_id,
+            "erased_identities": [views.identity(key) for key in done.identities],
+            "erased_at": iso(done.at_ms),
+        }
     )
-    return {"erased": profile["id"], "identities": len(profile["identities"])}

@@ -1,33 +1,67 @@
-"""Segment endpoints: stages and their customers, funnel, business metrics."""
+"""Segment endpoints: the stages with their sizes, and the customers now in a stage."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
+from starlette.datastructures import QueryParams
 
-from api import analytics
+from api import schemas_segments as schemas
+from api import views
 from api.deps import Reads, ReadScope, Stages
-from api.timeparse import decode_cursor, duration_ms, encode_cursor, iso, to_ms
-from infra.problems import Problem
+from api.docs import problem
+from api.pagination import Position, decode_cursor, encode_cursor, filtered_page
+from api.timeparse import FOREVER_MS, to_ms
+from infra.problems import JSONBody, Problem
 
-router = APIRouter(prefix="/v1", tags=["segments"])
+router = APIRouter(prefix="/v1/stages", tags=["stages"])
+MAX_BATCHES = 10  # per page: a selective trait filter returns a short page and a cursor
 
 
-@router.get("/stages", summary="Each stage with its current customer count")
-async def list_stages(reads: Reads, stages: Stages, _: ReadScope) -> dict[str, Any]:
+@router.get("", summary="The stages with their current sizes", response_model=schemas.StageList)
+async def list_stages(reads: Reads, stages: Stages, _: ReadScope) -> Response:
+    """Each stage of the model, in order, with the number of customers in it now."""
     counts = await reads.stage_counts(stages.stages)
-    return {
-        "stages": [{"stage": s, "customers": n} for s, n in zip(stages.stages, counts, strict=True)]
-    }
+    return JSONBody(
+        {
+            "stages": [
+                {"stage": stage, "customers": count}
+                for stage, count in zip(stages.stages, counts, strict=True)
+            ]
+        }
+    )
+
+
+def trait_filters(query: QueryParams) -> dict[str, list[str]]:
+    """``trait.<name>=<value>`` query parameters; a name given twice accepts either value."""
+    wanted: dict[str, list[str]] = {}
+    for name, value in query.multi_items():
+        if name.startswith("trait.") and len(name) > len("trait."):
+            wanted.setdefault(name.removeprefix("trait."), []).append(value)
+    return wanted
 
 
 @router.get(
-    "/stages/{stage}/customers",
-    summary="Customers currently in a stage",
-    description="Filter by entry time and by traits with `trait.<name>=<value>` query "
-    "parameters, e.g. `trait.plan=pro`: the segment a campaign targets.",
+    "/{stage}/customers",
+    summary="The customers now in a stage (a segment to target)",
+    response_model=schemas.SegmentPage,
+    responses=problem(404, "The stage is not in the model."),
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "trait.<name>",
+                "in": "query",
+                "required": False,
+                "description": "Only customers whose latest trait `<name>` equals the value, "
+                "e.g. `trait.plan=pro` (repeat a name to accept several values; strings "
+                "compare exactly, other values in JSON: `true`, `42`).",
+                "schema": {"type": "string"},
+                "example": "pro",
+            }
+        ]
+    },
 )
 async def stage_customers(
     stage: str,
@@ -35,97 +69,43 @@ async def stage_customers(
     reads: Reads,
     stages: Stages,
     _: ReadScope,
-    entered_after: str | None = None,
-    entered_before: str | None = None,
+    entered_after: Annotated[
+        str | None, Query(description="Entered at or after (ISO-8601 or epoch ms).")
+    ] = None,
+    entered_before: Annotated[
+        str | None, Query(description="Entered before (ISO-8601 or epoch ms).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
-) -> dict[str, Any]:
-    """Newest-entered last; follow ``next_cursor`` for the next page."""
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the page before.")] = None,
+) -> Response:
+    """Customers whose current stage is ``stage``, oldest entry first. With trait filters a
+    page may hold fewer than ``limit`` customers: continue while ``next_cursor`` is set."""
     if stage not in stages.stages:
-        raise Problem(404, "Unknown stage", f"stages are {list(stages.stages)}")
-    traits = {
-        k.removeprefix("trait."): v
-        for k, v in request.query_params.items()
-        if k.startswith("trait.")
-    }
-    low_ms, low_id = decode_cursor(cursor, [to_ms(entered_after, 0, "entered_after"), ""])
-    high_ms = to_ms(entered_before, float("inf"), "entered_before")
-    page: list[dict[str, Any]] = []
-    position = (float(low_ms), str(low_id))
-    for _round in range(20):  # bounded scan when trait filters drop most customers
-        ids = await reads.in_stage(stage, position, high_ms, limit)
-        if not ids:
-            break
-        position = (ids[-1][1], ids[-1][0])
-        profiles = await reads.profiles([cid for cid, _ in ids])
-        page.extend(_summary(p) for p in profiles if p and _has_traits(p, traits))
-        if len(page) >= limit:
-            break
-    page = page[:limit]
-    more = len(page) == limit
-    return {
-        "stage": stage,
-        "customers": page,
-        "next_cursor": encode_cursor(page[-1]["entered_ms"], page[-1]["customer_id"])
-        if more
-        else None,
-    }
+        raise Problem(404, "Not Found", f"unknown stage {stage!r}; stages: {list(stages.stages)}")
+    wanted = trait_filters(request.query_params)
+    after = decode_cursor(cursor, (int, str))
+    low = to_ms(entered_after, 0, "entered_after")
+    high = to_ms(entered_before, FOREVER_MS, "entered_before")
 
+    async def fetch(position: Position | None, count: int) -> Sequence[tuple[Position, Any]]:
+        found = await reads.in_stage(stage, position, low, high, count)
+        profiles = await reads.profiles([customer for _, customer in found])
+        return [(at, (profile, at[0])) for (at, _), profile in zip(found, profiles, strict=True)]
 
-def _has_traits(profile: dict[str, Any], wanted: dict[str, str]) -> bool:
-    traits = profile.get("traits", {})
-    return all(str(traits.get(k)).lower() == v.lower() for k, v in wanted.items())
+    def keep(item: tuple[dict[str, Any] | None, int]) -> bool:
+        profile = item[0]
+        return (
+            profile is not None
+            and profile.get("stage") == stage
+            and views.has_traits(profile, wanted)
+        )
 
-
-def _summary(profile: dict[str, Any]) -> dict[str, Any]:
-    at_ms = profile["history"][profile["stage"]][0]
-    return {
-        "customer_id": profile["id"],
-        "identities": profile["identities"],
-        "entered_at": iso(at_ms),
-        "entered_ms": at_ms,
-        "traits": profile.get("traits", {}),
-    }
-
-
-@router.get("/funnel", summary="Funnel: reached, conversion, time between stages, stalled")
-async def funnel(
-    reads: Reads,
-    stages: Stages,
-    _: ReadScope,
-    since: str | None = None,
-    until: str | None = None,
-    group_by: Annotated[str | None, Query(pattern=r"^(channel|campaign|trait\.[\w.-]+)$")] = None,
-    channel: str | None = None,
-    campaign: str | None = None,
-    stalled_after: Annotated[str, Query(examples=["7d"])] = "7d",
-) -> dict[str, Any]:
-    """Over customers who entered stages in [since, until]; split by ``group_by``."""
-    now = time.time() * 1000
-    rows = analytics.select(await reads.funnel_rows(), channel, campaign)
-    window: dict[str, Any] = {
-        "stages": stages.stages,
-        "since_ms": to_ms(since, 0, "since"),
-        "until_ms": to_ms(until, now, "until"),
-        "now_ms": now,
-        "stalled_after_ms": duration_ms(stalled_after, "stalled_after"),
-    }
-    return {
-        "since": iso(window["since_ms"]),
-        "until": iso(window["until_ms"]),
-        "group_by": group_by,
-        "groups": analytics.grouped_funnel(rows, group_by, **window),
-    }
-
-
-@router.get("/metrics", summary="Conversion rate, retention rate, customer lifetime value")
-async def business_metrics(
-    reads: Reads, stages: Stages, _: ReadScope, since: str | None = None, until: str | None = None
-) -> dict[str, Any]:
-    """For the window (default: the last 30 days)."""
-    now = time.time() * 1000
-    until_ms = to_ms(until, now, "until")
-    since_ms = to_ms(since, until_ms - 30 * analytics.DAY_MS, "since")
-    purchase = "purchase" if "purchase" in stages.stages else stages.stages[-1]
-    figures = analytics.business_metrics(await reads.funnel_rows(), since_ms, until_ms, purchase)
-    return {"since": iso(since_ms), "until": iso(until_ms), **figures}
+    batch = min(1000, limit * 2) if wanted else limit
+    page, following = await filtered_page(fetch, keep, after, limit, batch, MAX_BATCHES)
+    return JSONBody(
+        {
+            "stage": stage,
+            "customers": [views.segment_member(profile, at) for profile, at in page],
+            "next_cursor": encode_cursor(following) if following else None,
+        }
+    )

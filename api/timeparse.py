@@ -1,61 +1,56 @@
-"""Query-parameter parsing for times, durations and cursors."""
+"""Query-parameter parsing of times and durations, and ISO-8601 rendering."""
 
 from __future__ import annotations
 
-import base64
 import re
-from datetime import UTC, datetime
-from typing import Any
-
-import orjson
+from datetime import UTC, datetime, timedelta
 
 from infra.problems import Problem
 
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_DURATION = re.compile(r"^(\d{1,9})([smhdw])$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+DAY_MS = 86_400_000
+FIRST_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z, the earliest ISO-8601 time
+FOREVER_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the latest
 
 
-def to_ms(value: str | None, default: float, name: str) -> float:
-    """ISO-8601 time (or epoch ms) → epoch ms; 400 problem when unreadable."""
+def to_ms(value: str | None, default: int, name: str) -> int:
+    """An ISO-8601 time (``2026-03-01``, ``2026-03-01T10:00:00Z``) or epoch milliseconds as
+    epoch ms; ``default`` when absent; a 400 problem naming ``name`` when unreadable."""
     if value is None or value == "":
         return default
-    if value.isdigit():
-        return float(value)
+    text = value.strip()
+    if text.isdigit():
+        return min(int(text), FOREVER_MS)
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise Problem(400, "Invalid time", f"{name} must be ISO-8601, got {value!r}") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return max(FIRST_MS, min(FOREVER_MS, round(moment.timestamp() * 1000)))
+    except (ValueError, OverflowError):
+        raise Problem(
+            400,
+            "Bad Request",
+            f"{name} must be an ISO-8601 time (e.g. 2026-03-01T00:00:00Z) or epoch "
+            f"milliseconds, got {value!r}",
+        ) from None
 
 
-def duration_ms(value: str, name: str) -> float:
-    """``30m``, ``12h``, ``7d``, ``2w`` → milliseconds."""
-    match = _DURATION.match(value.strip())
+def duration_ms(value: str, name: str) -> int:
+    """``30m``, ``12h``, ``7d``, ``2w`` (also ``90s``) as milliseconds; 400 otherwise."""
+    match = _DURATION.match(value.strip().lower())
     if not match:
-        raise Problem(400, "Invalid duration", f"{name} must look like 30m, 12h, 7d or 2w")
+        raise Problem(
+            400, "Bad Request", f"{name} must look like 30m, 12h, 7d or 2w, got {value!r}"
+        )
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
 def iso(ms: float | None) -> str | None:
-    """Epoch ms → ISO-8601 UTC."""
+    """Epoch milliseconds as ISO-8601 UTC with millisecond precision (``…T10:00:00.000Z``),
+    clamped to the years 1 to 9999."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-
-
-def encode_cursor(*position: object) -> str:
-    """An opaque cursor for the next page."""
-    return base64.urlsafe_b64encode(orjson.dumps(position)).decode()
-
-
-def decode_cursor(cursor: str | None, default: list[Any]) -> list[Any]:
-    """The position an opaque cursor stands for; 400 when tampered."""
-    if not cursor:
-        return default
-    try:
-        position = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, orjson.JSONDecodeError):
-        raise Problem(400, "Invalid cursor", "the cursor is not one this API issued") from None
-    if not isinstance(position, list) or len(position) != len(default):
-        raise Problem(400, "Invalid cursor", "the cursor is not one this API issued")
-    return position
+    moment = _EPOCH + timedelta(milliseconds=max(FIRST_MS, min(FOREVER_MS, ms)))
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

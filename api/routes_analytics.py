@@ -1,0 +1,120 @@
+"""Analytics endpoints: the funnel and the business metrics, computed from ``P:funnel``."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from api import schemas_segments as schemas
+from api.business import Metrics
+from api.deps import Reads, ReadScope, Stages
+from api.funnel import Funnel
+from api.timeparse import DAY_MS, duration_ms, iso, to_ms
+from infra.problems import JSONBody, Problem
+
+router = APIRouter(prefix="/v1", tags=["analytics"])
+TIME = "ISO-8601 time (e.g. `2026-03-01T00:00:00Z`) or epoch milliseconds."
+
+
+@router.get(
+    "/funnel",
+    summary="Funnel: customers reaching each stage, conversion, time between stages, stalled",
+    response_model=schemas.FunnelAnswer,
+)
+async def funnel(
+    reads: Reads,
+    stages: Stages,
+    _: ReadScope,
+    since: Annotated[str | None, Query(description=TIME + " Default: the beginning.")] = None,
+    until: Annotated[str | None, Query(description=TIME + " Default: now.")] = None,
+    group_by: Annotated[
+        str | None,
+        Query(
+            pattern=r"^(channel|campaign|trait\.[^\s]{1,128})$",
+            description="Split by first-touch `channel`, first-touch `campaign`, or a trait "
+            "(`trait.plan`); the 100 largest groups are listed, the rest as `(other)`.",
+        ),
+    ] = None,
+    channel: Annotated[str | None, Query(description="Only this first-touch channel.")] = None,
+    campaign: Annotated[str | None, Query(description="Only this first-touch campaign.")] = None,
+    stalled_after: Annotated[
+        str, Query(description="`30m`, `12h`, `7d`, `2w`.", examples=["7d"])
+    ] = "7d",
+) -> Response:
+    """For each stage in model order: the customers who **reached** it in the window (by the
+    time they first were at that stage *or a later one*, so a purchase without a recorded
+    decision still passed the decision stage: the counts never grow along the funnel over
+    all time); the share of them that reached the next stage by ``until``
+    (**conversion_to_next**, in [0, 1]) and the median and 90th percentile of the time it took;
+    and how many are **stalled**: still at that stage, entered longer than ``stalled_after``
+    ago (the last stage never stalls)."""
+    now = int(time.time() * 1000)
+    low, high = to_ms(since, 0, "since"), to_ms(until, now, "until")
+    stall = duration_ms(stalled_after, "stalled_after")
+    if low > high:
+        raise Problem(400, "Bad Request", "since must not be after until")
+    counter = Funnel(stages.stages, low, high, now - stall, group_by)
+    async for rows in reads.funnel_rows():
+        if channel is not None or campaign is not None:
+            rows = [
+                r
+                for r in rows
+                if (channel is None or r.channel == channel)
+                and (campaign is None or r.campaign == campaign)
+            ]
+        counter.add(rows)
+    return JSONBody(
+        {
+            "since": iso(low),
+            "until": iso(high),
+            "stalled_after": stalled_after,
+            "group_by": group_by,
+            "filters": {"channel": channel, "campaign": campaign},
+            **counter.answer(),
+        }
+    )
+
+
+@router.get(
+    "/metrics",
+    summary="Conversion rate, retention rate and customer lifetime value",
+    response_model=schemas.MetricsAnswer,
+)
+async def business_metrics(
+    reads: Reads,
+    stages: Stages,
+    _: ReadScope,
+    since: Annotated[
+        str | None, Query(description=TIME + " Default: 30 days before until.")
+    ] = None,
+    until: Annotated[str | None, Query(description=TIME + " Default: now.")] = None,
+) -> Response:
+    """* **conversion_rate** — customers first seen in the period who reached the `purchase`
+      stage (the last stage if the model has none) by ``until``, over those first seen.
+    * **retention.rate** — customers active in the previous period of equal length who were
+      also active in this one, over those active in the previous one. *Approximation:* a
+      customer counts as active from its first touch to its latest stage entry (what the
+      compact funnel row keeps); customers whose recent events changed no stage count as
+      inactive.
+    * **lifetime_value** — revenue of order events (`Order Completed`) of the customers first
+      seen in the period: per purchasing customer, per customer, and by first-touch channel."""
+    high = to_ms(until, int(time.time() * 1000), "until")
+    low = to_ms(since, high - 30 * DAY_MS, "since")
+    if low >= high:
+        raise Problem(400, "Bad Request", "since must be before until")
+    model = stages.stages
+    purchase = model.index("purchase") if "purchase" in model else len(model) - 1
+    counter = Metrics(low, high, purchase)
+    async for rows in reads.funnel_rows():
+        counter.add(rows)
+    previous = low - (high - low)
+    return JSONBody(
+        {
+            "since": iso(low),
+            "until": iso(high),
+            "previous_period": {"since": iso(previous), "until": iso(low)},
+            **counter.answer(),
+        }
+    )

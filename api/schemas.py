@@ -1,0 +1,216 @@
+"""Answer shapes, for the OpenAPI document (each with an example) and for tests.
+
+Routes build plain dicts and render them with orjson (no validation on the way out); the
+end-to-end tests validate real answers against these models (``extra="forbid"``), so the
+documentation cannot drift from what the API sends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+AT = "2026-03-02T09:01:00.000Z"
+
+
+def documented(example: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
+
+
+class FieldError(BaseModel):
+    """One invalid request field."""
+
+    field: str
+    reason: str
+
+
+class ProblemDoc(BaseModel):
+    """An RFC 9457 problem document (``application/problem+json``)."""
+
+    model_config = documented(
+        {
+            "type": "about:blank",
+            "title": "Not Found",
+            "status": 404,
+            "detail": "no customer has email 'ada@example.com'",
+            "instance": "/v1/customers/ada@example.com/stage",
+        }
+    )
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class CausedBy(BaseModel):
+    message_id: str
+    at: str
+    channel: str
+
+
+class StageAnswer(BaseModel):
+    """A customer's current stage."""
+
+    model_config = documented(
+        {
+            "customer_id": "cus_4c1f0e9a2b7d5e6f8a90",
+            "stage": "decision",
+            "entered_at": AT,
+            "previous_stage": "consideration",
+            "caused_by": {"message_id": "m-17", "at": AT, "channel": "web"},
+        }
+    )
+    customer_id: str
+    stage: str | None
+    entered_at: str | None
+    previous_stage: str | None
+    caused_by: CausedBy | None
+
+
+class IdentityDoc(BaseModel):
+    type: str
+    value: str
+
+
+class StageEntryDoc(BaseModel):
+    stage: str
+    entered_at: str
+    message_id: str
+    channel: str
+
+
+class FirstTouch(BaseModel):
+    at: str
+    channel: str
+    campaign: str | None
+
+
+class Counts(BaseModel):
+    events: int
+    by_type: dict[str, int]
+
+
+class RefusedTie(BaseModel):
+    """Two identifiers seen together but kept apart by merge protection."""
+
+    identities: list[IdentityDoc]
+    reason: str
+
+
+class ProfileAnswer(BaseModel):
+    """Everything known about a customer, summed over all of its identities."""
+
+    model_config = documented(
+        {
+            "customer_id": "cus_4c1f0e9a2b7d5e6f8a90",
+            "identities": [
+                {"type": "user_id", "value": "ada"},
+                {"type": "email", "value": "ada@example.com"},
+                {"type": "anonymous_id", "value": "9f0c7d"},
+            ],
+            "traits": {"plan": "pro", "email": "ada@example.com"},
+            "stage": "purchase",
+            "stage_history": [
+                {"stage": "awareness", "entered_at": AT, "message_id": "m-1", "channel": "ads"},
+                {"stage": "purchase", "entered_at": AT, "message_id": "m-9", "channel": "web"},
+            ],
+            "first_seen": AT,
+            "last_seen": AT,
+            "first_touch": {"at": AT, "channel": "ads", "campaign": "spring"},
+            "channels": {"ads": 1, "web": 7, "email": 2},
+            "counts": {"events": 10, "by_type": {"page": 6, "track": 3, "identify": 1}},
+            "orders": 1,
+            "revenue": 120.5,
+            "refused_ties": [
+                {
+                    "identities": [
+                        {"type": "user_id", "value": "ada"},
+                        {"type": "anonymous_id", "value": "shared-kiosk-7"},
+                    ],
+                    "reason": "more than 50 anonymous_id identifiers",
+                }
+            ],
+        }
+    )
+    customer_id: str
+    identities: list[IdentityDoc]
+    traits: dict[str, Any]
+    stage: str | None
+    stage_history: list[StageEntryDoc]
+    first_seen: str | None
+    last_seen: str | None
+    first_touch: FirstTouch | None
+    channels: dict[str, int]
+    counts: Counts
+    orders: int
+    revenue: float
+    refused_ties: list[RefusedTie]
+
+
+class JourneyEntry(BaseModel):
+    """One touchpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    at: str
+    channel: str
+    type: str
+    source: str | None = None
+    event: str | None = None
+    properties: dict[str, Any] | None = None
+    campaign: dict[str, Any] | None = None
+
+
+class JourneyPage(BaseModel):
+    """A page of the timeline, newest first; pass ``next_cursor`` as ``cursor`` for more."""
+
+    model_config = documented(
+        {
+            "customer_id": "cus_4c1f0e9a2b7d5e6f8a90",
+            "entries": [
+                {
+                    "id": "m-9",
+                    "at": AT,
+                    "channel": "web",
+                    "type": "track",
+                    "event": "Order Completed",
+                    "properties": {"revenue": 120.5, "currency": "EUR"},
+                    "source": "website",
+                },
+                {
+                    "id": "m-1",
+                    "at": "2026-02-27T18:12:03.000Z",
+                    "channel": "ads",
+                    "type": "page",
+                    "properties": {"path": "/"},
+                    "campaign": {"name": "spring", "source": "google", "medium": "cpc"},
+                    "source": "website",
+                },
+            ],
+            "next_cursor": "WzE3NzI0NTYzMjMwMDAsIm0tMSJd",
+        }
+    )
+    customer_id: str
+    entries: list[JourneyEntry]
+    next_cursor: str | None
+
+
+class Erased(BaseModel):
+    """What an erasure removed."""
+
+    model_config = documented(
+        {
+            "customer_id": "cus_4c1f0e9a2b7d5e6f8a90",
+            "erased_identities": [
+                {"type": "user_id", "value": "ada"},
+                {"type": "email", "value": "ada@example.com"},
+            ],
+            "erased_at": AT,
+        }
+    )
+    customer_id: str
+    erased_identities: list[IdentityDoc]
+    erased_at: str

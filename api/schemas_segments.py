@@ -1,0 +1,191 @@
+"""Answer shapes of the stage, funnel and metrics endpoints (see :mod:`api.schemas`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from api.schemas import AT, IdentityDoc, documented
+
+
+class StageCount(BaseModel):
+    stage: str
+    customers: int
+
+
+class StageList(BaseModel):
+    """The stages in model order, with how many customers are in each now."""
+
+    model_config = documented(
+        {
+            "stages": [
+                {"stage": "awareness", "customers": 5210},
+                {"stage": "consideration", "customers": 1893},
+                {"stage": "decision", "customers": 402},
+                {"stage": "purchase", "customers": 311},
+                {"stage": "post-purchase", "customers": 97},
+            ]
+        }
+    )
+    stages: list[StageCount]
+
+
+class SegmentMember(BaseModel):
+    customer_id: str
+    identities: list[IdentityDoc]
+    entered_at: str
+    traits: dict[str, Any]
+
+
+class SegmentPage(BaseModel):
+    """Customers now in a stage, oldest entry first; continue while ``next_cursor`` is set."""
+
+    model_config = documented(
+        {
+            "stage": "decision",
+            "customers": [
+                {
+                    "customer_id": "cus_4c1f0e9a2b7d5e6f8a90",
+                    "identities": [{"type": "user_id", "value": "ada"}],
+                    "entered_at": AT,
+                    "traits": {"plan": "pro"},
+                }
+            ],
+            "next_cursor": None,
+        }
+    )
+    stage: str
+    customers: list[SegmentMember]
+    next_cursor: str | None
+
+
+class FunnelStage(BaseModel):
+    stage: str
+    reached: int
+    stalled: int
+    next_stage: str | None
+    converted_to_next: int | None
+    conversion_to_next: float | None
+    median_seconds_to_next: float | None
+    p90_seconds_to_next: float | None
+
+
+class FunnelGroup(BaseModel):
+    group: str
+    customers: int
+    stages: list[FunnelStage]
+
+
+_FUNNEL_STAGES = [
+    {
+        "stage": "awareness",
+        "reached": 1000,
+        "stalled": 120,
+        "next_stage": "consideration",
+        "converted_to_next": 640,
+        "conversion_to_next": 0.64,
+        "median_seconds_to_next": 86400.0,
+        "p90_seconds_to_next": 604800.0,
+    },
+    {
+        "stage": "post-purchase",
+        "reached": 40,
+        "stalled": 0,
+        "next_stage": None,
+        "converted_to_next": None,
+        "conversion_to_next": None,
+        "median_seconds_to_next": None,
+        "p90_seconds_to_next": None,
+    },
+]
+
+
+class FunnelAnswer(BaseModel):
+    """Customers reaching each stage in the window, conversion, time between stages, stalled."""
+
+    model_config = documented(
+        {
+            "since": "2026-01-01T00:00:00.000Z",
+            "until": "2026-04-01T00:00:00.000Z",
+            "stalled_after": "7d",
+            "group_by": "channel",
+            "filters": {"channel": None, "campaign": None},
+            "customers": 1000,
+            "stages": _FUNNEL_STAGES,
+            "groups": [{"group": "ads", "customers": 1000, "stages": _FUNNEL_STAGES}],
+        }
+    )
+    since: str
+    until: str
+    stalled_after: str
+    group_by: str | None
+    filters: dict[str, str | None]
+    customers: int
+    stages: list[FunnelStage]
+    groups: list[FunnelGroup] | None
+
+
+class Period(BaseModel):
+    since: str
+    until: str
+
+
+class Retention(BaseModel):
+    active_previous_period: int
+    retained: int
+    rate: float | None
+
+
+class ChannelValue(BaseModel):
+    customers: int
+    purchasers: int
+    revenue: float
+    per_purchasing_customer: float | None
+
+
+class LifetimeValue(BaseModel):
+    revenue: float
+    per_purchasing_customer: float | None
+    per_customer: float | None
+    by_first_touch_channel: dict[str, ChannelValue]
+
+
+class MetricsAnswer(BaseModel):
+    """Conversion rate, retention rate and customer lifetime value for a period."""
+
+    model_config = documented(
+        {
+            "since": "2026-03-01T00:00:00.000Z",
+            "until": "2026-03-31T00:00:00.000Z",
+            "previous_period": {
+                "since": "2026-01-30T00:00:00.000Z",
+                "until": "2026-03-01T00:00:00.000Z",
+            },
+            "customers_seen": 800,
+            "purchasers": 48,
+            "conversion_rate": 0.06,
+            "retention": {"active_previous_period": 500, "retained": 140, "rate": 0.28},
+            "lifetime_value": {
+                "revenue": 5784.0,
+                "per_purchasing_customer": 120.5,
+                "per_customer": 7.23,
+                "by_first_touch_channel": {
+                    "ads": {
+                        "customers": 300,
+                        "purchasers": 30,
+                        "revenue": 3900.0,
+                        "per_purchasing_customer": 130.0,
+                    }
+                },
+            },
+        }
+    )
+    since: str
+    until: str
+    previous_period: Period
+    customers_seen: int
+    purchasers: int
+    conversion_rate: float | None
+    retention: Retention
+    lifetime_value: LifetimeValue
