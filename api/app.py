@@ -23,6 +23,7 @@ from api.routes_analytics import router as analytics_router
 from api.routes_customers import hot as customers_hot_router
 from api.routes_customers import router as customers_router
 from api.routes_segments import router as segments_router
+from api.routes_stream import router as stream_router
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP, RequestMetrics, metrics_response
 from infra.problems import JSONBody, Problem, problem_response
@@ -81,7 +82,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     # the hot path sits directly on the app's router, first of the API's routes (included
     # routers are reached through one more routing layer each)
     app.router.routes.extend(customers_hot_router.routes)
-    for router in (customers_router, segments_router, analytics_router):
+    for router in (customers_router, segments_router, analytics_router, stream_router):
         app.include_router(router)
     _add_service_routes(app)
     app.add_exception_handler(Problem, _problem)  # type: ignore[arg-type]

@@ -127,6 +127,7 @@ class Resolver:
             pipe.hset(keys.funnel, cid, orjson.dumps(funnel_row(profile)))
         for change in changes:
             pipe.xadd(keys.outbox, {"change": orjson.dumps(change)})
+            pipe.publish(keys.live_changes, orjson.dumps(change))  # for live SSE listeners
             entry = [change["to"], change["at_ms"], change["message_id"]]
             pipe.hset(keys.announced, change["customer_id"], orjson.dumps(entry))
 

@@ -43,6 +43,11 @@ class Keys:
         return f"{self.prefix}:reached:{stage}"
 
     @property
+    def live_changes(self) -> str:
+        """Pub/sub channel carrying each stage change as it is committed."""
+        return f"{self.prefix}:live:stage-changes"
+
+    @property
     def announced(self) -> str:
         return f"{self.prefix}:announced"
 
