@@ -40,9 +40,9 @@ class FunnelRow(NamedTuple):
 
 
 def duration_bucket(ms: int) -> int:
-    """A duration's bucket on a logarithmic scale (0 for up to 1 ms; each bucket spans a
+    """A duration's bucket on a logarithmic scale (0 for under 1 ms; each bucket spans a
     factor :data:`BUCKET_RATIO`): percentiles read from bucket counts are within 0.25 %."""
-    return 0 if ms <= 1 else 1 + int(math.log(ms) / _LOG_RATIO)
+    return 0 if ms < 1 else 1 + int(math.log(ms) / _LOG_RATIO)
 
 
 def step_key(stage: int, bucket: int) -> int:

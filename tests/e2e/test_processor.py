@@ -131,7 +131,7 @@ def test_anonymous_and_identified_events_on_different_partitions_become_one_cust
             else None
         )
 
-    profile = wait_for(merged)
+    profile = wait_for(merged, 40)
     assert set(profile["identities"]) == {
         "user_id:ada",
         "email:ada@example.com",
