@@ -6,11 +6,12 @@ value stops the process with one clear line naming the variable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CHANNELS = frozenset(
@@ -100,6 +101,10 @@ def parse_limits(raw: str) -> dict[str, int]:
     return limits
 
 
+def _text_list(raw: str) -> tuple[str, ...]:
+    return tuple(_items(raw))
+
+
 def _items(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
@@ -164,30 +169,19 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("write_keys", mode="before")
+    @field_validator(
+        "write_keys",
+        "api_tokens",
+        "identity_limits",
+        "identity_priority",
+        "cors_origins",
+        mode="before",
+    )
     @classmethod
-    def _write_keys(cls, value: object) -> object:
-        return parse_write_keys(value) if isinstance(value, str) else value
-
-    @field_validator("api_tokens", mode="before")
-    @classmethod
-    def _api_tokens(cls, value: object) -> object:
-        return parse_api_tokens(value) if isinstance(value, str) else value
-
-    @field_validator("identity_limits", mode="before")
-    @classmethod
-    def _limits(cls, value: object) -> object:
-        return parse_limits(value) if isinstance(value, str) else value
-
-    @field_validator("identity_priority", mode="before")
-    @classmethod
-    def _priority(cls, value: object) -> object:
-        return tuple(_items(value)) if isinstance(value, str) else value
-
-    @field_validator("cors_origins", mode="before")
-    @classmethod
-    def _cors(cls, value: object) -> object:
-        return tuple(_items(value)) if isinstance(value, str) else value
+    def _from_text(cls, value: object, info: ValidationInfo) -> object:
+        """Environment values arrive as text: parse each with its field's parser."""
+        parser = _TEXT_PARSERS[info.field_name or ""]
+        return parser(value) if isinstance(value, str) else value
 
     @field_validator("redis_url")
     @classmethod
@@ -195,6 +189,15 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+
+_TEXT_PARSERS: dict[str, Callable[[str], object]] = {
+    "write_keys": parse_write_keys,
+    "api_tokens": parse_api_tokens,
+    "identity_limits": parse_limits,
+    "identity_priority": _text_list,
+    "cors_origins": _text_list,
+}
 
 
 def load_settings(**overrides: object) -> Settings:
