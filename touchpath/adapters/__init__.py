@@ -1,0 +1,1 @@
+"""Channel adapters: each turns one tool's webhook format into touchpoints (pure)."""
