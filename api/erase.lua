@@ -27,6 +27,7 @@ for stage, _ in pairs(stages) do
 end
 redis.call('DEL', p .. ':cust:' .. cid)
 redis.call('HDEL', p .. ':funnel', cid)
+redis.call('HDEL', p .. ':surveys', cid)
 redis.call('HDEL', p .. ':announced', cid)
 
 -- its place in the identity cluster(s): identifiers, ties naming them, its derived profile

@@ -13,6 +13,7 @@ from api.deps import Reads, ReadScope, Stages
 from api.funnel import Funnel
 from api.timeparse import DAY_MS, duration_ms, iso, to_ms
 from infra.problems import JSONBody, Problem
+from touchpath.surveys import Satisfaction
 
 router = APIRouter(prefix="/v1", tags=["analytics"])
 TIME = "ISO-8601 time (e.g. `2026-03-01T00:00:00Z`) or epoch milliseconds."
@@ -118,3 +119,29 @@ async def business_metrics(
             **counter.answer(),
         }
     )
+
+
+@router.get(
+    "/satisfaction",
+    summary="NPS and CSAT, overall and per stage",
+    response_model=schemas.SatisfactionAnswer,
+)
+async def satisfaction(
+    reads: Reads,
+    stages: Stages,
+    _: ReadScope,
+    since: Annotated[str | None, Query(description=TIME + " Default: the beginning.")] = None,
+    until: Annotated[str | None, Query(description=TIME + " Default: now.")] = None,
+) -> Response:
+    """Survey answers from any channel (`NPS Survey Answered` with `properties.score` 0-10,
+    `CSAT Survey Answered` with 1-5, chat tools' satisfaction ratings) given in the window.
+    **nps** = % promoters (9-10) - % detractors (0-6); **csat** = average score. Each answer
+    counts in the stage the customer was at when answering (`(none)` before any stage)."""
+    low, high = to_ms(since, 0, "since"), to_ms(until, int(time.time() * 1000), "until")
+    if low > high:
+        raise Problem(400, "Bad Request", "since must not be after until")
+    totals = Satisfaction()
+    async for customers in reads.survey_answers():
+        for answers in customers:
+            totals.add_all(a for a in answers if low <= a[2] <= high)
+    return JSONBody({"since": iso(low), "until": iso(high), **totals.report(stages.stages)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.schemas import AT, IdentityDoc, documented
 
@@ -189,3 +189,29 @@ class MetricsAnswer(BaseModel):
     conversion_rate: float | None
     retention: Retention
     lifetime_value: LifetimeValue
+
+
+class SatisfactionFigures(BaseModel):
+    """NPS and CSAT of a group of survey answers."""
+
+    nps: float | None = Field(description="% promoters - % detractors, in [-100, 100].")
+    nps_answers: int
+    promoters: int
+    passives: int
+    detractors: int
+    csat: float | None = Field(description="Average CSAT score, in [1, 5].")
+    csat_answers: int
+
+
+class StageSatisfaction(SatisfactionFigures):
+    """The figures of the answers given while customers were at one stage."""
+
+    stage: str
+
+
+class SatisfactionAnswer(SatisfactionFigures):
+    """NPS and CSAT overall and per stage."""
+
+    since: str
+    until: str
+    stages: list[StageSatisfaction]

@@ -5,7 +5,7 @@
 -- ARGV: prefix, journey_cap, then per event 7 values:
 --   anchor, message_id, at_ms, order_key, journey_entry, received_ms, payload
 -- payload (JSON): ids[], tie ("" if none), counts{}, revenue, stages{}, cond{member: at},
---                 traits{}, first_touch
+--                 traits{}, first_touch, surveys{order_key: answer}
 -- Returns per event 3 values: is_new (0/1), cluster id, needs_resolution (0/1). An event
 -- received before one of its identifiers was erased (a replay) returns 0, '', 0.
 local p, cap = ARGV[1], tonumber(ARGV[2])
@@ -65,9 +65,13 @@ local function contribute(a, at, entry, d)
   for stage, candidate in pairs(d.stages) do earliest['s:' .. stage] = candidate end
   local latest = {last = padded}
   for name, value in pairs(d.traits) do latest['t:' .. name] = value end
+  local surveyed = d.surveys ~= nil and next(d.surveys) ~= nil
+  if surveyed then
+    for order_key, answer in pairs(d.surveys) do latest['v:' .. order_key] = answer end
+  end
   local first_before = redis.call('HGET', data, 'first')
   local changed = set_if(data, earliest, less) or order
-  if set_if(data, latest, more) and next(d.traits) then changed = true end
+  if set_if(data, latest, more) and (next(d.traits) or surveyed) then changed = true end
   local earlier = (not first_before) or padded < first_before
   for member, when in pairs(d.cond) do
     redis.call('ZADD', a .. ':cond', when, member)

@@ -108,6 +108,7 @@ class Resolver:
                 pipe.delete(keys.customer(cid))
                 pipe.hdel(snap, cid)
                 pipe.hdel(keys.funnel, cid)
+                pipe.hdel(keys.surveys, cid)
                 if profile.get("stage"):
                     pipe.zrem(keys.stage(profile["stage"]), cid)
                 for stage in profile["history"]:
@@ -125,6 +126,10 @@ class Resolver:
                     pipe.set(keys.customer_of(identity), cid)
             _index_stage(pipe, keys, cid, before, profile)
             pipe.hset(keys.funnel, cid, orjson.dumps(funnel_row(profile)))
+            if profile["surveys"]:
+                pipe.hset(keys.surveys, cid, orjson.dumps(profile["surveys"]))
+            elif before and before.get("surveys"):
+                pipe.hdel(keys.surveys, cid)
         for change in changes:
             pipe.xadd(keys.outbox, {"change": orjson.dumps(change)})
             pipe.publish(keys.live_changes, orjson.dumps(change))  # for live SSE listeners

@@ -132,18 +132,19 @@ class JourneyStore:
 
 
 def _script_args(effect: EventEffects) -> tuple[Any, ...]:
-    payload = orjson.dumps(
-        {
-            "ids": effect.identifiers,
-            "tie": effect.tie or "",
-            "counts": effect.counts,
-            "revenue": effect.revenue,
-            "stages": effect.stages,
-            "cond": effect.conditional,
-            "traits": effect.traits,
-            "first_touch": effect.first_touch,
-        }
-    )
+    fields: dict[str, Any] = {
+        "ids": effect.identifiers,
+        "tie": effect.tie or "",
+        "counts": effect.counts,
+        "revenue": effect.revenue,
+        "stages": effect.stages,
+        "cond": effect.conditional,
+        "traits": effect.traits,
+        "first_touch": effect.first_touch,
+    }
+    if effect.surveys:
+        fields["surveys"] = effect.surveys
+    payload = orjson.dumps(fields)
     return (
         effect.anchor,
         effect.message_id,

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from touchpath.identifiers import identifiers_of, is_junk
+from touchpath.surveys import survey_answer
 
 EVENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 #: Segment ``context.channel`` values mapped onto touchpath channels.
@@ -157,6 +158,10 @@ def _check_type_requirements(event: dict[str, Any]) -> None:
         isinstance(event.get("event"), str) and event["event"].strip()
     ):
         raise InvalidEvent("track needs a non-empty event name in 'event'", "missing_field")
+    try:
+        survey_answer(event)
+    except ValueError as exc:
+        raise InvalidEvent(str(exc), "bad_survey_score") from None
     if event_type == "group" and not event.get("groupId"):
         raise InvalidEvent("group needs a groupId", "missing_field")
     if event_type == "alias" and not (event.get("userId") and event.get("previousId")):

@@ -28,11 +28,13 @@ from touchpath.identity import (
 )
 from touchpath.stages import (
     StageCandidate,
+    StageEntry,
     StageModel,
     current_stage,
     matching_stages,
     stage_history,
 )
+from touchpath.surveys import stage_at, survey_answer
 
 ORDER_EVENTS = frozenset({"order completed"})
 _KEY_PROPERTIES = (
@@ -79,6 +81,7 @@ class EventEffects:
     traits: dict[str, str]
     received_ms: int
     first_touch: str
+    surveys: dict[str, str] = field(default_factory=dict)
 
 
 def effects_of(
@@ -114,6 +117,7 @@ def effects_of(
         first_touch=FIELD_SEPARATOR.join(
             (encode_candidate(at_ms, message_id, channel), _campaign_name(event))
         ),
+        surveys=_survey(event, order, at_ms),
     )
 
 
@@ -193,6 +197,14 @@ def _traits(event: Mapping[str, Any], order: str) -> dict[str, str]:
     }
 
 
+def _survey(event: Mapping[str, Any], order: str, at_ms: int) -> dict[str, str]:
+    """A survey answer stored under its event's order key: ``kind<US>score<US>at_ms``."""
+    answer = survey_answer(event)
+    if answer is None:
+        return {}
+    return {order: FIELD_SEPARATOR.join((answer[0], str(answer[1]), str(at_ms)))}
+
+
 def _campaign_name(event: Mapping[str, Any]) -> str:
     campaign = (event.get("context") or {}).get("campaign")
     name = campaign.get("name") if isinstance(campaign, Mapping) else None
@@ -215,6 +227,7 @@ class AnchorData:
     counts: dict[str, str] = field(default_factory=dict)
     traits: dict[str, str] = field(default_factory=dict)
     first_touch: str = ""
+    surveys: list[str] = field(default_factory=list)
 
 
 def anchor_data(fields: Mapping[str, str]) -> AnchorData:
@@ -228,6 +241,8 @@ def anchor_data(fields: Mapping[str, str]) -> AnchorData:
             data.counts[rest] = value
         elif kind == "t":
             data.traits[rest] = value
+        elif kind == "v":
+            data.surveys.append(value)
         elif name == "ft":
             data.first_touch = value
         elif name in ("first", "last", "cond"):
@@ -271,6 +286,7 @@ def build_customer(
         "history": {s: [e.at_ms, e.message_id, e.channel] for s, e in history.items()},
         "first_touch": first_touch(data),
         "traits": latest_traits(data),
+        "surveys": survey_answers(data, history, model),
         "orders": int(totals.get("orders", 0)),
         "revenue": totals.get("revenue", 0.0),
         "refused_ties": [
@@ -279,6 +295,20 @@ def build_customer(
             if r.identifiers[0] in mine or r.identifiers[1] in mine
         ],
     }
+
+
+def survey_answers(
+    data: Iterable[AnchorData], history: Mapping[str, StageEntry], model: StageModel
+) -> list[list[Any]]:
+    """Every survey answer of a customer as ``[kind, score, at_ms, stage then]``, in time order."""
+    entered = {stage: [entry.at_ms] for stage, entry in history.items()}
+    answers = []
+    for anchor in data:
+        for encoded in anchor.surveys:
+            kind, score, at_ms = encoded.split(FIELD_SEPARATOR)
+            at = int(at_ms)
+            answers.append([kind, int(score), at, stage_at(entered, at, model.stages)])
+    return sorted(answers, key=lambda a: (a[2], a[0], a[1]))
 
 
 def derive_profiles(

@@ -56,5 +56,10 @@ class Keys:
         return f"{self.prefix}:funnel"
 
     @property
+    def surveys(self) -> str:
+        """Hash: customer id → its survey answers ``[[kind, score, at_ms, stage], …]``."""
+        return f"{self.prefix}:surveys"
+
+    @property
     def outbox(self) -> str:
         return f"{self.prefix}:outbox"
