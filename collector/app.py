@@ -12,7 +12,10 @@ from starlette.responses import Response
 from collector import metrics
 from collector.ingest import Ingestor
 from collector.limits import RequestLimits
+from collector.replay import ReplayGuard
 from collector.routes import router
+from collector.routes_email import router as email_router
+from collector.routes_webhooks import router as webhooks_router
 from infra.kafka import AsyncProducer, BrokerUnavailable
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP, RequestMetrics, metrics_response
@@ -30,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         producer = AsyncProducer(settings)
         app.state.ingestor = Ingestor(settings, producer)
         app.state.limits = RequestLimits(settings)
+        app.state.replays = ReplayGuard(ttl_s=2 * settings.webhook_tolerance_s)
         try:
             yield
         finally:
@@ -44,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "are durable in Kafka (acks=all).",
     )
     app.include_router(router)
+    app.include_router(email_router)
+    app.include_router(webhooks_router)
     _add_service_routes(app, settings)
     app.add_exception_handler(Problem, _problem)  # type: ignore[arg-type]
     app.add_exception_handler(BrokerUnavailable, _unavailable)  # type: ignore[arg-type]

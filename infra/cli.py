@@ -61,6 +61,37 @@ def cmd_processor(args: argparse.Namespace, settings: Settings) -> int:
     return run_processor(settings)
 
 
+def cmd_email_links(args: argparse.Namespace, settings: Settings) -> int:
+    from touchpath.email_links import click_url, pixel_url
+
+    base = args.base_url or settings.public_url
+    if not settings.email_link_key or not base:
+        print(
+            "touchpath: set TOUCHPATH_EMAIL_LINK_KEY, and TOUCHPATH_PUBLIC_URL or --base-url",
+            file=sys.stderr,
+        )
+        return 2
+    key = settings.email_link_key.encode()
+    for recipient in args.recipient:
+        ids = {"recipient": recipient, "campaign": args.campaign, "message": args.message}
+        print(f"{recipient}\tpixel\t{pixel_url(base, key, **ids)}")
+        for url in args.url:
+            print(f"{recipient}\tclick\t{click_url(base, key, url=url, **ids)}")
+    return 0
+
+
+def _email_links_parser(sub: argparse._SubParsersAction) -> None:
+    links = sub.add_parser(
+        "email-links", help="print signed open-pixel and click URLs for a campaign's recipients"
+    )
+    links.add_argument("--campaign", required=True, help="campaign name")
+    links.add_argument("--message", required=True, help="message (email) id")
+    links.add_argument("--recipient", action="append", required=True, help="repeatable")
+    links.add_argument("--url", action="append", default=[], help="link target; repeatable")
+    links.add_argument("--base-url", default="", help="default: TOUCHPATH_PUBLIC_URL")
+    links.set_defaults(run=cmd_email_links)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``touchpath`` argument parser."""
     parser = argparse.ArgumentParser(prog="touchpath", description=__doc__)
@@ -78,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         service.set_defaults(run=run)
     processor = sub.add_parser("processor", help="run one processor (a consumer-group member)")
     processor.set_defaults(run=cmd_processor)
+    _email_links_parser(sub)
     return parser
 
 

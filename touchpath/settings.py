@@ -14,6 +14,9 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from touchpath.adapters.sendgrid import load_public_key
+from touchpath.signatures import secret_bytes
+
 CHANNELS = frozenset(
     {
         "web",
@@ -169,6 +172,16 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- channels (collector): email links and the tools' signed webhooks ----------------
+    public_url: str = Field("", description="the collector's public base URL, for email links")
+    email_link_key: str = Field("", description="HMAC key of email open/click link tokens")
+    sendgrid_public_key: str = Field("", description="base64 DER ECDSA key of SendGrid")
+    mailgun_signing_key: str = ""
+    intercom_client_secret: str = ""
+    zendesk_signing_secret: str = ""
+    chat_webhook_secret: str = Field("", description="Standard Webhooks secret (whsec_…)")
+    webhook_tolerance_s: int = Field(300, ge=10, le=86_400)
+
     @field_validator(
         "write_keys",
         "api_tokens",
@@ -182,6 +195,20 @@ class Settings(BaseSettings):
         """Environment values arrive as text: parse each with its field's parser."""
         parser = _TEXT_PARSERS[info.field_name or ""]
         return parser(value) if isinstance(value, str) else value
+
+    @field_validator("sendgrid_public_key")
+    @classmethod
+    def _sendgrid_key(cls, value: str) -> str:
+        if value:
+            load_public_key(value)
+        return value
+
+    @field_validator("chat_webhook_secret")
+    @classmethod
+    def _chat_secret(cls, value: str) -> str:
+        if value:
+            secret_bytes(value)
+        return value
 
     @field_validator("redis_url")
     @classmethod
