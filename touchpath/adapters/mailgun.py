@@ -76,8 +76,9 @@ def _props(data: Mapping[str, Any]) -> dict[str, Any]:
     first_campaign = mapping(campaigns[0]) if isinstance(campaigns, list) and campaigns else {}
     variables = mapping(data.get("user-variables"))
     machine = bool(client.get("bot")) and data.get("event") == "opened"
+    agent = text(client.get("user-agent"), 512)
     scanner = data.get("event") == "clicked" and (
-        bool(client.get("bot")) or is_link_scanner(text(client.get("user-agent"), 512), "GET")
+        bool(client.get("bot")) or (agent is not None and is_link_scanner(agent, "GET"))
     )
     return {
         "email_id": text(headers.get("message-id")),
