@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         default_response_class=JSONBody,
     )
     app.state.settings = settings
+    app.state.hash_key = settings.identifier_hash_key.encode() or None
     app.state.stage_model = stage_model
     # the hot path sits directly on the app's router, first of the API's routes (included
     # routers are reached through one more routing layer each)

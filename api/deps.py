@@ -24,9 +24,10 @@ TYPE_DESCRIPTION = (
 )
 
 
-def parse_identifier(value: str, id_type: str) -> Identifier:
-    """The identifier a caller names (emails and phones normalised); 400 if it cannot be one."""
-    found = identifier_from_query(value, id_type)
+def parse_identifier(value: str, id_type: str, hash_key: bytes | None = None) -> Identifier:
+    """The identifier a caller names (emails and phones normalised, and hashed when
+    ``TOUCHPATH_IDENTIFIER_HASH_KEY`` is set); 400 if it cannot be one."""
+    found = identifier_from_query(value, id_type, hash_key)
     if found is None:
         raise Problem(400, "Bad Request", f"{value!r} is not a usable {id_type} identifier")
     return found
@@ -53,12 +54,13 @@ async def _stage_model(request: Request) -> StageModel:
 
 
 async def _customer_ref(
+    request: Request,
     identifier: Annotated[
         str, Path(description="The identifier's value.", examples=["ada@example.com"])
     ],
     type: Annotated[str, Query(description=TYPE_DESCRIPTION, examples=["email"])] = "user_id",
 ) -> Identifier:
-    return parse_identifier(identifier, type)
+    return parse_identifier(identifier, type, request.app.state.hash_key)
 
 
 Config = Annotated[Settings, Depends(_settings)]

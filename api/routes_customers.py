@@ -81,10 +81,12 @@ async def customer_stage(request: Request) -> Response:
     a customer whose events matched no stage rule yet."""
     authorize(request, "read")
     query = request.query_params
-    ref = parse_identifier(request.path_params["identifier"], query.get("type", "user_id"))
+    state = request.app.state
+    ref = parse_identifier(
+        request.path_params["identifier"], query.get("type", "user_id"), state.hash_key
+    )
     as_of = query.get("as_of") or None
     moment = None if as_of is None else to_ms(as_of, 0, "as_of")
-    state = request.app.state
     stages: StageModel = state.stage_model
     return JSONBody(views.stage_view(await _profile(state.read_model, ref), stages, moment))
 

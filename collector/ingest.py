@@ -16,8 +16,12 @@ from typing import Any
 from collector import metrics
 from infra.kafka import AsyncProducer, BrokerUnavailable, Record
 from touchpath.events import IngestContext, InvalidEvent, normalize_event
+from touchpath.identifiers import normalize_email, normalize_phone
+from touchpath.pseudonyms import pseudonymize_event
 from touchpath.records import encode_dead_letter, encode_touchpoints, touchpoints_key
 from touchpath.settings import Settings
+
+NORMALIZERS = {"email": normalize_email, "phone": normalize_phone}
 
 
 @dataclass(slots=True)
@@ -34,6 +38,7 @@ class Ingestor:
     def __init__(self, settings: Settings, producer: AsyncProducer) -> None:
         self.settings = settings
         self.producer = producer
+        self._hash_key = settings.identifier_hash_key.encode() or None
 
     async def ingest(
         self, raw_events: Sequence[object], ctx: IngestContext, forced_type: str | None = None
@@ -45,11 +50,12 @@ class Ingestor:
         reasons: Counter[str] = Counter()
         for index, raw in enumerate(raw_events):
             try:
-                accepted.append(
-                    normalize_event(
-                        raw, ctx, forced_type=forced_type, max_bytes=self.settings.max_event_bytes
-                    )
+                event = normalize_event(
+                    raw, ctx, forced_type=forced_type, max_bytes=self.settings.max_event_bytes
                 )
+                if self._hash_key:
+                    pseudonymize_event(event, self._hash_key, NORMALIZERS)
+                accepted.append(event)
             except InvalidEvent as exc:
                 result.rejected.append({"index": index, "reason": str(exc), "code": exc.code})
                 reasons[exc.code] += 1

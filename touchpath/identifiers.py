@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from touchpath.pseudonyms import is_pseudonym, pseudonym
+
 USER_ID = "user_id"
 EMAIL = "email"
 PHONE = "phone"
@@ -79,17 +81,21 @@ def is_junk(value: object) -> bool:
 
 
 def normalize_email(value: object) -> str | None:
-    """Lower-cased, trimmed email, or None when it is not an email address."""
+    """Lower-cased, trimmed email (or its pseudonym, as is), or None when it is not one."""
     if not isinstance(value, str):
         return None
+    if is_pseudonym(value):
+        return value
     text = value.strip().lower()
     return text if _EMAIL.match(text) and not is_junk(text) else None
 
 
 def normalize_phone(value: object) -> str | None:
-    """Digits with an optional leading ``+`` (E.164-like), or None for fewer than 7 digits."""
+    """Digits with an optional leading ``+`` (E.164-like, or its pseudonym as is), or None."""
     if not isinstance(value, str | int) or isinstance(value, bool):
         return None
+    if is_pseudonym(value):
+        return str(value)
     text = str(value).strip()
     digits = re.sub(r"\D", "", text)
     if len(digits) < 7 or len(digits) > 15 or is_junk(digits):
@@ -198,14 +204,17 @@ def anchor_of(
     return ordered[0] if ordered else None
 
 
-def identifier_from_query(value: str, id_type: str) -> Identifier | None:
+def identifier_from_query(
+    value: str, id_type: str, hash_key: bytes | None = None
+) -> Identifier | None:
     """The identifier an API caller names by value and type (``user_id``, ``email``, …,
-    or an external id type such as ``intercom_user``); None when it cannot be one."""
+    or an external id type such as ``intercom_user``); None when it cannot be one. With a
+    ``hash_key``, emails and phones are named by their clear value and looked up hashed."""
     kind = id_type.strip().lower()
-    if kind == EMAIL:
-        normalized = normalize_email(value)
-    elif kind == PHONE:
-        normalized = normalize_phone(value)
+    if kind in (EMAIL, PHONE):
+        normalized = (normalize_email if kind == EMAIL else normalize_phone)(value)
+        if normalized and hash_key and not is_pseudonym(normalized):
+            normalized = pseudonym(hash_key, kind, normalized)
     elif kind in (USER_ID, ANONYMOUS_ID):
         normalized = _plain(value)
     else:

@@ -181,6 +181,9 @@ class Settings(BaseSettings):
     zendesk_signing_secret: str = ""
     chat_webhook_secret: str = Field("", description="Standard Webhooks secret (whsec_…)")
     webhook_tolerance_s: int = Field(300, ge=10, le=86_400)
+    identifier_hash_key: str = Field(
+        "", description="when set, emails and phones are stored as keyed hashes"
+    )
 
     @field_validator(
         "write_keys",
