@@ -24,7 +24,7 @@ def test_equal_addresses_hash_alike_and_lookups_match(name: str, domain: str) ->
     event = {"type": "identify", "userId": "u", "traits": {"email": clear.upper()}}
     pseudonymize_event(event, KEY, NORMALIZERS)
     stored = event["traits"]["email"]
-    assert is_pseudonym(stored) and name not in stored
+    assert is_pseudonym(stored) and "@" not in stored
     assert stored == pseudonym(KEY, "email", normalized)
     assert stored != pseudonym(b"other key", "email", normalized)
     found = identifier_from_query(clear, "email", KEY)
