@@ -107,7 +107,7 @@ def normalize_event(
     event = dict(raw)
     event.pop("writeKey", None)
     event_type = forced_type or event.get("type")
-    if event_type not in EVENT_TYPES:
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
         raise InvalidEvent(
             f"type must be one of {sorted(EVENT_TYPES)}, got {event_type!r}", "bad_type"
         )
