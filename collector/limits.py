@@ -14,8 +14,9 @@ class RequestLimits:
     """Both limits; a rate of 0 switches one off. Bursts allow two seconds' worth."""
 
     def __init__(self, settings: Settings) -> None:
-        self.by_key = _limiter(settings.rate_limit_per_key)
-        self.by_ip = _limiter(settings.rate_limit_per_ip)
+        tracked = settings.rate_limit_max_clients
+        self.by_key = _limiter(settings.rate_limit_per_key, tracked)
+        self.by_ip = _limiter(settings.rate_limit_per_ip, tracked)
 
     def check_ip(self, ip: str | None) -> None:
         """Before reading the body: a flood from one address costs almost nothing."""
@@ -39,5 +40,5 @@ def _take(limiter: RateLimiter | None, key: str | None, what: str) -> None:
         )
 
 
-def _limiter(rate: float) -> RateLimiter | None:
-    return RateLimiter(rate, burst=max(1.0, 2 * rate)) if rate else None
+def _limiter(rate: float, tracked: int) -> RateLimiter | None:
+    return RateLimiter(rate, burst=max(1.0, 2 * rate), max_keys=tracked) if rate else None

@@ -151,6 +151,9 @@ class Settings(BaseSettings):
 
     rate_limit_per_key: float = Field(0, ge=0, description="requests/s per write key; 0 = off")
     rate_limit_per_ip: float = Field(0, ge=0, description="requests/s per client IP; 0 = off")
+    rate_limit_max_clients: int = Field(
+        100_000, ge=100, description="IPs/keys tracked per worker; least recent forgotten"
+    )
     max_event_bytes: int = Field(32 * 1024, ge=1024)
     max_request_bytes: int = Field(500 * 1024, ge=1024)
 
