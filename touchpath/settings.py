@@ -202,18 +202,12 @@ class Settings(BaseSettings):
         parser = _TEXT_PARSERS[info.field_name or ""]
         return parser(value) if isinstance(value, str) else value
 
-    @field_validator("sendgrid_public_key")
+    @field_validator("sendgrid_public_key", "chat_webhook_secret")
     @classmethod
-    def _sendgrid_key(cls, value: str) -> str:
+    def _key_text(cls, value: str, info: ValidationInfo) -> str:
+        """Keys given as text must decode (base64 DER, ``whsec_`` + base64)."""
         if value:
-            load_public_key(value)
-        return value
-
-    @field_validator("chat_webhook_secret")
-    @classmethod
-    def _chat_secret(cls, value: str) -> str:
-        if value:
-            secret_bytes(value)
+            _KEY_CHECKS[info.field_name or ""](value)
         return value
 
     @field_validator("redis_url")
@@ -224,6 +218,10 @@ class Settings(BaseSettings):
         return value
 
 
+_KEY_CHECKS: dict[str, Callable[[str], object]] = {
+    "sendgrid_public_key": load_public_key,
+    "chat_webhook_secret": secret_bytes,
+}
 _TEXT_PARSERS: dict[str, Callable[[str], object]] = {
     "write_keys": parse_write_keys,
     "api_tokens": parse_api_tokens,
