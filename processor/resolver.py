@@ -167,6 +167,5 @@ def _count(
         report.merges += max(0, len(sources) - 1)
         for refusal in profile["refused_ties"]:
             if tuple(refusal["identifiers"]) not in known_refusals:
-                kind = refusal["reason"].split(" identifiers")[0].split()[-1]
-                report.refused[kind] += 1
+                report.refused[refusal.get("kind") or "unknown"] += 1
                 known_refusals.add(tuple(refusal["identifiers"]))

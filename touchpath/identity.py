@@ -42,6 +42,7 @@ class RefusedTie:
     order: str
     identifiers: tuple[str, str]
     reason: str
+    kind: str = ""  # the identifier kind whose limit refused the tie
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +104,9 @@ def resolve(
             components.add(key)
         head = members[0]
         for other in members[1:]:
-            reason = _merge(components, head, other, policy)
-            if reason:
-                refused.append(RefusedTie(order, (head, other), reason))
+            refusal = _merge(components, head, other, policy)
+            if refusal:
+                refused.append(RefusedTie(order, (head, other), *refusal))
     groups: dict[str, set[str]] = {}
     for key in components.parent:
         groups.setdefault(components.find(key), set()).add(key)
@@ -113,7 +114,10 @@ def resolve(
     return Resolution(customers, tuple(refused))
 
 
-def _merge(components: _Components, a: str, b: str, policy: IdentityPolicy) -> str | None:
+def _merge(
+    components: _Components, a: str, b: str, policy: IdentityPolicy
+) -> tuple[str, str] | None:
+    """Union the components of ``a`` and ``b``, or (reason, kind) when a limit forbids it."""
     root_a, root_b = components.find(a), components.find(b)
     if root_a == root_b:
         return None
@@ -121,7 +125,7 @@ def _merge(components: _Components, a: str, b: str, policy: IdentityPolicy) -> s
     for kind, count in combined.items():
         limit = policy.limit_of(kind)
         if limit and count > limit:
-            return f"would give {count} {kind} identifiers (limit {limit})"
+            return f"would give {count} {kind} identifiers (limit {limit})", kind
     components.union(root_a, root_b)
     return None
 

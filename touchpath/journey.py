@@ -290,7 +290,7 @@ def build_customer(
         "orders": int(totals.get("orders", 0)),
         "revenue": totals.get("revenue", 0.0),
         "refused_ties": [
-            {"identifiers": list(r.identifiers), "reason": r.reason}
+            {"identifiers": list(r.identifiers), "reason": r.reason, "kind": r.kind}
             for r in refused
             if r.identifiers[0] in mine or r.identifiers[1] in mine
         ],
