@@ -212,6 +212,32 @@ class StageSatisfaction(SatisfactionFigures):
 class SatisfactionAnswer(SatisfactionFigures):
     """NPS and CSAT overall and per stage."""
 
+    model_config = documented(
+        {
+            "since": "1970-01-01T00:00:00.000Z",
+            "until": "2026-03-31T00:00:00.000Z",
+            "nps": 25.0,
+            "nps_answers": 4,
+            "promoters": 2,
+            "passives": 1,
+            "detractors": 1,
+            "csat": 4.5,
+            "csat_answers": 2,
+            "stages": [
+                {
+                    "stage": "post-purchase",
+                    "nps": 25.0,
+                    "nps_answers": 4,
+                    "promoters": 2,
+                    "passives": 1,
+                    "detractors": 1,
+                    "csat": 4.5,
+                    "csat_answers": 2,
+                }
+            ],
+        }
+    )
+
     since: str
     until: str
     stages: list[StageSatisfaction]
