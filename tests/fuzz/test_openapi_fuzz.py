@@ -13,6 +13,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.e2e.conftest import READ_TOKEN, WRITE_KEY, stack_env, start_service
+from touchpath.signatures import new_secret
 
 CHECKS = [not_a_server_error, response_schema_conformance]
 ENDLESS = "/v1/stream/"
@@ -26,7 +27,17 @@ def _schema(name: str, env: dict[str, str], run_dir: Path) -> Iterator[schemathe
 
 @pytest.fixture(scope="module")
 def fuzz_env(bootstrap: str, redis_url: str) -> dict[str, str]:
-    return stack_env(bootstrap, redis_url)
+    # every channel configured, so generated requests reach the signature checks and parsers
+    return stack_env(
+        bootstrap,
+        redis_url,
+        TOUCHPATH_EMAIL_LINK_KEY="fuzz-link-key",
+        TOUCHPATH_MAILGUN_SIGNING_KEY="fuzz-mailgun",
+        TOUCHPATH_INTERCOM_CLIENT_SECRET="fuzz-intercom",
+        TOUCHPATH_ZENDESK_SIGNING_SECRET="fuzz-zendesk",
+        TOUCHPATH_CHAT_WEBHOOK_SECRET=new_secret(),
+        TOUCHPATH_IDENTIFIER_HASH_KEY="fuzz-hash",
+    )
 
 
 @pytest.fixture(scope="module")
