@@ -22,9 +22,9 @@ from api.deps import (
 from api.docs import problem
 from api.pagination import decode_cursor, encode_cursor, page_before
 from api.readmodel import ReadModel
-from api.routing import DirectRoute
 from api.timeparse import FOREVER_MS, iso, to_ms
 from infra.problems import JSONBody, Problem
+from infra.routing import DirectRoute
 from touchpath.identifiers import Identifier
 from touchpath.stages import StageModel
 

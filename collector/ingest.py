@@ -1,7 +1,8 @@
 """The write path: normalise a request's events, write accepted and rejected ones to Kafka.
 
-One touchpoint record per request (all its accepted events) and one dead-letter record per
-rejected event; the client's answer waits for both to be acknowledged with acks=all.
+Accepted events go into one touchpoint record shared by the requests of one event-loop turn
+(:mod:`collector.group_commit`), and each rejected event into a dead-letter record; the
+client's answer waits for both to be acknowledged with acks=all.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector import metrics
+from collector.group_commit import GroupCommit
 from infra.kafka import AsyncProducer, BrokerUnavailable, Record
 from touchpath.events import IngestContext, InvalidEvent, normalize_event
 from touchpath.identifiers import normalize_email, normalize_phone
 from touchpath.pseudonyms import pseudonymize_event
-from touchpath.records import encode_dead_letter, encode_touchpoints, touchpoints_key
+from touchpath.records import encode_dead_letter
 from touchpath.settings import Settings
 
 NORMALIZERS = {"email": normalize_email, "phone": normalize_phone}
@@ -39,6 +41,7 @@ class Ingestor:
         self.settings = settings
         self.producer = producer
         self._hash_key = settings.identifier_hash_key.encode() or None
+        self.group_commit = GroupCommit(producer, settings.topic_touchpoints)
 
     async def ingest(
         self, raw_events: Sequence[object], ctx: IngestContext, forced_type: str | None = None
@@ -68,7 +71,7 @@ class Ingestor:
                         ),
                     )
                 )
-        await self._write(accepted, dead, ctx.source)
+        await self._write(accepted, dead, ctx)
         result.accepted = len(accepted)
         _count(accepted, reasons, ctx.source)
         return result
@@ -82,21 +85,15 @@ class Ingestor:
                 encode_dead_letter(reason, raw, stage="collector", source=source),
             )
 
-    async def _write(self, accepted: list[dict[str, Any]], dead: list[Record], source: str) -> None:
-        records = list(dead)
-        if accepted:
-            records.append(
-                (
-                    self.settings.topic_touchpoints,
-                    touchpoints_key(accepted),
-                    encode_touchpoints(accepted, source),
-                )
-            )
-        if not records:
+    async def _write(
+        self, accepted: list[dict[str, Any]], dead: list[Record], ctx: IngestContext
+    ) -> None:
+        if not accepted and not dead:
             return
         started = time.perf_counter()
+        size = min(ctx.body_bytes, self.settings.max_request_bytes)
         try:
-            await self.producer.send_many(records)
+            await self.group_commit.write(accepted, dead, ctx.source, size)
         except BrokerUnavailable:
             metrics.PRODUCE_ERRORS.inc()
             raise

@@ -11,9 +11,10 @@ from collector.auth import authenticate
 from collector.body import BodyError, decode_body, read_body
 from collector.ingest import Ingestor, IngestResult
 from infra.problems import JSONBody, Problem
+from infra.routing import DirectRoute
 from touchpath.events import EVENT_TYPES, IngestContext
 
-router = APIRouter(tags=["tracking"])
+router = APIRouter(tags=["tracking"], route_class=DirectRoute)
 #: analytics.js (analytics-next) posts to one-letter paths.
 SHORT_PATHS = {
     "t": "track",
@@ -111,8 +112,9 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_ingestor(request: Request) -> Ingestor:
-    """The app's ingestor (built in the lifespan, never at import time)."""
+async def get_ingestor(request: Request) -> Ingestor:
+    """The app's ingestor (built in the lifespan, never at import time). ``async`` on purpose:
+    FastAPI runs a plain ``def`` dependency in a thread pool, a thread hop per request."""
     ingestor: Ingestor = request.app.state.ingestor
     return ingestor
 
@@ -187,8 +189,8 @@ def _answer(result: IngestResult, single: bool) -> JSONBody:
 
 
 def _register(path: str, kind: str | None) -> None:
-    async def endpoint(request: Request, ingestor: IngestorDep) -> JSONBody:
-        return await _receive(request, ingestor, kind)
+    async def endpoint(request: Request) -> JSONBody:
+        return await _receive(request, request.app.state.ingestor, kind)
 
     schema = _EVENT_SCHEMA if kind else _BATCH_SCHEMA
     router.add_api_route(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import time
@@ -276,3 +277,31 @@ def test_rate_limits_answer_429_with_retry_after(
             assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     finally:
         child.stop()
+
+
+def test_concurrent_requests_share_records_and_each_is_acknowledged(
+    collector: str, module_env: dict, bootstrap: str
+) -> None:
+    """Group commit: requests of one event-loop turn share a record; none is lost or merged
+    across sources."""
+
+    async def post_all() -> list[int]:
+        async with httpx.AsyncClient(base_url=collector, timeout=10) as client:
+            calls = [
+                client.post(
+                    "/v1/track",
+                    json={"userId": f"grp-{i}", "event": "Grouped", "messageId": f"grp-{i}"},
+                    headers=basic(WRITE_KEY if i % 2 else SERVER_KEY),
+                )
+                for i in range(60)
+            ]
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    assert asyncio.run(post_all()) == [200] * 60
+    records = read_topic(bootstrap, module_env["TOUCHPATH_TOPIC_TOUCHPOINTS"], 10_000, 5)
+    grouped = [r for r in records if any(e["messageId"].startswith("grp-") for e in r["events"])]
+    ids = [e["messageId"] for r in grouped for e in r["events"]]
+    assert sorted(ids) == sorted(f"grp-{i}" for i in range(60))  # each exactly once
+    for record in grouped:  # one source per record
+        assert {e["source"] for e in record["events"]} == {record["source"]}
+    assert len(grouped) < 60

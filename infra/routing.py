@@ -1,4 +1,4 @@
-"""A leaner route class for the hot path."""
+"""A leaner route class for the hot paths (the API's stage look-up, the collector's ingest)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ class DirectRoute(APIRoute):
 
     FastAPI then skips its per-request parameter and dependency solving, which costs more
     than the whole stage look-up (measured on 2 cores: about 3,500 against 7,000 requests/s;
-    see ``bench/api_bench.py``). The endpoint calls the same helpers the dependencies wrap
-    (:func:`api.auth.authorize`, :func:`api.deps.parse_identifier`, the read model), and its
+    see ``bench/api_bench.py``). The endpoint calls the same helpers the dependencies would
+    wrap (e.g. :func:`api.auth.authorize`, :func:`api.deps.parse_identifier`), and its
     OpenAPI operation still comes from the decorator: ``response_model`` and ``responses``
     for the answers, ``openapi_extra`` for the parameters.
     """
