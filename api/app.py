@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from api.routes_customers import hot as customers_hot_router
 from api.routes_customers import router as customers_router
 from api.routes_segments import router as segments_router
 from api.routes_stream import router as stream_router
+from infra import gc_tuning
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP, RequestMetrics, metrics_response
 from infra.problems import JSONBody, Problem, problem_response
@@ -31,10 +31,6 @@ from touchpath.settings import Settings, load_settings
 from touchpath.stages import StageModel, load_stage_model
 
 log = logging.getLogger(__name__)
-# Collect young objects every 50,000 allocations instead of 700: a request allocates a few
-# hundred objects, and each collection paused every request in flight (p99 at 64 clients
-# went from ~60 ms to ~15 ms together with gc.freeze(), see bench/api_bench.py).
-GC_THRESHOLDS = (50_000, 50, 100)
 DESCRIPTION = """Where each customer stands in their journey, for marketing tools.
 
 Authenticate with `Authorization: Bearer <token>` (`TOUCHPATH_API_TOKENS`): the `read` scope
@@ -48,7 +44,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     """Build the API; settings come from the environment unless given. The stage model is
     loaded here, once; Redis clients are created in the lifespan, never at import time.
     ``tune_gc`` (on for the service, off in tests sharing a process) applies
-    :data:`GC_THRESHOLDS` and freezes the start-up objects."""
+    :data:`infra.gc_tuning.GC_THRESHOLDS` and freezes the start-up objects."""
     settings = settings or load_settings()
     configure_logging("api", settings.log_level)
     stage_model = _load_stage_model(settings)
@@ -62,9 +58,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         app.state.read_model = ReadModel(client, settings.redis_prefix, stage_model)
         app.state.eraser = Eraser(client, settings.redis_prefix, stage_model)
         if tune_gc:
-            gc.collect()
-            gc.freeze()  # start-up objects never need collecting: keep them out of every pass
-            gc.set_threshold(*GC_THRESHOLDS)
+            gc_tuning.tune_gc()
         try:
             yield
         finally:

@@ -16,6 +16,7 @@ from collector.replay import ReplayGuard
 from collector.routes import router
 from collector.routes_email import router as email_router
 from collector.routes_webhooks import router as webhooks_router
+from infra import gc_tuning
 from infra.kafka import AsyncProducer, BrokerUnavailable
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP, RequestMetrics, metrics_response
@@ -23,8 +24,9 @@ from infra.problems import JSONBody, Problem, problem_response
 from touchpath.settings import Settings, load_settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the collector app; settings come from the environment unless given."""
+def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAPI:
+    """Build the collector app; settings come from the environment unless given. ``tune_gc``
+    (on for the service, off in tests sharing a process): see :mod:`infra.gc_tuning`."""
     settings = settings or load_settings()
     configure_logging("collector", settings.log_level)
 
@@ -34,6 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.ingestor = Ingestor(settings, producer)
         app.state.limits = RequestLimits(settings)
         app.state.replays = ReplayGuard(ttl_s=2 * settings.webhook_tolerance_s)
+        if tune_gc:
+            gc_tuning.tune_gc()
         try:
             yield
         finally:
