@@ -15,6 +15,7 @@ from collector.limits import RequestLimits
 from collector.replay import ReplayGuard
 from collector.routes import router
 from collector.routes_email import router as email_router
+from collector.routes_web import router as web_router
 from collector.routes_webhooks import router as webhooks_router
 from infra import gc_tuning
 from infra.kafka import AsyncProducer, BrokerUnavailable
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     app.include_router(router)
     app.include_router(email_router)
     app.include_router(webhooks_router)
+    app.include_router(web_router)
     _add_service_routes(app, settings)
     app.add_exception_handler(Problem, _problem)  # type: ignore[arg-type]
     app.add_exception_handler(BrokerUnavailable, _unavailable)  # type: ignore[arg-type]

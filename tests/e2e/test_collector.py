@@ -305,3 +305,19 @@ def test_concurrent_requests_share_records_and_each_is_acknowledged(
     for record in grouped:  # one source per record
         assert {e["source"] for e in record["events"]} == {record["source"]}
     assert len(grouped) < 60
+
+
+def test_tracker_script_and_analytics_js_settings(collector: str) -> None:
+    script = httpx.get(f"{collector}/v1/touchpath.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("application/javascript")
+    assert b"ajs_anonymous_id" in script.content
+    again = httpx.get(
+        f"{collector}/v1/touchpath.js", headers={"if-none-match": script.headers["etag"]}
+    )
+    assert again.status_code == 304
+    settings = httpx.get(f"{collector}/v1/projects/{WRITE_KEY}/settings").json()
+    host = collector.removeprefix("http://")
+    assert settings["integrations"]["Segment.io"]["apiHost"] == f"{host}/v1"
+    assert settings["integrations"]["Segment.io"]["protocol"] == "http"
+    assert httpx.get(f"{collector}/v1/projects/wk_unknown/settings").status_code == 404
