@@ -23,10 +23,12 @@ from api.routes_customers import hot as customers_hot_router
 from api.routes_customers import router as customers_router
 from api.routes_segments import router as segments_router
 from api.routes_stream import router as stream_router
+from api.routes_webhooks import router as webhooks_router
 from infra import gc_tuning
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP, RequestMetrics, metrics_response
 from infra.problems import JSONBody, Problem, problem_response
+from infra.webhook_store import WebhookStore
 from touchpath.settings import Settings, load_settings
 from touchpath.stages import StageModel, load_stage_model
 
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         app.state.redis = client
         app.state.read_model = ReadModel(client, settings.redis_prefix, stage_model)
         app.state.eraser = Eraser(client, settings.redis_prefix, stage_model)
+        app.state.webhooks = WebhookStore(client, settings.redis_prefix)
         if tune_gc:
             gc_tuning.tune_gc()
         try:
@@ -77,7 +80,8 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     # the hot path sits directly on the app's router, first of the API's routes (included
     # routers are reached through one more routing layer each)
     app.router.routes.extend(customers_hot_router.routes)
-    for router in (customers_router, segments_router, analytics_router, stream_router):
+    routers = (customers_router, segments_router, analytics_router, stream_router, webhooks_router)
+    for router in routers:
         app.include_router(router)
     _add_service_routes(app)
     app.add_exception_handler(Problem, _problem)  # type: ignore[arg-type]

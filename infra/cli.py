@@ -61,6 +61,12 @@ def cmd_processor(args: argparse.Namespace, settings: Settings) -> int:
     return run_processor(settings)
 
 
+def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    from processor.dispatcher import run_dispatcher
+
+    return run_dispatcher(settings)
+
+
 def cmd_email_links(args: argparse.Namespace, settings: Settings) -> int:
     from touchpath.email_links import click_url, pixel_url
 
@@ -109,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         service.set_defaults(run=run)
     processor = sub.add_parser("processor", help="run one processor (a consumer-group member)")
     processor.set_defaults(run=cmd_processor)
+    webhooks = sub.add_parser("webhooks", help="run the stage-change webhook dispatcher")
+    webhooks.set_defaults(run=cmd_webhooks)
     _email_links_parser(sub)
     return parser
 

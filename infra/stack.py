@@ -132,6 +132,7 @@ def _start_services(stack: Stack, log_dir: Path) -> None:
         ("collector", settings.collector_port, "/healthz"),
         ("api", settings.api_port, "/healthz"),
         ("processor", settings.processor_metrics_port, "/healthz"),
+        ("webhooks", settings.webhooks_metrics_port, "/healthz"),
     ]
     for name, port, path in services:
         argv = [python, "-m", "infra.cli", name]
@@ -160,6 +161,7 @@ def print_banner(stack: Stack) -> None:
         f"collector  http://{settings.collector_host}:{settings.collector_port}",
         f"api        http://{settings.api_host}:{settings.api_port}  (docs at /docs)",
         f"processor  metrics at http://127.0.0.1:{settings.processor_metrics_port}/metrics",
+        f"webhooks   metrics at http://127.0.0.1:{settings.webhooks_metrics_port}/metrics",
         f"kafka      {settings.kafka_bootstrap}",
         f"redis      {settings.redis_url}",
         f"write key  {stack.write_key}",

@@ -131,8 +131,11 @@ class Resolver:
             elif before and before.get("surveys"):
                 pipe.hdel(keys.surveys, cid)
         for change in changes:
-            pipe.xadd(keys.outbox, {"change": orjson.dumps(change)})
-            pipe.publish(keys.live_changes, orjson.dumps(change))  # for live SSE listeners
+            encoded = orjson.dumps(change)
+            pipe.xadd(keys.outbox, {"change": encoded})
+            # webhook fan-out reads its own copy (the Kafka publisher deletes what it sent)
+            pipe.xadd(keys.webhook_outbox, {"change": encoded}, maxlen=100_000, approximate=True)
+            pipe.publish(keys.live_changes, encoded)  # for live SSE listeners
             entry = [change["to"], change["at_ms"], change["message_id"]]
             pipe.hset(keys.announced, change["customer_id"], orjson.dumps(entry))
 

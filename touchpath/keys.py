@@ -61,5 +61,14 @@ class Keys:
         return f"{self.prefix}:surveys"
 
     @property
+    def webhook_outbox(self) -> str:
+        """Stream of stage changes for webhook fan-out (written with the profile)."""
+        return f"{self.prefix}:wh:outbox"
+
+    def webhooks(self, part: str) -> str:
+        """Webhook state: ``subs`` (hash), ``jobs`` (hash), ``due`` (zset), ``dead`` (hash)."""
+        return f"{self.prefix}:wh:{part}"
+
+    @property
     def outbox(self) -> str:
         return f"{self.prefix}:outbox"

@@ -184,6 +184,15 @@ class Settings(BaseSettings):
     zendesk_signing_secret: str = ""
     chat_webhook_secret: str = Field("", description="Standard Webhooks secret (whsec_…)")
     webhook_tolerance_s: int = Field(300, ge=10, le=86_400)
+    # --- stage-change webhooks (the dispatcher, `touchpath webhooks`) ---------------------
+    webhooks_host: str = "127.0.0.1"
+    webhooks_metrics_port: int = Field(8083, ge=0, le=65535)
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60, description="per delivery attempt")
+    webhook_concurrency: int = Field(32, ge=1, le=1000)
+    webhook_max_attempts: int = Field(10, ge=1, le=100)
+    webhook_max_age_s: float = Field(3600, ge=1, description="retry for at most this long")
+    webhook_backoff_base_s: float = Field(1.0, gt=0)
+    webhook_backoff_cap_s: float = Field(300, gt=0)
     identifier_hash_key: str = Field(
         "", description="when set, emails and phones are stored as keyed hashes"
     )

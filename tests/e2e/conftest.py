@@ -58,6 +58,7 @@ def start_service(name: str, env: dict[str, str], log_dir: Path) -> Child:
         "collector": "TOUCHPATH_COLLECTOR_PORT",
         "api": "TOUCHPATH_API_PORT",
         "processor": "TOUCHPATH_PROCESSOR_METRICS_PORT",
+        "webhooks": "TOUCHPATH_WEBHOOKS_METRICS_PORT",
     }[name]
     port = int(env.get(port_var) or free_port())
     env = {**env, port_var: str(port)}

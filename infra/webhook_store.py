@@ -1,0 +1,140 @@
+"""Webhook state in Redis, shared by the API (subscriptions, dead letters, replay) and the
+dispatcher (fan-out, claims, outcomes). Every transition is one MULTI/EXEC or Lua call.
+
+``P:wh:subs``  hash  subscription id → subscription JSON
+``P:wh:jobs``  hash  delivery id → {sub, body, webhook_id, attempts, first_ms, last_error}
+``P:wh:due``   zset  delivery id → when it may be tried (ms); a claim pushes it ahead by a lease
+``P:wh:dead``  hash  delivery id → the job, its last error and when it was given up
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from touchpath.keys import Keys
+from touchpath.webhooks import Subscription
+
+# Take up to ARGV[2] deliveries due by ARGV[1] (ms) and lease them until ARGV[3] (ms).
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(ids) do
+  local job = redis.call('HGET', KEYS[2], id)
+  if job then
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[3], id)
+    table.insert(out, id)
+    table.insert(out, job)
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+"""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class WebhookStore:
+    """Subscriptions and deliveries under one key prefix."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+        self._claim = client.register_script(_CLAIM)
+
+    def _key(self, part: str) -> str:
+        return self.keys.webhooks(part)
+
+    # --- subscriptions -----------------------------------------------------------------------
+
+    async def add(self, subscription: Subscription) -> None:
+        await self.client.hset(self._key("subs"), subscription.id, subscription.to_json())
+
+    async def subscriptions(self) -> list[Subscription]:
+        raw = await self.client.hvals(self._key("subs"))
+        return sorted((Subscription.from_json(r) for r in raw), key=lambda s: s.created_at)
+
+    async def subscription(self, sub_id: str) -> Subscription | None:
+        raw = await self.client.hget(self._key("subs"), sub_id)
+        return Subscription.from_json(raw) if raw else None
+
+    async def remove(self, sub_id: str) -> bool:
+        return bool(await self.client.hdel(self._key("subs"), sub_id))
+
+    # --- deliveries ---------------------------------------------------------------------------
+
+    async def schedule(self, jobs: Mapping[str, dict[str, Any]]) -> None:
+        """Create deliveries due now; an id that exists already is left alone (idempotent)."""
+        if not jobs:
+            return
+        pipe = self.client.pipeline(transaction=True)
+        due = now_ms()
+        for delivery, job in jobs.items():
+            pipe.hsetnx(self._key("jobs"), delivery, orjson.dumps(job))
+            pipe.zadd(self._key("due"), {delivery: due}, nx=True)
+        await pipe.execute()
+
+    async def claim(self, limit: int, lease_ms: int) -> list[tuple[str, dict[str, Any]]]:
+        """Deliveries due now, leased to the caller until they succeed, fail or time out."""
+        now = now_ms()
+        flat = await self._claim(
+            keys=[self._key("due"), self._key("jobs")], args=[now, limit, now + lease_ms]
+        )
+        return [(_text(flat[i]), orjson.loads(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def next_due_ms(self) -> int | None:
+        first = await self.client.zrange(self._key("due"), 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
+
+    async def delivered(self, delivery: str) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self._key("jobs"), delivery)
+        pipe.zrem(self._key("due"), delivery)
+        await pipe.execute()
+
+    async def retry_later(self, delivery: str, job: dict[str, Any], delay_s: float) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self._key("jobs"), delivery, orjson.dumps(job))
+        pipe.zadd(self._key("due"), {delivery: now_ms() + int(delay_s * 1000)})
+        await pipe.execute()
+
+    async def give_up(self, delivery: str, job: dict[str, Any]) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self._key("dead"), delivery, orjson.dumps({**job, "dead_ms": now_ms()}))
+        pipe.hdel(self._key("jobs"), delivery)
+        pipe.zrem(self._key("due"), delivery)
+        await pipe.execute()
+
+    # --- dead letters -------------------------------------------------------------------------
+
+    async def dead_letters(self) -> list[tuple[str, dict[str, Any]]]:
+        raw = await self.client.hgetall(self._key("dead"))
+        found = [(_text(k), orjson.loads(v)) for k, v in raw.items()]
+        return sorted(found, key=lambda item: item[1].get("dead_ms", 0))
+
+    async def replay(self, deliveries: Sequence[str] | None) -> list[str]:
+        """Move dead deliveries (all when ``deliveries`` is None) back to due now."""
+        dead = dict(await self.dead_letters())
+        chosen = list(dead) if deliveries is None else [d for d in deliveries if d in dead]
+        if not chosen:
+            return []
+        pipe = self.client.pipeline(transaction=True)
+        for delivery in chosen:
+            job = {k: v for k, v in dead[delivery].items() if k != "dead_ms"}
+            job.update(attempts=0, first_ms=now_ms())
+            pipe.hset(self._key("jobs"), delivery, orjson.dumps(job))
+            pipe.zadd(self._key("due"), {delivery: now_ms()})
+            pipe.hdel(self._key("dead"), delivery)
+        await pipe.execute()
+        return chosen
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,226 @@
+"""The webhook dispatcher (``touchpath webhooks``): fans stage changes out to subscriptions
+and delivers them, signed, with retries — in its own process, so slow or failing receivers
+never hold up event processing.
+
+Fan-out reads ``P:wh:outbox`` with a Redis consumer group (a change is acknowledged only
+after its deliveries are stored); delivery claims due jobs with a lease, so a dispatcher
+killed mid-delivery loses nothing: the lease runs out and the job is tried again (receivers
+de-duplicate on ``webhook-id``). No polling sleeps: fan-out blocks on the stream, delivery
+waits for a wake-up from fan-out or for the next due retry (at most one second, to notice
+jobs scheduled by other dispatchers or by a replay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from typing import Any, cast
+
+import httpx
+import orjson
+import redis.asyncio as aioredis
+from prometheus_client import Counter, Histogram
+
+from infra.logs import configure_logging
+from infra.webhook_store import WebhookStore, now_ms
+from processor.health import serve_health
+from touchpath.settings import Settings
+from touchpath.signatures import standard_headers
+from touchpath.webhooks import (
+    RetryPolicy,
+    Subscription,
+    delivery_body,
+    delivery_id,
+    matches,
+    webhook_id,
+)
+
+log = logging.getLogger(__name__)
+GROUP = "dispatchers"
+CLAIM_IDLE_MS = 30_000
+MAX_IDLE_WAIT_S = 1.0
+DELIVERIES = Counter("touchpath_webhook_deliveries", "Delivery attempts by outcome.", ["outcome"])
+LATENCY = Histogram(
+    "touchpath_webhook_delivery_latency_seconds",
+    "From the stage change being stored to its successful delivery.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0),
+)
+
+
+class Dispatcher:
+    """One dispatcher instance: a fan-out loop and a delivery loop."""
+
+    def __init__(
+        self, settings: Settings, client: aioredis.Redis, http: httpx.AsyncClient, name: str
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.http = http
+        self.name = name
+        self.store = WebhookStore(client, settings.redis_prefix)
+        self.outbox = self.store.keys.webhook_outbox
+        self.policy = RetryPolicy(
+            base_s=settings.webhook_backoff_base_s,
+            cap_s=settings.webhook_backoff_cap_s,
+            max_attempts=settings.webhook_max_attempts,
+            max_age_s=settings.webhook_max_age_s,
+        )
+        self.lease_ms = int((settings.webhook_timeout_s + 5) * 1000)
+        self.wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fan out and deliver until ``stop`` is set."""
+        with contextlib.suppress(aioredis.ResponseError):  # BUSYGROUP: it exists already
+            await self.client.xgroup_create(self.outbox, GROUP, id="0", mkstream=True)
+        loops = [
+            asyncio.create_task(self._forever(step, stop))
+            for step in (self.fan_out, self.deliver_due)
+        ]
+        await stop.wait()
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _forever(self, step: Any, stop: asyncio.Event) -> None:
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                await step()
+                backoff = 0.1
+            except (aioredis.RedisError, OSError) as exc:
+                log.warning("redis unavailable, retrying", extra={"error": repr(exc)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(2 * backoff, 5.0)
+
+    async def fan_out(self) -> int:
+        """Turn waiting stage changes into stored deliveries; returns how many changes."""
+        entries = await self._claim_stale() or await self._read_new()
+        if not entries:
+            return 0
+        subscriptions = await self.store.subscriptions()
+        jobs: dict[str, dict[str, Any]] = {}
+        for _, fields in entries:
+            change = orjson.loads(fields[b"change"])
+            for sub in subscriptions:
+                if matches(sub, change):
+                    jobs[delivery_id(change, sub)] = _job(change, sub)
+        await self.store.schedule(jobs)
+        ids = [entry_id for entry_id, _ in entries]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xack(self.outbox, GROUP, *ids)
+        pipe.xdel(self.outbox, *ids)
+        await pipe.execute()
+        if jobs:
+            self.wake.set()
+        return len(entries)
+
+    async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        answer = cast(
+            list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+            await self.client.xreadgroup(
+                GROUP, self.name, {self.outbox: ">"}, count=500, block=1000
+            ),
+        )
+        return [entry for _, stream_entries in answer or [] for entry in stream_entries]
+
+    async def _claim_stale(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        answer = cast(
+            list[Any],
+            await self.client.xautoclaim(
+                self.outbox, GROUP, self.name, CLAIM_IDLE_MS, start_id="0-0", count=500
+            ),
+        )
+        return [entry for entry in answer[1] if entry and entry[1]]
+
+    async def deliver_due(self) -> None:
+        """Deliver what is due now, or wait for a wake-up or the next due retry."""
+        self.wake.clear()
+        claimed = await self.store.claim(self.settings.webhook_concurrency, self.lease_ms)
+        if claimed:
+            subscriptions = {s.id: s for s in await self.store.subscriptions()}
+            await asyncio.gather(*(self._deliver(d, j, subscriptions) for d, j in claimed))
+            return
+        due = await self.store.next_due_ms()
+        wait = MAX_IDLE_WAIT_S if due is None else (due - now_ms()) / 1000
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), min(max(wait, 0.0), MAX_IDLE_WAIT_S))
+
+    async def _deliver(
+        self, delivery: str, job: dict[str, Any], subscriptions: dict[str, Subscription]
+    ) -> None:
+        sub = subscriptions.get(job["sub"])
+        if sub is None:  # unsubscribed since: nothing to deliver
+            await self.store.delivered(delivery)
+            return
+        body = job["body"].encode()
+        headers = {
+            **standard_headers(sub.secret, job["webhook_id"], int(time.time()), body),
+            "content-type": "application/json",
+            "user-agent": "touchpath-webhooks/1.0",
+        }
+        error = await self._post(sub.url, body, headers)
+        if error is None:
+            await self.store.delivered(delivery)
+            DELIVERIES.labels("delivered").inc()
+            LATENCY.observe(max(0, now_ms() - job["stored_ms"]) / 1000)
+            return
+        attempts = job["attempts"] + 1
+        failed = {**job, "attempts": attempts, "last_error": error}
+        delay = self.policy.next_delay(attempts, (now_ms() - job["first_ms"]) / 1000)
+        if delay is None:
+            await self.store.give_up(delivery, failed)
+            DELIVERIES.labels("dead").inc()
+            log.warning("webhook delivery given up", extra={"delivery": delivery, "error": error})
+        else:
+            await self.store.retry_later(delivery, failed, delay)
+            DELIVERIES.labels("retry").inc()
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> str | None:
+        """None when the receiver answered 2xx, else what went wrong."""
+        try:
+            answer = await self.http.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"[:300]
+        return None if answer.is_success else f"HTTP {answer.status_code}"
+
+
+def _job(change: dict[str, Any], sub: Subscription) -> dict[str, Any]:
+    stored = now_ms()
+    return {
+        "sub": sub.id,
+        "webhook_id": webhook_id(change),
+        "body": delivery_body(change).decode(),
+        "attempts": 0,
+        "first_ms": stored,
+        "stored_ms": stored,
+        "last_error": None,
+    }
+
+
+def run_dispatcher(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT."""
+    configure_logging("webhooks", settings.log_level)
+    return asyncio.run(_main(settings))
+
+
+async def _main(settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    timeout = httpx.Timeout(settings.webhook_timeout_s)
+    limits = httpx.Limits(max_connections=settings.webhook_concurrency)
+    server = serve_health(settings.webhooks_host, settings.webhooks_metrics_port, lambda: True)
+    name = f"{socket.gethostname()}-{id(stop)}"
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
+        log.info("webhook dispatcher started")
+        await Dispatcher(settings, client, http, name).run(stop)
+    await client.aclose()
+    server.shutdown()
+    return 0
