@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-TOUCHPATH_PORTS = {"collector": 8080, "processor": 8082, "api": 8081}
-SCALABLE = ("collector", "processor")
+TOUCHPATH_PORTS = {"collector": 8080, "processor": 8082, "api": 8081, "webhooks": 8083}
+SCALABLE = ("collector", "processor", "webhooks")
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
 PROFILES = {"default": (), "three-brokers": ("--profile", "three-brokers")}
 
