@@ -21,6 +21,7 @@ from api.readmodel import ReadModel
 from api.routes_analytics import router as analytics_router
 from api.routes_customers import hot as customers_hot_router
 from api.routes_customers import router as customers_router
+from api.routes_map import router as map_router
 from api.routes_segments import router as segments_router
 from api.routes_stream import router as stream_router
 from api.routes_webhooks import router as webhooks_router
@@ -81,7 +82,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     # routers are reached through one more routing layer each)
     app.router.routes.extend(customers_hot_router.routes)
     routers = (customers_router, segments_router, analytics_router, stream_router, webhooks_router)
-    for router in routers:
+    for router in (*routers, map_router):
         app.include_router(router)
     _add_service_routes(app)
     app.add_exception_handler(Problem, _problem)  # type: ignore[arg-type]

@@ -105,6 +105,13 @@ class ReadModel:
             await asyncio.sleep(0)
         scan.finish()
 
+    async def stored_rows(self) -> AsyncIterator[list[list[Any]]]:
+        """Every customer's funnel row as stored (all columns), in chunks (``HVALS``)."""
+        raws: list[Any] = await self.client.hvals(self.keys.funnel)
+        for start in range(0, len(raws), ROWS_CHUNK):
+            yield [orjson.loads(raw) for raw in raws[start : start + ROWS_CHUNK]]
+            await asyncio.sleep(0)
+
     async def survey_answers(self) -> AsyncIterator[list[list[Any]]]:
         """Each surveyed customer's answers ``[kind, score, at_ms, stage]`` (``HVALS``)."""
         raws: list[Any] = await self.client.hvals(self.keys.surveys)

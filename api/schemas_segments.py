@@ -241,3 +241,40 @@ class SatisfactionAnswer(SatisfactionFigures):
     since: str
     until: str
     stages: list[StageSatisfaction]
+
+
+class FlowLink(BaseModel):
+    """Customers who went from ``source`` to ``target``, entering it through ``channel``."""
+
+    source: str
+    target: str
+    channel: str
+    customers: int
+
+
+class FlowAnswer(BaseModel):
+    """The links of a Sankey diagram of how customers move between channels and stages."""
+
+    model_config = documented(
+        {
+            "customers": 120,
+            "filters": {"channel": None, "campaign": None},
+            "links": [
+                {
+                    "source": "first touch: ads",
+                    "target": "awareness",
+                    "channel": "ads",
+                    "customers": 80,
+                },
+                {
+                    "source": "awareness",
+                    "target": "consideration",
+                    "channel": "email",
+                    "customers": 45,
+                },
+            ],
+        }
+    )
+    customers: int
+    filters: dict[str, str | None]
+    links: list[FlowLink]

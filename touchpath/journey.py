@@ -369,7 +369,8 @@ def latest_traits(data: Iterable[AnchorData]) -> dict[str, Any]:
 def funnel_row(profile: Mapping[str, Any]) -> list[Any]:
     """The compact row the funnel reads per customer.
 
-    ``[first channel, first campaign, {stage: entered ms}, short traits, revenue, first ms]``
+    ``[first channel, first campaign, {stage: entered ms}, short traits, revenue, first ms,
+    {stage: channel it was entered by}]``
     """
     touch = profile.get("first_touch") or {}
     traits = {
@@ -384,6 +385,7 @@ def funnel_row(profile: Mapping[str, Any]) -> list[Any]:
         dict(list(traits.items())[:20]),
         profile.get("revenue", 0.0),
         touch.get("at_ms"),
+        {stage: entry[2] for stage, entry in profile["history"].items()},
     ]
 
 
