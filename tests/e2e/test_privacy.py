@@ -25,6 +25,7 @@ def hashed_stack(
         redis_url,
         TOUCHPATH_IDENTIFIER_HASH_KEY=HASH_KEY,
         TOUCHPATH_CORS_ORIGINS=f"{ALLOWED},https://www.shop.example",
+        TOUCHPATH_LOG_LEVEL="DEBUG",  # the most the services ever log
     )
     children = [start_service(n, env, run_dir) for n in ("collector", "processor", "api")]
     yield env, children
@@ -129,3 +130,27 @@ def test_cors_answers_only_configured_origins(hashed_stack: tuple[dict, list[Chi
     )
     assert simple.status_code == 200  # server-side callers are unaffected, browsers are refused
     assert "access-control-allow-origin" not in simple.headers
+
+
+def test_secrets_and_clear_identifiers_never_reach_the_logs(
+    hashed_stack: tuple[dict, list[Child]],
+) -> None:
+    _, children = hashed_stack
+    collector, _, api = (f"http://127.0.0.1:{c.port}" for c in children)
+    event = {"type": "identify", "userId": "log-1", "traits": {"email": "Log.Secret@Example.com"}}
+    assert httpx.post(f"{collector}/v1/identify", json=event, auth=(WRITE_KEY, "")).is_success
+    assert httpx.post(f"{collector}/v1/track", json=event, auth=("wk_wrong", "")).status_code == 401
+    for token in (READ_TOKEN, "tok_wrong_guess"):
+        httpx.get(f"{api}/v1/stages", headers={"Authorization": f"Bearer {token}"})
+    wait_for(
+        lambda: (
+            httpx.get(
+                f"{api}/v1/customers/log-1", headers={"Authorization": f"Bearer {READ_TOKEN}"}
+            ).status_code
+            == 200
+        )
+    )
+    logs = "".join(Path(c.log_path).read_text(errors="replace") for c in children if c.log_path)
+    assert logs.strip(), "DEBUG logging wrote nothing: the check would prove nothing"
+    for secret in (WRITE_KEY, READ_TOKEN, "tok_wrong_guess", HASH_KEY, "log.secret@example"):
+        assert secret.lower() not in logs.lower(), secret
