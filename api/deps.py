@@ -63,6 +63,13 @@ async def _customer_ref(
     return parse_identifier(identifier, type, request.app.state.hash_key)
 
 
+TIME = "ISO-8601 time (e.g. `2026-03-01T00:00:00Z`) or epoch milliseconds."
+#: query parameters several analytics endpoints share
+SinceStart = Annotated[str | None, Query(description=TIME + " Default: the beginning.")]
+UntilNow = Annotated[str | None, Query(description=TIME + " Default: now.")]
+FirstTouchChannel = Annotated[str | None, Query(description="Only this first-touch channel.")]
+FirstTouchCampaign = Annotated[str | None, Query(description="Only this first-touch campaign.")]
+
 Config = Annotated[Settings, Depends(_settings)]
 Reads = Annotated[ReadModel, Depends(_read_model)]
 Erasing = Annotated[Eraser, Depends(_eraser)]

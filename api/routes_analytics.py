@@ -9,14 +9,22 @@ from fastapi import APIRouter, Query, Response
 
 from api import schemas_segments as schemas
 from api.business import Metrics
-from api.deps import Reads, ReadScope, Stages
+from api.deps import (
+    TIME,
+    FirstTouchCampaign,
+    FirstTouchChannel,
+    Reads,
+    ReadScope,
+    SinceStart,
+    Stages,
+    UntilNow,
+)
 from api.funnel import Funnel
 from api.timeparse import DAY_MS, duration_ms, iso, to_ms
 from infra.problems import JSONBody, Problem
 from touchpath.surveys import Satisfaction
 
 router = APIRouter(prefix="/v1", tags=["analytics"])
-TIME = "ISO-8601 time (e.g. `2026-03-01T00:00:00Z`) or epoch milliseconds."
 
 
 @router.get(
@@ -28,8 +36,8 @@ async def funnel(
     reads: Reads,
     stages: Stages,
     _: ReadScope,
-    since: Annotated[str | None, Query(description=TIME + " Default: the beginning.")] = None,
-    until: Annotated[str | None, Query(description=TIME + " Default: now.")] = None,
+    since: SinceStart = None,
+    until: UntilNow = None,
     group_by: Annotated[
         str | None,
         Query(
@@ -38,8 +46,8 @@ async def funnel(
             "(`trait.plan`); the 100 largest groups are listed, the rest as `(other)`.",
         ),
     ] = None,
-    channel: Annotated[str | None, Query(description="Only this first-touch channel.")] = None,
-    campaign: Annotated[str | None, Query(description="Only this first-touch campaign.")] = None,
+    channel: FirstTouchChannel = None,
+    campaign: FirstTouchCampaign = None,
     stalled_after: Annotated[
         str, Query(description="`30m`, `12h`, `7d`, `2w`.", examples=["7d"])
     ] = "7d",
@@ -90,7 +98,7 @@ async def business_metrics(
     since: Annotated[
         str | None, Query(description=TIME + " Default: 30 days before until.")
     ] = None,
-    until: Annotated[str | None, Query(description=TIME + " Default: now.")] = None,
+    until: UntilNow = None,
 ) -> Response:
     """* **conversion_rate** — customers first seen in the period who reached the `purchase`
       stage (the last stage if the model has none) by ``until``, over those first seen.
@@ -130,8 +138,8 @@ async def satisfaction(
     reads: Reads,
     stages: Stages,
     _: ReadScope,
-    since: Annotated[str | None, Query(description=TIME + " Default: the beginning.")] = None,
-    until: Annotated[str | None, Query(description=TIME + " Default: now.")] = None,
+    since: SinceStart = None,
+    until: UntilNow = None,
 ) -> Response:
     """Survey answers from any channel (`NPS Survey Answered` with `properties.score` 0-10,
     `CSAT Survey Answered` with 1-5, chat tools' satisfaction ratings) given in the window.

@@ -10,10 +10,10 @@ from functools import cache
 from importlib import resources
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Response
 
 from api import schemas_segments as schemas
-from api.deps import Reads, ReadScope, Stages
+from api.deps import FirstTouchCampaign, FirstTouchChannel, Reads, ReadScope, Stages
 from api.flows import flows
 from infra.problems import JSONBody, Problem
 
@@ -57,8 +57,8 @@ async def stage_flows(
     reads: Reads,
     stages: Stages,
     _: ReadScope,
-    channel: Annotated[str | None, Query(description="Only this first-touch channel.")] = None,
-    campaign: Annotated[str | None, Query(description="Only this first-touch campaign.")] = None,
+    channel: FirstTouchChannel = None,
+    campaign: FirstTouchCampaign = None,
 ) -> Response:
     """Each customer's stages in the order it entered them: a link from its first-touch
     channel to its first stage, then from each stage to the next, split by the channel of

@@ -191,6 +191,17 @@ class MetricsAnswer(BaseModel):
     lifetime_value: LifetimeValue
 
 
+_SATISFACTION = {
+    "nps": 25.0,
+    "nps_answers": 4,
+    "promoters": 2,
+    "passives": 1,
+    "detractors": 1,
+    "csat": 4.5,
+    "csat_answers": 2,
+}
+
+
 class SatisfactionFigures(BaseModel):
     """NPS and CSAT of a group of survey answers."""
 
@@ -216,25 +227,8 @@ class SatisfactionAnswer(SatisfactionFigures):
         {
             "since": "1970-01-01T00:00:00.000Z",
             "until": "2026-03-31T00:00:00.000Z",
-            "nps": 25.0,
-            "nps_answers": 4,
-            "promoters": 2,
-            "passives": 1,
-            "detractors": 1,
-            "csat": 4.5,
-            "csat_answers": 2,
-            "stages": [
-                {
-                    "stage": "post-purchase",
-                    "nps": 25.0,
-                    "nps_answers": 4,
-                    "promoters": 2,
-                    "passives": 1,
-                    "detractors": 1,
-                    "csat": 4.5,
-                    "csat_answers": 2,
-                }
-            ],
+            **_SATISFACTION,
+            "stages": [{"stage": "post-purchase", **_SATISFACTION}],
         }
     )
 
