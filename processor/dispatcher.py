@@ -44,6 +44,8 @@ GROUP = "dispatchers"
 CLAIM_IDLE_MS = 30_000
 MAX_IDLE_WAIT_S = 1.0
 DELIVERIES = Counter("touchpath_webhook_deliveries", "Delivery attempts by outcome.", ["outcome"])
+for _outcome in ("delivered", "retry", "dead"):
+    DELIVERIES.labels(_outcome)  # exported as 0 from the start, so rates and alerts work
 LATENCY = Histogram(
     "touchpath_webhook_delivery_latency_seconds",
     "From the stage change being stored to its successful delivery.",

@@ -43,9 +43,11 @@ def _install_chromium() -> str | None:
     return CHROMIUM if Path(CHROMIUM).exists() else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Chromium browser (Playwright's ``Browser``)."""
+    """A headless Chromium browser (Playwright's ``Browser``). Module-scoped: Playwright's
+    sync API keeps an event loop running in the main thread while it is open, which would
+    break later tests that call ``asyncio.run``."""
     path = _install_chromium()
     if path is None:
         pytest.skip("Debian's chromium is not installed and cannot be installed (needs root + apt)")

@@ -34,7 +34,8 @@ def families(text: str) -> set[str]:
 def services(bootstrap: str, redis_url: str, run_dir: Path) -> Iterator[dict[str, int]]:
     env = stack_env(bootstrap, redis_url)
     children = {
-        name: start_service(name, env, run_dir) for name in ("collector", "processor", "api")
+        name: start_service(name, env, run_dir)
+        for name in ("collector", "processor", "api", "webhooks")
     }
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     producer.send(env["TOUCHPATH_TOPIC_TOUCHPOINTS"], b"not a record").get(10)
