@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -171,9 +172,25 @@ def processed(ports: list[int]) -> int:
     return int(total)
 
 
-def run_processors(instances: int, env: dict[str, str], expected: int, logs: Path) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def run_processors(
+    instances: int, env: dict[str, str], expected: int, logs: Path, client: redis.Redis
+) -> tuple[float, float, float]:
+    """(events/s from process start, including the consumer-group join; processor CPU µs per
+    event; Redis CPU µs per event). CPU figures are steadier than rates on a shared machine."""
     ports = [free_port() for _ in range(instances)]
     children: list[Child] = []
+    redis_before = redis_cpu(client)
     for port in ports:
         children.append(
             spawn(
@@ -189,7 +206,10 @@ def run_processors(instances: int, env: dict[str, str], expected: int, logs: Pat
         deadline = started + 600
         while time.monotonic() < deadline:
             if processed(ports) >= expected:
-                return expected / (time.monotonic() - started)
+                rate = expected / (time.monotonic() - started)
+                used = sum(cpu_seconds(c.process.pid) for c in children)
+                redis_used = redis_cpu(client) - redis_before
+                return rate, 1e6 * used / expected, 1e6 * redis_used / expected
             time.sleep(0.1)
         raise RuntimeError("processors did not finish in 10 minutes")
     finally:
@@ -263,16 +283,21 @@ def main() -> None:
             )
             preload(bootstrap, env["TOUCHPATH_TOPIC_TOUCHPOINTS"], events_all, args.partitions)
             memory_before = int(client.info("memory")["used_memory"])
-            rate = run_processors(instances, env, len(events_all), work)
+            rate, cpu_us, redis_us = run_processors(
+                instances, env, len(events_all), work, client
+            )
             memory = int(client.info("memory")["used_memory"]) - memory_before
             check = check_stitching(client, env["TOUCHPATH_REDIS_PREFIX"], truth)
             results[f"processors_{instances}"] = {
                 "events_per_s": round(rate),
+                "processor_cpu_us_per_event": round(cpu_us, 1),
+                "redis_cpu_us_per_event": round(redis_us, 1),
                 "redis_bytes_per_customer": round(memory / args.people),
                 **check,
             }
             print(
-                f"{instances} processor(s): {rate:,.0f} events/s; "
+                f"{instances} processor(s): {rate:,.0f} events/s; CPU per event: processor "
+                f"{cpu_us:.0f} µs (start-up included), Redis {redis_us:.0f} µs; "
                 f"{memory / args.people:,.0f} Redis bytes/customer; stitching: {check}",
                 flush=True,
             )
