@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -61,16 +62,23 @@ class Child:
             os.killpg(self.process.pid, sig)
 
 
+#: listening ports are drawn below Linux's ephemeral range (32768-60999): a port the kernel
+#: hands out for an outgoing connection (clients connect all the time while a stack starts)
+#: can never be taken between our check and the service's bind
+#: (SeaweedFS also listens on port + 10000: that stays below the range too)
+LISTEN_PORTS = range(20_000, 22_700)
+_handed_out: set[int] = set()  # never the same port twice from one process
+
+
 def free_port(also_free_offset: int | None = None) -> int:
     """A TCP port free on loopback (and ``port + also_free_offset`` too, when given)."""
-    for _ in range(200):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if also_free_offset is None:
-            return port
-        if port + also_free_offset < 65536 and port_is_free(port + also_free_offset):
-            return port
+    for _ in range(1000):
+        port = random.choice(LISTEN_PORTS)
+        wanted = [port] if also_free_offset is None else [port, port + also_free_offset]
+        if any(p in _handed_out or not port_is_free(p) for p in wanted):
+            continue
+        _handed_out.update(wanted)
+        return port
     raise EmbeddedError("no free loopback port found")
 
 
