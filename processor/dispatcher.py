@@ -18,6 +18,7 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import httpx
@@ -87,7 +88,8 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
 
-    async def _forever(self, step: Any, stop: asyncio.Event) -> None:
+    async def _forever(self, step: Callable[[], Awaitable[object]], stop: asyncio.Event) -> None:
+        """Run ``step`` until stopped; Redis outages back off instead of ending the loop."""
         backoff = 0.1
         while not stop.is_set():
             try:
