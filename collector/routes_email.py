@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 from starlette.responses import RedirectResponse, Response
 
+from collector import metrics
 from collector.channels import ingest_channel_events
 from collector.ingest import Ingestor
 from collector.routes import IngestorDep
@@ -98,8 +99,16 @@ async def email_click(
 
 
 async def _record_click(request: Request, ingestor: Ingestor, event: dict[str, object]) -> None:
-    """The person still gets their page when Kafka is down; the click is logged instead."""
+    """The person still gets their page when Kafka is down; the lost click is logged (its
+    campaign and message, never the recipient) and counted as rejected."""
     try:
         await ingest_channel_events(request, ingestor, [event], SOURCE, "email")
     except BrokerUnavailable:
-        log.error("email click not recorded: Kafka unavailable", extra={"touchpoint": event})
+        properties = event.get("properties")
+        campaign = properties.get("campaign_id") if isinstance(properties, dict) else None
+        email_id = properties.get("email_id") if isinstance(properties, dict) else None
+        log.error(
+            "email click not recorded: Kafka unavailable",
+            extra={"campaign": campaign, "email_id": email_id},
+        )
+        metrics.EVENTS_REJECTED.labels(SOURCE, "kafka_unavailable").inc()
