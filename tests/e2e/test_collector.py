@@ -15,6 +15,7 @@ import pytest
 from infra.embedded import free_port, start_tansu
 from infra.kafka import ensure_topics
 from tests.e2e.conftest import SERVER_KEY, WRITE_KEY, read_topic, stack_env, start_service
+from touchpath.email_links import click_url
 from touchpath.settings import load_settings
 
 
@@ -229,10 +230,13 @@ def test_broker_down_is_503_fast_and_recovers(
 ) -> None:
     port = free_port()
     broker = start_tansu(port, run_dir)
-    env = stack_env(f"127.0.0.1:{port}", redis_url)
+    env = stack_env(f"127.0.0.1:{port}", redis_url, TOUCHPATH_EMAIL_LINK_KEY="outage-key")
     child = start_service("collector", env, run_dir)
     url = f"http://127.0.0.1:{child.port}"
     event = {"userId": "u-outage", "event": "Product Viewed"}
+    link = click_url(
+        url, b"outage-key", recipient="a@b.co", campaign="c", message="m", url="https://x.example/"
+    )
     try:
         assert (
             httpx.post(f"{url}/v1/track", json=event, headers=basic(WRITE_KEY)).status_code == 200
@@ -244,6 +248,8 @@ def test_broker_down_is_503_fast_and_recovers(
         assert down.status_code == 503 and down.headers["retry-after"]
         assert elapsed < 2.5
         assert httpx.get(f"{url}/readyz", timeout=10).status_code == 503
+        clicked = httpx.get(link, timeout=10)  # the person still gets their page
+        assert clicked.status_code == 302 and clicked.headers["location"] == "https://x.example/"
         broker = start_tansu(port, run_dir)  # memory storage: the topics must be recreated
         ensure_topics(
             load_settings(**{k.removeprefix("TOUCHPATH_").lower(): v for k, v in env.items()})
