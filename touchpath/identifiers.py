@@ -7,6 +7,7 @@ event is its highest-priority identifier: the event belongs to the customer hold
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
@@ -119,7 +120,9 @@ def _plain(value: object) -> str | None:
     return str(value).strip()
 
 
-def identifiers_of(event: Mapping[str, Any]) -> list[Identifier]:
+def identifiers_of(
+    event: Mapping[str, Any], priority: tuple[str, ...] = DEFAULT_PRIORITY
+) -> list[Identifier]:
     """All usable identifiers an event carries, de-duplicated, junk dropped, in priority order."""
     found: list[Identifier] = []
     user_id = _plain(event.get("userId"))
@@ -143,7 +146,7 @@ def identifiers_of(event: Mapping[str, Any]) -> list[Identifier]:
     anonymous_id = _plain(event.get("anonymousId"))
     if anonymous_id:
         found.append(Identifier(ANONYMOUS_ID, anonymous_id))
-    return sort_by_priority(dict.fromkeys(found))
+    return sort_by_priority(set(found), priority) if len(found) > 1 else found
 
 
 def _trait_maps(event: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
@@ -182,18 +185,25 @@ def _typed_builtin(kind: str, value: str) -> Iterable[Identifier]:
 
 def priority_rank(kind: str, priority: tuple[str, ...] = DEFAULT_PRIORITY) -> int:
     """Position of a kind in the priority order (external ids share the ``ext:`` slot)."""
+    return _rank(kind, _ranks(priority), len(priority))
+
+
+def _rank(kind: str, ranks: Mapping[str, int], unknown: int) -> int:
     slot = EXTERNAL_PREFIX if kind.startswith(EXTERNAL_PREFIX) else kind
-    try:
-        return priority.index(slot)
-    except ValueError:
-        return len(priority)
+    return ranks.get(slot, unknown)
+
+
+@functools.lru_cache(maxsize=16)
+def _ranks(priority: tuple[str, ...]) -> dict[str, int]:
+    return {kind: index for index, kind in enumerate(priority)}
 
 
 def sort_by_priority(
     identifiers: Iterable[Identifier], priority: tuple[str, ...] = DEFAULT_PRIORITY
 ) -> list[Identifier]:
     """Strongest first; ties broken by kind and value so the order is deterministic."""
-    return sorted(identifiers, key=lambda i: (priority_rank(i.kind, priority), i.kind, i.value))
+    ranks, unknown = _ranks(priority), len(priority)
+    return sorted(identifiers, key=lambda i: (_rank(i.kind, ranks, unknown), i))
 
 
 def anchor_of(

@@ -96,6 +96,46 @@ def resolve(
     identifiers: Iterable[str], ties: Mapping[str, str], policy: IdentityPolicy
 ) -> Resolution:
     """Customers from identifier keys and ties (tie key → order key), deterministic."""
+    keys = set(identifiers)
+    for tie in ties:
+        keys.update(tie.split(TIE_SEPARATOR))
+    if _within_limits(keys, policy):  # no tie can be refused: plain connected components
+        return Resolution(_connected(keys, ties), ())
+    return resolve_with_limits(keys, ties, policy)
+
+
+def _within_limits(keys: Iterable[str], policy: IdentityPolicy) -> bool:
+    counts = Counter(Identifier.parse(key).kind for key in keys)
+    return all(not policy.limit_of(k) or n <= policy.limit_of(k) for k, n in counts.items())
+
+
+def _connected(keys: set[str], ties: Iterable[str]) -> tuple[frozenset[str], ...]:
+    parent = {key: key for key in keys}
+
+    def find(key: str) -> str:
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for tie in ties:
+        members = tie.split(TIE_SEPARATOR)
+        head = find(members[0])
+        for other in members[1:]:
+            root = find(other)
+            if root != head:
+                head, drop = min(head, root), max(head, root)
+                parent[drop] = head
+    groups: dict[str, set[str]] = {}
+    for key in keys:
+        groups.setdefault(find(key), set()).add(key)
+    return tuple(sorted((frozenset(g) for g in groups.values()), key=min))
+
+
+def resolve_with_limits(
+    identifiers: Iterable[str], ties: Mapping[str, str], policy: IdentityPolicy
+) -> Resolution:
+    """The general resolution: ties in order, each refused if it would break a limit."""
     components = _Components(identifiers)
     refused: list[RefusedTie] = []
     for tie, order in sorted(ties.items(), key=lambda item: (item[1], item[0])):

@@ -17,14 +17,14 @@ from typing import Any
 import orjson
 
 from touchpath.events import event_millis
-from touchpath.identifiers import Identifier, anchor_of, identifiers_of, sort_by_priority
+from touchpath.identifiers import Identifier, identifiers_of, sort_by_priority
 from touchpath.identity import (
+    TIE_SEPARATOR,
     IdentityPolicy,
     RefusedTie,
     customer_id,
     order_key,
     resolve,
-    tie_key,
 )
 from touchpath.stages import (
     StageCandidate,
@@ -89,10 +89,10 @@ def effects_of(
 ) -> EventEffects:
     """The store contributions of one normalised event (ValueError if it has no identifier)."""
     policy = policy or IdentityPolicy()
-    ids = identifiers_of(event)
-    anchor = anchor_of(ids, policy.priority)
-    if anchor is None:
+    ids = identifiers_of(event, policy.priority)
+    if not ids:
         raise ValueError("event has no usable identifier")
+    keys = tuple(i.key() for i in ids)
     at_ms = event_millis(event)
     message_id = str(event["messageId"])
     channel = str(event.get("context", {}).get("channel") or "other")
@@ -100,13 +100,13 @@ def effects_of(
     stages, conditional = _stage_contributions(event, model, at_ms, message_id, channel)
     revenue = _revenue(event)
     return EventEffects(
-        anchor=anchor.key(),
+        anchor=keys[0],
         message_id=message_id,
         at_ms=at_ms,
         order=order,
         channel=channel,
-        identifiers=tuple(i.key() for i in ids),
-        tie=tie_key(ids, policy) if len(ids) > 1 else None,
+        identifiers=keys,
+        tie=TIE_SEPARATOR.join(keys) if len(keys) > 1 else None,  # tie_key: already sorted
         entry=journey_entry(event, at_ms, channel),
         counts=_counts(event, channel, revenue is not None),
         revenue=revenue or 0.0,

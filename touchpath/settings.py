@@ -161,6 +161,7 @@ class Settings(BaseSettings):
     consumer_group: str = "touchpath-processor"
     consumer_session_timeout_ms: int = Field(10_000, ge=1000)
     processor_batch_size: int = Field(2000, ge=1, le=100_000)
+    processor_max_pending_events: int = Field(200_000, ge=1)
     processor_max_dead_letters_per_minute: int = Field(1000, ge=0)
     journey_cap: int = Field(1000, ge=1)
     identity_limits: Annotated[dict[str, int], NoDecode] = Field(

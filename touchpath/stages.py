@@ -9,7 +9,7 @@ move a stage (machine opens, link scanners).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -38,8 +38,8 @@ class StageModel:
     def index(self, stage: str) -> int:
         return self.stages.index(stage)
 
-    def rules_for(self, event_type: object, name: object) -> tuple[Rule, ...]:
-        """Only the rules that can match an event of this type and name (an index)."""
+    def matcher_for(self, event_type: object, name: object) -> Matcher:
+        """The rules that can match an event of this type and name, with a result cache."""
         key = (event_type, name.strip().lower() if isinstance(name, str) else None)
         index = self.__dict__.get("_index")
         if index is None:
@@ -47,10 +47,39 @@ class StageModel:
             object.__setattr__(self, "_index", index)
         found = index.get(key)
         if found is None:
-            found = tuple(r for r in self.rules if _could_match(r.when, *key))
+            rules = tuple(r for r in self.rules if _could_match(r.when, *key))
+            paths = {p for when in (*self.ignore, *(r.when for r in rules)) for p in _paths(when)}
+            found = Matcher(rules, tuple(tuple(p.split(".")) for p in sorted(paths)), {})
             if len(index) < 10_000:  # event names come from clients: keep the index bounded
                 index[key] = found
         return found
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """Rules for one (type, event name), the fields they read, and results by those fields.
+
+    Matching is a pure function of the fields the rules (and ignore rules) read, so events
+    that agree on those fields share one result.
+    """
+
+    rules: tuple[Rule, ...]
+    paths: tuple[tuple[str, ...], ...]
+    results: dict[tuple[Any, ...], Mapping[str, str | None]]
+
+
+MATCH_CACHE_SIZE = 4096
+
+
+def _paths(when: Mapping[str, Any]) -> list[str]:
+    """The dotted event fields a ``when`` reads."""
+    found = []
+    for key, cond in when.items():
+        if key in ("properties", "traits", "context"):
+            found += [f"{key}.{name}" for name in cond]
+        else:
+            found.append("context.channel" if key == "channel" else key)
+    return found
 
 
 def _could_match(when: Mapping[str, Any], event_type: object, name: str | None) -> bool:
@@ -173,12 +202,7 @@ def load_stage_model(path: Path | None = None) -> StageModel:
 
 
 def _get(event: Mapping[str, Any], dotted: str) -> Any:
-    value: Any = event
-    for part in dotted.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
+    return _field(event, dotted.split("."))
 
 
 def _compile(cond: Any) -> Any:
@@ -224,11 +248,39 @@ def _matches(event: Mapping[str, Any], when: Mapping[str, Any]) -> bool:
     return True
 
 
-def matching_stages(event: Mapping[str, Any], model: StageModel) -> dict[str, str | None]:
+def matching_stages(event: Mapping[str, Any], model: StageModel) -> Mapping[str, str | None]:
+    """Stages the event qualifies for, each with the stage it must follow (or None)."""
+    matcher = model.matcher_for(event.get("type"), event.get("event"))
+    key = tuple(_field(event, path) for path in matcher.paths)
+    try:
+        found = matcher.results.get(key)
+    except TypeError:  # an object or list where the rules read a value: no caching
+        return _match(event, model, matcher.rules)
+    if found is None:
+        found = _match(event, model, matcher.rules)
+        if len(matcher.results) >= MATCH_CACHE_SIZE:
+            matcher.results.clear()
+        matcher.results[key] = found
+    return found
+
+
+def _field(event: Mapping[str, Any], path: Sequence[str]) -> Any:
+    """The value at a path of keys (None where the path leaves the event's objects)."""
+    value: Any = event
+    for part in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _match(
+    event: Mapping[str, Any], model: StageModel, rules: tuple[Rule, ...]
+) -> dict[str, str | None]:
     if any(_matches(event, ign) for ign in model.ignore):
         return {}
     found: dict[str, str | None] = {}
-    for rule in model.rules_for(event.get("type"), event.get("event")):
+    for rule in rules:
         if _matches(event, rule.when) and (rule.after is None or rule.stage not in found):
             found[rule.stage] = rule.after
     return found

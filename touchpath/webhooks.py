@@ -115,9 +115,7 @@ def matches(subscription: Subscription, change: Mapping[str, Any]) -> bool:
     to, before = change.get("to"), change.get("from") or ""
     if to in subscription.stages:
         return True
-    return any(
-        a in (ANY, before) and b in (ANY, to) for a, b in subscription.transitions
-    )
+    return any(a in (ANY, before) and b in (ANY, to) for a, b in subscription.transitions)
 
 
 def delivery_id(change: Mapping[str, Any], subscription: Subscription) -> str:

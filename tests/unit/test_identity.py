@@ -14,6 +14,7 @@ from touchpath.identity import (
     customer_id,
     order_key,
     resolve,
+    resolve_with_limits,
     tie_key,
 )
 
@@ -151,6 +152,14 @@ def test_resolution_ignores_the_order_ties_are_given_in(ties: dict[str, str], rn
     items = list(ties.items())
     rnd.shuffle(items)
     assert resolve([], dict(items), POLICY) == resolve([], ties, POLICY)
+
+
+@given(ties_strategy, st.lists(identifier_keys, max_size=4), st.integers(1, 3))
+def test_fast_path_within_limits_agrees_with_the_general_resolution(
+    ties: dict[str, str], lone: list[str], user_limit: int
+) -> None:
+    policy = IdentityPolicy(limits={"user_id": user_limit, "email": 3, "anonymous_id": 6})
+    assert resolve(lone, ties, policy) == resolve_with_limits(lone, ties, policy)
 
 
 def test_customer_id_follows_the_earliest_identifier() -> None:

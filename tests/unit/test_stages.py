@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from touchpath.stages import (
     RulesError,
     StageCandidate,
+    StageModel,
+    _match,
     current_stage,
     load_stage_model,
     matching_stages,
@@ -104,3 +106,37 @@ def test_more_candidates_never_lower_the_current_stage(first: list, more: list) 
         return -1 if stage is None else MODEL.index(stage)
 
     assert rank(first + more) >= rank(first)
+
+
+def _uncached(sample: dict, model: StageModel) -> dict[str, str | None]:
+    """Every rule tried in file order: what matching means without the index or cache."""
+    return _match(sample, model, model.rules)
+
+
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-1, 2),
+    st.sampled_from(["/", "/pricing", "/PRICING/x", " /blog ", "web", "email", "ads"]),
+    st.lists(st.integers(0, 1), max_size=1),
+)
+random_events = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["page", "track", "identify", "screen"]),
+        "event": st.one_of(
+            st.none(),
+            st.sampled_from(["Product Viewed", "order completed ", "Email Opened", "Other", 5]),
+        ),
+        "context": st.fixed_dictionaries({"channel": values}),
+        "properties": st.dictionaries(
+            st.sampled_from(["path", "machine_open", "link_scanner", "plan"]), values, max_size=3
+        ),
+    }
+)
+
+
+@given(st.lists(random_events, max_size=30))
+def test_cached_matching_agrees_with_trying_every_rule(samples: list[dict]) -> None:
+    model = load_stage_model()  # a fresh cache per example
+    for sample in samples + samples:  # the second pass answers from the cache
+        assert dict(matching_stages(sample, model)) == _uncached(sample, model)
