@@ -51,7 +51,7 @@ for cluster, _ in pairs(clusters) do
   if redis.call('HLEN', cl .. ':ids') == 0 then
     redis.call('DEL', cl .. ':ids', cl .. ':ties', cl .. ':snap', cl .. ':ver')
   else
-    redis.call('INCR', cl .. ':ver') -- a resolution under WATCH re-reads the cluster
+    redis.call('INCR', cl .. ':ver') -- a resolution in flight sees its version moved and re-reads
   end
 end
 

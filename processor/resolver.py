@@ -1,10 +1,11 @@
 """Re-derive the customers of touched clusters and write them with optimistic concurrency.
 
-For a chunk of clusters: WATCH their version keys, read their identifiers, ties, anchors and
-last profiles, derive the new profiles with the pure core, then write profiles, look-ups,
-stage indexes and stage-change outbox entries in one MULTI/EXEC. If another processor changed
-any of those clusters in between, EXEC fails and the chunk is derived again from fresh data,
-so concurrent instances can never write a merge computed from stale state.
+For a chunk of clusters: read their versions, identifiers, ties, anchors and last profiles
+(one script call), derive the new profiles with the pure core, then write profiles, look-ups,
+stage indexes and stage-change outbox entries with a second script that applies a cluster's
+commands only if its version is still the one read (compare-and-set, atomic per cluster).
+A cluster another processor changed in between is derived again from fresh data, so
+concurrent instances can never write a merge computed from stale state.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis
-from redis.client import Pipeline
 
-from processor.store import ClusterState, JourneyStore
+from processor.store import ClusterWrite, JourneyStore
 from touchpath.identity import IdentityPolicy
 from touchpath.journey import derive_profiles, funnel_row, stage_changes
 from touchpath.keys import Keys
@@ -59,89 +58,97 @@ class Resolver:
         return report
 
     def _resolve_chunk(self, chunk: Sequence[str], report: ResolveReport) -> None:
-        keys = self.store.keys
+        pending = list(chunk)
         for _ in range(MAX_ATTEMPTS):
-            with self.store.client.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(*(keys.cluster(c, "ver") for c in chunk))
-                    partial = self._derive_chunk(pipe, chunk)
-                    pipe.execute()
-                except redis.WatchError:
-                    report.retries += 1
-                    continue
-            report.changes.extend(partial.changes)
-            report.merges += partial.merges
-            report.refused.update(partial.refused)
-            return
-        raise RuntimeError(f"could not resolve {len(chunk)} clusters after {MAX_ATTEMPTS} tries")
+            planned = self._plan(pending)
+            stale = {w.cluster for w in self.store.write_clusters([w for w, _ in planned])}
+            for write, partial in planned:
+                if write.cluster not in stale:
+                    report.changes.extend(partial.changes)
+                    report.merges += partial.merges
+                    report.refused.update(partial.refused)
+            pending = sorted(stale)
+            if not pending:
+                return
+            report.retries += 1
+        raise RuntimeError(f"could not resolve {len(pending)} clusters after {MAX_ATTEMPTS} tries")
 
-    def _derive_chunk(self, pipe: Pipeline, chunk: Sequence[str]) -> ResolveReport:
-        """Read (after WATCH), derive with the pure core, queue the writes (MULTI)."""
-        states = self.store.read_clusters(chunk)
-        anchors = self.store.read_anchors(i for state in states for i in state.first_seen)
+    def _plan(self, clusters: Sequence[str]) -> list[tuple[ClusterWrite, ResolveReport]]:
+        """Read, derive with the pure core, and plan each cluster's writes."""
+        states = self.store.read_clusters(clusters)
         derived = [
-            (state, derive_profiles(state.first_seen, state.ties, anchors, self.model, self.policy))
+            (
+                state,
+                derive_profiles(
+                    state.first_seen, state.ties, state.anchors, self.model, self.policy
+                ),
+            )
             for state in states
         ]
         announced = self.store.read_announced(cid for _, new in derived for cid in new)
-        pipe.multi()
-        report = ResolveReport()
+        planned = []
         for state, new in derived:
-            changes = stage_changes(state.profiles, new, self.model, announced)
-            _count(state.profiles, new, report)
-            report.changes.extend(changes)
-            self._write(pipe, state, state.profiles, new, changes)
-        return report
+            partial = ResolveReport()
+            partial.changes = stage_changes(state.profiles, new, self.model, announced)
+            _count(state.profiles, new, partial)
+            write = ClusterWrite(state.cluster, state.version)
+            self._write(write, state.profiles, new, partial.changes)
+            planned.append((write, partial))
+        return planned
 
     def _write(
         self,
-        pipe: Pipeline,
-        state: ClusterState,
+        write: ClusterWrite,
         old: dict[str, dict[str, Any]],
         new: dict[str, dict[str, Any]],
         changes: list[dict[str, Any]],
     ) -> None:
         keys = self.store.keys
-        snap = keys.cluster(state.cluster, "snap")
+        call = write.call
+        snap = keys.cluster(write.cluster, "snap")
         for cid, profile in old.items():
             if cid not in new:
-                pipe.delete(keys.customer(cid))
-                pipe.hdel(snap, cid)
-                pipe.hdel(keys.funnel, cid)
-                pipe.hdel(keys.surveys, cid)
+                call("DEL", keys.customer(cid))
+                call("HDEL", snap, cid)
+                call("HDEL", keys.funnel, cid)
+                call("HDEL", keys.surveys, cid)
                 if profile.get("stage"):
-                    pipe.zrem(keys.stage(profile["stage"]), cid)
+                    call("ZREM", keys.stage(profile["stage"]), cid)
                 for stage in profile["history"]:
-                    pipe.zrem(keys.reached(stage), cid)
+                    call("ZREM", keys.reached(stage), cid)
         for cid, profile in new.items():
             before = old.get(cid)
             if before == profile:
                 continue
             blob = orjson.dumps(profile)
-            pipe.set(keys.customer(cid), blob)
-            pipe.hset(snap, cid, blob)
+            call("SET", keys.customer(cid), blob)
+            call("HSET", snap, cid, blob)
             known = set(before["identities"]) if before else set()
             for identity in profile["identities"]:
                 if identity not in known:
-                    pipe.set(keys.customer_of(identity), cid)
-            _index_stage(pipe, keys, cid, before, profile)
-            pipe.hset(keys.funnel, cid, orjson.dumps(funnel_row(profile)))
+                    call("SET", keys.customer_of(identity), cid)
+            _index_stage(write, keys, cid, before, profile)
+            call("HSET", keys.funnel, cid, orjson.dumps(funnel_row(profile)))
             if profile["surveys"]:
-                pipe.hset(keys.surveys, cid, orjson.dumps(profile["surveys"]))
+                call("HSET", keys.surveys, cid, orjson.dumps(profile["surveys"]))
             elif before and before.get("surveys"):
-                pipe.hdel(keys.surveys, cid)
+                call("HDEL", keys.surveys, cid)
         for change in changes:
             encoded = orjson.dumps(change)
-            pipe.xadd(keys.outbox, {"change": encoded})
+            call("XADD", keys.outbox, "*", "change", encoded)
             # webhook fan-out reads its own copy (the Kafka publisher deletes what it sent)
-            pipe.xadd(keys.webhook_outbox, {"change": encoded}, maxlen=100_000, approximate=True)
-            pipe.publish(keys.live_changes, encoded)  # for live SSE listeners
+            call("XADD", keys.webhook_outbox, "MAXLEN", "~", 100_000, "*", "change", encoded)
+            call("PUBLISH", keys.live_changes, encoded)  # for live SSE listeners
             entry = [change["to"], change["at_ms"], change["message_id"]]
-            pipe.hset(keys.announced, change["customer_id"], orjson.dumps(entry))
+            call("HSET", keys.announced, change["customer_id"], orjson.dumps(entry))
 
 
 def _index_stage(
-    pipe: Pipeline, keys: Keys, cid: str, before: dict[str, Any] | None, profile: dict[str, Any]
+    write: ClusterWrite,
+    keys: Keys,
+    cid: str,
+    before: dict[str, Any] | None,
+    profile: dict[str, Any],
 ) -> None:
     """Update the stage indexes, writing only entries that changed."""
     old_history = before["history"] if before else {}
@@ -149,14 +156,14 @@ def _index_stage(
     old_stage = before.get("stage") if before else None
     stage = profile.get("stage")
     if old_stage and old_stage != stage:
-        pipe.zrem(keys.stage(old_stage), cid)
+        write.call("ZREM", keys.stage(old_stage), cid)
     if stage and (stage != old_stage or old_history.get(stage) != history[stage]):
-        pipe.zadd(keys.stage(stage), {cid: history[stage][0]})
+        write.call("ZADD", keys.stage(stage), history[stage][0], cid)
     for gone in set(old_history) - set(history):
-        pipe.zrem(keys.reached(gone), cid)
+        write.call("ZREM", keys.reached(gone), cid)
     for reached, entry in history.items():
         if old_history.get(reached) != entry:
-            pipe.zadd(keys.reached(reached), {cid: entry[0]})
+            write.call("ZADD", keys.reached(reached), entry[0], cid)
 
 
 def _count(

@@ -1,0 +1,41 @@
+-- Read everything resolution needs about some raw clusters in one call (read-only).
+--
+-- ARGV: prefix, then cluster ids.
+-- Returns a JSON array (cheaper to decode than nested replies; an empty list may appear as
+-- {}) holding, per cluster that still has identifiers:
+--   {cluster, version, ids (flat id/first-seen), ties (flat), snapshot (flat cid/profile),
+--    anchors}  where anchors is a flat list of {identifier, data (flat), cond (flat)}
+-- for each identifier that anchored events; cond holds member/score pairs, empty unless the
+-- anchor has gated stage candidates.
+local p = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+  local cluster = p .. ':cl:' .. ARGV[i]
+  local ids = redis.call('HGETALL', cluster .. ':ids')
+  if #ids > 0 then
+    local anchors = {}
+    for j = 1, #ids, 2 do
+      local anchor = p .. ':a:' .. ids[j]
+      local data = redis.call('HGETALL', anchor .. ':data')
+      if #data > 0 then
+        local cond = {}
+        for k = 1, #data, 2 do
+          if data[k] == 'cond' then
+            cond = redis.call('ZRANGE', anchor .. ':cond', 0, -1, 'WITHSCORES')
+            break
+          end
+        end
+        anchors[#anchors + 1] = {ids[j], data, cond}
+      end
+    end
+    out[#out + 1] = {
+      ARGV[i],
+      redis.call('GET', cluster .. ':ver') or '0',
+      ids,
+      redis.call('HGETALL', cluster .. ':ties'),
+      redis.call('HGETALL', cluster .. ':snap'),
+      anchors,
+    }
+  end
+end
+return cjson.encode(out)

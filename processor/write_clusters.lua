@@ -1,0 +1,20 @@
+-- Write the derived state of several clusters, each only if its version is unchanged.
+--
+-- ARGV, per cluster: version key, version read, number of commands, then each command as
+-- its argument count followed by the command and its arguments.
+-- A cluster whose version moved (another processor changed it, or merged it away) gets none
+-- of its commands run; the positions (from 1) of those clusters are returned, to derive again.
+local stale = {}
+local i, position = 1, 0
+while i <= #ARGV do
+  local version_key, read, commands = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local current = (redis.call('GET', version_key) or '0') == read
+  i, position = i + 3, position + 1
+  for _ = 1, commands do
+    local n = tonumber(ARGV[i])
+    if current then redis.call(unpack(ARGV, i + 1, i + n)) end
+    i = i + n + 1
+  end
+  if not current then stale[#stale + 1] = position end
+end
+return stale
