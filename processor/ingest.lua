@@ -1,19 +1,31 @@
--- Apply a chunk of events atomically, each one: de-duplicate, store its contributions under
--- its anchor identifier, and link its identifiers into one raw cluster (merging clusters).
+-- Apply a chunk of events atomically, grouped by anchor identifier: de-duplicate each event,
+-- fold the new events' contributions into the anchor's hash with one read and one write, add
+-- their timeline entries, and link their identifiers into one raw cluster (merging clusters).
 -- Every write is idempotent or guarded by the de-duplication set, so a replay changes nothing.
 --
--- ARGV: prefix, journey_cap, then per event 7 values:
---   anchor, message_id, at_ms, order_key, journey_entry, received_ms, payload
+-- ARGV: prefix, journey_cap, then per group: anchor, event count, then per event 6 values:
+--   message_id, at_ms, order_key, journey_entry, received_ms, payload
 -- payload (JSON): ids[], tie ("" if none), counts{}, revenue, stages{}, cond{member: at},
 --                 traits{}, first_touch, surveys{order_key: answer}
--- Returns per event 3 values: is_new (0/1), cluster id, needs_resolution (0/1). An event
--- received before one of its identifiers was erased (a replay) returns 0, '', 0.
+-- Returns per event, in argument order, 3 values: is_new (0/1), cluster id,
+-- needs_resolution (0/1). An event received before one of its identifiers was erased (a
+-- replay) returns 0, '', 0.
+--
+-- Anchor hash fields: c:<counter> (added), first / ft / s:<stage> (earliest wins),
+-- last / t:<trait> / v:<survey> (latest wins), cond (has gated candidates), and
+-- l:<tie> (earliest order the tie, or the anchor alone for l:, was linked at: an event no
+-- earlier with the same tie has nothing to link).
 local p, cap = ARGV[1], tonumber(ARGV[2])
 local any_erased = redis.call('EXISTS', p .. ':erasures') == 1
 local out = {}
 
--- Set every field of `wanted` whose stored value is absent or compares `better`; true if any.
-local function set_if(key, wanted, better)
+local function emit(is_new, cluster, needs_resolution)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3] = is_new, cluster, needs_resolution
+end
+
+-- Set every field of `wanted` whose stored value is absent or greater; true if any.
+local function set_min(key, wanted)
   local fields, values = {}, {}
   for field, value in pairs(wanted) do
     table.insert(fields, field)
@@ -24,7 +36,7 @@ local function set_if(key, wanted, better)
   local writes = {}
   for i, field in ipairs(fields) do
     local old = current[i]
-    if (not old) or better(values[i], old) then
+    if (not old) or values[i] < old then
       table.insert(writes, field)
       table.insert(writes, values[i])
     end
@@ -34,54 +46,19 @@ local function set_if(key, wanted, better)
   return true
 end
 
-local function less(a, b) return a < b end
-local function more(a, b) return a > b end
-
-local function erased(ids, received)
-  if not any_erased then return false end
+-- 'skip' when an event must be ignored (received before one of its identifiers was erased),
+-- 'seen' when one of them was erased earlier (link markers cannot be trusted), else nil.
+local function erasure(ids, received)
+  if not any_erased then return nil end
+  local found = nil
   for _, id in ipairs(ids) do
     local at = redis.call('GET', p .. ':erased:' .. id)
-    if at and received <= tonumber(at) then return true end
+    if at then
+      if received <= tonumber(at) then return 'skip' end
+      found = 'seen'
+    end
   end
-  return false
-end
-
-local function contribute(a, at, entry, d)
-  local data = a .. ':data'
-  redis.call('ZADD', a .. ':journey', at, entry)
-  local total = redis.call('HINCRBY', data, 'c:events', 1)
-  if total > cap then
-    redis.call('ZREMRANGEBYRANK', a .. ':journey', 0, -cap - 1)
-  end
-  for name, n in pairs(d.counts) do
-    if name ~= 'events' then redis.call('HINCRBY', data, 'c:' .. name, n) end
-  end
-  local order = d.counts.orders ~= nil
-  if d.revenue ~= 0 then
-    redis.call('HINCRBYFLOAT', data, 'c:revenue', d.revenue)
-  end
-  local padded = string.format('%015d', tonumber(at))
-  local earliest = {first = padded, ft = d.first_touch}
-  for stage, candidate in pairs(d.stages) do earliest['s:' .. stage] = candidate end
-  local latest = {last = padded}
-  for name, value in pairs(d.traits) do latest['t:' .. name] = value end
-  local surveyed = d.surveys ~= nil and next(d.surveys) ~= nil
-  if surveyed then
-    for order_key, answer in pairs(d.surveys) do latest['v:' .. order_key] = answer end
-  end
-  local first_before = redis.call('HGET', data, 'first')
-  local changed = set_if(data, earliest, less) or order
-  if set_if(data, latest, more) and (next(d.traits) or surveyed) then changed = true end
-  local earlier = (not first_before) or padded < first_before
-  for member, when in pairs(d.cond) do
-    redis.call('ZADD', a .. ':cond', when, member)
-    redis.call('HSET', data, 'cond', 1)
-    changed = true
-  end
-  if next(d.cond) then
-    redis.call('ZREMRANGEBYRANK', a .. ':cond', 2000, -1)
-  end
-  return changed, earlier
+  return found
 end
 
 local function merge_into(from_id, survivor)
@@ -92,10 +69,10 @@ local function merge_into(from_id, survivor)
     firsts[ids[i]] = ids[i + 1]
     redis.call('SET', p .. ':id:' .. ids[i], survivor)
   end
-  set_if(to .. ':ids', firsts, less)
+  set_min(to .. ':ids', firsts)
   local ties, orders = redis.call('HGETALL', from .. ':ties'), {}
   for i = 1, #ties, 2 do orders[ties[i]] = ties[i + 1] end
-  set_if(to .. ':ties', orders, less)
+  set_min(to .. ':ties', orders)
   local snap = redis.call('HGETALL', from .. ':snap')
   if #snap > 0 then redis.call('HSET', to .. ':snap', unpack(snap)) end
   redis.call('DEL', from .. ':ids', from .. ':ties', from .. ':snap', from .. ':ver')
@@ -121,7 +98,7 @@ local function link(ids, tie, order)
     survivor = 'c' .. redis.call('INCR', p .. ':seq')
   else
     survivor = clusters[1]
-    local best = redis.call('HLEN', p .. ':cl:' .. survivor .. ':ids')
+    local best = #clusters > 1 and redis.call('HLEN', p .. ':cl:' .. survivor .. ':ids') or 0
     for i = 2, #clusters do
       local n = redis.call('HLEN', p .. ':cl:' .. clusters[i] .. ':ids')
       if n > best or (n == best and clusters[i] < survivor) then
@@ -139,35 +116,146 @@ local function link(ids, tie, order)
   local to = p .. ':cl:' .. survivor
   local firsts = {}
   for _, id in ipairs(ids) do firsts[id] = order end
-  if set_if(to .. ':ids', firsts, less) then changed = true end
-  if tie ~= '' and set_if(to .. ':ties', {[tie] = order}, less) then changed = true end
+  if set_min(to .. ':ids', firsts) then changed = true end
+  if tie ~= '' and set_min(to .. ':ties', {[tie] = order}) then changed = true end
   if changed then redis.call('INCR', to .. ':ver') end
   return survivor, changed
 end
 
-for base = 3, #ARGV, 7 do
-  local anchor, mid, at, order = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-  local entry, received = ARGV[base + 4], tonumber(ARGV[base + 5])
-  local d = cjson.decode(ARGV[base + 6])
-  local a = p .. ':a:' .. anchor
-  if erased(d.ids, received) then
-    table.insert(out, 0); table.insert(out, ''); table.insert(out, 0)
-  elseif redis.call('SADD', a .. ':seen', mid) == 0 then
-    -- seen before: re-resolve anyway, in case a crash came between apply and resolution
-    table.insert(out, 0)
-    table.insert(out, redis.call('GET', p .. ':id:' .. anchor) or '')
-    table.insert(out, 1)
-  else
-    local changed, earlier = contribute(a, at, entry, d)
-    local survivor, relinked
-    if #d.ids == 1 and not earlier then
-      -- a lone identifier already linked by an earlier event: nothing to link
-      survivor, relinked = redis.call('GET', p .. ':id:' .. anchor), false
-    else
-      survivor, relinked = link(d.ids, d.tie, order)
-    end
-    table.insert(out, 1); table.insert(out, survivor)
-    table.insert(out, (changed or relinked) and 1 or 0)
+-- The new events of one group, folded: counters added, earliest and latest fields kept,
+-- timeline entries, gated candidates, and per tie the identifiers and earliest order.
+local function fold(group, d, at, order, entry)
+  local padded = string.format('%015d', tonumber(at))
+  for name, n in pairs(d.counts) do
+    local field = 'c:' .. name
+    group.adds[field] = (group.adds[field] or 0) + n
   end
+  local mins, maxs = group.mins, group.maxs
+  local function earliest(field, value)
+    if not mins[field] or value < mins[field] then mins[field] = value end
+  end
+  local function latest(field, value)
+    if not maxs[field] or value > maxs[field] then maxs[field] = value end
+  end
+  earliest('first', padded)
+  earliest('ft', d.first_touch)
+  for stage, candidate in pairs(d.stages) do earliest('s:' .. stage, candidate) end
+  latest('last', padded)
+  for name, value in pairs(d.traits) do latest('t:' .. name, value) end
+  if d.surveys then
+    for order_key, answer in pairs(d.surveys) do latest('v:' .. order_key, answer) end
+  end
+  earliest('l:' .. d.tie, order)
+  local tie = group.ties[d.tie]
+  if not tie or order < tie.order then group.ties[d.tie] = {ids = d.ids, order = order} end
+  if d.counts.orders ~= nil then group.changed = true end
+  group.revenue = group.revenue + d.revenue
+  for member, when in pairs(d.cond) do
+    group.cond[#group.cond + 1] = when
+    group.cond[#group.cond + 1] = member
+  end
+  group.entries[#group.entries + 1] = at
+  group.entries[#group.entries + 1] = entry
+end
+
+-- Write a group's folded contributions with one read and one write of the anchor hash.
+-- Returns whether the profile may have changed and the anchor's fields as they were.
+local function store(a, group)
+  local data = a .. ':data'
+  local fields, n = {}, 0
+  for field in pairs(group.adds) do n = n + 1; fields[n] = field end
+  for field in pairs(group.mins) do n = n + 1; fields[n] = field end
+  for field in pairs(group.maxs) do n = n + 1; fields[n] = field end
+  local current = redis.call('HMGET', data, unpack(fields))
+  local before, writes, changed, total = {}, {}, group.changed, 0
+  for i, field in ipairs(fields) do
+    local old = current[i]
+    before[field] = old
+    local value = group.adds[field]
+    if value then
+      value = tostring((tonumber(old) or 0) + value)
+      if field == 'c:events' then total = tonumber(value) end
+    else
+      value = group.mins[field] or group.maxs[field]
+      local better = (not old) or (group.mins[field] and value < old)
+        or (group.maxs[field] and value > old)
+      if not better then
+        value = nil
+      elseif field ~= 'last' and string.sub(field, 1, 2) ~= 'l:' then
+        changed = true
+      end
+    end
+    if value then
+      writes[#writes + 1] = field
+      writes[#writes + 1] = value
+    end
+  end
+  if group.revenue ~= 0 then redis.call('HINCRBYFLOAT', data, 'c:revenue', group.revenue) end
+  if #group.cond > 0 then
+    redis.call('ZADD', a .. ':cond', unpack(group.cond))
+    redis.call('ZREMRANGEBYRANK', a .. ':cond', 2000, -1)
+    writes[#writes + 1] = 'cond'
+    writes[#writes + 1] = '1'
+    changed = true
+  end
+  redis.call('HSET', data, unpack(writes))
+  redis.call('ZADD', a .. ':journey', unpack(group.entries))
+  if total > cap then redis.call('ZREMRANGEBYRANK', a .. ':journey', 0, -cap - 1) end
+  return changed, before
+end
+
+-- Link what the group's events tie together, skipping ties already linked no later.
+local function link_group(group, before)
+  local relinked = false
+  for tie, wanted in pairs(group.ties) do
+    local marker = before['l:' .. tie]
+    if not (marker and marker <= wanted.order and not group.erased_before) then
+      local _, changed = link(wanted.ids, tie, wanted.order)
+      relinked = relinked or changed
+    end
+  end
+  return relinked
+end
+
+local function apply_group(anchor, first, count)
+  local a = p .. ':a:' .. anchor
+  local group = {adds = {}, mins = {}, maxs = {}, ties = {}, cond = {}, entries = {},
+                 revenue = 0, changed = false, erased_before = false}
+  local status, fresh = {}, 0
+  for k = 1, count do
+    local base = first + (k - 1) * 6
+    local d = cjson.decode(ARGV[base + 5])
+    local erased = erasure(d.ids, tonumber(ARGV[base + 4]))
+    if erased == 'skip' then
+      status[k] = 'skip'
+    elseif redis.call('SADD', a .. ':seen', ARGV[base]) == 0 then
+      status[k] = 'seen'  -- re-resolved anyway, in case a crash came before resolution
+    else
+      status[k], fresh = 'new', fresh + 1
+      if erased == 'seen' then group.erased_before = true end
+      fold(group, d, ARGV[base + 1], ARGV[base + 2], ARGV[base + 3])
+    end
+  end
+  local resolve = true
+  if fresh > 0 then
+    local changed, before = store(a, group)
+    resolve = link_group(group, before) or changed
+  end
+  local cluster = redis.call('GET', p .. ':id:' .. anchor) or ''
+  for k = 1, count do
+    local state = status[k]
+    if state == 'skip' then
+      emit(0, '', 0)
+    else
+      emit(state == 'new' and 1 or 0, cluster, (state == 'seen' or resolve) and 1 or 0)
+    end
+  end
+end
+
+local arg = 3
+while arg <= #ARGV do
+  local count = tonumber(ARGV[arg + 1])
+  apply_group(ARGV[arg], arg + 2, count)
+  arg = arg + 2 + count * 6
 end
 return out

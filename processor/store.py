@@ -20,9 +20,11 @@ Layout (``P`` is the configured prefix):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -43,17 +45,31 @@ class Applied:
 
 @dataclass(slots=True)
 class ClusterState:
-    """A raw cluster as read for resolution."""
+    """A raw cluster as read for resolution, with the contributions of its anchors."""
 
     cluster: str
     version: int
     first_seen: dict[str, str]
     ties: dict[str, str]
     profiles: dict[str, dict[str, Any]]
+    anchors: dict[str, AnchorData]
 
 
-def _script_source() -> str:
-    return resources.files("processor").joinpath("ingest.lua").read_text()
+@dataclass(slots=True)
+class ClusterWrite:
+    """Commands that land only if the cluster's version is still the one read."""
+
+    cluster: str
+    version: int
+    commands: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def call(self, *command: Any) -> None:
+        """Queue one Redis command, e.g. ``call("SET", key, value)``."""
+        self.commands.append(command)
+
+
+def _script_source(name: str) -> str:
+    return resources.files("processor").joinpath(name).read_text()
 
 
 class JourneyStore:
@@ -63,64 +79,68 @@ class JourneyStore:
         self.client = client
         self.keys = Keys(prefix)
         self.journey_cap = journey_cap
-        self._ingest = client.register_script(_script_source())
+        self._ingest = client.register_script(_script_source("ingest.lua"))
+        self._read_clusters = client.register_script(_script_source("read_clusters.lua"))
+        self._write_clusters = client.register_script(_script_source("write_clusters.lua"))
 
     def apply(self, effects: Sequence[EventEffects], chunk: int = 200) -> list[Applied]:
-        """Run the apply script over the events, ``chunk`` per call, pipelined."""
+        """Run the apply script over the events grouped by anchor, about ``chunk`` events per
+        call, pipelined; results are in the order of ``effects``."""
+        order = sorted(range(len(effects)), key=lambda i: effects[i].anchor)
         pipe = self.client.pipeline(transaction=False)
-        for start in range(0, len(effects), chunk):
-            args: list[Any] = [self.keys.prefix, self.journey_cap]
-            for effect in effects[start : start + chunk]:
-                args.extend(_script_args(effect))
-            self._ingest(args=args, client=pipe)
+        for start in range(0, len(order), chunk):
+            self._ingest(
+                args=self._chunk_args([effects[i] for i in order[start : start + chunk]]),
+                client=pipe,
+            )
         flat = [value for result in pipe.execute() for value in result]
-        return [
-            Applied(bool(flat[i]), _text(flat[i + 1]), bool(flat[i + 2]))
-            for i in range(0, len(flat), 3)
-        ]
+        applied: list[Applied] = [Applied(False, "", False)] * len(effects)
+        for position, index in enumerate(order):
+            i = position * 3
+            applied[index] = Applied(bool(flat[i]), _text(flat[i + 1]), bool(flat[i + 2]))
+        return applied
+
+    def _chunk_args(self, effects: Sequence[EventEffects]) -> list[Any]:
+        """Script arguments: per run of events with the same anchor, the anchor, the run's
+        length and each event's values."""
+        args: list[Any] = [self.keys.prefix, self.journey_cap]
+        for anchor, run in itertools.groupby(effects, key=attrgetter("anchor")):
+            events = [_script_args(effect) for effect in run]
+            args += (anchor, len(events))
+            for values in events:
+                args.extend(values)
+        return args
 
     def read_clusters(self, clusters: Sequence[str]) -> list[ClusterState]:
-        """Versions, identifiers, ties and last profiles of clusters (missing ones skipped)."""
-        pipe = self.client.pipeline(transaction=False)
-        for cluster in clusters:
-            pipe.get(self.keys.cluster(cluster, "ver"))
-            pipe.hgetall(self.keys.cluster(cluster, "ids"))
-            pipe.hgetall(self.keys.cluster(cluster, "ties"))
-            pipe.hgetall(self.keys.cluster(cluster, "snap"))
-        raw = pipe.execute()
-        states = []
-        for index, cluster in enumerate(clusters):
-            version, ids, ties, snap = raw[index * 4 : index * 4 + 4]
-            if not ids:
-                continue
-            states.append(
-                ClusterState(
-                    cluster,
-                    int(version or 0),
-                    _decode_map(ids),
-                    _decode_map(ties),
-                    {_text(k): orjson.loads(v) for k, v in snap.items()},
-                )
+        """Versions, identifiers, ties, last profiles and anchors of clusters, in one call
+        (clusters without identifiers, e.g. merged away, are skipped)."""
+        if not clusters:
+            return []
+        raw = orjson.loads(self._read_clusters(args=[self.keys.prefix, *clusters]))
+        return [
+            ClusterState(
+                cluster,
+                int(version),
+                _pairs(ids),
+                _pairs(ties),
+                {cid: orjson.loads(profile) for cid, profile in _pairs(snap).items()},
+                {anchor: _anchor(data, cond) for anchor, data, cond in anchors or ()},
             )
-        return states
+            for cluster, version, ids, ties, snap, anchors in raw or ()
+        ]
 
-    def read_anchors(self, identifiers: Iterable[str]) -> dict[str, AnchorData]:
-        """Stage candidates of the given identifiers (only those that anchored events)."""
-        wanted = sorted(set(identifiers))
-        pipe = self.client.pipeline(transaction=False)
-        for identifier in wanted:
-            pipe.hgetall(self.keys.anchor(identifier, "data"))
-        found = {
-            i: anchor_data(_decode_map(d)) for i, d in zip(wanted, pipe.execute(), strict=True) if d
-        }
-        gated = [i for i, data in found.items() if data.counts.get("cond")]
-        if gated:
-            pipe = self.client.pipeline(transaction=False)
-            for identifier in gated:
-                pipe.zrange(self.keys.anchor(identifier, "cond"), 0, -1, withscores=True)
-            for identifier, members in zip(gated, pipe.execute(), strict=True):
-                found[identifier].conditional = [(_text(m), int(s)) for m, s in members]
-        return found
+    def write_clusters(self, writes: Sequence[ClusterWrite]) -> list[ClusterWrite]:
+        """Run each cluster's commands atomically if its version is unchanged, in one call;
+        returns the writes that did not land because their cluster changed meanwhile."""
+        args: list[Any] = []
+        for write in writes:
+            args += (self.keys.cluster(write.cluster, "ver"), write.version, len(write.commands))
+            for command in write.commands:
+                args.append(len(command))
+                args.extend(command)
+        if not args:
+            return []
+        return [writes[int(position) - 1] for position in self._write_clusters(args=args)]
 
     def read_announced(self, customer_ids: Iterable[str]) -> dict[str, list[Any]]:
         """The entry last announced for each customer id (absent when none)."""
@@ -146,7 +166,6 @@ def _script_args(effect: EventEffects) -> tuple[Any, ...]:
         fields["surveys"] = effect.surveys
     payload = orjson.dumps(fields)
     return (
-        effect.anchor,
         effect.message_id,
         effect.at_ms,
         effect.order,
@@ -162,5 +181,13 @@ def _text(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _decode_map(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    """A flat ``[k1, v1, k2, v2, …]`` list as a dict (``{}`` stands for an empty list)."""
+    return dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
+
+
+def _anchor(data: Sequence[str], cond: Sequence[str]) -> AnchorData:
+    decoded = anchor_data(_pairs(data))
+    if cond:
+        decoded.conditional = [(m, int(s)) for m, s in zip(cond[::2], cond[1::2], strict=True)]
+    return decoded
