@@ -81,8 +81,14 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     # the hot path sits directly on the app's router, first of the API's routes (included
     # routers are reached through one more routing layer each)
     app.router.routes.extend(customers_hot_router.routes)
-    routers = (customers_router, segments_router, analytics_router, stream_router, webhooks_router)
-    for router in (*routers, map_router):
+    for router in (
+        customers_router,
+        segments_router,
+        analytics_router,
+        stream_router,
+        webhooks_router,
+        map_router,
+    ):
         app.include_router(router)
     _add_service_routes(app)
     app.add_exception_handler(Problem, _problem)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Garbage-collector settings for the HTTP services (a latency measure, not a leak fix)."""
+"""Garbage-collector settings for the services (for latency and throughput, not a leak fix)."""
 
 from __future__ import annotations
 

@@ -35,9 +35,14 @@ DEAD_LETTERS = Counter(
 STAGE_CHANGES = Counter(
     "touchpath_processor_stage_changes", "Stage changes announced, by new stage.", ["stage"]
 )
+PARTITIONS_ASSIGNED = Gauge(
+    "touchpath_processor_partitions_assigned",
+    "Partitions this instance holds (0 until it has joined the consumer group).",
+    multiprocess_mode="livesum",
+)
 BATCH_SECONDS = Histogram(
     "touchpath_processor_batch_duration_seconds",
-    "Time to process one polled batch, commit included.",
+    "From staging a batch to the end of the resolution round that covered it.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 CUSTOMERS_BY_STAGE = Gauge(

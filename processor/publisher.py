@@ -1,7 +1,7 @@
 """Publish stage changes from the Redis outbox to Kafka, then acknowledge them.
 
-The outbox entry is written in the same MULTI/EXEC as the profile it describes, so a change
-is never lost; a Redis consumer group gives each entry to one processor instance, and entries
+The outbox entry is written in the same atomic script call as the profile it describes, so a
+change is never lost; a Redis consumer group gives each entry to one processor instance, and entries
 left pending by a crashed instance are claimed after ``CLAIM_IDLE_MS``.
 """
 

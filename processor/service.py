@@ -1,9 +1,8 @@
-"""The processor loop: poll a batch → apply to Redis → resolve → dead-letter → commit → publish.
+"""The processor: its steps (stage: decode, apply, dead-letter; resolve), wiring and loop.
 
-Offsets are committed (``offset + 1``) only after the batch's effects are durable in Redis and
-its dead letters are acknowledged by Kafka; every effect is idempotent, so a batch delivered
-again after a crash changes nothing. A dead-letter rate above the configured limit stops the
-processor instead of draining a topic into the dead-letter queue.
+How the steps overlap and when offsets are committed is :mod:`processor.flow`'s part. A
+dead-letter rate above the configured limit stops the processor instead of draining a topic
+into the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -15,20 +14,26 @@ import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
+from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 
+from infra import gc_tuning
 from infra.kafka import ensure_topics, make_consumer, producer_config
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP
 from processor import metrics
 from processor.decode import DeadLetter, decode_batch
+from processor.flow import (
+    Batch,
+    DeadLetterLimitExceeded,
+    Flow,
+    Staged,
+    next_offsets,
+)
 from processor.health import serve_health
 from processor.publisher import OutboxPublisher
 from processor.resolver import Resolver
@@ -39,11 +44,6 @@ from touchpath.settings import Settings
 from touchpath.stages import StageModel, load_stage_model
 
 log = logging.getLogger(__name__)
-Batch = Mapping[TopicPartition, Sequence[ConsumerRecord]]
-
-
-class DeadLetterLimitExceeded(RuntimeError):
-    """Too many dead letters in a minute: likely a bad deploy or a poisoned topic."""
 
 
 @dataclass
@@ -61,27 +61,59 @@ class Processor:
     def __post_init__(self) -> None:
         self._dead_times: deque[float] = deque()
 
-    def process(self, batch: Batch) -> None:
-        """Apply a polled batch until its effects are durable (raises on Redis/Kafka errors)."""
+    def stage(self, batch: Batch) -> Staged:
+        """Decode and apply a polled batch, dead-letter what cannot be processed; returns the
+        clusters left to resolve (raises on Redis/Kafka errors)."""
         started = time.perf_counter()
         values = [record.value for records in batch.values() for record in records]
         decoded = decode_batch(values, self.model, self.policy)
         applied = self.store.apply(decoded.effects)
-        report = self.resolver.resolve(a.cluster for a in applied if a.needs_resolution)
         self._dead_letter(decoded.dead)
-        self._observe(decoded.effects, applied, report.merges, report.refused)
-        elapsed = time.perf_counter() - started
-        metrics.BATCH_SECONDS.observe(elapsed)
         log.debug(
             "batch applied",
             extra={
                 "records": len(values),
                 "events": len(decoded.effects),
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+        clusters = {a.cluster for a in applied if a.needs_resolution}
+        channels: Counter[str] = Counter()
+        received_ms = []
+        for effect, result in zip(decoded.effects, applied, strict=True):
+            if result.new:
+                channels[effect.channel] += 1
+                received_ms.append(effect.received_ms)
+        duplicates = len(applied) - len(received_ms)
+        return Staged(
+            started,
+            next_offsets(batch),
+            clusters,
+            len(decoded.effects),
+            channels,
+            received_ms,
+            duplicates,
+        )
+
+    def resolve(self, staged: Staged) -> int:
+        """Derive and store the customers of a staged batch; returns how many clusters were
+        resolved (raises on Redis errors)."""
+        report = self.resolver.resolve(staged.clusters)
+        _observe(staged)  # processed = visible in the customer's stage
+        metrics.MERGES.inc(report.merges)
+        for reason, count in report.refused.items():
+            metrics.MERGES_REFUSED.labels(reason).inc(count)
+        elapsed = time.perf_counter() - staged.started
+        metrics.BATCH_SECONDS.observe(elapsed)
+        log.debug(
+            "batch resolved",
+            extra={
                 "resolved": report.resolved,
                 "retries": report.retries,
                 "seconds": round(elapsed, 3),
             },
         )
+        return report.resolved
 
     def _dead_letter(self, dead: Sequence[DeadLetter]) -> None:
         if not dead:
@@ -113,39 +145,18 @@ class Processor:
                 "TOUCHPATH_PROCESSOR_MAX_DEAD_LETTERS_PER_MINUTE"
             )
 
-    def _observe(
-        self, effects: Sequence, applied: Sequence, merges: int, refused: Counter[str]
-    ) -> None:
-        now_ms = time.time() * 1000
-        channels: Counter[str] = Counter()
-        duplicates = 0
-        for effect, result in zip(effects, applied, strict=True):
-            if not result.new:
-                duplicates += 1
-                continue
-            channels[effect.channel] += 1
-            metrics.EVENT_TO_STAGE.observe(max(0.0, now_ms - effect.received_ms) / 1000)
-        for channel, count in channels.items():
-            metrics.EVENTS_PROCESSED.labels(channel).inc(count)
-        metrics.EVENTS_DUPLICATE.inc(duplicates)
-        metrics.MERGES.inc(merges)
-        for reason, count in refused.items():
-            metrics.MERGES_REFUSED.labels(reason).inc(count)
-
     def publish(self) -> int:
         """Move waiting stage changes to Kafka."""
         return self.publisher.drain()
 
 
-def commit_offsets(consumer: KafkaConsumer, batch: Batch) -> None:
-    """Commit ``last offset + 1`` for every partition in the batch."""
-    offsets = {
-        tp: OffsetAndMetadata(records[-1].offset + 1, "", -1)
-        for tp, records in batch.items()
-        if records
-    }
-    if offsets:
-        consumer.commit(offsets)
+def _observe(staged: Staged) -> None:
+    now_ms = time.time() * 1000
+    for received in staged.received_ms:
+        metrics.EVENT_TO_STAGE.observe(max(0.0, now_ms - received) / 1000)
+    for channel, count in staged.channels.items():
+        metrics.EVENTS_PROCESSED.labels(channel).inc(count)
+    metrics.EVENTS_DUPLICATE.inc(staged.duplicates)
 
 
 def update_lag(consumer: KafkaConsumer) -> None:
@@ -199,6 +210,7 @@ def run_processor(settings: Settings) -> int:
     server = serve_health(
         settings.processor_host, settings.processor_metrics_port, lambda: _redis_up(client)
     )
+    gc_tuning.tune_gc()  # a batch allocates millions of short-lived objects
     log.info("processor started", extra={"group": settings.consumer_group})
     try:
         return _loop(processor, consumer, stop)
@@ -212,36 +224,38 @@ def run_processor(settings: Settings) -> int:
 
 
 def _loop(processor: Processor, consumer: KafkaConsumer, stop: threading.Event) -> int:
+    flow = Flow(
+        consumer,
+        processor.stage,
+        processor.resolve,
+        stop,
+        processor.settings.processor_batch_size,
+        processor.settings.processor_max_pending_events,
+    )
     last_housekeeping = 0.0
     backoff = 0.1
-    while not stop.is_set():
-        try:
-            _step(processor, consumer, stop)
-            backoff = 0.1
-        except (KafkaError, OSError) as exc:
-            # broker unreachable or a rebalance took our partitions: nothing was committed
-            # for the batch in hand, so it is delivered again (idempotently) after recovery
-            DEPENDENCY_UP.labels("kafka").set(0)
-            log.warning("Kafka unavailable, retrying", extra={"error": repr(exc)})
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 5.0)
-            continue
-        if time.monotonic() - last_housekeeping > 5:
-            last_housekeeping = time.monotonic()
-            _housekeeping(processor, consumer)
+    try:
+        while not stop.is_set():
+            try:
+                flow.step()
+                backoff = 0.1
+            except (KafkaError, OSError) as exc:
+                # broker unreachable or a rebalance took our partitions: nothing was
+                # committed for the batches in hand, so they are delivered again
+                # (idempotently) after recovery
+                flow.drop()
+                DEPENDENCY_UP.labels("kafka").set(0)
+                log.warning("Kafka unavailable, retrying", extra={"error": repr(exc)})
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            _publish(processor)
+            if time.monotonic() - last_housekeeping > 5:
+                last_housekeeping = time.monotonic()
+                _housekeeping(processor, consumer)
+    finally:
+        flow.close()
     return 0
-
-
-def _step(processor: Processor, consumer: KafkaConsumer, stop: threading.Event) -> None:
-    """One poll → process until durable → commit → publish round."""
-    batch = consumer.poll(timeout_ms=500, max_records=processor.settings.processor_batch_size)
-    if batch:
-        _process_until_durable(processor, batch, stop)
-        if stop.is_set():
-            return
-        commit_offsets(consumer, batch)
-        DEPENDENCY_UP.labels("kafka").set(1)
-    _publish(processor)
 
 
 def _housekeeping(processor: Processor, consumer: KafkaConsumer) -> None:
@@ -250,25 +264,6 @@ def _housekeeping(processor: Processor, consumer: KafkaConsumer) -> None:
         update_stage_gauges(processor.store, processor.model)
     except (KafkaError, redis.RedisError, OSError) as exc:
         log.warning("metrics not refreshed", extra={"error": repr(exc)})
-
-
-def _process_until_durable(processor: Processor, batch: Batch, stop: threading.Event) -> None:
-    """Retry a batch on Redis/Kafka errors (same records, nothing committed) until it lands."""
-    backoff = 0.1
-    while not stop.is_set():
-        try:
-            processor.process(batch)
-            DEPENDENCY_UP.labels("redis").set(1)
-            return
-        except DeadLetterLimitExceeded:
-            raise
-        except (redis.RedisError, OSError) as exc:
-            DEPENDENCY_UP.labels("redis").set(0)
-            log.warning("batch not durable yet, retrying", extra={"error": repr(exc)})
-        except Exception as exc:  # Kafka errors while dead-lettering
-            log.warning("batch not finished, retrying", extra={"error": repr(exc)})
-        stop.wait(backoff)
-        backoff = min(backoff * 2, 5.0)
 
 
 def _publish(processor: Processor) -> None:
