@@ -82,9 +82,12 @@ def free_port(also_free_offset: int | None = None) -> int:
     raise EmbeddedError("no free loopback port found")
 
 
-def port_is_free(port: int) -> bool:
-    """True when nothing listens on ``127.0.0.1:port``."""
+def port_is_free(port: int, reuse_address: bool = False) -> bool:
+    """True when ``127.0.0.1:port`` can be bound: by anyone (the default, so not even in
+    TIME_WAIT), or, with ``reuse_address``, by a server setting SO_REUSEADDR (nothing listens)."""
     with socket.socket() as sock:
+        if reuse_address:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -98,7 +101,7 @@ def wait_for_port(port: int, child: Child | None = None, timeout_s: float = 30.0
     while time.monotonic() < deadline:
         if child is not None and not child.alive():
             raise EmbeddedError(
-                f"{child.name} exited with {child.process.returncode}{_log_tail(child.log_path)}"
+                f"{child.name} exited with {child.process.returncode}{log_tail(child.log_path)}"
             )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -107,11 +110,12 @@ def wait_for_port(port: int, child: Child | None = None, timeout_s: float = 30.0
             time.sleep(0.05)
     raise EmbeddedError(
         f"{child.name if child else 'service'} did not listen on port {port} "
-        f"within {timeout_s:.0f}s{_log_tail(child.log_path if child else None)}"
+        f"within {timeout_s:.0f}s{log_tail(child.log_path if child else None)}"
     )
 
 
-def _log_tail(path: Path | None) -> str:
+def log_tail(path: Path | None) -> str:
+    """The last lines of a child's log, ready to append to an error message."""
     if path is None or not path.exists():
         return ""
     return "; last log lines: " + " | ".join(path.read_text(errors="replace").splitlines()[-5:])
@@ -213,7 +217,7 @@ def _wait_for_bucket(child: Child, timeout_s: float = 30.0) -> None:
         finally:
             conn.close()
         time.sleep(0.2)
-    raise EmbeddedError("SeaweedFS did not create its bucket in time" + _log_tail(child.log_path))
+    raise EmbeddedError("SeaweedFS did not create its bucket in time" + log_tail(child.log_path))
 
 
 def s3_env(s3_port: int) -> dict[str, str]:

@@ -23,6 +23,7 @@ from infra.embedded import (
     Child,
     EmbeddedError,
     free_port,
+    log_tail,
     port_is_free,
     redis_reachable,
     spawn,
@@ -129,16 +130,23 @@ def _start_services(stack: Stack, log_dir: Path) -> None:
     env = {**stack.env, "PYTHONUNBUFFERED": "1"}
     python = sys.executable
     services = [
-        ("collector", settings.collector_port, "/healthz"),
-        ("api", settings.api_port, "/healthz"),
-        ("processor", settings.processor_metrics_port, "/healthz"),
-        ("webhooks", settings.webhooks_metrics_port, "/healthz"),
+        ("collector", settings.collector_port, "TOUCHPATH_COLLECTOR_PORT"),
+        ("api", settings.api_port, "TOUCHPATH_API_PORT"),
+        ("processor", settings.processor_metrics_port, "TOUCHPATH_PROCESSOR_METRICS_PORT"),
+        ("webhooks", settings.webhooks_metrics_port, "TOUCHPATH_WEBHOOKS_METRICS_PORT"),
     ]
-    for name, port, path in services:
+    for name, port, variable in services:
+        # a port taken by another process would answer our health check for it, and the
+        # service would die on bind only after "ready": refuse clearly up front instead
+        if not port_is_free(port, reuse_address=True):
+            raise EmbeddedError(
+                f"{name} cannot listen on port {port}: it is already in use "
+                f"(set {variable} to a free port)"
+            )
         argv = [python, "-m", "infra.cli", name]
         child = spawn(name, argv, port, log_dir / f"{name}.log", env)
         stack.children.append(child)
-        _wait_healthy(child, path)
+        _wait_healthy(child, "/healthz")
 
 
 def _wait_healthy(child: Child, path: str, timeout_s: float = 60.0) -> None:
@@ -185,9 +193,14 @@ def run_up(ephemeral: bool) -> int:
     print_banner(stack)
     failed = ""
     while not stop.wait(0.5):
-        failed = next((c.name for c in stack.children if not c.alive()), "")
-        if failed:
-            print(f"touchpath up: {failed} exited; stopping", file=sys.stderr)
+        dead = next((c for c in stack.children if not c.alive()), None)
+        if dead is not None:
+            failed = dead.name
+            print(
+                f"touchpath up: {failed} exited with {dead.process.returncode}; stopping"
+                f"{log_tail(dead.log_path)}",
+                file=sys.stderr,
+            )
             break
     stack.stop()
     print("stopped", flush=True)

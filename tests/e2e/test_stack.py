@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,8 +18,8 @@ from infra.embedded import free_port
 from tests.e2e.conftest import wait_for
 
 
-@contextmanager
-def stack_up(data_dir: Path, ports: dict[str, int]) -> Iterator[dict[str, str]]:
+def stack_env(data_dir: Path, ports: dict[str, int]) -> dict[str, str]:
+    """The environment of a stack of our own: its data dir, its own Redis, these ports."""
     env = {
         **os.environ,
         "TOUCHPATH_DATA_DIR": str(data_dir),
@@ -26,12 +27,18 @@ def stack_up(data_dir: Path, ports: dict[str, int]) -> Iterator[dict[str, str]]:
         "TOUCHPATH_COLLECTOR_PORT": str(ports["collector"]),
         "TOUCHPATH_API_PORT": str(ports["api"]),
         "TOUCHPATH_PROCESSOR_METRICS_PORT": str(ports["processor"]),
+        "TOUCHPATH_WEBHOOKS_METRICS_PORT": str(ports["webhooks"]),
         "TOUCHPATH_CONSUMER_SESSION_TIMEOUT_MS": "3000",
     }
     env.pop("TOUCHPATH_KAFKA_BOOTSTRAP", None)
+    return env
+
+
+@contextmanager
+def stack_up(data_dir: Path, ports: dict[str, int]) -> Iterator[dict[str, str]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "infra.cli", "up"],
-        env=env,
+        env=stack_env(data_dir, ports),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -50,8 +57,14 @@ def stack_up(data_dir: Path, ports: dict[str, int]) -> Iterator[dict[str, str]]:
     finally:
         process.send_signal(signal.SIGTERM)
         rest = process.communicate(timeout=60)[0]
-        assert process.returncode == 0, rest
+        assert process.returncode == 0, rest + logs_of(data_dir)
         assert "stopped" in rest
+
+
+def logs_of(data_dir: Path) -> str:
+    """The stack's service logs, for a failure message."""
+    logs = sorted((data_dir / "logs").glob("*.log"))
+    return "".join(f"\n--- {log.name}\n{log.read_text(errors='replace')[-2000:]}" for log in logs)
 
 
 def children_of_data_dir(data_dir: Path) -> list[str]:
@@ -61,7 +74,7 @@ def children_of_data_dir(data_dir: Path) -> list[str]:
 
 def test_stack_ingests_stops_cleanly_and_keeps_data_across_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    ports = {"collector": free_port(), "api": free_port(), "processor": free_port()}
+    ports = {name: free_port() for name in ("collector", "api", "processor", "webhooks")}
     with stack_up(data_dir, ports) as banner:
         key = banner["write key"]
         response = httpx.post(
@@ -96,3 +109,23 @@ def test_stack_ingests_stops_cleanly_and_keeps_data_across_restart(tmp_path: Pat
         wait_for(post_purchase, 40)
         data = client.hgetall("tp:a:user_id:ada:data")
         assert data["c:events"] == "2", "the first event was not processed twice"
+
+
+def test_stack_refuses_a_taken_port_with_a_clear_reason(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ports = {name: free_port() for name in ("collector", "api", "processor", "webhooks")}
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", ports["api"]))
+        squatter.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "infra.cli", "up", "--ephemeral"],
+            env=stack_env(data_dir, ports),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"api cannot listen on port {ports['api']}: it is already in use" in done.stderr
+    assert "TOUCHPATH_API_PORT" in done.stderr
+    assert "ready" not in done.stdout
+    assert children_of_data_dir(data_dir) == []
