@@ -188,11 +188,16 @@ def redis_cpu(client: redis.Redis) -> float:
 
 
 def run_processors(
-    instances: int, env: dict[str, str], expected: int, logs: Path, client: redis.Redis
+    instances: int,
+    env: dict[str, str],
+    expected: int,
+    logs: Path,
+    client: redis.Redis,
+    broker_pid: int,
 ) -> dict[str, float]:
     """Rates from process start (start-up and consumer-group join included) and from the join
-    (every partition assigned) on; CPU per event of the processors and of Redis from the join
-    on (CPU figures are steadier than rates on a shared machine)."""
+    (every partition assigned) on; CPU per event of the processors, Redis and the broker from
+    the join on (CPU figures are steadier than rates on a shared machine)."""
     ports = [free_port() for _ in range(instances)]
     children: list[Child] = []
     for port in ports:
@@ -207,7 +212,7 @@ def run_processors(
         )
     started = time.monotonic()  # processes are up
     partitions = int(env["TOUCHPATH_KAFKA_PARTITIONS"])
-    joined: tuple[float, float, float] | None = None
+    joined: tuple[float, float, float, float] | None = None
     try:
         deadline = started + 600
         while time.monotonic() < deadline:
@@ -215,7 +220,7 @@ def run_processors(
             now = time.monotonic()
             if joined is None and assigned >= partitions:
                 cpu = sum(cpu_seconds(c.process.pid) for c in children)
-                joined = (now, cpu, redis_cpu(client))
+                joined = (now, cpu, redis_cpu(client), cpu_seconds(broker_pid))
             if events >= expected and joined is not None:
                 used = sum(cpu_seconds(c.process.pid) for c in children) - joined[1]
                 return {
@@ -224,6 +229,7 @@ def run_processors(
                     "startup_s": joined[0] - started,
                     "processor_cpu_us": 1e6 * used / expected,
                     "redis_cpu_us": 1e6 * (redis_cpu(client) - joined[2]) / expected,
+                    "broker_cpu_us": 1e6 * (cpu_seconds(broker_pid) - joined[3]) / expected,
                 }
             time.sleep(0.1)  # the bench samples metrics; the processors never sleep
         raise RuntimeError("processors did not finish in 10 minutes")
@@ -268,8 +274,12 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument(
+        "--instances", default="1,2", help="processor counts to run, comma-separated"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "processor.json"))
     args = parser.parse_args()
+    counts = [int(n) for n in args.instances.split(",")]
     work = Path(tempfile.mkdtemp(prefix="touchpath-bench-"))
     broker = start_tansu(free_port(), work)
     redis_child = start_redis(free_port(), work / "redis", work, aof=True)
@@ -279,7 +289,7 @@ def main() -> None:
         events_all, truth = population(args.people, args.events)
         results: dict[str, Any] = {"events": len(events_all), "people": args.people}
         results["redis_baseline_events_per_s"] = round(redis_baseline(client, events_all))
-        for instances in (1, 2):
+        for instances in counts:
             run = uuid.uuid4().hex[:6]
             env = {
                 "TOUCHPATH_KAFKA_BOOTSTRAP": bootstrap,
@@ -298,7 +308,9 @@ def main() -> None:
             )
             preload(bootstrap, env["TOUCHPATH_TOPIC_TOUCHPOINTS"], events_all, args.partitions)
             memory_before = int(client.info("memory")["used_memory"])
-            run_result = run_processors(instances, env, len(events_all), work, client)
+            run_result = run_processors(
+                instances, env, len(events_all), work, client, broker.process.pid
+            )
             memory = int(client.info("memory")["used_memory"]) - memory_before
             check = check_stitching(client, env["TOUCHPATH_REDIS_PREFIX"], truth)
             results[f"processors_{instances}"] = {
@@ -307,6 +319,7 @@ def main() -> None:
                 "startup_and_join_s": round(run_result["startup_s"], 2),
                 "processor_cpu_us_per_event": round(run_result["processor_cpu_us"], 1),
                 "redis_cpu_us_per_event": round(run_result["redis_cpu_us"], 1),
+                "broker_cpu_us_per_event": round(run_result["broker_cpu_us"], 1),
                 "redis_bytes_per_customer": round(memory / args.people),
                 **check,
             }
@@ -315,13 +328,14 @@ def main() -> None:
                 f"after joining the group ({run_result['events_per_s_from_start']:,.0f} from "
                 f"process start; start-up and join {run_result['startup_s']:.1f} s); CPU per "
                 f"event: processor {run_result['processor_cpu_us']:.0f} µs, Redis "
-                f"{run_result['redis_cpu_us']:.0f} µs; {memory / args.people:,.0f} Redis "
+                f"{run_result['redis_cpu_us']:.0f} µs, broker "
+                f"{run_result['broker_cpu_us']:.0f} µs; {memory / args.people:,.0f} Redis "
                 f"bytes/customer; stitching: {check}",
                 flush=True,
             )
         base = results["redis_baseline_events_per_s"]
         print(f"bare pipelined Redis writes: {base:,} events/s (3 writes per event)")
-        for instances in (1, 2):
+        for instances in counts:
             rate = results[f"processors_{instances}"]["events_per_s"]
             print(f"  ratio {instances} processor(s) / Redis baseline: {rate / base:.2f}")
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

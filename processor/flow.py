@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -24,12 +25,14 @@ from typing import TypeVar
 import redis
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from infra.observability import DEPENDENCY_UP
 from processor import metrics
 
 log = logging.getLogger(__name__)
+MAX_ROUND_WAIT_S = 5.0  # a backlog delays visibility at most this long beyond staging
 Batch = Mapping[TopicPartition, Sequence[ConsumerRecord]]
 Offsets = dict[TopicPartition, int]
 T = TypeVar("T")
@@ -62,9 +65,17 @@ class Staged:
         self.duplicates += later.duplicates
 
 
-def next_offsets(batch: Batch) -> Offsets:
-    """``last offset + 1`` for every partition in a batch."""
-    return {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+def behind(consumer: KafkaConsumer) -> bool:
+    """True when an assigned partition has records not polled yet, by the high-water mark of
+    its last fetch (the broker's ListOffsets answer is not trusted)."""
+    try:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None and (consumer.position(tp, timeout_ms=0) or 0) < highwater:
+                return True
+    except KafkaError:  # e.g. a partition revoked meanwhile: the next poll tells
+        return False
+    return False
 
 
 def commit(consumer: KafkaConsumer, offsets: Offsets) -> None:
@@ -78,7 +89,7 @@ class Flow:
     def __init__(
         self,
         consumer: KafkaConsumer,
-        stage: Callable[[Batch], Staged],
+        stage: Callable[[Batch], Iterable[Staged]],
         resolve: Callable[[Staged], int],
         stop: threading.Event,
         batch_records: int,
@@ -91,32 +102,51 @@ class Flow:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="resolver")
         self._pending: Staged | None = None
         self._in_flight: tuple[Offsets, Future[int | None]] | None = None
+        self._durable: Offsets = {}  # resolved rounds' offsets, committed after staging
+        self._behind = False  # the broker holds records not polled yet
 
     def step(self) -> None:
-        """Poll → stage → commit a finished round → hand what is staged to the resolver."""
+        """Poll → stage part by part, handing work to the resolver whenever it is free →
+        commit the rounds that finished."""
         batch = self.consumer.poll(timeout_ms=self._poll_timeout(), max_records=self._batch_records)
         metrics.PARTITIONS_ASSIGNED.set(len(self.consumer.assignment()))
-        if batch:
-            staged = until_durable(self._stage, batch, self._stop)
-            if staged is None:
-                return
+        self._behind = True  # while staging, a round starts only when too much is pending
+        if batch and until_durable(self._stage_parts, batch, self._stop) is None:
+            return
+        self._behind = behind(self.consumer)  # an empty poll may just await a fetch
+        self._advance()
+        self._commit_durable()
+
+    def _stage_parts(self, batch: Batch) -> bool:
+        """Stage a batch part by part (a failed part restages the whole batch: idempotent)."""
+        for staged in self._stage(batch):
             if self._pending is None:
                 self._pending = staged
             else:
                 self._pending.absorb(staged)
-        too_much = self._pending is not None and self._pending.events > self._max_pending
-        self._finish(wait=too_much)
-        if self._in_flight is None and self._pending is not None:
-            self._hand_over(self._pending)
+            self._advance()
+        return True
+
+    def _advance(self) -> None:
+        """Collect a finished round (waiting for it when too much is pending) and, if the
+        resolver is free, start the next one: once caught up with the broker, or when too
+        much is pending. A backlog is staged before it is resolved, so a customer with events
+        all over it is derived once, not once per poll."""
+        pending = self._pending
+        full = pending is not None and pending.events >= self._max_pending
+        self._finish(wait=full)
+        if pending is None or self._in_flight is not None:
+            return
+        overdue = time.perf_counter() - pending.started > MAX_ROUND_WAIT_S
+        if full or overdue or not self._behind:
+            self._hand_over(pending)
             self._pending = None
 
     def _poll_timeout(self) -> int:
-        """Milliseconds a poll may wait for records: none while work waits for the resolver;
-        a little while a round runs (the poll waits on the network, the resolver works; a
-        finished round is committed at most this late); else long."""
-        if self._pending is not None and self._in_flight is None:
-            return 0
-        return 100 if self._in_flight is not None else 500
+        """Milliseconds a poll may wait for records (it returns as soon as some arrive): a
+        little while a round runs or staged work waits for more of a backlog (a finished round
+        is committed at most this late), else long."""
+        return 100 if self._in_flight is not None or self._pending is not None else 500
 
     def _finish(self, wait: bool) -> None:
         if self._in_flight is None:
@@ -126,10 +156,19 @@ class Flow:
             return
         self._in_flight = None
         if done.result() is not None:  # None: stopped before it was durable
-            commit(self.consumer, offsets)
+            self._durable.update(offsets)
+
+    def _commit_durable(self) -> None:
+        if self._durable:
+            commit(self.consumer, self._durable)
+            self._durable = {}
             DEPENDENCY_UP.labels("kafka").set(1)
 
     def _hand_over(self, staged: Staged) -> None:
+        log.debug(
+            "round started",
+            extra={"events": staged.events, "clusters": len(staged.clusters)},
+        )
         done = self._executor.submit(until_durable, self._resolve, staged, self._stop)
         self._in_flight = (staged.offsets, done)
 
@@ -140,11 +179,13 @@ class Flow:
             with contextlib.suppress(Exception):
                 self._in_flight[1].result()
         self._in_flight = self._pending = None
+        self._durable = {}
 
     def close(self) -> None:
-        """Commit a round that finished, then stop the resolver thread."""
+        """Commit the rounds that finished, then stop the resolver thread."""
         with contextlib.suppress(Exception):
             self._finish(wait=True)
+            self._commit_durable()
         self.drop()
         self._executor.shutdown()
 

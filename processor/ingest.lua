@@ -3,10 +3,10 @@
 -- their timeline entries, and link their identifiers into one raw cluster (merging clusters).
 -- Every write is idempotent or guarded by the de-duplication set, so a replay changes nothing.
 --
--- ARGV: prefix, journey_cap, then per group: anchor, event count, then per event 6 values:
---   message_id, at_ms, order_key, journey_entry, received_ms, payload
--- payload (JSON): ids[], tie ("" if none), counts{}, revenue, stages{}, cond{member: at},
---                 traits{}, first_touch, surveys{order_key: answer}
+-- ARGV: prefix, journey_cap, then one JSON array of groups: [anchor, [event, ...]], each
+-- event [message_id, at_ms, order_key, journey_entry, received_ms, payload] (times as strings)
+-- payload: ids[], tie ("" if none), counts{}, revenue, stages{}, cond{member: at},
+--          traits{}, first_touch, surveys{order_key: answer}
 -- Returns per event, in argument order, 3 values: is_new (0/1), cluster id,
 -- needs_resolution (0/1). An event received before one of its identifiers was erased (a
 -- replay) returns 0, '', 0.
@@ -217,23 +217,22 @@ local function link_group(group, before)
   return relinked
 end
 
-local function apply_group(anchor, first, count)
+local function apply_group(anchor, events)
   local a = p .. ':a:' .. anchor
   local group = {adds = {}, mins = {}, maxs = {}, ties = {}, cond = {}, entries = {},
                  revenue = 0, changed = false, erased_before = false}
   local status, fresh = {}, 0
-  for k = 1, count do
-    local base = first + (k - 1) * 6
-    local d = cjson.decode(ARGV[base + 5])
-    local erased = erasure(d.ids, tonumber(ARGV[base + 4]))
+  for k, event in ipairs(events) do
+    local d = event[6]
+    local erased = erasure(d.ids, tonumber(event[5]))
     if erased == 'skip' then
       status[k] = 'skip'
-    elseif redis.call('SADD', a .. ':seen', ARGV[base]) == 0 then
+    elseif redis.call('SADD', a .. ':seen', event[1]) == 0 then
       status[k] = 'seen'  -- re-resolved anyway, in case a crash came before resolution
     else
       status[k], fresh = 'new', fresh + 1
       if erased == 'seen' then group.erased_before = true end
-      fold(group, d, ARGV[base + 1], ARGV[base + 2], ARGV[base + 3])
+      fold(group, d, event[2], event[3], event[4])
     end
   end
   local resolve = true
@@ -242,7 +241,7 @@ local function apply_group(anchor, first, count)
     resolve = link_group(group, before) or changed
   end
   local cluster = redis.call('GET', p .. ':id:' .. anchor) or ''
-  for k = 1, count do
+  for k = 1, #events do
     local state = status[k]
     if state == 'skip' then
       emit(0, '', 0)
@@ -252,10 +251,7 @@ local function apply_group(anchor, first, count)
   end
 end
 
-local arg = 3
-while arg <= #ARGV do
-  local count = tonumber(ARGV[arg + 1])
-  apply_group(ARGV[arg], arg + 2, count)
-  arg = arg + 2 + count * 6
+for _, group in ipairs(cjson.decode(ARGV[3])) do
+  apply_group(group[1], group[2])
 end
 return out

@@ -13,8 +13,9 @@ import signal
 import socket
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import redis
@@ -26,24 +27,26 @@ from infra.kafka import ensure_topics, make_consumer, producer_config
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP
 from processor import metrics
-from processor.decode import DeadLetter, decode_batch
+from processor.decode import DeadLetter, Decoded, decode_batch
 from processor.flow import (
     Batch,
     DeadLetterLimitExceeded,
     Flow,
+    Offsets,
     Staged,
-    next_offsets,
 )
 from processor.health import serve_health
 from processor.publisher import OutboxPublisher
 from processor.resolver import Resolver
-from processor.store import JourneyStore
+from processor.store import Applied, JourneyStore
 from touchpath.identity import IdentityPolicy
+from touchpath.journey import EventEffects
 from touchpath.records import encode_dead_letter
 from touchpath.settings import Settings
 from touchpath.stages import StageModel, load_stage_model
 
 log = logging.getLogger(__name__)
+STAGE_PART_EVENTS = 5000  # small enough to overlap, large enough to group by anchor
 
 
 @dataclass
@@ -60,40 +63,40 @@ class Processor:
 
     def __post_init__(self) -> None:
         self._dead_times: deque[float] = deque()
+        # applies run here, in order, while the polling thread decodes the next part
+        self._applier = ThreadPoolExecutor(1, thread_name_prefix="applier")
 
-    def stage(self, batch: Batch) -> Staged:
-        """Decode and apply a polled batch, dead-letter what cannot be processed; returns the
-        clusters left to resolve (raises on Redis/Kafka errors)."""
-        started = time.perf_counter()
-        values = [record.value for records in batch.values() for record in records]
-        decoded = decode_batch(values, self.model, self.policy)
-        applied = self.store.apply(decoded.effects)
-        self._dead_letter(decoded.dead)
+    def stage(self, batch: Batch) -> Iterator[Staged]:
+        """Decode and apply a polled batch a part (about ``STAGE_PART_EVENTS`` events) at a
+        time, dead-letter what cannot be processed, and yield each part once it is durable,
+        with the clusters it leaves to resolve (raises on Redis/Kafka errors).
+
+        A part is applied on the applier thread while the next one is decoded, so Redis and
+        Python work at once, and the resolver can start on the first part early."""
+        previous: tuple[float, Part, Future[list[Applied]]] | None = None
+        for part in _parts(batch, self.model, self.policy):
+            applying = self._applier.submit(self.store.apply, part.decoded.effects)
+            if previous is not None:
+                yield self._applied(*previous)
+            previous = (time.perf_counter(), part, applying)
+        if previous is not None:
+            yield self._applied(*previous)
+
+    def _applied(self, started: float, part: Part, applying: Future[list[Applied]]) -> Staged:
+        """A part as staged once its apply is done, after dead-lettering its bad input."""
+        applied = applying.result()
+        self._dead_letter(part.decoded.dead)
+        staged = Staged(started, part.offsets, set())
+        _account(staged, part.decoded.effects, applied)
         log.debug(
-            "batch applied",
-            extra={
-                "records": len(values),
-                "events": len(decoded.effects),
-                "seconds": round(time.perf_counter() - started, 3),
-            },
+            "part applied",
+            extra={"events": staged.events, "seconds": round(time.perf_counter() - started, 3)},
         )
-        clusters = {a.cluster for a in applied if a.needs_resolution}
-        channels: Counter[str] = Counter()
-        received_ms = []
-        for effect, result in zip(decoded.effects, applied, strict=True):
-            if result.new:
-                channels[effect.channel] += 1
-                received_ms.append(effect.received_ms)
-        duplicates = len(applied) - len(received_ms)
-        return Staged(
-            started,
-            next_offsets(batch),
-            clusters,
-            len(decoded.effects),
-            channels,
-            received_ms,
-            duplicates,
-        )
+        return staged
+
+    def close(self) -> None:
+        """Stop the applier thread."""
+        self._applier.shutdown()
 
     def resolve(self, staged: Staged) -> int:
         """Derive and store the customers of a staged batch; returns how many clusters were
@@ -148,6 +151,42 @@ class Processor:
     def publish(self) -> int:
         """Move waiting stage changes to Kafka."""
         return self.publisher.drain()
+
+
+@dataclass(slots=True)
+class Part:
+    """Consecutive records of a batch, decoded, and the offsets that follow them."""
+
+    decoded: Decoded
+    offsets: Offsets
+
+
+def _parts(batch: Batch, model: StageModel, policy: IdentityPolicy) -> Iterator[Part]:
+    """A batch's records decoded a part (about ``STAGE_PART_EVENTS`` events) at a time."""
+    part = Part(Decoded(), {})
+    for tp, records in batch.items():
+        for record in records:
+            decoded = decode_batch([record.value], model, policy)
+            part.decoded.effects += decoded.effects
+            part.decoded.dead += decoded.dead
+            part.offsets[tp] = record.offset + 1
+            if len(part.decoded.effects) >= STAGE_PART_EVENTS:
+                yield part
+                part = Part(Decoded(), {})
+    if part.offsets:
+        yield part
+
+
+def _account(staged: Staged, effects: Sequence[EventEffects], applied: Sequence[Applied]) -> None:
+    """Add a part's outcome to the staged batch: clusters to resolve and new-event counts."""
+    staged.events += len(effects)
+    staged.clusters.update(a.cluster for a in applied if a.needs_resolution)
+    for effect, result in zip(effects, applied, strict=True):
+        if result.new:
+            staged.channels[effect.channel] += 1
+            staged.received_ms.append(effect.received_ms)
+        else:
+            staged.duplicates += 1
 
 
 def _observe(staged: Staged) -> None:
@@ -218,6 +257,7 @@ def run_processor(settings: Settings) -> int:
         log.exception("processor stopped on an unrecoverable error")
         return 1
     finally:
+        processor.close()
         consumer.close(autocommit=False)
         processor.producer.close(10)
         server.shutdown()

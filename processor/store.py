@@ -101,15 +101,14 @@ class JourneyStore:
         return applied
 
     def _chunk_args(self, effects: Sequence[EventEffects]) -> list[Any]:
-        """Script arguments: per run of events with the same anchor, the anchor, the run's
-        length and each event's values."""
-        args: list[Any] = [self.keys.prefix, self.journey_cap]
-        for anchor, run in itertools.groupby(effects, key=attrgetter("anchor")):
-            events = [_script_args(effect) for effect in run]
-            args += (anchor, len(events))
-            for values in events:
-                args.extend(values)
-        return args
+        """Script arguments: the prefix, the journey cap and one JSON document holding, per run
+        of events with the same anchor, the anchor and each event's values (one argument
+        instead of six per event: cheaper to build, send and parse)."""
+        groups = [
+            [anchor, [_event_args(effect) for effect in run]]
+            for anchor, run in itertools.groupby(effects, key=attrgetter("anchor"))
+        ]
+        return [self.keys.prefix, self.journey_cap, orjson.dumps(groups)]
 
     def read_clusters(self, clusters: Sequence[str]) -> list[ClusterState]:
         """Versions, identifiers, ties, last profiles and anchors of clusters, in one call
@@ -151,7 +150,8 @@ class JourneyStore:
         return {cid: orjson.loads(v) for cid, v in zip(wanted, values, strict=True) if v}
 
 
-def _script_args(effect: EventEffects) -> tuple[Any, ...]:
+def _event_args(effect: EventEffects) -> list[Any]:
+    """One event's values for ingest.lua (times as strings: Lua numbers print 14 digits)."""
     fields: dict[str, Any] = {
         "ids": effect.identifiers,
         "tie": effect.tie or "",
@@ -164,15 +164,14 @@ def _script_args(effect: EventEffects) -> tuple[Any, ...]:
     }
     if effect.surveys:
         fields["surveys"] = effect.surveys
-    payload = orjson.dumps(fields)
-    return (
+    return [
         effect.message_id,
-        effect.at_ms,
+        str(effect.at_ms),
         effect.order,
-        effect.entry,
-        effect.received_ms,
-        payload,
-    )
+        effect.entry.decode(),
+        str(effect.received_ms),
+        fields,
+    ]
 
 
 def _text(value: bytes | str | None) -> str:
