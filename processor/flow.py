@@ -32,7 +32,7 @@ from infra.observability import DEPENDENCY_UP
 from processor import metrics
 
 log = logging.getLogger(__name__)
-MAX_ROUND_WAIT_S = 5.0  # a backlog delays visibility at most this long beyond staging
+MAX_ROUND_WAIT_S = 10.0  # a backlog delays visibility at most this long beyond staging
 Batch = Mapping[TopicPartition, Sequence[ConsumerRecord]]
 Offsets = dict[TopicPartition, int]
 T = TypeVar("T")

@@ -114,10 +114,20 @@ local function link(ids, tie, order)
     if found[i] ~= survivor then redis.call('SET', keys[i], survivor) end
   end
   local to = p .. ':cl:' .. survivor
-  local firsts = {}
-  for _, id in ipairs(ids) do firsts[id] = order end
-  if set_min(to .. ':ids', firsts) then changed = true end
-  if tie ~= '' and set_min(to .. ':ties', {[tie] = order}) then changed = true end
+  if #clusters == 0 then  -- a new cluster: nothing to compare with
+    local firsts = {}
+    for _, id in ipairs(ids) do
+      firsts[#firsts + 1] = id
+      firsts[#firsts + 1] = order
+    end
+    redis.call('HSET', to .. ':ids', unpack(firsts))
+    if tie ~= '' then redis.call('HSET', to .. ':ties', tie, order) end
+  else
+    local firsts = {}
+    for _, id in ipairs(ids) do firsts[id] = order end
+    if set_min(to .. ':ids', firsts) then changed = true end
+    if tie ~= '' and set_min(to .. ':ties', {[tie] = order}) then changed = true end
+  end
   if changed then redis.call('INCR', to .. ':ver') end
   return survivor, changed
 end
@@ -205,16 +215,17 @@ local function store(a, group)
 end
 
 -- Link what the group's events tie together, skipping ties already linked no later.
+-- Returns whether the identity cluster changed and the anchor's cluster if known by then.
 local function link_group(group, before)
-  local relinked = false
+  local relinked, cluster = false, nil
   for tie, wanted in pairs(group.ties) do
     local marker = before['l:' .. tie]
     if not (marker and marker <= wanted.order and not group.erased_before) then
-      local _, changed = link(wanted.ids, tie, wanted.order)
-      relinked = relinked or changed
+      local survivor, changed = link(wanted.ids, tie, wanted.order)
+      relinked, cluster = relinked or changed, survivor
     end
   end
-  return relinked
+  return relinked, cluster
 end
 
 local function apply_group(anchor, events)
@@ -235,12 +246,15 @@ local function apply_group(anchor, events)
       fold(group, d, event[2], event[3], event[4])
     end
   end
-  local resolve = true
+  local resolve, cluster = true, nil
   if fresh > 0 then
     local changed, before = store(a, group)
-    resolve = link_group(group, before) or changed
+    local relinked
+    relinked, cluster = link_group(group, before)
+    resolve = relinked or changed
   end
-  local cluster = redis.call('GET', p .. ':id:' .. anchor) or ''
+  -- every link includes the anchor, and the last one leaves it in the survivor
+  cluster = cluster or redis.call('GET', p .. ':id:' .. anchor) or ''
   for k = 1, #events do
     local state = status[k]
     if state == 'skip' then

@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from processor.store import ClusterWrite, JourneyStore
+from processor.store import ClusterState, ClusterWrite, JourneyStore
 from touchpath.identity import IdentityPolicy
 from touchpath.journey import derive_profiles, funnel_row, stage_changes
 from touchpath.keys import Keys
@@ -43,39 +44,68 @@ class ResolveReport:
 class Resolver:
     """Derives and stores customer profiles for clusters whose inputs changed."""
 
-    def __init__(self, store: JourneyStore, model: StageModel, policy: IdentityPolicy) -> None:
+    def __init__(
+        self, store: JourneyStore, model: StageModel, policy: IdentityPolicy, chunk: int = CHUNK
+    ) -> None:
         self.store = store
         self.model = model
         self.policy = policy
+        self.chunk = chunk  # clusters per read/write script call
 
     def resolve(self, clusters: Iterable[str]) -> ResolveReport:
-        """Resolve every given cluster; returns the stage changes announced."""
+        """Resolve every given cluster; returns the stage changes announced.
+
+        Chunks are pipelined on an I/O thread: the next chunk is read and the previous one
+        written while this one is derived, so Redis and Python work at once. Clusters whose
+        write found them changed meanwhile are derived again from fresh data."""
         report = ResolveReport()
         pending = sorted(set(c for c in clusters if c))
         report.resolved = len(pending)
-        for start in range(0, len(pending), CHUNK):
-            self._resolve_chunk(pending[start : start + CHUNK], report)
+        size = self.chunk
+        chunks = [pending[start : start + size] for start in range(0, len(pending), size)]
+        stale: list[str] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="resolver-io") as io:  # waits on exit
+            reads = [io.submit(self.store.read_clusters, chunk) for chunk in chunks[:1]]
+            writes = []
+            for k in range(len(chunks)):
+                states = reads[k].result()
+                if k + 1 < len(chunks):
+                    reads.append(io.submit(self.store.read_clusters, chunks[k + 1]))
+                planned = self._derive(states)
+                writes.append((planned, io.submit(self.store.write_clusters, _writes(planned))))
+            for planned, done in writes:
+                stale += self._settle(planned, done.result(), report)
+        for start in range(0, len(stale), size):
+            self._resolve_chunk(stale[start : start + size], report)
         return report
 
     def _resolve_chunk(self, chunk: Sequence[str], report: ResolveReport) -> None:
         pending = list(chunk)
         for _ in range(MAX_ATTEMPTS):
-            planned = self._plan(pending)
-            stale = {w.cluster for w in self.store.write_clusters([w for w, _ in planned])}
-            for write, partial in planned:
-                if write.cluster not in stale:
-                    report.changes.extend(partial.changes)
-                    report.merges += partial.merges
-                    report.refused.update(partial.refused)
-            pending = sorted(stale)
+            report.retries += 1
+            planned = self._derive(self.store.read_clusters(pending))
+            pending = self._settle(planned, self.store.write_clusters(_writes(planned)), report)
             if not pending:
                 return
-            report.retries += 1
         raise RuntimeError(f"could not resolve {len(pending)} clusters after {MAX_ATTEMPTS} tries")
 
-    def _plan(self, clusters: Sequence[str]) -> list[tuple[ClusterWrite, ResolveReport]]:
-        """Read, derive with the pure core, and plan each cluster's writes."""
-        states = self.store.read_clusters(clusters)
+    @staticmethod
+    def _settle(
+        planned: Sequence[tuple[ClusterWrite, ResolveReport]],
+        stale_writes: Sequence[ClusterWrite],
+        report: ResolveReport,
+    ) -> list[str]:
+        """Count what landed; return the clusters that changed meanwhile, sorted."""
+        stale = {w.cluster for w in stale_writes}
+        for write, partial in planned:
+            if write.cluster not in stale:
+                report.changes.extend(partial.changes)
+                report.merges += partial.merges
+                report.refused.update(partial.refused)
+        return sorted(stale)
+
+    def _derive(self, states: Sequence[ClusterState]) -> list[tuple[ClusterWrite, ResolveReport]]:
+        """Derive with the pure core and plan each cluster's writes."""
         derived = [
             (
                 state,
@@ -141,6 +171,10 @@ class Resolver:
             call("PUBLISH", keys.live_changes, encoded)  # for live SSE listeners
             entry = [change["to"], change["at_ms"], change["message_id"]]
             call("HSET", keys.announced, change["customer_id"], orjson.dumps(entry))
+
+
+def _writes(planned: Sequence[tuple[ClusterWrite, ResolveReport]]) -> list[ClusterWrite]:
+    return [write for write, _ in planned]
 
 
 def _index_stage(

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from kafka import KafkaConsumer, KafkaProducer
@@ -38,7 +39,7 @@ from processor.flow import (
 from processor.health import serve_health
 from processor.publisher import OutboxPublisher
 from processor.resolver import Resolver
-from processor.store import Applied, JourneyStore
+from processor.store import Applied, JourneyStore, PreparedApply
 from touchpath.identity import IdentityPolicy
 from touchpath.journey import EventEffects
 from touchpath.records import encode_dead_letter
@@ -73,18 +74,21 @@ class Processor:
 
         A part is applied on the applier thread while the next one is decoded, so Redis and
         Python work at once, and the resolver can start on the first part early."""
-        previous: tuple[float, Part, Future[list[Applied]]] | None = None
+        previous: tuple[float, Part, PreparedApply, Future[list[Any]]] | None = None
         for part in _parts(batch, self.model, self.policy):
-            applying = self._applier.submit(self.store.apply, part.decoded.effects)
+            prepared = self.store.prepare_apply(part.decoded.effects)
+            applying = self._applier.submit(self.store.run_apply, prepared)  # only I/O there
             if previous is not None:
                 yield self._applied(*previous)
-            previous = (time.perf_counter(), part, applying)
+            previous = (time.perf_counter(), part, prepared, applying)
         if previous is not None:
             yield self._applied(*previous)
 
-    def _applied(self, started: float, part: Part, applying: Future[list[Applied]]) -> Staged:
+    def _applied(
+        self, started: float, part: Part, prepared: PreparedApply, applying: Future[list[Any]]
+    ) -> Staged:
         """A part as staged once its apply is done, after dead-lettering its bad input."""
-        applied = applying.result()
+        applied = self.store.applied_of(prepared, applying.result())
         self._dead_letter(part.decoded.dead)
         staged = Staged(started, part.offsets, set())
         _account(staged, part.decoded.effects, applied)

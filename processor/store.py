@@ -43,6 +43,14 @@ class Applied:
     needs_resolution: bool
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedApply:
+    """Apply-script calls ready to run, and the position of each event in them."""
+
+    order: list[int]  # order[k]: index of the k-th event sent
+    calls: list[list[Any]]
+
+
 @dataclass(slots=True)
 class ClusterState:
     """A raw cluster as read for resolution, with the contributions of its anchors."""
@@ -84,18 +92,32 @@ class JourneyStore:
         self._write_clusters = client.register_script(_script_source("write_clusters.lua"))
 
     def apply(self, effects: Sequence[EventEffects], chunk: int = 200) -> list[Applied]:
-        """Run the apply script over the events grouped by anchor, about ``chunk`` events per
-        call, pipelined; results are in the order of ``effects``."""
+        """Apply events: :meth:`prepare_apply`, :meth:`run_apply`, :meth:`applied_of`."""
+        prepared = self.prepare_apply(effects, chunk)
+        return self.applied_of(prepared, self.run_apply(prepared))
+
+    def prepare_apply(self, effects: Sequence[EventEffects], chunk: int = 200) -> PreparedApply:
+        """The apply script's calls over the events grouped by anchor, about ``chunk`` events
+        per call (pure Python: may run on another thread than :meth:`run_apply`)."""
         order = sorted(range(len(effects)), key=lambda i: effects[i].anchor)
+        calls = [
+            self._chunk_args([effects[i] for i in order[start : start + chunk]])
+            for start in range(0, len(order), chunk)
+        ]
+        return PreparedApply(order, calls)
+
+    def run_apply(self, prepared: PreparedApply) -> list[Any]:
+        """Run prepared apply calls in one pipeline; returns their raw replies, flattened."""
         pipe = self.client.pipeline(transaction=False)
-        for start in range(0, len(order), chunk):
-            self._ingest(
-                args=self._chunk_args([effects[i] for i in order[start : start + chunk]]),
-                client=pipe,
-            )
-        flat = [value for result in pipe.execute() for value in result]
-        applied: list[Applied] = [Applied(False, "", False)] * len(effects)
-        for position, index in enumerate(order):
+        for args in prepared.calls:
+            self._ingest(args=args, client=pipe)
+        return [value for result in pipe.execute() for value in result]
+
+    @staticmethod
+    def applied_of(prepared: PreparedApply, flat: Sequence[Any]) -> list[Applied]:
+        """Each event's outcome, in the order the events were given."""
+        applied: list[Applied] = [Applied(False, "", False)] * len(prepared.order)
+        for position, index in enumerate(prepared.order):
             i = position * 3
             applied[index] = Applied(bool(flat[i]), _text(flat[i + 1]), bool(flat[i + 2]))
         return applied

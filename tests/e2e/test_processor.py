@@ -146,20 +146,15 @@ def test_anonymous_and_identified_events_on_different_partitions_become_one_cust
     data = redis_client.hgetall(f"{prefix}:a:user_id:ada:data")
     assert data["c:orders"] == "1" and float(data["c:revenue"]) == 30.0
 
-    changes = wait_for(
-        lambda: (
-            [
-                c
-                for c in read_topic(
-                    bootstrap, stack["TOUCHPATH_TOPIC_STAGE_CHANGES"], 1, timeout_s=2
-                )
-                if c["customer_id"] == profile["id"]
-            ]
-            or None
-        )
-    )
-    latest = max(changes, key=lambda c: (c["at_ms"], c["to"]))
-    assert latest["to"] == "purchase"
+    def announced() -> list[dict] | None:
+        """The customer's changes once the latest agrees with the final state (the outbox
+        is published after the state is written, so the topic may lag a moment)."""
+        topic_changes = read_topic(bootstrap, stack["TOUCHPATH_TOPIC_STAGE_CHANGES"], 10**6, 2)
+        mine = [c for c in topic_changes if c["customer_id"] == profile["id"]]
+        latest = max(mine, key=lambda c: (c["at_ms"], c["to"]), default=None)
+        return mine if latest and latest["to"] == "purchase" else None
+
+    changes = wait_for(announced, 40)
     keys = [(c["customer_id"], c["to"], c["at_ms"], c["message_id"]) for c in changes]
     assert len(keys) == len(set(keys))
 
