@@ -1,13 +1,14 @@
 """The processor's flow: stage batches on the polling thread, resolve on one resolver thread.
 
-The polling thread polls, decodes and applies batches (Redis works while Python decodes the
-next one). Whenever the resolver thread is free it takes *every* batch staged so far and
-resolves the union of their touched clusters, so a customer hit by several batches is derived
-once, and resolution rounds grow with the load instead of falling behind it. Rounds run one at
-a time, in order, so a round always sees the previous round's writes. A round's offsets are
-committed (``offset + 1``) only once its resolution is durable in Redis; batches staged but not
-yet resolved are never committed, so after a crash or a rebalance they are delivered again and
-(every effect being idempotent) change nothing twice.
+The polling thread polls and stages batches part by part (decode, then apply on the applier
+thread). When the resolver thread is free and the processor has caught up with the broker (or
+too much is pending, or the oldest part waited too long) it takes *every* part staged so far
+and resolves the union of their touched clusters: a backlog is staged before it is resolved,
+so a customer with events all over it is derived once, and live traffic is resolved right
+after each poll. Rounds run one at a time, in order, so a round always sees the previous
+round's writes. A round's offsets are committed (``offset + 1``) only once its resolution is
+durable in Redis; parts staged but not yet resolved are never committed, so after a crash or a
+rebalance they are delivered again and (every effect being idempotent) change nothing twice.
 """
 
 from __future__ import annotations

@@ -72,8 +72,9 @@ class Processor:
         time, dead-letter what cannot be processed, and yield each part once it is durable,
         with the clusters it leaves to resolve (raises on Redis/Kafka errors).
 
-        A part is applied on the applier thread while the next one is decoded, so Redis and
-        Python work at once, and the resolver can start on the first part early."""
+        A part's arguments are built here and it is applied on the applier thread while the
+        next one is decoded, so Redis and Python work at once; when resolution starts is
+        :class:`processor.flow.Flow`'s decision."""
         previous: tuple[float, Part, PreparedApply, Future[list[Any]]] | None = None
         for part in _parts(batch, self.model, self.policy):
             prepared = self.store.prepare_apply(part.decoded.effects)
