@@ -66,17 +66,25 @@ class Staged:
         self.duplicates += later.duplicates
 
 
+def partition_lags(consumer: KafkaConsumer, timeout_ms: int) -> dict[TopicPartition, int]:
+    """Records not polled yet per assigned partition, from the high-water mark of its last
+    fetch (the broker's ListOffsets answer is not trusted); partitions never fetched are left
+    out."""
+    lags = {}
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            position = consumer.position(tp, timeout_ms=timeout_ms) or 0
+            lags[tp] = max(0, highwater - position)
+    return lags
+
+
 def behind(consumer: KafkaConsumer) -> bool:
-    """True when an assigned partition has records not polled yet, by the high-water mark of
-    its last fetch (the broker's ListOffsets answer is not trusted)."""
+    """True when an assigned partition has records not polled yet (no waiting)."""
     try:
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is not None and (consumer.position(tp, timeout_ms=0) or 0) < highwater:
-                return True
+        return any(partition_lags(consumer, timeout_ms=0).values())
     except KafkaError:  # e.g. a partition revoked meanwhile: the next poll tells
         return False
-    return False
 
 
 def commit(consumer: KafkaConsumer, offsets: Offsets) -> None:
@@ -104,18 +112,15 @@ class Flow:
         self._pending: Staged | None = None
         self._in_flight: tuple[Offsets, Future[int | None]] | None = None
         self._durable: Offsets = {}  # resolved rounds' offsets, committed after staging
-        self._behind = False  # the broker holds records not polled yet
 
     def step(self) -> None:
         """Poll → stage part by part, handing work to the resolver whenever it is free →
         commit the rounds that finished."""
         batch = self.consumer.poll(timeout_ms=self._poll_timeout(), max_records=self._batch_records)
         metrics.PARTITIONS_ASSIGNED.set(len(self.consumer.assignment()))
-        self._behind = True  # while staging, a round starts only when too much is pending
         if batch and until_durable(self._stage_parts, batch, self._stop) is None:
             return
-        self._behind = behind(self.consumer)  # an empty poll may just await a fetch
-        self._advance()
+        self._advance(caught_up=not behind(self.consumer))  # an empty poll may await a fetch
         self._commit_durable()
 
     def _stage_parts(self, batch: Batch) -> bool:
@@ -125,21 +130,21 @@ class Flow:
                 self._pending = staged
             else:
                 self._pending.absorb(staged)
-            self._advance()
+            self._advance(caught_up=False)  # while staging, only when too much is pending
         return True
 
-    def _advance(self) -> None:
+    def _advance(self, caught_up: bool) -> None:
         """Collect a finished round (waiting for it when too much is pending) and, if the
-        resolver is free, start the next one: once caught up with the broker, or when too
-        much is pending. A backlog is staged before it is resolved, so a customer with events
-        all over it is derived once, not once per poll."""
+        resolver is free, start the next one: once caught up with the broker, when too much
+        is pending, or when the oldest part waited too long. A backlog is staged before it is
+        resolved, so a customer with events all over it is derived once, not once per poll."""
         pending = self._pending
         full = pending is not None and pending.events >= self._max_pending
         self._finish(wait=full)
         if pending is None or self._in_flight is not None:
             return
         overdue = time.perf_counter() - pending.started > MAX_ROUND_WAIT_S
-        if full or overdue or not self._behind:
+        if full or overdue or caught_up:
             self._hand_over(pending)
             self._pending = None
 

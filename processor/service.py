@@ -35,6 +35,7 @@ from processor.flow import (
     Flow,
     Offsets,
     Staged,
+    partition_lags,
 )
 from processor.health import serve_health
 from processor.publisher import OutboxPublisher
@@ -205,12 +206,8 @@ def _observe(staged: Staged) -> None:
 
 def update_lag(consumer: KafkaConsumer) -> None:
     """Lag from the consumer's own high-water marks (tansu's ListOffsets is unreliable)."""
-    for tp in consumer.assignment():
-        highwater = consumer.highwater(tp)
-        if highwater is None:
-            continue
-        position = consumer.position(tp, timeout_ms=1000) or 0
-        metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
+    for tp, lag in partition_lags(consumer, timeout_ms=1000).items():
+        metrics.CONSUMER_LAG.labels(str(tp.partition)).set(lag)
 
 
 def update_stage_gauges(store: JourneyStore, model: StageModel) -> None:
