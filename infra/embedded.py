@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,11 @@ def free_port(also_free_offset: int | None = None) -> int:
         _handed_out.update(wanted)
         return port
     raise EmbeddedError("no free loopback port found")
+
+
+def reserve_ports(ports: Iterable[int]) -> None:
+    """Never hand out these ports (e.g. configured for services started later)."""
+    _handed_out.update(ports)
 
 
 def port_is_free(port: int, reuse_address: bool = False) -> bool:

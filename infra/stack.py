@@ -26,6 +26,7 @@ from infra.embedded import (
     log_tail,
     port_is_free,
     redis_reachable,
+    reserve_ports,
     spawn,
     start_redis,
     start_seaweedfs,
@@ -62,6 +63,7 @@ def start_stack(ephemeral: bool = False, settings: Settings | None = None) -> St
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(settings)
+    reserve_ports(port for _, port, _ in _services(settings))  # not for the dependencies
     try:
         stack.env.update(_start_dependencies(stack, data_dir, log_dir, ephemeral))
         stack.env.update(_credentials(stack, settings, data_dir, ephemeral))
@@ -129,13 +131,7 @@ def _start_services(stack: Stack, log_dir: Path) -> None:
     settings = stack.settings
     env = {**stack.env, "PYTHONUNBUFFERED": "1"}
     python = sys.executable
-    services = [
-        ("collector", settings.collector_port, "TOUCHPATH_COLLECTOR_PORT"),
-        ("api", settings.api_port, "TOUCHPATH_API_PORT"),
-        ("processor", settings.processor_metrics_port, "TOUCHPATH_PROCESSOR_METRICS_PORT"),
-        ("webhooks", settings.webhooks_metrics_port, "TOUCHPATH_WEBHOOKS_METRICS_PORT"),
-    ]
-    for name, port, variable in services:
+    for name, port, variable in _services(settings):
         # a port taken by another process would answer our health check for it, and the
         # service would die on bind only after "ready": refuse clearly up front instead
         if not port_is_free(port, reuse_address=True):
@@ -147,6 +143,16 @@ def _start_services(stack: Stack, log_dir: Path) -> None:
         child = spawn(name, argv, port, log_dir / f"{name}.log", env)
         stack.children.append(child)
         _wait_healthy(child, "/healthz")
+
+
+def _services(settings: Settings) -> list[tuple[str, int, str]]:
+    """Each service: its name, its listening port and the variable that sets the port."""
+    return [
+        ("collector", settings.collector_port, "TOUCHPATH_COLLECTOR_PORT"),
+        ("api", settings.api_port, "TOUCHPATH_API_PORT"),
+        ("processor", settings.processor_metrics_port, "TOUCHPATH_PROCESSOR_METRICS_PORT"),
+        ("webhooks", settings.webhooks_metrics_port, "TOUCHPATH_WEBHOOKS_METRICS_PORT"),
+    ]
 
 
 def _wait_healthy(child: Child, path: str, timeout_s: float = 60.0) -> None:
