@@ -14,9 +14,12 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from collector import metrics
 from collector.group_commit import GroupCommit
 from infra.kafka import AsyncProducer, BrokerUnavailable, Record
+from infra.problems import Problem
 from touchpath.events import IngestContext, InvalidEvent, normalize_event
 from touchpath.identifiers import normalize_email, normalize_phone
 from touchpath.pseudonyms import pseudonymize_event
@@ -97,6 +100,8 @@ class Ingestor:
         except BrokerUnavailable:
             metrics.PRODUCE_ERRORS.inc()
             raise
+        except orjson.JSONEncodeError as exc:  # validation should have refused it first
+            raise Problem(400, "Invalid event", f"events cannot be encoded: {exc}") from None
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
 
 

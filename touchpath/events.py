@@ -8,15 +8,21 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from touchpath.identifiers import identifiers_of, is_junk
+from touchpath.identifiers import (
+    CONTROL_CHARACTER,
+    MAX_IDENTIFIER_LENGTH,
+    identifiers_of,
+    is_junk,
+)
 from touchpath.surveys import survey_answer
 
 EVENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
@@ -34,6 +40,24 @@ _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
 _STRING_FIELDS = ("event", "name", "category", "groupId", "previousId")
 _MESSAGE_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 _CHANNEL = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
+#: The accepted range of event times (after clock-skew correction), both stored and read back
+#: as four-digit years; an event outside it is rejected with its reason.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+#: Objects and arrays nested deeper than this in one event are rejected (the event itself is
+#: level 1, so ``properties.a`` is at level 2).
+MAX_NESTING = 32
+#: Revenue (``revenue``, ``total`` or ``value`` of an order) beyond this magnitude is rejected:
+#: sums of accepted revenue always stay finite.
+MAX_REVENUE = 1e15
+REVENUE_PROPERTIES = ("revenue", "total", "value")
+ORDER_EVENTS = frozenset({"order completed"})
+#: ISO-8601 with one-digit months, days or hours (Segment's own examples use them).
+_LENIENT_TIME = re.compile(
+    r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
+    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?$",
+    re.IGNORECASE,
+)
 
 
 class InvalidEvent(ValueError):
@@ -75,16 +99,48 @@ def format_time(moment: datetime) -> str:
 
 
 def parse_time(value: object, field: str) -> datetime:
-    """Parse an ISO-8601 timestamp (a naive one is taken as UTC); InvalidEvent otherwise."""
+    """Parse an ISO-8601 timestamp (a naive one is taken as UTC; one-digit months, days and
+    hours are accepted) within the accepted range; InvalidEvent with the reason otherwise."""
     if not isinstance(value, str) or not value:
         raise InvalidEvent(f"{field} must be an ISO-8601 string", "bad_timestamp")
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
+        moment = _lenient_time(value, field)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return in_range(moment, f"{field} {value[:40]!r}")
+
+
+def in_range(moment: datetime, what: str) -> datetime:
+    """``moment`` if it lies in the accepted range of event times, else InvalidEvent."""
+    if not EARLIEST_TIME <= moment < LATEST_TIME:
         raise InvalidEvent(
-            f"{field} is not an ISO-8601 timestamp: {value[:40]!r}", "bad_timestamp"
+            f"{what} is outside the accepted range {format_time(EARLIEST_TIME)} to "
+            f"{format_time(LATEST_TIME)} (exclusive)",
+            "bad_timestamp",
+        )
+    return moment
+
+
+def _lenient_time(value: str, field: str) -> datetime:
+    """Pad one-digit parts and parse again; InvalidEvent naming the cause otherwise."""
+    match = _LENIENT_TIME.match(value.strip())
+    if match is None:
+        raise InvalidEvent(f"{field} is not an ISO-8601 date-time: {value[:40]!r}", "bad_timestamp")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    zone = (zone or "Z").upper().replace(":", "")
+    offset = "+00:00" if zone == "Z" else f"{zone[:3]}:{zone[3:5] or '00'}"
+    text = (
+        f"{year}-{int(month):02d}-{int(day):02d}T{int(hour or 0):02d}:{minute or '00'}:"
+        f"{second or '00'}.{(fraction or '0')[:6].ljust(6, '0')}{offset}"
+    )
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidEvent(
+            f"{field} is not a valid date-time: {value[:40]!r} ({exc})", "bad_timestamp"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def event_millis(event: Mapping[str, Any]) -> int:
@@ -98,6 +154,10 @@ def normalize_event(
     """Validate and enrich one raw event; raise InvalidEvent with the reason."""
     if not isinstance(raw, dict):
         raise InvalidEvent("event must be a JSON object", "not_object")
+    if _deeper_than(raw, MAX_NESTING - 1):
+        raise InvalidEvent(
+            f"event nests objects or arrays deeper than {MAX_NESTING} levels", "too_deep"
+        )
     if ctx.body_bytes > max_bytes:  # a smaller request cannot hold an oversized event
         size = len(orjson.dumps(raw))
         if size > max_bytes:
@@ -113,7 +173,9 @@ def normalize_event(
         )
     event["type"] = event_type
     _check_shapes(event)
+    _check_identifiers(event)
     _check_type_requirements(event)
+    revenue_of(event)
     for key in ("userId", "anonymousId"):
         if isinstance(event.get(key), int) and not isinstance(event.get(key), bool):
             event[key] = str(event[key])
@@ -125,6 +187,78 @@ def normalize_event(
         )
     _enrich(event, ctx)
     return event
+
+
+def _deeper_than(value: dict[str, Any] | list[Any], budget: int) -> bool:
+    """True when a container inside ``value`` lies more than ``budget`` levels below it."""
+    for child in value.values() if isinstance(value, dict) else value:
+        if isinstance(child, dict | list) and (budget <= 0 or _deeper_than(child, budget - 1)):
+            return True
+    return False
+
+
+def _identifier_fields(event: Mapping[str, Any]) -> Iterator[tuple[str, object]]:
+    """Every field an identifier can be read from, with its path for the reason."""
+    for field in ("userId", "anonymousId", "previousId", "groupId"):
+        yield field, event.get(field)
+    context = event.get("context")
+    context = context if isinstance(context, Mapping) else {}
+    for where, traits in (
+        ("traits", event.get("traits")),
+        ("context.traits", context.get("traits")),
+    ):
+        if isinstance(traits, Mapping):
+            yield f"{where}.email", traits.get("email")
+            yield f"{where}.phone", traits.get("phone")
+    properties = event.get("properties")
+    if event.get("type") == "track" and isinstance(properties, Mapping):
+        yield "properties.email", properties.get("email")
+    external = context.get("externalIds")
+    if isinstance(external, list):
+        for index, item in enumerate(external[:20]):
+            if isinstance(item, Mapping):
+                yield f"context.externalIds[{index}].id", item.get("id")
+                yield f"context.externalIds[{index}].type", item.get("type")
+
+
+def _check_identifiers(event: Mapping[str, Any]) -> None:
+    """No identifier holds a control character (the store's separators among them) or
+    exceeds :data:`MAX_IDENTIFIER_LENGTH`: such a value is refused, never stored."""
+    for field, value in _identifier_fields(event):
+        if not isinstance(value, str):
+            continue
+        control = CONTROL_CHARACTER.search(value)
+        if control:
+            raise InvalidEvent(
+                f"{field} contains a control character (U+{ord(control.group()):04X})",
+                "bad_identifier",
+            )
+        if len(value) > MAX_IDENTIFIER_LENGTH:
+            raise InvalidEvent(
+                f"{field} is {len(value)} characters long; the limit is {MAX_IDENTIFIER_LENGTH}",
+                "bad_identifier",
+            )
+
+
+def is_order(event: Mapping[str, Any]) -> bool:
+    """A track call of an order event (its revenue counts)."""
+    name = event.get("event")
+    return event.get("type") == "track" and isinstance(name, str) and name.lower() in ORDER_EVENTS
+
+
+def revenue_of(event: Mapping[str, Any]) -> float | None:
+    """An order's revenue (first numeric ``revenue``/``total``/``value``, else 0), None for
+    other events; InvalidEvent when it is not finite or beyond :data:`MAX_REVENUE`."""
+    if not is_order(event):
+        return None
+    properties = event.get("properties") or {}
+    for key in REVENUE_PROPERTIES:
+        value = properties.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not (math.isfinite(value) and abs(value) <= MAX_REVENUE):
+                raise InvalidEvent(f"properties.{key} is beyond ±{MAX_REVENUE:g}")
+            return float(value)
+    return 0.0
 
 
 def _has_identifier(event: dict[str, Any]) -> bool:
@@ -184,10 +318,7 @@ def _enrich(event: dict[str, Any], ctx: IngestContext) -> None:
     if not event.get("messageId"):
         event["messageId"] = _content_id(event, ctx.source)
     event["receivedAt"] = ctx.received_text
-    try:
-        event["timestamp"] = format_time(_corrected_timestamp(event, ctx))
-    except (OverflowError, ValueError):
-        raise InvalidEvent("timestamp or sentAt is out of range", "bad_timestamp") from None
+    event["timestamp"] = format_time(_corrected_timestamp(event, ctx))
 
 
 def _content_id(event: Mapping[str, Any], source: str) -> str:
@@ -208,4 +339,4 @@ def _corrected_timestamp(event: dict[str, Any], ctx: IngestContext) -> datetime:
     if not sent_at:
         return original_time
     skew = parse_time(sent_at, "sentAt") - ctx.received_at
-    return original_time - skew
+    return in_range(original_time - skew, f"timestamp {original!r} corrected by sentAt {sent_at!r}")

@@ -46,7 +46,11 @@ JUNK_VALUES = frozenset(
 _ALL_ZERO = re.compile(r"^[0\-_.:\s]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _KIND = re.compile(r"^[a-z0-9_\-.]{1,64}$")
+#: The longest identifier value accepted (the collector refuses longer ones with a reason).
 MAX_IDENTIFIER_LENGTH = 256
+#: Control characters, the store's separators (U+001F) among them, are never part of an
+#: identifier: the collector refuses them and extraction drops them.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Identifier(NamedTuple):
@@ -78,6 +82,7 @@ def is_junk(value: object) -> bool:
         text.lower() in JUNK_VALUES
         or bool(_ALL_ZERO.match(text))
         or len(text) > MAX_IDENTIFIER_LENGTH
+        or bool(CONTROL_CHARACTER.search(text))
     )
 
 

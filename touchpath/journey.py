@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from touchpath.events import event_millis
+from touchpath.events import event_millis, revenue_of
 from touchpath.identifiers import Identifier, identifiers_of, sort_by_priority
 from touchpath.identity import (
     TIE_SEPARATOR,
@@ -36,7 +36,6 @@ from touchpath.stages import (
 )
 from touchpath.surveys import stage_at, survey_answer
 
-ORDER_EVENTS = frozenset({"order completed"})
 _KEY_PROPERTIES = (
     "path",
     "url",
@@ -98,7 +97,7 @@ def effects_of(
     channel = str(event.get("context", {}).get("channel") or "other")
     order = order_key(at_ms, message_id)
     stages, conditional = _stage_contributions(event, model, at_ms, message_id, channel)
-    revenue = _revenue(event)
+    revenue = revenue_of(event)
     return EventEffects(
         anchor=keys[0],
         message_id=message_id,
@@ -166,22 +165,6 @@ def _counts(event: Mapping[str, Any], channel: str, is_order: bool) -> dict[str,
     if is_order:
         counts["orders"] = 1
     return counts
-
-
-def _revenue(event: Mapping[str, Any]) -> float | None:
-    name = event.get("event")
-    if (
-        event.get("type") != "track"
-        or not isinstance(name, str)
-        or name.lower() not in ORDER_EVENTS
-    ):
-        return None
-    properties = event.get("properties") or {}
-    for key in ("revenue", "total", "value"):
-        value = properties.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    return 0.0
 
 
 def _traits(event: Mapping[str, Any], order: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ Dead-letter topic: one record per rejected event or undecodable record, value
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,20 @@ class RecordError(ValueError):
 def encode_touchpoints(events: Sequence[Mapping[str, Any]], source: str) -> bytes:
     """The value of one touchpoint record holding a request's accepted events."""
     return orjson.dumps({"v": RECORD_VERSION, "source": source, "events": events})
+
+
+def encode_events(events: Sequence[Mapping[str, Any]]) -> bytes:
+    """A request's events as a JSON array, to be joined into one record by
+    :func:`join_touchpoints` (raises ``orjson.JSONEncodeError`` for what JSON cannot hold)."""
+    return orjson.dumps(events)
+
+
+def join_touchpoints(parts: Sequence[bytes], source: str) -> bytes:
+    """One touchpoint record from several :func:`encode_events` arrays: the same bytes as
+    :func:`encode_touchpoints` of all their events."""
+    items = b",".join(part[1:-1] for part in parts if len(part) > 2)
+    head = b'{"v":%d,"source":%s,"events":[' % (RECORD_VERSION, orjson.dumps(source))
+    return head + items + b"]}"
 
 
 def touchpoints_key(events: Sequence[Mapping[str, Any]]) -> bytes | None:
@@ -70,4 +85,16 @@ def encode_dead_letter(
             body["raw_base64"] = base64.b64encode(raw_bytes).decode()
     else:
         body["raw"] = raw
-    return orjson.dumps(body, default=repr)
+    try:
+        return orjson.dumps(body, default=repr)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes: keep it as JSON text
+        body["raw"] = None
+        body["raw_json"] = _json_text(raw)
+        return orjson.dumps(body)
+
+
+def _json_text(raw: object) -> str:
+    try:
+        return json.dumps(raw, default=repr)
+    except (RecursionError, ValueError, TypeError):
+        return repr(raw)[:1_000_000]
