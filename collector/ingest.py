@@ -20,7 +20,7 @@ from collector import metrics
 from collector.group_commit import GroupCommit
 from infra.kafka import AsyncProducer, BrokerUnavailable, Record
 from infra.problems import Problem
-from touchpath.events import IngestContext, InvalidEvent, normalize_event
+from touchpath.events import IngestContext, InvalidEvent, metric_channel, normalize_event
 from touchpath.identifiers import normalize_email, normalize_phone
 from touchpath.pseudonyms import pseudonymize_event
 from touchpath.records import encode_dead_letter
@@ -106,7 +106,7 @@ class Ingestor:
 
 
 def _count(accepted: list[dict[str, Any]], reasons: Counter[str], source: str) -> None:
-    channels = Counter(event["context"]["channel"] for event in accepted)
+    channels = Counter(metric_channel(event["context"]["channel"]) for event in accepted)
     for channel, count in channels.items():
         metrics.EVENTS_ACCEPTED.labels(source, channel).inc(count)
     for reason, count in reasons.items():

@@ -1,23 +1,53 @@
+#!lua
 -- Apply a chunk of events atomically, grouped by anchor identifier: de-duplicate each event,
 -- fold the new events' contributions into the anchor's hash with one read and one write, add
 -- their timeline entries, and link their identifiers into one raw cluster (merging clusters).
 -- Every write is idempotent or guarded by the de-duplication set, so a replay changes nothing.
 --
--- ARGV: prefix, journey_cap, then one JSON array of groups: [anchor, [event, ...]], each
--- event [message_id, at_ms, order_key, journey_entry, received_ms, payload] (times as strings)
--- payload: ids[], tie ("" if none), counts{}, revenue, stages{}, cond{member: at},
+-- No write can fail on data: every variable-length argument list is passed in slices (Lua's
+-- unpack has a limit), every structure is bounded, and the shebang makes Redis refuse the
+-- whole script up front when it is out of memory. So an event is marked seen exactly when its
+-- effects are stored: in the same atomic step.
+--
+-- ARGV: prefix, journey_cap, one JSON array of groups: [anchor, [event, ...]], then the
+-- bounds max_traits (distinct traits per anchor), max_ids (identifiers per raw cluster),
+-- max_ties (ties per raw cluster), window_ms (de-duplication window).
+-- Each event [message_id, at_ms, order_key, journey_entry, received_ms, payload] (times as
+-- strings); payload: ids[], tie ("" if none), counts{}, revenue, stages{}, cond{member: at},
 --          traits{}, first_touch, surveys{order_key: answer}
 -- Returns per event, in argument order, 3 values: is_new (0/1), cluster id,
--- needs_resolution (0/1). An event received before one of its identifiers was erased (a
--- replay) returns 0, '', 0.
+-- needs_resolution (0/1), then one last value: a JSON object counting what the bounds kept
+-- out (traits, ties, window). An event received before one of its identifiers was erased (a
+-- replay), or older than the de-duplication window, returns 0, '', 0.
+--
+-- De-duplication: P:a:<anchor>:seen is a sorted set of messageIds scored by receipt time,
+-- kept for window_ms behind the newest receipt (the window is at least the topic's retention,
+-- so an event that can still be replayed is still remembered).
 --
 -- Anchor hash fields: c:<counter> (added), first / ft / s:<stage> (earliest wins),
 -- last / t:<trait> / v:<survey> (latest wins), cond (has gated candidates), and
 -- l:<tie> (earliest order the tie, or the anchor alone for l:, was linked at: an event no
 -- earlier with the same tie has nothing to link).
 local p, cap = ARGV[1], tonumber(ARGV[2])
+local max_traits, max_ids = tonumber(ARGV[4]), tonumber(ARGV[5])
+local max_ties, window = tonumber(ARGV[6]), tonumber(ARGV[7])
+local SLICE = 1000  -- arguments per command: well below unpack's limit
 local any_erased = redis.call('EXISTS', p .. ':erasures') == 1
 local out = {}
+local over = {traits = 0, ids = 0, ties = 0, window = 0}
+
+-- Run `command key args...` over a long argument list in slices of `SLICE` (even, so
+-- field/value pairs never split); returns the replies of every slice, concatenated.
+local function sliced(command, key, args)
+  local replies = {}
+  for start = 1, #args, SLICE do
+    local reply = redis.call(command, key, unpack(args, start, math.min(start + SLICE - 1, #args)))
+    if type(reply) == 'table' then
+      for _, value in ipairs(reply) do replies[#replies + 1] = value end
+    end
+  end
+  return replies
+end
 
 local function emit(is_new, cluster, needs_resolution)
   local n = #out
@@ -32,7 +62,7 @@ local function set_min(key, wanted)
     table.insert(values, value)
   end
   if #fields == 0 then return false end
-  local current = redis.call('HMGET', key, unpack(fields))
+  local current = sliced('HMGET', key, fields)
   local writes = {}
   for i, field in ipairs(fields) do
     local old = current[i]
@@ -42,7 +72,7 @@ local function set_min(key, wanted)
     end
   end
   if #writes == 0 then return false end
-  redis.call('HSET', key, unpack(writes))
+  sliced('HSET', key, writes)
   return true
 end
 
@@ -74,39 +104,66 @@ local function merge_into(from_id, survivor)
   for i = 1, #ties, 2 do orders[ties[i]] = ties[i + 1] end
   set_min(to .. ':ties', orders)
   local snap = redis.call('HGETALL', from .. ':snap')
-  if #snap > 0 then redis.call('HSET', to .. ':snap', unpack(snap)) end
-  redis.call('DEL', from .. ':ids', from .. ':ties', from .. ':snap', from .. ':ver')
+  if #snap > 0 then sliced('HSET', to .. ':snap', snap) end
+  local refused = redis.call('HGETALL', from .. ':over')
+  if #refused > 0 then sliced('HSET', to .. ':over', refused) end
+  redis.call('DEL', from .. ':ids', from .. ':ties', from .. ':snap', from .. ':ver',
+             from .. ':over')
+end
+
+-- The raw clusters holding some of `ids`, distinct, and how many of `ids` no cluster holds.
+local function clusters_of(ids, keys)
+  local found = redis.call('MGET', unpack(keys))
+  local clusters, seen, unknown = {}, {}, 0
+  for i = 1, #ids do
+    local c = found[i]
+    if c then
+      if not seen[c] then
+        seen[c] = true
+        table.insert(clusters, c)
+      end
+    else
+      unknown = unknown + 1
+    end
+  end
+  return found, clusters, unknown
+end
+
+-- The survivor of a merge: the cluster with the most identifiers (then the smallest id),
+-- and the size of the merged cluster.
+local function survivor_of(clusters, unknown)
+  if #clusters == 0 then return nil, unknown end
+  local survivor, best, total = clusters[1], -1, unknown
+  for _, c in ipairs(clusters) do
+    local n = redis.call('HLEN', p .. ':cl:' .. c .. ':ids')
+    total = total + n
+    if n > best or (n == best and c < survivor) then survivor, best = c, n end
+  end
+  return survivor, total
+end
+
+-- Record once (per raw cluster, at most 20 of them) a tie the bounds kept out.
+local function refuse(cluster, tie, order, what)
+  over[what] = over[what] + 1
+  local key = p .. ':cl:' .. cluster .. ':over'
+  if tie ~= '' and redis.call('HLEN', key) < 20 then redis.call('HSETNX', key, tie, order) end
 end
 
 local function link(ids, tie, order)
   local keys = {}
   for i, id in ipairs(ids) do keys[i] = p .. ':id:' .. id end
-  local found = redis.call('MGET', unpack(keys))
-  local clusters, seen, known = {}, {}, 0
-  for i = 1, #ids do
-    local c = found[i]
-    if c then
-      known = known + 1
-      if not seen[c] then
-        seen[c] = true
-        table.insert(clusters, c)
-      end
-    end
+  local found, clusters, unknown = clusters_of(ids, keys)
+  local survivor, total = survivor_of(clusters, unknown)
+  local grows = unknown > 0 or #clusters > 1
+  if survivor and grows and total > max_ids then
+    -- the raw cluster is full: the anchor stays where it is (or alone), the tie is refused
+    local anchor_cluster, created = found[1], false
+    if not anchor_cluster then anchor_cluster, created = link({ids[1]}, '', order) end
+    refuse(anchor_cluster, tie, order, 'ids')
+    return anchor_cluster, created
   end
-  local survivor
-  if #clusters == 0 then
-    survivor = 'c' .. redis.call('INCR', p .. ':seq')
-  else
-    survivor = clusters[1]
-    local best = #clusters > 1 and redis.call('HLEN', p .. ':cl:' .. survivor .. ':ids') or 0
-    for i = 2, #clusters do
-      local n = redis.call('HLEN', p .. ':cl:' .. clusters[i] .. ':ids')
-      if n > best or (n == best and clusters[i] < survivor) then
-        survivor, best = clusters[i], n
-      end
-    end
-  end
-  local changed = known < #ids or #clusters > 1
+  if survivor == nil then survivor = 'c' .. redis.call('INCR', p .. ':seq') end
+  local changed = grows
   for _, c in ipairs(clusters) do
     if c ~= survivor then merge_into(c, survivor) end
   end
@@ -122,11 +179,19 @@ local function link(ids, tie, order)
     end
     redis.call('HSET', to .. ':ids', unpack(firsts))
     if tie ~= '' then redis.call('HSET', to .. ':ties', tie, order) end
-  else
-    local firsts = {}
-    for _, id in ipairs(ids) do firsts[id] = order end
-    if set_min(to .. ':ids', firsts) then changed = true end
-    if tie ~= '' and set_min(to .. ':ties', {[tie] = order}) then changed = true end
+    redis.call('INCR', to .. ':ver')
+    return survivor, true
+  end
+  local firsts = {}
+  for _, id in ipairs(ids) do firsts[id] = order end
+  if set_min(to .. ':ids', firsts) then changed = true end
+  if tie ~= '' then
+    local known = redis.call('HGET', to .. ':ties', tie)
+    if known == false and redis.call('HLEN', to .. ':ties') >= max_ties then
+      refuse(survivor, tie, order, 'ties')
+    elseif set_min(to .. ':ties', {[tie] = order}) then
+      changed = true
+    end
   end
   if changed then redis.call('INCR', to .. ':ver') end
   return survivor, changed
@@ -168,18 +233,21 @@ local function fold(group, d, at, order, entry)
   group.entries[#group.entries + 1] = entry
 end
 
--- Write a group's folded contributions with one read and one write of the anchor hash.
+-- Write a group's folded contributions with one read and one write of the anchor hash; a
+-- trait new to the anchor is kept only while it holds fewer than max_traits ('nt' counts them).
 -- Returns whether the profile may have changed and the anchor's fields as they were.
 local function store(a, group)
   local data = a .. ':data'
-  local fields, n = {}, 0
+  local fields, n = {'nt'}, 1
   for field in pairs(group.adds) do n = n + 1; fields[n] = field end
   for field in pairs(group.mins) do n = n + 1; fields[n] = field end
   for field in pairs(group.maxs) do n = n + 1; fields[n] = field end
-  local current = redis.call('HMGET', data, unpack(fields))
+  local current = sliced('HMGET', data, fields)
+  local traits = tonumber(current[1]) or 0
   local before, writes, changed, total = {}, {}, group.changed, 0
-  for i, field in ipairs(fields) do
-    local old = current[i]
+  local counted = traits
+  for i = 2, n do
+    local field, old = fields[i], current[i]
     before[field] = old
     local value = group.adds[field]
     if value then
@@ -189,6 +257,14 @@ local function store(a, group)
       value = group.mins[field] or group.maxs[field]
       local better = (not old) or (group.mins[field] and value < old)
         or (group.maxs[field] and value > old)
+      if better and not old and string.sub(field, 1, 2) == 't:' then
+        if traits >= max_traits then
+          better = false
+          over.traits = over.traits + 1
+        else
+          traits = traits + 1
+        end
+      end
       if not better then
         value = nil
       elseif field ~= 'last' and string.sub(field, 1, 2) ~= 'l:' then
@@ -200,16 +276,20 @@ local function store(a, group)
       writes[#writes + 1] = value
     end
   end
+  if traits ~= counted then
+    writes[#writes + 1] = 'nt'
+    writes[#writes + 1] = traits
+  end
   if group.revenue ~= 0 then redis.call('HINCRBYFLOAT', data, 'c:revenue', group.revenue) end
   if #group.cond > 0 then
-    redis.call('ZADD', a .. ':cond', unpack(group.cond))
+    sliced('ZADD', a .. ':cond', group.cond)
     redis.call('ZREMRANGEBYRANK', a .. ':cond', 2000, -1)
     writes[#writes + 1] = 'cond'
     writes[#writes + 1] = '1'
     changed = true
   end
-  redis.call('HSET', data, unpack(writes))
-  redis.call('ZADD', a .. ':journey', unpack(group.entries))
+  sliced('HSET', data, writes)
+  sliced('ZADD', a .. ':journey', group.entries)
   if total > cap then redis.call('ZREMRANGEBYRANK', a .. ':journey', 0, -cap - 1) end
   return changed, before
 end
@@ -228,39 +308,63 @@ local function link_group(group, before)
   return relinked, cluster
 end
 
-local function apply_group(anchor, events)
-  local a = p .. ':a:' .. anchor
-  local group = {adds = {}, mins = {}, maxs = {}, ties = {}, cond = {}, entries = {},
-                 revenue = 0, changed = false, erased_before = false}
-  local status, fresh = {}, 0
+-- Each event's de-duplication status: 'skip' (erased since), 'seen', 'expired' (received
+-- before the window of the anchor's newest receipt) or 'new'; and the new ones' seen entries.
+local function deduplicate(seen, events)
+  local newest = tonumber(redis.call('ZRANGE', seen, -1, -1, 'WITHSCORES')[2])
+  local status, marks, fresh, latest = {}, {}, {}, newest or 0
   for k, event in ipairs(events) do
-    local d = event[6]
-    local erased = erasure(d.ids, tonumber(event[5]))
+    local id, received = event[1], tonumber(event[5])
+    local erased = erasure(event[6].ids, received)
     if erased == 'skip' then
       status[k] = 'skip'
-    elseif redis.call('SADD', a .. ':seen', event[1]) == 0 then
+    elseif fresh[id] or redis.call('ZSCORE', seen, id) then
       status[k] = 'seen'  -- re-resolved anyway, in case a crash came before resolution
+    elseif newest and received < newest - window then
+      status[k] = 'expired'
+      over.window = over.window + 1
     else
-      status[k], fresh = 'new', fresh + 1
-      if erased == 'seen' then group.erased_before = true end
-      fold(group, d, event[2], event[3], event[4])
+      status[k], fresh[id] = erased == 'seen' and 'new-after-erasure' or 'new', true
+      marks[#marks + 1] = received
+      marks[#marks + 1] = id
+      if received > latest then latest = received end
+    end
+  end
+  return status, marks, latest
+end
+
+local function apply_group(anchor, events)
+  local a = p .. ':a:' .. anchor
+  local seen = a .. ':seen'
+  local group = {adds = {}, mins = {}, maxs = {}, ties = {}, cond = {}, entries = {},
+                 revenue = 0, changed = false, erased_before = false}
+  local status, marks, latest = deduplicate(seen, events)
+  for k, event in ipairs(events) do
+    local state = status[k]
+    if state == 'new' or state == 'new-after-erasure' then
+      if state == 'new-after-erasure' then group.erased_before = true end
+      fold(group, event[6], event[2], event[3], event[4])
     end
   end
   local resolve, cluster = true, nil
-  if fresh > 0 then
+  if #marks > 0 then
     local changed, before = store(a, group)
     local relinked
     relinked, cluster = link_group(group, before)
     resolve = relinked or changed
+    sliced('ZADD', seen, marks)
+    redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. (latest - window))
   end
   -- every link includes the anchor, and the last one leaves it in the survivor
   cluster = cluster or redis.call('GET', p .. ':id:' .. anchor) or ''
   for k = 1, #events do
     local state = status[k]
-    if state == 'skip' then
+    if state == 'skip' or state == 'expired' then
       emit(0, '', 0)
+    elseif state == 'seen' then
+      emit(0, cluster, 1)
     else
-      emit(state == 'new' and 1 or 0, cluster, (state == 'seen' or resolve) and 1 or 0)
+      emit(1, cluster, resolve and 1 or 0)
     end
   end
 end
@@ -268,4 +372,5 @@ end
 for _, group in ipairs(cjson.decode(ARGV[3])) do
   apply_group(group[1], group[2])
 end
+out[#out + 1] = cjson.encode(over)
 return out

@@ -21,6 +21,15 @@ EVENT_TO_STAGE = Histogram(
     "From the collector receiving an event to its effect being visible in Redis.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
+BOUND_OVERFLOWS = Counter(
+    "touchpath_processor_bound_overflows",
+    "What a store bound kept out: traits (distinct traits per identifier), ids (a tie that "
+    "would grow a full cluster), ties (ties per cluster), window (events older than the "
+    "de-duplication window).",
+    ["bound"],
+)
+for _bound in ("traits", "ids", "ties", "window"):
+    BOUND_OVERFLOWS.labels(_bound)
 MERGES = Counter("touchpath_processor_merges", "Customers merged into another customer.")
 MERGES_REFUSED = Counter(
     "touchpath_processor_merges_refused",

@@ -110,7 +110,12 @@ class Resolver:
             (
                 state,
                 derive_profiles(
-                    state.first_seen, state.ties, state.anchors, self.model, self.policy
+                    state.first_seen,
+                    state.ties,
+                    state.anchors,
+                    self.model,
+                    self.policy,
+                    over=state.over,
                 ),
             )
             for state in states

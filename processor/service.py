@@ -40,7 +40,14 @@ from processor.flow import (
 from processor.health import serve_health
 from processor.publisher import OutboxPublisher
 from processor.resolver import Resolver
-from processor.store import Applied, JourneyStore, PreparedApply
+from processor.store import (
+    Applied,
+    JourneyStore,
+    PreparedApply,
+    StoreBounds,
+    migrate_layout,
+)
+from touchpath.events import metric_channel
 from touchpath.identity import IdentityPolicy
 from touchpath.journey import EventEffects
 from touchpath.records import encode_dead_letter
@@ -90,7 +97,10 @@ class Processor:
         self, started: float, part: Part, prepared: PreparedApply, applying: Future[list[Any]]
     ) -> Staged:
         """A part as staged once its apply is done, after dead-lettering its bad input."""
-        applied = self.store.applied_of(prepared, applying.result())
+        outcome = self.store.applied_of(prepared, applying.result())
+        applied = outcome.applied
+        for bound, count in outcome.overflows.items():
+            metrics.BOUND_OVERFLOWS.labels(bound).inc(count)
         self._dead_letter(part.decoded.dead)
         staged = Staged(started, part.offsets, set())
         _account(staged, part.decoded.effects, applied)
@@ -189,7 +199,7 @@ def _account(staged: Staged, effects: Sequence[EventEffects], applied: Sequence[
     staged.clusters.update(a.cluster for a in applied if a.needs_resolution)
     for effect, result in zip(effects, applied, strict=True):
         if result.new:
-            staged.channels[effect.channel] += 1
+            staged.channels[metric_channel(effect.channel)] += 1
             staged.received_ms.append(effect.received_ms)
         else:
             staged.duplicates += 1
@@ -219,11 +229,22 @@ def update_stage_gauges(store: JourneyStore, model: StageModel) -> None:
         metrics.CUSTOMERS_BY_STAGE.labels(stage).set(count)
 
 
+def store_bounds(settings: Settings) -> StoreBounds:
+    """The store's bounds as configured."""
+    return StoreBounds(
+        journey_cap=settings.journey_cap,
+        max_traits=settings.max_traits,
+        max_cluster_ids=settings.max_cluster_identifiers,
+        max_cluster_ties=settings.max_cluster_ties,
+        dedup_window_ms=settings.dedup_window_hours * 3600 * 1000,
+    )
+
+
 def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     """Wire a Processor from settings (rules file validated here, at start-up)."""
     model = load_stage_model(settings.rules_file)
     policy = IdentityPolicy(limits=settings.identity_limits, priority=settings.identity_priority)
-    store = JourneyStore(client, settings.redis_prefix, settings.journey_cap)
+    store = JourneyStore(client, settings.redis_prefix, store_bounds(settings))
     producer = KafkaProducer(
         **producer_config(
             settings, delivery_timeout_ms=30_000, request_timeout_ms=10_000, max_block_ms=10_000
@@ -246,6 +267,9 @@ def run_processor(settings: Settings) -> int:
         signal.signal(sig, lambda *_: stop.set())
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=10)
     ensure_topics(settings)
+    converted = migrate_layout(client, settings.redis_prefix, int(time.time() * 1000))
+    if converted:
+        log.info("store layout migrated", extra={"keys": converted})
     processor = build_processor(settings, client)
     consumer = make_consumer(settings, settings.topic_touchpoints)
     server = serve_health(

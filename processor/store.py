@@ -44,11 +44,37 @@ class Applied:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreBounds:
+    """What the store keeps at most; each overflow is counted, never an error.
+
+    ``journey_cap``: timeline entries per identifier; ``max_traits``: distinct traits per
+    identifier; ``max_cluster_ids``: identifiers per raw cluster (a tie that would grow a full
+    cluster is refused and recorded once); ``max_cluster_ties``: ties per raw cluster;
+    ``dedup_window_ms``: how long behind an identifier's newest event a messageId is kept for
+    de-duplication (at least the touchpoint topic's retention, so a replay never counts twice).
+    """
+
+    journey_cap: int = 1000
+    max_traits: int = 200
+    max_cluster_ids: int = 200
+    max_cluster_ties: int = 1000
+    dedup_window_ms: int = 8 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
 class PreparedApply:
     """Apply-script calls ready to run, and the position of each event in them."""
 
     order: list[int]  # order[k]: index of the k-th event sent
     calls: list[list[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyOutcome:
+    """Each event's outcome, in the order given, and what the bounds kept out."""
+
+    applied: list[Applied]
+    overflows: dict[str, int]
 
 
 @dataclass(slots=True)
@@ -61,6 +87,7 @@ class ClusterState:
     ties: dict[str, str]
     profiles: dict[str, dict[str, Any]]
     anchors: dict[str, AnchorData]
+    over: dict[str, str] = field(default_factory=dict)  # ties refused: the cluster was full
 
 
 @dataclass(slots=True)
@@ -83,15 +110,15 @@ def _script_source(name: str) -> str:
 class JourneyStore:
     """Reads and writes the journey store; every method is one or two pipelined round trips."""
 
-    def __init__(self, client: redis.Redis, prefix: str, journey_cap: int) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, bounds: StoreBounds | None = None) -> None:
         self.client = client
         self.keys = Keys(prefix)
-        self.journey_cap = journey_cap
+        self.bounds = bounds or StoreBounds()
         self._ingest = client.register_script(_script_source("ingest.lua"))
         self._read_clusters = client.register_script(_script_source("read_clusters.lua"))
         self._write_clusters = client.register_script(_script_source("write_clusters.lua"))
 
-    def apply(self, effects: Sequence[EventEffects], chunk: int = 200) -> list[Applied]:
+    def apply(self, effects: Sequence[EventEffects], chunk: int = 200) -> ApplyOutcome:
         """Apply events: :meth:`prepare_apply`, :meth:`run_apply`, :meth:`applied_of`."""
         prepared = self.prepare_apply(effects, chunk)
         return self.applied_of(prepared, self.run_apply(prepared))
@@ -106,21 +133,27 @@ class JourneyStore:
         ]
         return PreparedApply(order, calls)
 
-    def run_apply(self, prepared: PreparedApply) -> list[Any]:
-        """Run prepared apply calls in one pipeline; returns their raw replies, flattened."""
+    def run_apply(self, prepared: PreparedApply) -> list[list[Any]]:
+        """Run prepared apply calls in one pipeline; returns their raw replies."""
         pipe = self.client.pipeline(transaction=False)
         for args in prepared.calls:
             self._ingest(args=args, client=pipe)
-        return [value for result in pipe.execute() for value in result]
+        return list(pipe.execute())
 
     @staticmethod
-    def applied_of(prepared: PreparedApply, flat: Sequence[Any]) -> list[Applied]:
-        """Each event's outcome, in the order the events were given."""
+    def applied_of(prepared: PreparedApply, replies: Sequence[list[Any]]) -> ApplyOutcome:
+        """Each event's outcome, in the order the events were given, and the overflows."""
+        flat = [value for reply in replies for value in reply[:-1]]
+        overflows: dict[str, int] = {}
+        for reply in replies:
+            for bound, count in orjson.loads(reply[-1]).items():
+                if count:
+                    overflows[bound] = overflows.get(bound, 0) + int(count)
         applied: list[Applied] = [Applied(False, "", False)] * len(prepared.order)
         for position, index in enumerate(prepared.order):
             i = position * 3
             applied[index] = Applied(bool(flat[i]), _text(flat[i + 1]), bool(flat[i + 2]))
-        return applied
+        return ApplyOutcome(applied, overflows)
 
     def _chunk_args(self, effects: Sequence[EventEffects]) -> list[Any]:
         """Script arguments: the prefix, the journey cap and one JSON document holding, per run
@@ -130,7 +163,16 @@ class JourneyStore:
             [anchor, [_event_args(effect) for effect in run]]
             for anchor, run in itertools.groupby(effects, key=attrgetter("anchor"))
         ]
-        return [self.keys.prefix, self.journey_cap, orjson.dumps(groups)]
+        bounds = self.bounds
+        return [
+            self.keys.prefix,
+            bounds.journey_cap,
+            orjson.dumps(groups),
+            bounds.max_traits,
+            bounds.max_cluster_ids,
+            bounds.max_cluster_ties,
+            bounds.dedup_window_ms,
+        ]
 
     def read_clusters(self, clusters: Sequence[str]) -> list[ClusterState]:
         """Versions, identifiers, ties, last profiles and anchors of clusters, in one call
@@ -146,8 +188,9 @@ class JourneyStore:
                 _pairs(ties),
                 {cid: orjson.loads(profile) for cid, profile in _pairs(snap).items()},
                 {anchor: _anchor(data, cond) for anchor, data, cond in anchors or ()},
+                _pairs(over),
             )
-            for cluster, version, ids, ties, snap, anchors in raw or ()
+            for cluster, version, ids, ties, snap, anchors, over in raw or ()
         ]
 
     def write_clusters(self, writes: Sequence[ClusterWrite]) -> list[ClusterWrite]:
@@ -170,6 +213,49 @@ class JourneyStore:
             return {}
         values = self.client.hmget(self.keys.announced, wanted)
         return {cid: orjson.loads(v) for cid, v in zip(wanted, values, strict=True) if v}
+
+
+LAYOUT_VERSION = 2  # 2: de-duplication sets are sorted sets scored by receipt time
+_CONVERT_SEEN = """
+local now = ARGV[1]
+for _, key in ipairs(KEYS) do
+  if redis.call('TYPE', key).ok == 'set' then
+    local members = redis.call('SMEMBERS', key)
+    redis.call('DEL', key)
+    for start = 1, #members, 500 do
+      local args = {}
+      for i = start, math.min(start + 499, #members) do
+        args[#args + 1] = now
+        args[#args + 1] = members[i]
+      end
+      redis.call('ZADD', key, unpack(args))
+    end
+  end
+end
+"""
+
+
+def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
+    """Bring a store written by an older touchpath to :data:`LAYOUT_VERSION` (idempotent;
+    concurrent processors may both run it); returns how many keys were converted.
+
+    Version 1 kept messageIds in plain sets: each becomes a sorted set whose members count as
+    received ``now_ms``, so they stay in the de-duplication window for its whole length."""
+    keys = Keys(prefix)
+    if int(client.get(keys.layout) or 1) >= LAYOUT_VERSION:
+        return 0
+    convert = client.register_script(_CONVERT_SEEN)
+    converted, batch = 0, []
+    for key in client.scan_iter(match=f"{prefix}:a:*:seen", count=1000, _type="set"):
+        batch.append(key)
+        if len(batch) == 500:
+            convert(keys=batch, args=[now_ms])
+            converted, batch = converted + len(batch), []
+    if batch:
+        convert(keys=batch, args=[now_ms])
+        converted += len(batch)
+    client.set(keys.layout, LAYOUT_VERSION)
+    return converted
 
 
 def _event_args(effect: EventEffects) -> list[Any]:

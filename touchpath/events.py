@@ -36,6 +36,35 @@ CHANNEL_ALIASES = {
     "android": "mobile",
     "backend": "server",
 }
+#: The channels touchpath knows: write keys choose among them, and metrics label only these
+#: (any other ``context.channel`` a client sends is stored as sent, labelled ``other``).
+CHANNELS = frozenset(
+    {
+        "web",
+        "mobile",
+        "email",
+        "chat",
+        "ads",
+        "social",
+        "search",
+        "store",
+        "support",
+        "server",
+        "sms",
+        "push",
+        "direct",
+        "referral",
+        "affiliate",
+        "other",
+    }
+)
+
+
+def metric_channel(channel: str) -> str:
+    """A channel as a metric label: a known channel, else ``other`` (bounded series)."""
+    return channel if channel in CHANNELS else "other"
+
+
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
 _STRING_FIELDS = ("event", "name", "category", "groupId", "previousId")
 _MESSAGE_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")

@@ -59,6 +59,13 @@ _KEY_PROPERTIES = (
     "link_scanner",
 )
 FIELD_SEPARATOR = "\x1f"  # never inside messageIds or channels (the collector rejects it)
+#: A profile lists at most this many refused ties (the earliest); the metric counts them all.
+MAX_REFUSED_TIES = 20
+#: A profile shows at most this many traits (the most recently set); each identifier keeps at
+#: most ``TOUCHPATH_MAX_TRAITS`` distinct ones.
+MAX_PROFILE_TRAITS = 200
+#: Event names and text property values longer than this are cut in timeline entries.
+MAX_ENTRY_TEXT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +128,14 @@ def effects_of(
 
 
 def journey_entry(event: Mapping[str, Any], at_ms: int, channel: str) -> bytes:
-    """The compact timeline entry of an event (what the journey endpoint shows)."""
+    """The compact timeline entry of an event (what the journey endpoint shows): its name and
+    key properties, scalars only, text cut at :data:`MAX_ENTRY_TEXT` characters."""
     properties = event.get("properties") or {}
-    key_props = {k: properties[k] for k in _KEY_PROPERTIES if k in properties}
+    key_props = {
+        k: _short(properties[k])
+        for k in _KEY_PROPERTIES
+        if k in properties and isinstance(properties[k], str | int | float | bool)
+    }
     campaign = (event.get("context") or {}).get("campaign")
     entry: dict[str, Any] = {
         "id": event["messageId"],
@@ -134,12 +146,19 @@ def journey_entry(event: Mapping[str, Any], at_ms: int, channel: str) -> bytes:
     }
     name = event.get("event") or event.get("name")
     if name:
-        entry["event"] = name
+        entry["event"] = _short(name)
     if key_props:
         entry["properties"] = key_props
     if isinstance(campaign, Mapping) and campaign:
-        entry["campaign"] = {k: campaign[k] for k in ("name", "source", "medium") if k in campaign}
+        entry["campaign"] = {
+            k: _short(campaign[k]) for k in ("name", "source", "medium") if k in campaign
+        }
     return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+
+
+def _short(value: Any) -> Any:
+    """Text cut to :data:`MAX_ENTRY_TEXT` characters; other scalars as they are."""
+    return value[:MAX_ENTRY_TEXT] if isinstance(value, str) else value
 
 
 def _stage_contributions(
@@ -274,9 +293,9 @@ def build_customer(
         "revenue": totals.get("revenue", 0.0),
         "refused_ties": [
             {"identifiers": list(r.identifiers), "reason": r.reason, "kind": r.kind}
-            for r in refused
+            for r in sorted(refused, key=lambda r: (r.order, r.identifiers))
             if r.identifiers[0] in mine or r.identifiers[1] in mine
-        ],
+        ][:MAX_REFUSED_TIES],
     }
 
 
@@ -300,14 +319,24 @@ def derive_profiles(
     anchors: Mapping[str, AnchorData],
     model: StageModel,
     policy: IdentityPolicy,
+    over: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Every customer profile of a raw cluster, keyed by customer id."""
+    """Every customer profile of a raw cluster, keyed by customer id; ``over`` holds the ties
+    the store refused because the raw cluster was full (tie → order)."""
     resolution = resolve(first_seen, ties, policy)
+    refused = list(resolution.refused) + [
+        RefusedTie(order, _pair(tie), "the identity cluster is full", "cluster")
+        for tie, order in (over or {}).items()
+    ]
     profiles = (
-        build_customer(c, anchors, first_seen, resolution.refused, model, policy)
-        for c in resolution.customers
+        build_customer(c, anchors, first_seen, refused, model, policy) for c in resolution.customers
     )
     return {p["id"]: p for p in profiles}
+
+
+def _pair(tie: str) -> tuple[str, str]:
+    members = tie.split(TIE_SEPARATOR)
+    return members[0], members[-1]
 
 
 def first_touch(data: Iterable[AnchorData]) -> dict[str, Any] | None:
@@ -337,12 +366,16 @@ def sum_counts(data: Iterable[AnchorData]) -> dict[str, float]:
 
 
 def latest_traits(data: Iterable[AnchorData]) -> dict[str, Any]:
-    """Each trait's most recent value (by event time, then messageId) across anchors."""
+    """Each trait's most recent value (by event time, then messageId) across anchors; at
+    most :data:`MAX_PROFILE_TRAITS` of them, the most recently set."""
     latest: dict[str, str] = {}
     for anchor in data:
         for name, encoded in anchor.traits.items():
             if encoded > latest.get(name, ""):
                 latest[name] = encoded
+    if len(latest) > MAX_PROFILE_TRAITS:
+        kept = sorted(latest.items(), key=lambda item: (item[1], item[0]))[-MAX_PROFILE_TRAITS:]
+        latest = dict(kept)
     return {
         name: orjson.loads(encoded.split(FIELD_SEPARATOR, 2)[2])
         for name, encoded in sorted(latest.items())

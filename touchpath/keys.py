@@ -30,6 +30,11 @@ class Keys:
         return f"{self.prefix}:idc:{identifier}"
 
     @property
+    def layout(self) -> str:
+        """The version of the store's layout (absent: version 1)."""
+        return f"{self.prefix}:layout"
+
+    @property
     def erasures(self) -> str:
         return f"{self.prefix}:erasures"
 

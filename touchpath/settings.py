@@ -15,28 +15,9 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from touchpath.adapters.sendgrid import load_public_key
+from touchpath.events import CHANNELS
 from touchpath.signatures import secret_bytes
 
-CHANNELS = frozenset(
-    {
-        "web",
-        "mobile",
-        "email",
-        "chat",
-        "ads",
-        "social",
-        "search",
-        "store",
-        "support",
-        "server",
-        "sms",
-        "push",
-        "direct",
-        "referral",
-        "affiliate",
-        "other",
-    }
-)
 SCOPES = frozenset({"read", "admin"})
 
 
@@ -164,6 +145,18 @@ class Settings(BaseSettings):
     processor_max_pending_events: int = Field(200_000, ge=1)
     processor_max_dead_letters_per_minute: int = Field(1000, ge=0)
     journey_cap: int = Field(1000, ge=1)
+    # --- bounds of the store (issue #13): each overflow is counted, never an error -------
+    max_traits: int = Field(200, ge=1, description="distinct traits per identifier")
+    max_cluster_identifiers: int = Field(
+        200, ge=2, description="identifiers tied into one raw cluster; more ties are refused"
+    )
+    max_cluster_ties: int = Field(1000, ge=1, description="distinct ties kept per raw cluster")
+    touchpoints_retention_hours: int = Field(
+        168, ge=1, description="retention of the touchpoint topic touchpath creates"
+    )
+    dedup_window_hours: int = Field(
+        192, ge=1, description="messageIds kept for de-duplication; >= the topic's retention"
+    )
     identity_limits: Annotated[dict[str, int], NoDecode] = Field(
         default_factory=lambda: {"user_id": 1, "email": 5, "phone": 5, "anonymous_id": 50}
     )
@@ -218,6 +211,18 @@ class Settings(BaseSettings):
         """Keys given as text must decode (base64 DER, ``whsec_`` + base64)."""
         if value:
             _KEY_CHECKS[info.field_name or ""](value)
+        return value
+
+    @field_validator("dedup_window_hours")
+    @classmethod
+    def _window_covers_retention(cls, value: int, info: ValidationInfo) -> int:
+        """A replay must never count twice: Kafka may redeliver anything it still holds."""
+        retention = info.data.get("touchpoints_retention_hours", 0)
+        if value < retention:
+            raise ValueError(
+                f"must be at least TOUCHPATH_TOUCHPOINTS_RETENTION_HOURS ({retention}): "
+                "a replay of an event older than the window would count twice"
+            )
         return value
 
     @field_validator("redis_url")

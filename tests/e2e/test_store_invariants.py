@@ -31,10 +31,10 @@ POLICY = IdentityPolicy()
 
 def final_state(client: redis.Redis, batches: list[list[dict[str, Any]]]) -> dict[str, Any]:
     """Apply and resolve batch by batch under a fresh prefix; every customer profile."""
-    store = JourneyStore(client, f"inv{uuid.uuid4().hex[:8]}", journey_cap=1000)
+    store = JourneyStore(client, f"inv{uuid.uuid4().hex[:8]}")
     resolver = Resolver(store, MODEL, POLICY, chunk=2)  # several pipelined chunks
     for batch in batches:
-        applied = store.apply([effects_of(e, MODEL, POLICY) for e in batch], chunk=3)
+        applied = store.apply([effects_of(e, MODEL, POLICY) for e in batch], chunk=3).applied
         resolver.resolve(a.cluster for a in applied if a.needs_resolution)
     profiles = {}
     for key in client.scan_iter(f"{store.keys.prefix}:cust:*"):

@@ -22,6 +22,7 @@ from touchpath.events import (
     MAX_NESTING,
     IngestContext,
     InvalidEvent,
+    metric_channel,
     normalize_event,
     parse_time,
 )
@@ -238,3 +239,12 @@ def test_every_accepted_event_decodes_into_effects(raw: dict[str, Any]) -> None:
         orjson.loads(orjson.dumps(event))
     ]
     assert decodes([event]) == 1
+
+
+# --- metric labels -----------------------------------------------------------------------
+
+
+def test_client_chosen_channels_are_stored_as_sent_but_labelled_other() -> None:
+    event = accept({"type": "track", "event": "X", "userId": "u", "context": {"channel": "zz-9"}})
+    assert event["context"]["channel"] == "zz-9"
+    assert metric_channel("zz-9") == "other" and metric_channel("email") == "email"

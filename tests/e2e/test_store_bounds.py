@@ -1,0 +1,171 @@
+"""Hostile input against the real scripts: no partial state, every bound holds and is counted.
+
+Each case of issue #13 that reaches the store: the trait flood that lost a victim's order
+(Lua's unpack limit hit after the messageIds were marked seen), the identifier flood that
+grew one cluster to 5,001 identifiers, and the de-duplication window.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from processor.resolver import Resolver
+from processor.store import JourneyStore, StoreBounds, migrate_layout
+from touchpath.identity import IdentityPolicy
+from touchpath.journey import effects_of
+from touchpath.stages import load_stage_model
+
+MODEL = load_stage_model()
+POLICY = IdentityPolicy()
+DAY_MS = 24 * 3600 * 1000
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def at(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    from touchpath.events import format_time
+
+    return format_time(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+T0 = 1_780_000_000_000
+
+
+def event(n: int, kind: str = "track", received_ms: int = T0, **fields: Any) -> dict[str, Any]:
+    body = {
+        "type": kind,
+        "messageId": f"m-{n}",
+        "timestamp": at(T0 + n),
+        "receivedAt": at(received_ms),
+        "context": {"channel": "web"},
+        "source": "website",
+    }
+    body.update(fields)
+    return body
+
+
+class Store:
+    """A store under a fresh prefix, applying and resolving like the processor does."""
+
+    def __init__(self, client: redis.Redis, bounds: StoreBounds | None = None) -> None:
+        self.client = client
+        self.store = JourneyStore(client, f"b{uuid.uuid4().hex[:8]}", bounds)
+        self.resolver = Resolver(self.store, MODEL, POLICY)
+        self.overflows: dict[str, int] = {}
+
+    def send(self, events: list[dict[str, Any]], chunk: int = 200) -> None:
+        outcome = self.store.apply([effects_of(e, MODEL, POLICY) for e in events], chunk=chunk)
+        for bound, count in outcome.overflows.items():
+            self.overflows[bound] = self.overflows.get(bound, 0) + count
+        self.resolver.resolve(a.cluster for a in outcome.applied if a.needs_resolution)
+
+    def customer(self, identifier: str) -> dict[str, Any] | None:
+        keys = self.store.keys
+        cid = self.client.get(keys.customer_of(identifier))
+        blob = self.client.get(keys.customer(cid.decode())) if cid else None
+        return orjson.loads(blob) if blob else None
+
+    def counters(self, identifier: str) -> dict[str, str]:
+        raw = self.client.hgetall(self.store.keys.anchor(identifier, "data"))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def test_a_trait_flood_does_not_lose_the_order_that_shares_its_chunk(
+    client: redis.Redis,
+) -> None:
+    """Issue #13, 2: one Order Completed and 42 identifies of 100 distinct traits each."""
+    store = Store(client)
+    order = event(0, event="Order Completed", userId="victim", properties={"revenue": 42.0})
+    flood = [
+        event(n, "identify", userId="victim", traits={f"t{n}_{k}": k for k in range(100)})
+        for n in range(1, 43)
+    ]
+    store.send([order, *flood])
+    store.send([order, *flood])  # a redelivery changes nothing
+    profile = store.customer("user_id:victim")
+    assert profile is not None and profile["orders"] == 1 and profile["revenue"] == 42.0
+    assert profile["stage"] == "purchase"
+    assert store.counters("user_id:victim")["c:events"] == "43"
+    assert len(profile["traits"]) == 200  # the bound, not 4,200
+    assert store.overflows["traits"] == 4200 - 200
+
+
+def test_the_largest_batch_with_the_most_traits_and_identifiers_counts_each_event_once(
+    client: redis.Redis,
+) -> None:
+    store = Store(client, StoreBounds(max_traits=10_000))
+    external = [{"type": f"crm{k}", "id": f"x{k}"} for k in range(20)]
+    events = [
+        event(
+            n,
+            "identify",
+            userId=f"u-{n % 7}",
+            anonymousId=f"a-{n}",
+            traits={f"trait_{k}": "v" * 200 for k in range(100)},
+            context={"channel": "web", "externalIds": external, "traits": {"plan": "pro"}},
+        )
+        for n in range(400)
+    ]
+    store.send(events, chunk=400)
+    total = sum(int(store.counters(f"user_id:u-{k}").get("c:events", 0)) for k in range(7))
+    assert total == 400
+
+
+def test_one_anonymous_id_tied_to_thousands_of_users_stops_growing(client: redis.Redis) -> None:
+    """Issue #13, 5: 5,000 identifies tying user ids to one anonymousId."""
+    store = Store(client, StoreBounds(max_cluster_ids=50))
+    store.send([event(n, "identify", userId=f"u-{n}", anonymousId="shared") for n in range(1200)])
+    cluster = client.get(store.store.keys.identity("anonymous_id:shared"))
+    assert cluster is not None
+    size = client.hlen(store.store.keys.cluster(cluster.decode(), "ids"))
+    assert size <= 50
+    assert store.overflows["ids"] >= 1200 - 50
+    # every user still exists on its own, with its event
+    for n in (0, 600, 1199):
+        profile = store.customer(f"user_id:u-{n}")
+        assert profile is not None, n
+    refused = store.customer("anonymous_id:shared")
+    assert refused is not None and len(refused["refused_ties"]) <= 20
+
+
+def test_a_replay_within_the_window_counts_once_and_older_messages_are_forgotten(
+    client: redis.Redis,
+) -> None:
+    store = Store(client, StoreBounds(dedup_window_ms=DAY_MS))
+    first = event(1, userId="u", received_ms=T0)
+    store.send([first])
+    store.send([first])
+    later = event(2, userId="u", received_ms=T0 + 2 * DAY_MS)
+    store.send([later])
+    seen = store.store.keys.anchor("user_id:u", "seen")
+    assert client.zrange(seen, 0, -1) == [b"m-2"]  # m-1 left the window
+    store.send([first])  # older than the window: not counted again, counted as overflow
+    assert store.counters("user_id:u")["c:events"] == "2"
+    assert store.overflows["window"] == 1
+
+
+def test_a_store_of_the_previous_layout_is_migrated_and_still_deduplicates(
+    client: redis.Redis,
+) -> None:
+    store = Store(client)
+    keys = store.store.keys
+    seen = keys.anchor("user_id:old", "seen")
+    client.sadd(seen, "m-1")  # written by the previous version: a plain set
+    client.hset(keys.anchor("user_id:old", "data"), "c:events", 1)
+    assert migrate_layout(client, keys.prefix, T0) == 1
+    assert migrate_layout(client, keys.prefix, T0) == 0  # once
+    store.send([event(1, userId="old"), event(2, userId="old")])
+    assert store.counters("user_id:old")["c:events"] == "2"
