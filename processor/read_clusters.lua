@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- Read everything resolution needs about some raw clusters in one call (read-only).
 --
 -- ARGV: prefix, then cluster ids.

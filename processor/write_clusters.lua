@@ -1,3 +1,4 @@
+#!lua
 -- Write the derived state of several clusters, each only if its version is unchanged.
 --
 -- ARGV, per cluster: version key, version read, number of commands, then each command as
