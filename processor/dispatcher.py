@@ -220,7 +220,7 @@ async def _main(settings: Settings) -> int:
     client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10)
     timeout = httpx.Timeout(settings.webhook_timeout_s)
     limits = httpx.Limits(max_connections=settings.webhook_concurrency)
-    server = serve_health(settings.webhooks_host, settings.webhooks_metrics_port, lambda: True)
+    server = serve_health(settings.webhooks_host, settings.webhooks_metrics_port, lambda: ())
     name = f"{socket.gethostname()}-{id(stop)}"
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
         log.info("webhook dispatcher started")
