@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -25,6 +25,7 @@ from tests.reference import make_event
 from touchpath.records import encode_touchpoints
 
 BAD_RECORDS = 1001  # one more than the default limit of 1000 dead letters a minute
+PAUSE_S = 3
 PEOPLE, PER_PERSON = 12, 4
 
 
@@ -82,10 +83,20 @@ def counts(client: redis.Redis, prefix: str, people: dict[str, list[dict]]) -> d
     return {p: int(c or 0) for p, c in zip(people, pipe.execute(), strict=True)}
 
 
+def landed(client: redis.Redis, prefix: str, people: dict[str, list[dict]]) -> Callable[[], bool]:
+    """A check: every person's events counted exactly once and the person resolved."""
+
+    def check() -> bool:
+        resolved = all(client.get(f"{prefix}:idc:user_id:{person}") for person in people)
+        return resolved and counts(client, prefix, people) == dict.fromkeys(people, PER_PERSON)
+
+    return check
+
+
 def test_dead_letter_burst_pauses_and_resumes_instead_of_exiting(
     bootstrap: str, redis_url: str, redis_client: redis.Redis, run_dir: Path
 ) -> None:
-    env = stack_env(bootstrap, redis_url, TOUCHPATH_PROCESSOR_DEAD_LETTER_PAUSE_S="3")
+    env = stack_env(bootstrap, redis_url, TOUCHPATH_PROCESSOR_DEAD_LETTER_PAUSE_S=str(PAUSE_S))
     topic, prefix = env["TOUCHPATH_TOPIC_TOUCHPOINTS"], env["TOUCHPATH_REDIS_PREFIX"]
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     # the issue's request: events whose timestamp the processor cannot parse, then records
@@ -106,7 +117,6 @@ def test_dead_letter_burst_pauses_and_resumes_instead_of_exiting(
         producer.send(topic, f"not json {i}".encode(), partition=0)
     people = normal_events("dl")
     send_people(producer, topic, people)
-    producer.close()
 
     processor = start_service("processor", env, run_dir)
     port = processor.port
@@ -115,8 +125,10 @@ def test_dead_letter_burst_pauses_and_resumes_instead_of_exiting(
         assert paused["reasons"] == ["dead_letter_limit"]
         assert metric(port, 'touchpath_processor_paused{reason="dead_letter_limit"}') == 1
         assert processor.alive()
-        expected = {person: PER_PERSON for person in people}
-        wait_for(lambda: counts(redis_client, prefix, people) == expected, timeout_s=60)
+        later = normal_events("dl-later")  # sent while paused: held back one pause at most
+        send_people(producer, topic, later)
+        for wave in (people, later):
+            wait_for(landed(redis_client, prefix, wave), PAUSE_S + 15)
         wait_for(lambda: readyz(port)[0] == 200, timeout_s=30)
         assert metric(port, 'touchpath_processor_pauses_total{reason="dead_letter_limit"}') >= 1
         assert metric(port, 'touchpath_processor_paused{reason="dead_letter_limit"}') == 0
@@ -125,6 +137,7 @@ def test_dead_letter_burst_pauses_and_resumes_instead_of_exiting(
         assert {f"not json {i}" for i in range(BAD_RECORDS)} <= raw
         assert processor.alive()
     finally:
+        producer.close()
         processor.stop()
 
 
@@ -165,12 +178,10 @@ def test_full_redis_makes_the_processor_unready_and_nothing_is_lost(
         assert processor.alive()
 
         client.config_set("maxmemory", "0")  # room again
-        expected = dict.fromkeys(people, PER_PERSON)
-        wait_for(lambda: counts(client, prefix, people) == expected, timeout_s=60)
+        wait_for(landed(client, prefix, people), timeout_s=60)
         wait_for(lambda: readyz(port)[0] == 200, timeout_s=30)
         for person in people:  # exactly once: the timeline agrees with the counter
             assert client.zcard(f"{prefix}:a:user_id:{person}:journey") == PER_PERSON
-            assert client.get(f"{prefix}:idc:user_id:{person}")
         assert metric(port, 'touchpath_processor_pauses_total{reason="redis_full"}') >= 1
         assert processor.alive()
     finally:
