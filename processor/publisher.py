@@ -48,7 +48,7 @@ class OutboxPublisher:
         try:
             self.client.xgroup_create(self.outbox, GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
+            if not exists_already(exc):
                 raise
         self._group_ready = True
 
@@ -90,3 +90,9 @@ class OutboxPublisher:
             ),
         )
         return [entry for entry in answer[1] if entry and entry[1]]
+
+
+def exists_already(error: redis.ResponseError) -> bool:
+    """Whether XGROUP CREATE failed only because the group exists (any other refusal, e.g.
+    OOM while Redis is full, means it must be tried again)."""
+    return "BUSYGROUP" in str(error)

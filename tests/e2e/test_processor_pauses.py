@@ -157,15 +157,13 @@ def test_full_redis_makes_the_processor_unready_and_nothing_is_lost(
     client = redis.Redis.from_url(url, decode_responses=True)
     env = stack_env(bootstrap, url)
     topic, prefix = env["TOUCHPATH_TOPIC_TOUCHPOINTS"], env["TOUCHPATH_REDIS_PREFIX"]
-    processor = start_service("processor", env, run_dir)
+    assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+    assert client.config_get("maxmemory")["maxmemory"] == str(64 << 20)
+    client.set("filler", "x" * 4_000_000)
+    client.config_set("maxmemory", "2mb")  # now over the limit: writes are refused
+    processor = start_service("processor", env, run_dir)  # starts on a full Redis
     port = processor.port
     try:
-        wait_for(lambda: readyz(port)[0] == 200)
-        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
-        assert client.config_get("maxmemory")["maxmemory"] == str(64 << 20)
-        client.set("filler", "x" * 4_000_000)
-        client.config_set("maxmemory", "2mb")  # now over the limit: writes are refused
-
         people = normal_events("oom")
         producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
         send_people(producer, topic, people)
