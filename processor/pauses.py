@@ -74,8 +74,10 @@ class Pauses:
 class DeadLetterBrake:
     """Pauses consumption when more than ``limit`` dead letters were sent in the last minute.
 
-    The first pause lasts ``first_pause_s``; each pause that starts within a minute of the
-    previous one's end lasts twice as long, up to ``max_pause_s``. ``limit`` 0 never pauses.
+    The count starts again at each pause, so each pause takes a fresh ``limit`` of dead
+    letters (a trickle after a burst does not extend it). The first pause lasts
+    ``first_pause_s``; each pause that starts within a minute of the previous one's end lasts
+    twice as long, up to ``max_pause_s``. ``limit`` 0 never pauses.
     """
 
     pauses: Pauses
@@ -96,8 +98,6 @@ class DeadLetterBrake:
             self._in_window -= self._sent.popleft()[1]
         if not self.limit or self._in_window <= self.limit:
             return
-        if self.pauses.holding(DEAD_LETTER_LIMIT):
-            return
         if now - self._last_end > WINDOW_S:
             self._next_pause_s = self.first_pause_s
         seconds = self._next_pause_s
@@ -109,3 +109,5 @@ class DeadLetterBrake:
             f"{self._in_window} dead letters in the last minute (limit {self.limit}): "
             f"consumption paused for {seconds:g}s",
         )
+        self._sent.clear()
+        self._in_window = 0

@@ -59,6 +59,16 @@ def test_a_flood_doubles_the_pause_up_to_the_cap_and_a_quiet_minute_resets_it() 
     assert pause_length(pauses, clock) == 5
 
 
+def test_each_pause_takes_a_fresh_limit_of_dead_letters() -> None:
+    dead_letters, pauses, clock = brake()
+    dead_letters.record(11)
+    pause_length(pauses, clock)
+    dead_letters.record(10)  # a trickle after the burst, within the same minute
+    assert pauses.active() == []
+    dead_letters.record(1)
+    assert pauses.active() == [DEAD_LETTER_LIMIT]
+
+
 def test_the_window_is_one_minute() -> None:
     dead_letters, pauses, clock = brake()
     dead_letters.record(10)
