@@ -258,8 +258,11 @@ def start_tansu(port: int, log_dir: Path, s3_port: int | None = None) -> Child:
     return spawn("tansu", argv, port, log_dir / "tansu.log", env)
 
 
-def start_redis(port: int, data_dir: Path, log_dir: Path, aof: bool = True) -> Child:
-    """``redis-server`` on loopback with its data in ``data_dir`` (AOF on by default)."""
+def start_redis(
+    port: int, data_dir: Path, log_dir: Path, aof: bool = True, maxmemory: str = "0"
+) -> Child:
+    """``redis-server`` on loopback with its data in ``data_dir`` (AOF on by default), using
+    at most ``maxmemory`` (``"0"``: no limit) and refusing writes past it (``noeviction``)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise EmbeddedError(
@@ -284,6 +287,10 @@ def start_redis(port: int, data_dir: Path, log_dir: Path, aof: bool = True) -> C
         "everysec",
         "--protected-mode",
         "yes",
+        "--maxmemory",
+        maxmemory,
+        "--maxmemory-policy",
+        "noeviction",
     ]
     return spawn("redis", argv, port, log_dir / "redis.log")
 

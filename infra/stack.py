@@ -92,7 +92,13 @@ def _start_dependencies(
         stack.children.append(start_tansu(port, log_dir, s3_port))
         env["TOUCHPATH_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
     if not redis_reachable(settings.redis_url):
-        redis = start_redis(free_port(), data_dir / "redis", log_dir, aof=not ephemeral)
+        redis = start_redis(
+            free_port(),
+            data_dir / "redis",
+            log_dir,
+            aof=not ephemeral,
+            maxmemory=settings.redis_maxmemory,
+        )
         stack.children.append(redis)
         env["TOUCHPATH_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
     return env

@@ -29,6 +29,7 @@ from prometheus_client import Counter, Histogram
 from infra.logs import configure_logging
 from infra.webhook_store import WebhookStore, now_ms
 from processor.health import serve_health
+from processor.publisher import exists_already
 from touchpath.settings import Settings
 from touchpath.signatures import standard_headers
 from touchpath.webhooks import (
@@ -74,11 +75,10 @@ class Dispatcher:
         )
         self.lease_ms = int((settings.webhook_timeout_s + 5) * 1000)
         self.wake = asyncio.Event()
+        self._group_ready = False  # created on first use: Redis may be full or down at start
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fan out and deliver until ``stop`` is set."""
-        with contextlib.suppress(aioredis.ResponseError):  # BUSYGROUP: it exists already
-            await self.client.xgroup_create(self.outbox, GROUP, id="0", mkstream=True)
         loops = [
             asyncio.create_task(self._forever(step, stop))
             for step in (self.fan_out, self.deliver_due)
@@ -103,6 +103,7 @@ class Dispatcher:
 
     async def fan_out(self) -> int:
         """Turn waiting stage changes into stored deliveries; returns how many changes."""
+        await self._ensure_group()
         entries = await self._claim_stale() or await self._read_new()
         if not entries:
             return 0
@@ -122,6 +123,16 @@ class Dispatcher:
         if jobs:
             self.wake.set()
         return len(entries)
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self.client.xgroup_create(self.outbox, GROUP, id="0", mkstream=True)
+        except aioredis.ResponseError as exc:
+            if not exists_already(exc):
+                raise
+        self._group_ready = True
 
     async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
         answer = cast(
@@ -220,7 +231,7 @@ async def _main(settings: Settings) -> int:
     client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10)
     timeout = httpx.Timeout(settings.webhook_timeout_s)
     limits = httpx.Limits(max_connections=settings.webhook_concurrency)
-    server = serve_health(settings.webhooks_host, settings.webhooks_metrics_port, lambda: True)
+    server = serve_health(settings.webhooks_host, settings.webhooks_metrics_port, lambda: ())
     name = f"{socket.gethostname()}-{id(stop)}"
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
         log.info("webhook dispatcher started")

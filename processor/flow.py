@@ -9,6 +9,12 @@ after each poll. Rounds run one at a time, in order, so a round always sees the 
 round's writes. A round's offsets are committed (``offset + 1``) only once its resolution is
 durable in Redis; parts staged but not yet resolved are never committed, so after a crash or a
 rebalance they are delivered again and (every effect being idempotent) change nothing twice.
+A round is durable only once the dead letters of its parts are acknowledged too.
+
+While :class:`processor.pauses.Pauses` holds ``dead_letter_limit``, the assigned partitions
+are paused (no records are fetched; the group membership, rounds in flight and commits go on)
+and what is staged is resolved at once. A step that fails on Redis (``redis_full`` when Redis
+refuses writes) or Kafka is retried with the same input, backing off from 0.1 s to 5 s.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from kafka.structs import OffsetAndMetadata
 
 from infra.observability import DEPENDENCY_UP
 from processor import metrics
+from processor.dead_letters import SentLetter
+from processor.pauses import DEAD_LETTER_LIMIT, REDIS_FULL, Pauses
 
 log = logging.getLogger(__name__)
 MAX_ROUND_WAIT_S = 10.0  # a backlog delays visibility at most this long beyond staging
@@ -38,10 +46,6 @@ Batch = Mapping[TopicPartition, Sequence[ConsumerRecord]]
 Offsets = dict[TopicPartition, int]
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class DeadLetterLimitExceeded(RuntimeError):
-    """Too many dead letters in a minute: likely a bad deploy or a poisoned topic."""
 
 
 @dataclass(slots=True)
@@ -55,6 +59,7 @@ class Staged:
     channels: Counter[str] = field(default_factory=Counter)  # new events by channel
     received_ms: list[int] = field(default_factory=list)  # collector receipt of new events
     duplicates: int = 0
+    letters: list[SentLetter] = field(default_factory=list)  # to confirm before committing
 
     def absorb(self, later: Staged) -> None:
         """Fold a later staged batch into this one."""
@@ -64,6 +69,7 @@ class Staged:
         self.channels.update(later.channels)
         self.received_ms += later.received_ms
         self.duplicates += later.duplicates
+        self.letters += later.letters
 
 
 def partition_lags(consumer: KafkaConsumer, timeout_ms: int) -> dict[TopicPartition, int]:
@@ -101,11 +107,13 @@ class Flow:
         stage: Callable[[Batch], Iterable[Staged]],
         resolve: Callable[[Staged], int],
         stop: threading.Event,
+        pauses: Pauses,
         batch_records: int,
         max_pending_events: int,
     ) -> None:
         self.consumer = consumer
         self._stage, self._resolve, self._stop = stage, resolve, stop
+        self._pauses = pauses
         self._batch_records = batch_records
         self._max_pending = max_pending_events
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="resolver")
@@ -115,13 +123,26 @@ class Flow:
 
     def step(self) -> None:
         """Poll → stage part by part, handing work to the resolver whenever it is free →
-        commit the rounds that finished."""
+        commit the rounds that finished. While paused, nothing is fetched and what is staged
+        is resolved without waiting for more."""
+        paused = self._hold_back()
         batch = self.consumer.poll(timeout_ms=self._poll_timeout(), max_records=self._batch_records)
         metrics.PARTITIONS_ASSIGNED.set(len(self.consumer.assignment()))
-        if batch and until_durable(self._stage_parts, batch, self._stop) is None:
+        if batch and until_durable(self._stage_parts, batch, self._stop, self._pauses) is None:
             return
-        self._advance(caught_up=not behind(self.consumer))  # an empty poll may await a fetch
+        # an empty poll may await a fetch
+        self._advance(caught_up=paused or not behind(self.consumer))
         self._commit_durable()
+
+    def _hold_back(self) -> bool:
+        """Pause every assigned partition while the dead-letter limit holds, resume after;
+        True while paused."""
+        if self._pauses.holding(DEAD_LETTER_LIMIT):
+            self.consumer.pause(*self.consumer.assignment())  # again: a rebalance adds some
+            return True
+        if self.consumer.paused():
+            self.consumer.resume(*self.consumer.paused())
+        return False
 
     def _stage_parts(self, batch: Batch) -> bool:
         """Stage a batch part by part (a failed part restages the whole batch: idempotent)."""
@@ -175,7 +196,7 @@ class Flow:
             "round started",
             extra={"events": staged.events, "clusters": len(staged.clusters)},
         )
-        done = self._executor.submit(until_durable, self._resolve, staged, self._stop)
+        done = self._executor.submit(until_durable, self._resolve, staged, self._stop, self._pauses)
         self._in_flight = (staged.offsets, done)
 
     def drop(self) -> None:
@@ -196,17 +217,23 @@ class Flow:
         self._executor.shutdown()
 
 
-def until_durable(step: Callable[[T], R], work: T, stop: threading.Event) -> R | None:
+def until_durable(
+    step: Callable[[T], R], work: T, stop: threading.Event, pauses: Pauses
+) -> R | None:
     """Retry a step on Redis/Kafka errors (same input, nothing committed) until it lands;
-    None when stopped first."""
+    None when stopped first. While Redis refuses writes (``maxmemory`` reached), ``redis_full``
+    holds: the processor is unready but Redis is reachable."""
     backoff = 0.1
     while not stop.is_set():
         try:
             result = step(work)
             DEPENDENCY_UP.labels("redis").set(1)
+            pauses.release(REDIS_FULL)
             return result
-        except DeadLetterLimitExceeded:
-            raise
+        except redis.OutOfMemoryError:  # (its text quotes the arguments: not logged)
+            DEPENDENCY_UP.labels("redis").set(1)
+            pauses.hold(REDIS_FULL, float("inf"), "used memory > maxmemory")
+            log.warning("Redis refuses writes (maxmemory reached), retrying")
         except (redis.RedisError, OSError) as exc:
             DEPENDENCY_UP.labels("redis").set(0)
             log.warning("batch not durable yet, retrying", extra={"error": repr(exc)})

@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from infra.observability import metrics_payload
 
 
-def serve_health(host: str, port: int, ready: Callable[[], bool]) -> ThreadingHTTPServer:
-    """Start the server on a daemon thread; ``ready`` decides /readyz."""
+def serve_health(host: str, port: int, unready: Callable[[], Sequence[str]]) -> ThreadingHTTPServer:
+    """Start the server on a daemon thread; /readyz answers 503 with the reasons ``unready``
+    gives (e.g. ``{"status":"unavailable","reasons":["redis_full"]}``), 200 when none."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/healthz":
                 self._answer(200, b'{"status":"ok"}', "application/json")
             elif self.path == "/readyz":
-                ok = ready()
+                reasons = list(unready())
+                body = {"status": "unavailable", "reasons": reasons} if reasons else None
                 self._answer(
-                    200 if ok else 503,
-                    b'{"status":"ready"}' if ok else b'{"status":"unavailable"}',
+                    503 if body else 200,
+                    orjson.dumps(body) if body else b'{"status":"ready"}',
                     "application/json",
                 )
             elif self.path == "/metrics":

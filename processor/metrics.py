@@ -60,3 +60,22 @@ CUSTOMERS_BY_STAGE = Gauge(
     ["stage"],
     multiprocess_mode="livemax",
 )
+PAUSED = Gauge(
+    "touchpath_processor_paused",
+    "1 while the processor holds back for a reason (dead_letter_limit, redis_full).",
+    ["reason"],
+    multiprocess_mode="livemax",
+)
+PAUSES = Counter(
+    "touchpath_processor_pauses", "Times the processor started holding back, by reason.", ["reason"]
+)
+REDIS_MEMORY_USED = Gauge(
+    "touchpath_redis_memory_used_bytes",
+    "Memory Redis uses (INFO used_memory), as the processor last read it.",
+    multiprocess_mode="livemax",
+)
+REDIS_MEMORY_MAX = Gauge(
+    "touchpath_redis_memory_max_bytes",
+    "Redis's maxmemory (0: no limit), as the processor last read it.",
+    multiprocess_mode="livemax",
+)

@@ -40,14 +40,21 @@ class OutboxPublisher:
         self.topic = topic
         self.consumer = consumer
         self.timeout_s = timeout_s
+        self._group_ready = False  # created on first use: Redis may be full or down at start
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
         try:
-            client.xgroup_create(outbox, GROUP, id="0", mkstream=True)
+            self.client.xgroup_create(self.outbox, GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
+            if not exists_already(exc):
                 raise
+        self._group_ready = True
 
     def drain(self, limit: int = 5000) -> int:
         """Publish up to ``limit`` waiting changes (with acks=all); returns how many."""
+        self._ensure_group()
         entries = self._claim_stale() + self._read_new(limit)
         if not entries:
             return 0
@@ -83,3 +90,9 @@ class OutboxPublisher:
             ),
         )
         return [entry for entry in answer[1] if entry and entry[1]]
+
+
+def exists_already(error: redis.ResponseError) -> bool:
+    """Whether XGROUP CREATE failed only because the group exists (any other refusal, e.g.
+    OOM while Redis is full, means it must be tried again)."""
+    return "BUSYGROUP" in str(error)

@@ -1,8 +1,9 @@
 """The processor: its steps (stage: decode, apply, dead-letter; resolve), wiring and loop.
 
-How the steps overlap and when offsets are committed is :mod:`processor.flow`'s part. A
-dead-letter rate above the configured limit stops the processor instead of draining a topic
-into the dead-letter queue.
+How the steps overlap and when offsets are committed is :mod:`processor.flow`'s part. No
+input stops the processor: what it cannot use is dead-lettered and the partition moves on; a
+dead-letter rate above the configured limit pauses consumption for a while
+(:mod:`processor.pauses`), and ``/readyz`` answers 503 with the reasons while it holds back.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import signal
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,16 +28,11 @@ from infra.kafka import ensure_topics, make_consumer, producer_config
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP
 from processor import metrics
-from processor.decode import DeadLetter, Decoded, decode_batch
-from processor.flow import (
-    Batch,
-    DeadLetterLimitExceeded,
-    Flow,
-    Offsets,
-    Staged,
-    partition_lags,
-)
+from processor.dead_letters import DeadLetters
+from processor.decode import Decoded, decode_batch
+from processor.flow import Batch, Flow, Offsets, Staged, partition_lags
 from processor.health import serve_health
+from processor.pauses import DeadLetterBrake, Pauses
 from processor.publisher import OutboxPublisher
 from processor.resolver import Resolver
 from processor.store import (
@@ -50,7 +45,6 @@ from processor.store import (
 from touchpath.events import metric_channel
 from touchpath.identity import IdentityPolicy
 from touchpath.journey import EventEffects
-from touchpath.records import encode_dead_letter
 from touchpath.settings import Settings
 from touchpath.stages import StageModel, load_stage_model
 
@@ -69,9 +63,10 @@ class Processor:
     publisher: OutboxPublisher
     model: StageModel
     policy: IdentityPolicy
+    pauses: Pauses
+    dead_letters: DeadLetters
 
     def __post_init__(self) -> None:
-        self._dead_times: deque[float] = deque()
         # applies run here, in order, while the polling thread decodes the next part
         self._applier = ThreadPoolExecutor(1, thread_name_prefix="applier")
 
@@ -96,13 +91,14 @@ class Processor:
     def _applied(
         self, started: float, part: Part, prepared: PreparedApply, applying: Future[list[Any]]
     ) -> Staged:
-        """A part as staged once its apply is done, after dead-lettering its bad input."""
+        """A part as staged once its apply is done, its bad input sent to the dead-letter
+        topic (confirmed by the round that resolves it)."""
         outcome = self.store.applied_of(prepared, applying.result())
         applied = outcome.applied
         for bound, count in outcome.overflows.items():
             metrics.BOUND_OVERFLOWS.labels(bound).inc(count)
-        self._dead_letter(part.decoded.dead)
         staged = Staged(started, part.offsets, set())
+        staged.letters = self.dead_letters.send(part.decoded.dead)
         _account(staged, part.decoded.effects, applied)
         log.debug(
             "part applied",
@@ -115,8 +111,9 @@ class Processor:
         self._applier.shutdown()
 
     def resolve(self, staged: Staged) -> int:
-        """Derive and store the customers of a staged batch; returns how many clusters were
-        resolved (raises on Redis errors)."""
+        """Confirm the dead letters of a staged batch, derive and store its customers; returns
+        how many clusters were resolved (raises on Redis and Kafka errors)."""
+        self.dead_letters.confirm(staged.letters)
         report = self.resolver.resolve(staged.clusters)
         _observe(staged)  # processed = visible in the customer's stage
         metrics.MERGES.inc(report.merges)
@@ -133,36 +130,6 @@ class Processor:
             },
         )
         return report.resolved
-
-    def _dead_letter(self, dead: Sequence[DeadLetter]) -> None:
-        if not dead:
-            return
-        self._check_dead_letter_rate(len(dead))
-        futures = [
-            self.producer.send(
-                self.settings.topic_dead_letter,
-                encode_dead_letter(d.reason, d.raw, stage="processor"),
-            )
-            for d in dead
-        ]
-        self.producer.flush(10)
-        for future, letter in zip(futures, dead, strict=True):
-            future.get(10)
-            metrics.DEAD_LETTERS.labels(letter.code).inc()
-            log.warning("dead-lettered input", extra={"reason": letter.reason})
-
-    def _check_dead_letter_rate(self, count: int) -> None:
-        limit = self.settings.processor_max_dead_letters_per_minute
-        now = time.monotonic()
-        self._dead_times.extend([now] * count)
-        while self._dead_times and self._dead_times[0] < now - 60:
-            self._dead_times.popleft()
-        if limit and len(self._dead_times) > limit:
-            raise DeadLetterLimitExceeded(
-                f"{len(self._dead_times)} dead letters in the last minute (limit {limit}): "
-                "stopping instead of draining the topic; fix the input or raise "
-                "TOUCHPATH_PROCESSOR_MAX_DEAD_LETTERS_PER_MINUTE"
-            )
 
     def publish(self) -> int:
         """Move waiting stage changes to Kafka."""
@@ -240,6 +207,13 @@ def store_bounds(settings: Settings) -> StoreBounds:
     )
 
 
+def update_redis_memory(client: redis.Redis) -> None:
+    """Redis's memory use and limit, for the alert before it refuses writes."""
+    info = client.info("memory")
+    metrics.REDIS_MEMORY_USED.set(int(info["used_memory"]))
+    metrics.REDIS_MEMORY_MAX.set(int(info["maxmemory"]))
+
+
 def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     """Wire a Processor from settings (rules file validated here, at start-up)."""
     model = load_stage_model(settings.rules_file)
@@ -254,26 +228,35 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     publisher = OutboxPublisher(
         client, store.keys.outbox, producer, settings.topic_stage_changes, consumer_name
     )
+    pauses = Pauses()
+    brake = DeadLetterBrake(
+        pauses,
+        settings.processor_max_dead_letters_per_minute,
+        settings.processor_dead_letter_pause_s,
+        settings.processor_dead_letter_max_pause_s,
+    )
+    dead_letters = DeadLetters(producer, settings.topic_dead_letter, brake)
+    resolver = Resolver(store, model, policy)
     return Processor(
-        settings, store, Resolver(store, model, policy), producer, publisher, model, policy
+        settings, store, resolver, producer, publisher, model, policy, pauses, dead_letters
     )
 
 
 def run_processor(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT; non-zero exit when the dead-letter limit stops it."""
+    """Run until SIGTERM/SIGINT (non-zero exit only on an unexpected error)."""
     configure_logging("processor", settings.log_level)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=10)
     ensure_topics(settings)
-    converted = migrate_layout(client, settings.redis_prefix, int(time.time() * 1000))
-    if converted:
-        log.info("store layout migrated", extra={"keys": converted})
+    _migrate(client, settings.redis_prefix, stop)
     processor = build_processor(settings, client)
     consumer = make_consumer(settings, settings.topic_touchpoints)
     server = serve_health(
-        settings.processor_host, settings.processor_metrics_port, lambda: _redis_up(client)
+        settings.processor_host,
+        settings.processor_metrics_port,
+        lambda: _unready(client, processor.pauses),
     )
     gc_tuning.tune_gc()  # a batch allocates millions of short-lived objects
     log.info("processor started", extra={"group": settings.consumer_group})
@@ -289,12 +272,29 @@ def run_processor(settings: Settings) -> int:
         server.shutdown()
 
 
+def _migrate(client: redis.Redis, prefix: str, stop: threading.Event) -> None:
+    """Bring the store to the current layout, waiting while Redis is full."""
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            converted = migrate_layout(client, prefix, int(time.time() * 1000))
+        except redis.OutOfMemoryError:
+            log.warning("Redis is full: the store layout migration waits for room")
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+            continue
+        if converted:
+            log.info("store layout migrated", extra={"keys": converted})
+        return
+
+
 def _loop(processor: Processor, consumer: KafkaConsumer, stop: threading.Event) -> int:
     flow = Flow(
         consumer,
         processor.stage,
         processor.resolve,
         stop,
+        processor.pauses,
         processor.settings.processor_batch_size,
         processor.settings.processor_max_pending_events,
     )
@@ -328,6 +328,7 @@ def _housekeeping(processor: Processor, consumer: KafkaConsumer) -> None:
     try:
         update_lag(consumer)
         update_stage_gauges(processor.store, processor.model)
+        update_redis_memory(processor.store.client)
     except (KafkaError, redis.RedisError, OSError) as exc:
         log.warning("metrics not refreshed", extra={"error": repr(exc)})
 
@@ -339,8 +340,10 @@ def _publish(processor: Processor) -> None:
         log.warning("stage changes not published yet", extra={"error": repr(exc)})
 
 
-def _redis_up(client: redis.Redis) -> bool:
+def _unready(client: redis.Redis, pauses: Pauses) -> list[str]:
+    """Why the processor is not ready (empty: ready): Redis unreachable, or a pause."""
     try:
-        return bool(client.ping())
+        reachable = bool(client.ping())
     except redis.RedisError:
-        return False
+        reachable = False
+    return pauses.active() + ([] if reachable else ["redis_unreachable"])

@@ -143,7 +143,15 @@ class Settings(BaseSettings):
     consumer_session_timeout_ms: int = Field(10_000, ge=1000)
     processor_batch_size: int = Field(2000, ge=1, le=100_000)
     processor_max_pending_events: int = Field(200_000, ge=1)
-    processor_max_dead_letters_per_minute: int = Field(1000, ge=0)
+    # --- hostile input (issue 13): the processor's pauses, the embedded Redis's memory -----
+    processor_max_dead_letters_per_minute: int = Field(
+        1000, ge=0, description="past it consumption pauses (0 = never)"
+    )
+    processor_dead_letter_pause_s: float = Field(5.0, gt=0, le=3600)
+    processor_dead_letter_max_pause_s: float = Field(60.0, gt=0, le=3600)
+    redis_maxmemory: str = Field(
+        "1gb", pattern=r"(?i)^\d+(b|k|kb|m|mb|g|gb)?$", description="embedded Redis; 0 = none"
+    )
     journey_cap: int = Field(1000, ge=1)
     # --- bounds of the store (issue #13): each overflow is counted, never an error -------
     max_traits: int = Field(200, ge=1, description="distinct traits per identifier")

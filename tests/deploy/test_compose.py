@@ -187,6 +187,7 @@ def test_redis_persists_with_aof(services: dict[str, Any]) -> None:
     redis = services["redis"]
     assert re.fullmatch(r"redis:7\.\d+\.\d+(-\w+)?", redis["image"])
     assert " ".join(redis["command"]).count("--appendonly yes") == 1
+    assert "--maxmemory 768mb --maxmemory-policy noeviction" in " ".join(redis["command"])
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
 
 

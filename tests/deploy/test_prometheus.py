@@ -38,6 +38,13 @@ REQUIRED_ALERTS = {
     "TouchpathRedisUnreachable": ('touchpath_dependency_up{dependency="redis"} == 0',),
     "TouchpathKafkaUnreachable": ('touchpath_dependency_up{dependency="kafka"} == 0',),
     "TouchpathTargetDown": ("up == 0",),
+    "TouchpathProcessorPausedByDeadLetters": (
+        'touchpath_processor_pauses_total{reason="dead_letter_limit"}[10m]',
+    ),
+    "TouchpathRedisRefusingWrites": ('touchpath_processor_paused{reason="redis_full"}) == 1',),
+    "TouchpathRedisMemoryHigh": (
+        "touchpath_redis_memory_used_bytes / (touchpath_redis_memory_max_bytes > 0)",
+    ),
 }
 REQUIRED_PANELS = (
     "Ingest rate by channel",

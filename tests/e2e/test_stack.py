@@ -85,6 +85,8 @@ def test_stack_ingests_stops_cleanly_and_keeps_data_across_restart(tmp_path: Pat
         assert response.status_code == 200, response.text
         client = redis.Redis.from_url(banner["redis"], decode_responses=True)
         wait_for(lambda: client.get("tp:idc:user_id:ada"), 40)
+        memory = client.config_get("maxmemory*")  # TOUCHPATH_REDIS_MAXMEMORY's default
+        assert (memory["maxmemory"], memory["maxmemory-policy"]) == (str(1 << 30), "noeviction")
         for service in ("collector", "api"):
             health = httpx.get(f"http://127.0.0.1:{ports[service]}/healthz")
             assert health.status_code == 200
