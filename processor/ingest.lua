@@ -5,7 +5,7 @@
 --
 -- ARGV: prefix, journey_cap, then one JSON array of groups: [anchor, [event, ...]], each
 -- event [message_id, at_ms, order_key, journey_entry, received_ms, payload] (times as strings)
--- payload: ids[], tie ("" if none), counts{}, revenue, stages{}, cond{member: at},
+-- payload: ids[], marks[] (names of their erasure markers), tie ("" if none), counts{}, revenue, stages{}, cond{member: at},
 --          traits{}, first_touch, surveys{order_key: answer}
 -- Returns per event, in argument order, 3 values: is_new (0/1), cluster id,
 -- needs_resolution (0/1). An event received before one of its identifiers was erased (a
@@ -235,7 +235,7 @@ local function apply_group(anchor, events)
   local status, fresh = {}, 0
   for k, event in ipairs(events) do
     local d = event[6]
-    local erased = erasure(d.ids, tonumber(event[5]))
+    local erased = erasure(d.marks, tonumber(event[5]))
     if erased == 'skip' then
       status[k] = 'skip'
     elseif redis.call('SADD', a .. ':seen', event[1]) == 0 then

@@ -223,7 +223,7 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     """Wire a Processor from settings (rules file validated here, at start-up)."""
     model = load_stage_model(settings.rules_file)
     policy = IdentityPolicy(limits=settings.identity_limits, priority=settings.identity_priority)
-    store = JourneyStore(client, settings.redis_prefix, settings.journey_cap)
+    store = JourneyStore(client, settings.redis_prefix, settings.journey_cap, settings.erasure_key)
     producer = KafkaProducer(
         **producer_config(
             settings, delivery_timeout_ms=30_000, request_timeout_ms=10_000, max_block_ms=10_000

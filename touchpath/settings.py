@@ -197,6 +197,26 @@ class Settings(BaseSettings):
     identifier_hash_key: str = Field(
         "", description="when set, emails and phones are stored as keyed hashes"
     )
+    # --- privacy (issue 16): erasure markers, retention, email links, replay cache ----------
+    erasure_key: str = Field(
+        "", description="HMAC key of erasure markers; empty: a key generated once in Redis"
+    )
+    touchpoints_retention_hours: int = Field(
+        168, ge=1, description="Kafka retention of the touchpoint and dead-letter topics"
+    )
+    stage_changes_retention_hours: int = Field(
+        168, ge=1, description="Kafka retention of the stage-change topic"
+    )
+    email_link_old_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="earlier email link keys, still accepted (rotation)"
+    )
+    email_link_ttl_days: int = Field(90, ge=1, le=3650, description="how long links work")
+    email_click_bind_s: int = Field(
+        7 * 86_400, ge=0, description="a click ties the browser to the recipient this long"
+    )
+    replay_redis_url: str = Field(
+        "", description="Redis of the collector's replay cache; empty: TOUCHPATH_REDIS_URL"
+    )
 
     @field_validator(
         "write_keys",
@@ -204,6 +224,7 @@ class Settings(BaseSettings):
         "identity_limits",
         "identity_priority",
         "cors_origins",
+        "email_link_old_keys",
         mode="before",
     )
     @classmethod
@@ -238,6 +259,7 @@ _TEXT_PARSERS: dict[str, Callable[[str], object]] = {
     "identity_limits": parse_limits,
     "identity_priority": _text_list,
     "cors_origins": _text_list,
+    "email_link_old_keys": _text_list,
 }
 
 
