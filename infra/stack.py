@@ -33,6 +33,7 @@ from infra.embedded import (
     start_tansu,
 )
 from infra.kafka import ensure_topics
+from infra.private import private_dir, private_umask, write_private
 from touchpath.settings import Settings, load_settings
 
 DEFAULT_BROKER_PORT = 19092
@@ -58,10 +59,10 @@ class Stack:
 
 def start_stack(ephemeral: bool = False, settings: Settings | None = None) -> Stack:
     """Start dependencies and services; return once every service answers /healthz."""
+    private_umask()  # before anything is written: the data dir holds personal data
     settings = settings or load_settings()
-    data_dir = settings.data_dir.resolve()
-    log_dir = data_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = private_dir(settings.data_dir.resolve())
+    log_dir = private_dir(data_dir / "logs")
     stack = Stack(settings)
     reserve_ports(port for _, port, _ in _services(settings))  # not for the dependencies
     try:
@@ -83,13 +84,12 @@ def _start_dependencies(
     env: dict[str, str] = {}
     settings = stack.settings
     if not settings.kafka_bootstrap:
-        s3_port = None
+        weed = None
         if not ephemeral:
             weed = start_seaweedfs(data_dir / "seaweedfs", log_dir)
             stack.children.append(weed)
-            s3_port = weed.port
         port = DEFAULT_BROKER_PORT if port_is_free(DEFAULT_BROKER_PORT) else free_port()
-        stack.children.append(start_tansu(port, log_dir, s3_port))
+        stack.children.append(start_tansu(port, log_dir, weed))
         env["TOUCHPATH_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
     if not redis_reachable(settings.redis_url):
         redis = start_redis(free_port(), data_dir / "redis", log_dir, aof=not ephemeral)
@@ -107,8 +107,8 @@ def _credentials(
     write_key = saved.get("write_key") or "wk_" + secrets.token_urlsafe(18)
     api_token = saved.get("api_token") or "tp_" + secrets.token_urlsafe(24)
     if not ephemeral:
-        stored.write_text(json.dumps({"write_key": write_key, "api_token": api_token}))
-        stored.chmod(0o600)
+        credentials = {"write_key": write_key, "api_token": api_token}
+        write_private(stored, json.dumps(credentials).encode())
     env: dict[str, str] = {}
     if settings.write_keys:
         stack.write_key = next(iter(settings.write_keys))
