@@ -211,8 +211,8 @@ class Settings(BaseSettings):
         (), description="earlier email link keys, still accepted (rotation)"
     )
     email_link_ttl_days: int = Field(90, ge=1, le=3650, description="how long links work")
-    email_click_bind_s: int = Field(
-        7 * 86_400, ge=0, description="a click ties the browser to the recipient this long"
+    email_click_tie_hours: int = Field(
+        48, ge=0, description="after the send, how long a click ties the browser to the recipient"
     )
     replay_redis_url: str = Field(
         "", description="Redis of the collector's replay cache; empty: TOUCHPATH_REDIS_URL"
