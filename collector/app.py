@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import Response
@@ -36,13 +37,21 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         producer = AsyncProducer(settings)
         app.state.ingestor = Ingestor(settings, producer)
         app.state.limits = RequestLimits(settings)
-        app.state.replays = ReplayGuard(ttl_s=2 * settings.webhook_tolerance_s)
+        replay_redis = aioredis.Redis.from_url(
+            settings.replay_redis_url or settings.redis_url,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+        )
+        app.state.replays = ReplayGuard(
+            replay_redis, settings.redis_prefix, 2 * settings.webhook_tolerance_s
+        )
         if tune_gc:
             gc_tuning.tune_gc()
         try:
             yield
         finally:
             producer.close()
+            await replay_redis.aclose()
 
     app = FastAPI(
         title="touchpath collector",
