@@ -34,6 +34,7 @@ from infra.embedded import (
 )
 from infra.kafka import ensure_topics
 from infra.private import private_dir, private_umask, write_private
+from touchpath.secrets import mask_url
 from touchpath.settings import Settings, load_settings
 
 DEFAULT_BROKER_PORT = 19092
@@ -177,7 +178,7 @@ def print_banner(stack: Stack) -> None:
         f"processor  metrics at http://127.0.0.1:{settings.processor_metrics_port}/metrics",
         f"webhooks   metrics at http://127.0.0.1:{settings.webhooks_metrics_port}/metrics",
         f"kafka      {settings.kafka_bootstrap}",
-        f"redis      {settings.redis_url}",
+        f"redis      {mask_url(settings.redis_url)}",
         f"write key  {stack.write_key}",
         f"api token  {stack.api_token}",
         f"data dir   {settings.data_dir.resolve()}",

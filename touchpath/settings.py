@@ -66,12 +66,12 @@ def parse_write_keys(raw: str) -> dict[str, WriteKeySource]:
     for item in _items(raw):
         key, sep, rest = item.partition("=")
         if not sep or not key.strip() or not rest.strip():
-            raise ValueError(f"expected key=source[:channel], got {item!r}")
+            raise ValueError(f"expected key=source[:channel], got {_redact(item)!r}")
         source, _, channel = rest.partition(":")
         channel = channel.strip() or "web"
         if channel not in CHANNELS:
             raise ValueError(
-                f"unknown channel {channel!r} for key {key.strip()!r}; "
+                f"unknown channel {channel!r} for source {source.strip()!r}; "
                 f"use one of {sorted(CHANNELS)}"
             )
         keys[key.strip()] = WriteKeySource(source=source.strip(), channel=channel)
