@@ -6,9 +6,7 @@ answer and the webhook stores are searched for any form of them."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import redis
 
 from infra.embedded import Child
 from tests.e2e.conftest import ADMIN_TOKEN, WRITE_KEY, stack_env, start_service, wait_for
+from tests.e2e.test_webhooks import Receiver
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 DAY = "2026-02-0{}T10:00:00.000Z"
@@ -34,30 +33,13 @@ FORMS = (
 )
 
 
-class Failing:
-    """A webhook receiver that always answers 500 (deliveries become dead letters)."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["content-length"]))
-                self.send_response(500)
-                self.end_headers()
-
-            def log_message(self, *_: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture(scope="module")
 def stack(bootstrap: str, redis_url: str, run_dir: Path) -> Iterator[dict[str, Any]]:
     env = stack_env(bootstrap, redis_url, TOUCHPATH_WEBHOOK_MAX_ATTEMPTS="1")
     names = ("collector", "processor", "api", "webhooks")
     children = {name: start_service(name, env, run_dir) for name in names}
-    receiver = Failing()
+    receiver = Receiver()
+    receiver.fail["/hook"] = -1  # always 500: deliveries become dead letters
     yield {"env": env, "children": children, "receiver": receiver}
     for child in children.values():
         child.stop()
@@ -153,7 +135,7 @@ def test_erasure_leaves_no_form_of_the_identifiers_anywhere(stack: dict[str, Any
     prefix = env["TOUCHPATH_REDIS_PREFIX"]
     api = _url(stack["children"]["api"])
     subscribed = httpx.post(
-        f"{api}/v1/subscriptions", json={"url": stack["receiver"].url}, headers=ADMIN
+        f"{api}/v1/subscriptions", json={"url": stack["receiver"].url + "/hook"}, headers=ADMIN
     )
     assert subscribed.status_code == 201, subscribed.text
 
