@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         )
         app.state.redis = client
         app.state.read_model = ReadModel(client, settings.redis_prefix, stage_model)
-        app.state.eraser = Eraser(client, settings.redis_prefix, stage_model)
+        app.state.eraser = Eraser(client, settings, stage_model)
         app.state.webhooks = WebhookStore(client, settings.redis_prefix)
         if tune_gc:
             gc_tuning.tune_gc()

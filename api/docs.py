@@ -54,7 +54,7 @@ _EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
             "type": "about:blank",
             "title": "Not Found",
             "status": 404,
-            "detail": "no customer has email 'ada@example.com'",
+            "detail": "no customer has this email",
         },
     ),
     503: (

@@ -1,23 +1,57 @@
 -- Erase one customer atomically (right to be forgotten); see api/erasure.py.
--- ARGV: prefix, the identifier named by the caller (kind:value), now_ms, model stages...
--- Returns false when no customer holds the identifier, else {customer id, identifiers...}.
+-- ARGV: prefix, the identifier named by the caller (kind:value), now_ms, then a JSON plan read
+-- beforehand: {cid, ids[] (the profile's identities, in its order), marks[] (their erasure
+-- marker names), cids[] (every customer id they can have had), stages[],
+-- forms {text[], digits[], exact[]} (see touchpath/erasure.py)}.
+-- Returns false when no customer holds the identifier, 'retry' when the customer is no longer
+-- the one planned for (the caller plans again), else a JSON array of the clusters touched.
 local p, named, now = ARGV[1], ARGV[2], ARGV[3]
+local plan = cjson.decode(ARGV[4])
 
 local cid = redis.call('GET', p .. ':idc:' .. named)
 if not cid then return false end
 local blob = redis.call('GET', p .. ':cust:' .. cid)
 if not blob then return false end
 local profile = cjson.decode(blob)
-local ids, gone = {}, {}
-for _, id in ipairs(profile.identities) do
-  table.insert(ids, id)
-  gone[id] = true
-end
+local ids, gone = profile.identities, {}
+for _, id in ipairs(ids) do gone[id] = true end
 if not gone[named] then return false end -- a stale look-up: never erase someone else
+if cid ~= plan.cid or table.concat(ids, '\31') ~= table.concat(plan.ids, '\31') then
+  return 'retry'
+end
+
+-- Whether a text holds one of the erased identifiers' forms (same rule as Forms.mentioned_in).
+local forms = plan.forms
+local function mentions(text)
+  local lower = string.lower(text)
+  for _, form in ipairs(forms.text) do
+    if string.find(lower, form, 1, true) then return true end
+  end
+  for _, form in ipairs(forms.exact) do
+    if string.find(text, form, 1, true) then return true end
+  end
+  if #forms.digits == 0 then return false end
+  local runs = {}
+  for s in string.gmatch(text, '"([^"]*)"') do runs[#runs + 1] = string.gsub(s, '%D', '') end
+  for s in string.gmatch(text, '%d+') do runs[#runs + 1] = s end
+  for _, form in ipairs(forms.digits) do
+    for _, run in ipairs(runs) do
+      if string.find(run, form, 1, true) then return true end
+    end
+  end
+  return false
+end
+
+local function names_gone(tie)
+  for member in string.gmatch(tie, '[^\31]+') do
+    if gone[member] then return true end
+  end
+  return false
+end
 
 -- the profile and its index entries (every model stage, and any stage of its history)
 local stages = {}
-for i = 4, #ARGV do stages[ARGV[i]] = true end
+for _, stage in ipairs(plan.stages) do stages[stage] = true end
 if type(profile.history) == 'table' then
   for stage, _ in pairs(profile.history) do stages[stage] = true end
 end
@@ -28,10 +62,29 @@ end
 redis.call('DEL', p .. ':cust:' .. cid)
 redis.call('HDEL', p .. ':funnel', cid)
 redis.call('HDEL', p .. ':surveys', cid)
-redis.call('HDEL', p .. ':announced', cid)
+redis.call('HDEL', p .. ':announced', unpack(plan.cids))
 
--- its place in the identity cluster(s): identifiers, ties naming them, its derived profile
-local clusters = {}
+-- What the erased identifiers left in the data of identifiers that stay (a refused tie's
+-- link marker, a trait such as the email, a timeline entry naming them).
+local function scrub_anchor(id)
+  local a = p .. ':a:' .. id
+  local data = redis.call('HGETALL', a .. ':data')
+  for i = 1, #data, 2 do
+    local field, value = data[i], data[i + 1]
+    local kind = string.sub(field, 1, 2)
+    if (kind == 'l:' and names_gone(string.sub(field, 3)))
+        or (kind == 't:' and mentions(value)) then
+      redis.call('HDEL', a .. ':data', field)
+    end
+  end
+  for _, entry in ipairs(redis.call('ZRANGE', a .. ':journey', 0, -1)) do
+    if mentions(entry) then redis.call('ZREM', a .. ':journey', entry) end
+  end
+end
+
+-- its place in the identity cluster(s): identifiers, ties naming them, its derived profile;
+-- the cluster's other customers are derived again by the caller (P:rederive)
+local clusters, touched = {}, {}
 for _, id in ipairs(ids) do
   local cluster = redis.call('GET', p .. ':id:' .. id)
   if cluster then clusters[cluster] = true end
@@ -41,27 +94,26 @@ for cluster, _ in pairs(clusters) do
   redis.call('HDEL', cl .. ':ids', unpack(ids))
   redis.call('HDEL', cl .. ':snap', cid)
   for _, tie in ipairs(redis.call('HKEYS', cl .. ':ties')) do
-    for member in string.gmatch(tie, '[^\31]+') do
-      if gone[member] then
-        redis.call('HDEL', cl .. ':ties', tie)
-        break
-      end
-    end
+    if names_gone(tie) then redis.call('HDEL', cl .. ':ties', tie) end
   end
-  if redis.call('HLEN', cl .. ':ids') == 0 then
+  local rest = redis.call('HKEYS', cl .. ':ids')
+  if #rest == 0 then
     redis.call('DEL', cl .. ':ids', cl .. ':ties', cl .. ':snap', cl .. ':ver')
   else
+    for _, id in ipairs(rest) do scrub_anchor(id) end
     redis.call('INCR', cl .. ':ver') -- a resolution in flight sees its version moved and re-reads
+    redis.call('SADD', p .. ':rederive', cluster)
+    touched[#touched + 1] = cluster
   end
 end
 
--- every identifier's own keys, then its erasure time (what makes replays harmless)
-for _, id in ipairs(ids) do
+-- every identifier's own keys, then its erasure time under its marker (what makes replays
+-- harmless; the marker's name is a keyed hash, not the identifier)
+for i, id in ipairs(ids) do
   local a = p .. ':a:' .. id
   redis.call('DEL', a .. ':seen', a .. ':journey', a .. ':data', a .. ':cond',
              p .. ':id:' .. id, p .. ':idc:' .. id)
-  redis.call('SET', p .. ':erased:' .. id, now)
+  redis.call('SET', p .. ':erased:' .. plan.marks[i], now)
 end
 redis.call('SET', p .. ':erasures', 1)
-table.insert(ids, 1, cid)
-return ids
+return cjson.encode(touched)

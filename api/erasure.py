@@ -1,39 +1,58 @@
-"""Erasing a customer (right to be forgotten) in one atomic Lua script (``erase.lua``).
+"""Erasing a customer (right to be forgotten): one atomic Lua script (``erase.lua``), then the
+derived data other customers and the webhook machinery hold.
 
-What is deleted, in one step no other Redis client can observe half-done: the profile
-(``P:cust``), its stage, reached and funnel entries and its last stage announcement; for
-every identifier of the customer its anchored data (``P:a:<id>:{journey,data,seen,cond}``)
-and both look-ups (``P:idc``, ``P:id``); its place in the identity cluster — its identifiers
-leave the cluster's ``ids``, every tie naming one of them leaves ``ties``, its derived profile
-leaves ``snap``, and the cluster's ``ver`` is bumped (or the cluster deleted when nothing is
-left), so a processor that read the cluster before the erasure fails its ``EXEC`` and
-derives again from what remains.
+Step 1, atomic (no other Redis client can observe it half-done): the profile (``P:cust``),
+its stage, reached, funnel and satisfaction entries, the last stage announcement of every
+customer id it can have had (``P:announced``); for every identifier of the customer its
+anchored data (``P:a:<id>:{journey,data,seen,cond}``) and both look-ups (``P:idc``, ``P:id``);
+its place in the identity cluster — its identifiers leave the cluster's ``ids``, every tie
+naming one of them leaves ``ties`` (a *refused* tie included), its derived profile leaves
+``snap`` — and, in the anchored data of the identifiers that stay (another customer the
+identifier was refused to, say), every link marker naming an erased identifier and every
+trait or timeline entry holding one of its forms (``touchpath/erasure.py``: an email in any
+case, a phone by its digits). The cluster's ``ver`` is bumped (or the cluster deleted when
+nothing is left), so a processor that read the cluster before fails its compare-and-set
+write and derives again from what remains.
 
-How replays are prevented from resurrecting the data: Kafka keeps the raw touchpoints, and
-a consumer-group rebalance, a crash or an operator resetting offsets delivers them again.
-The script therefore records ``P:erased:<identifier>`` = the erasure time (epoch ms) for
-every identifier, and sets ``P:erasures``. The processor's apply script
-(``processor/ingest.lua``) skips any event *received* (``receivedAt``, stamped by the
-collector) at or before the erasure time of one of its identifiers: a replayed record, even
-if its de-duplication entry is gone, contributes nothing, and its identifiers are not linked
-again. An event received *after* the erasure is new data the person sent since, so it starts
-a new customer from scratch. This relies on the collector's and the API's clocks agreeing
-(both run on NTP-synchronised hosts). The markers hold the bare identifier and the time, the
-minimum needed to honour the erasure; Kafka's retention bounds how long the raw records stay.
+Step 2: the remaining customers of those clusters are derived again from the scrubbed data
+by the processor's own resolver (profiles, snapshots, look-ups, stage indexes, funnel rows);
+the clusters wait in ``P:rederive`` until that is done, so an API that crashes in between
+finishes the work on its next erasure. Step 3: stage changes naming the customer leave the
+Kafka outbox stream and the webhook outbox stream, and its webhook deliveries leave the
+queue (``P:wh:jobs``/``due``) and the dead letters, so neither a retry nor a replay sends it.
 
-Not covered: a refused tie kept in *another* customer's profile (``refused_ties``) still
-names the erased identifier until that customer's cluster is derived again.
+How replays are prevented from resurrecting the data: Kafka keeps the raw touchpoints for
+the topic's retention, and a consumer-group rebalance, a crash or an operator resetting
+offsets delivers them again. The script therefore records ``P:erased:<mark>`` = the erasure
+time (epoch ms) for every identifier, where ``mark`` is the identifier's keyed hash (HMAC
+under the installation's erasure key): the markers do not say who was erased. The
+processor's apply script skips any event *received* (``receivedAt``, stamped by the
+collector) at or before the erasure time of one of its identifiers' marks. An event received
+*after* the erasure is new data the person sent since, so it starts a new customer. This
+relies on the collector's and the API's clocks agreeing (NTP).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import orjson
+import redis
 import redis.asyncio as aioredis
 
+from infra.erasure_key import erasure_key_async
+from touchpath.erasure import Marks, former_customer_ids, forms_of, names_erased
+from touchpath.identity import IdentityPolicy
+from touchpath.keys import Keys
+from touchpath.settings import Settings
 from touchpath.stages import StageModel
+
+PLAN_ATTEMPTS = 10
+SCAN_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +65,130 @@ class Erasure:
 
 
 class Eraser:
-    """Runs the erase script (registered once per client)."""
+    """Runs the erase script, then the follow-up steps (registered once per client)."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, stages: StageModel) -> None:
+    def __init__(self, client: aioredis.Redis, settings: Settings, stages: StageModel) -> None:
         source = resources.files("api").joinpath("erase.lua").read_text()
         self._script = client.register_script(source)
-        self._prefix = prefix
-        self._stages = stages.stages
+        self._client = client
+        self._keys = Keys(settings.redis_prefix)
+        self._settings = settings
+        self._model = stages
+        self._marks: Marks | None = None  # the erasure key is read on first use
+        self._resolver: Any = None  # built on first use, in a worker thread
 
     async def erase(self, identifier: str, now_ms: int) -> Erasure | None:
         """Erase the customer holding ``identifier`` (``kind:value``); None if there is none."""
-        found: Any = await self._script(args=[self._prefix, identifier, now_ms, *self._stages])
-        if not found:
+        for _ in range(PLAN_ATTEMPTS):
+            plan = await self._plan(identifier)
+            if plan is None:
+                return None
+            found = await self._script(
+                args=[self._keys.prefix, identifier, now_ms, orjson.dumps(plan)]
+            )
+            if not found:
+                return None
+            if found not in (b"retry", "retry"):
+                break
+        else:
+            raise RuntimeError("the customer kept changing while it was being erased")
+        await asyncio.to_thread(self._rederive)
+        await self._forget_changes(set(plan["ids"]), set(plan["cids"]))
+        return Erasure(plan["cid"], plan["ids"], now_ms)
+
+    async def _plan(self, identifier: str) -> dict[str, Any] | None:
+        """What the script will erase, read beforehand (it checks nothing changed since)."""
+        cid = await self._client.get(self._keys.customer_of(identifier))
+        blob = await self._client.get(self._keys.customer(_text(cid))) if cid else None
+        if not cid or not blob:
             return None
-        names = [value.decode() if isinstance(value, bytes) else str(value) for value in found]
-        return Erasure(names[0], names[1:], now_ms)
+        ids: list[str] = orjson.loads(blob)["identities"]
+        if self._marks is None:
+            settings = self._settings
+            key = await erasure_key_async(self._client, self._keys.prefix, settings.erasure_key)
+            self._marks = Marks(key)
+        return {
+            "cid": _text(cid),
+            "ids": ids,
+            "marks": self._marks(ids),
+            "cids": sorted({_text(cid), *former_customer_ids(ids)}),
+            "stages": list(self._model.stages),
+            "forms": forms_of(ids).plan(),
+        }
+
+    def _rederive(self) -> None:
+        """Derive the customers of the clusters an erasure changed (``P:rederive``) again."""
+        resolver = self._resolver or self._build_resolver()
+        client = resolver.store.client
+        clusters = sorted(_text(c) for c in client.smembers(self._keys.rederive))
+        if clusters:
+            resolver.resolve(clusters)
+            client.srem(self._keys.rederive, *clusters)
+
+    def _build_resolver(self) -> Any:
+        from processor.resolver import Resolver  # the processor's own derivation
+        from processor.store import JourneyStore, StoreBounds
+
+        settings = self._settings
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        store = JourneyStore(
+            client, settings.redis_prefix, StoreBounds.of(settings), settings.erasure_key
+        )
+        policy = IdentityPolicy(settings.identity_limits, settings.identity_priority)
+        self._resolver = Resolver(store, self._model, policy)
+        return self._resolver
+
+    async def _forget_changes(self, identifiers: set[str], customers: set[str]) -> None:
+        """Stage changes and webhook deliveries about the customer leave every queue."""
+
+        def erased(raw: bytes) -> bool:
+            return names_erased(orjson.loads(raw), identifiers, customers)
+
+        for stream in (self._keys.outbox, self._keys.webhook_outbox):
+            async for entry_ids in self._stream_matches(stream, erased):
+                await self._client.xdel(stream, *entry_ids)
+        jobs, due, dead = (self._keys.webhooks(part) for part in ("jobs", "due", "dead"))
+        for name in (jobs, dead):
+            async for deliveries in self._hash_matches(name, lambda job: erased(_body(job))):
+                pipe = self._client.pipeline(transaction=True)
+                pipe.hdel(name, *deliveries)
+                pipe.zrem(due, *deliveries)
+                await pipe.execute()
+
+    async def _stream_matches(
+        self, stream: str, erased: Callable[[bytes], bool]
+    ) -> AsyncIterator[list[str]]:
+        start = "-"
+        while True:
+            entries: list[Any] = await self._client.xrange(  # type: ignore[assignment]
+                stream, start, "+", count=SCAN_CHUNK
+            )
+            found = [_text(i) for i, fields in entries if erased(fields[b"change"])]
+            if found:
+                yield found
+            if len(entries) < SCAN_CHUNK:
+                return
+            start = "(" + _text(entries[-1][0])
+
+    async def _hash_matches(
+        self, name: str, erased: Callable[[bytes], bool]
+    ) -> AsyncIterator[list[str]]:
+        cursor = 0
+        while True:
+            answer: Any = await self._client.hscan(name, cursor, count=SCAN_CHUNK)
+            cursor, fields = answer
+            found = [_text(k) for k, v in fields.items() if erased(v)]
+            if found:
+                yield found
+            if not cursor:
+                return
+
+
+def _body(job: bytes) -> bytes:
+    """The stage change a webhook delivery carries (its body's ``data``)."""
+    body = orjson.loads(job).get("body") or "{}"
+    return orjson.dumps(orjson.loads(body).get("data") or {})
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -64,7 +64,7 @@ async def _profile(reads: ReadModel, ref: Identifier) -> dict[str, Any]:
     profile = await reads.profile_of(ref.key())
     if profile is None:
         kind = ref.kind.removeprefix("ext:")
-        raise Problem(404, "Not Found", f"no customer has {kind} {ref.value!r}")
+        raise Problem(404, "Not Found", f"no customer has this {kind}")
     return profile
 
 
@@ -159,7 +159,7 @@ async def erase_customer(ref: CustomerRef, eraser: Erasing, _: AdminScope) -> Re
     done = await eraser.erase(ref.key(), int(time.time() * 1000))
     if done is None:
         kind = ref.kind.removeprefix("ext:")
-        raise Problem(404, "Not Found", f"no customer has {kind} {ref.value!r}")
+        raise Problem(404, "Not Found", f"no customer has this {kind}")
     return JSONBody(
         {
             "customer_id": done.customer_id,

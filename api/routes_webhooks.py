@@ -15,6 +15,7 @@ from api.deps import AdminScope, Stages
 from api.docs import problem
 from infra.problems import JSONBody, Problem
 from infra.webhook_store import WebhookStore
+from touchpath.secrets import mask_text
 from touchpath.webhooks import SubscriptionError, new_subscription
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["webhooks"])
@@ -111,7 +112,7 @@ def _dead(delivery: str, job: dict[str, Any]) -> dict[str, Any]:
         "subscription_id": job["sub"],
         "webhook_id": job["webhook_id"],
         "attempts": job["attempts"],
-        "last_error": job.get("last_error"),
+        "last_error": mask_text(job.get("last_error") or "") or None,
         "given_up_at_ms": job["dead_ms"],
         "body": job["body"],
     }

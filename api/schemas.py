@@ -33,7 +33,7 @@ class ProblemDoc(BaseModel):
             "type": "about:blank",
             "title": "Not Found",
             "status": 404,
-            "detail": "no customer has email 'ada@example.com'",
+            "detail": "no customer has this email",
             "instance": "/v1/customers/ada@example.com/stage",
         }
     )

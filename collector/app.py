@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+import redis.asyncio as aioredis
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from collector import metrics
 from collector.ingest import Ingestor
-from collector.limits import RequestLimits
+from collector.limits import RequestLimits, limit_by_ip
 from collector.replay import ReplayGuard
 from collector.routes import router
 from collector.routes_email import router as email_router
@@ -36,13 +37,21 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         producer = AsyncProducer(settings)
         app.state.ingestor = Ingestor(settings, producer)
         app.state.limits = RequestLimits(settings)
-        app.state.replays = ReplayGuard(ttl_s=2 * settings.webhook_tolerance_s)
+        replay_redis = aioredis.Redis.from_url(
+            settings.replay_redis_url or settings.redis_url,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+        )
+        app.state.replays = ReplayGuard(
+            replay_redis, settings.redis_prefix, 2 * settings.webhook_tolerance_s
+        )
         if tune_gc:
             gc_tuning.tune_gc()
         try:
             yield
         finally:
             producer.close()
+            await replay_redis.aclose()
 
     app = FastAPI(
         title="touchpath collector",
@@ -55,9 +64,10 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     # the ingest routes sit directly on the app's router, first: an included router is one
     # more routing layer per request (measured with py-spy on one-event requests)
     app.router.routes.extend(router.routes)
-    app.include_router(email_router)
-    app.include_router(webhooks_router)
-    app.include_router(web_router)
+    limited = [Depends(limit_by_ip)]  # the ingest routes check it before reading the body
+    app.include_router(email_router, dependencies=limited)
+    app.include_router(webhooks_router, dependencies=limited)
+    app.include_router(web_router, dependencies=limited)
     _add_service_routes(app, settings)
     app.add_exception_handler(Problem, _problem)  # type: ignore[arg-type]
     app.add_exception_handler(BrokerUnavailable, _unavailable)  # type: ignore[arg-type]

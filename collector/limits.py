@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import time
 
+from fastapi import Request
+
 from infra.problems import Problem
 from touchpath.ratelimit import RateLimiter
 from touchpath.settings import Settings
@@ -25,6 +27,13 @@ class RequestLimits:
     def check_key(self, write_key: str) -> None:
         """After authentication."""
         _take(self.by_key, write_key, "write key")
+
+
+async def limit_by_ip(request: Request) -> None:
+    """Router dependency: the per-IP limit on every collector route, not only ingestion
+    (email links, tool callbacks, analytics.js settings, the tracker script)."""
+    limits: RequestLimits = request.app.state.limits
+    limits.check_ip(request.client.host if request.client else None)
 
 
 def _take(limiter: RateLimiter | None, key: str | None, what: str) -> None:

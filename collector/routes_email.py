@@ -20,44 +20,49 @@ from touchpath.email_links import (
     ANONYMOUS_ID_COOKIE,
     EmailLink,
     InvalidToken,
+    LinkKeys,
     anonymous_id_from_cookie,
     click_event,
     is_link_scanner,
     is_machine_open,
+    may_tie_browser,
     open_event,
-    read_token,
 )
+from touchpath.settings import Settings
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/email", tags=["email"])
 SOURCE = "email-links"
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 _NO_STORE = {"Cache-Control": "no-store, private", "Pragma": "no-cache"}
-_TOKEN = Annotated[str, Path(description="A signed token made by `touchpath email-links`.")]
+_TOKEN = Annotated[
+    str, Path(max_length=4096, description="A token made by `touchpath email-links`.")
+]
 _ERRORS: dict[int | str, dict[str, str]] = {
-    400: {"description": "Malformed, unsigned or tampered token: nothing is recorded."},
+    400: {"description": "Malformed, expired, tampered or foreign token: nothing is recorded."},
     404: {"description": "Email links are not configured (TOUCHPATH_EMAIL_LINK_KEY)."},
 }
 
 
-async def _link_key(request: Request) -> bytes:
-    key: str = request.app.state.ingestor.settings.email_link_key
-    if not key:
+async def _link_keys(request: Request) -> LinkKeys:
+    settings: Settings = request.app.state.ingestor.settings
+    if not settings.email_link_key:
         raise Problem(404, "Not Found", "email links are off: set TOUCHPATH_EMAIL_LINK_KEY")
-    return key.encode()
+    keys = [settings.email_link_key, *settings.email_link_old_keys]
+    return LinkKeys([k.encode() for k in keys], settings.email_link_ttl_days * 86_400)
 
 
-LinkKey = Annotated[bytes, Depends(_link_key)]
+Keys = Annotated[LinkKeys, Depends(_link_keys)]
 
 
-def _link(key: bytes, token: str, kind: str) -> EmailLink:
+def _link(keys: LinkKeys, token: str, kind: str) -> tuple[EmailLink, datetime]:
     try:
-        link = read_token(key, token)
+        link, made = keys.read(token)
     except InvalidToken as exc:
         raise Problem(400, "Invalid link", str(exc)) from None
     if (link.url is None) != (kind == "open"):
         raise Problem(400, "Invalid link", f"this token is not an email {kind} token")
-    return link
+    return link, made
 
 
 @router.get(
@@ -67,9 +72,9 @@ def _link(key: bytes, token: str, kind: str) -> EmailLink:
     response_class=Response,
 )
 async def email_open(
-    request: Request, token: _TOKEN, key: LinkKey, ingestor: IngestorDep
+    request: Request, token: _TOKEN, keys: Keys, ingestor: IngestorDep
 ) -> Response:
-    link = _link(key, token, "open")
+    link, _ = _link(keys, token, "open")
     client = request.client.host if request.client else None
     machine = is_machine_open(request.headers.get("user-agent"), client)
     event = open_event(link, datetime.now(UTC), machine)
@@ -85,15 +90,22 @@ async def email_open(
     response_class=RedirectResponse,
 )
 async def email_click(
-    request: Request, token: _TOKEN, key: LinkKey, ingestor: IngestorDep
+    request: Request, token: _TOKEN, keys: Keys, ingestor: IngestorDep
 ) -> RedirectResponse:
-    """When the browser carries the website's `ajs_anonymous_id` cookie, the click ties that
-    anonymous id to the recipient. Clicks by link scanners are flagged and do not tie."""
-    link = _link(key, token, "click")
+    """When the browser carries the website's `ajs_anonymous_id` cookie, a person's click
+    within `TOUCHPATH_EMAIL_CLICK_TIE_HOURS` of the send ties that anonymous id to the
+    recipient; later clicks (the email may have been forwarded) and link scanners' do not."""
+    link, made = _link(keys, token, "click")
     assert link.url is not None
+    now = datetime.now(UTC)
     scanner = is_link_scanner(request.headers.get("user-agent"), request.method)
-    anonymous_id = anonymous_id_from_cookie(request.cookies.get(ANONYMOUS_ID_COOKIE))
-    event = click_event(link, datetime.now(UTC), scanner, anonymous_id)
+    window_s = ingestor.settings.email_click_tie_hours * 3600
+    anonymous_id = (
+        anonymous_id_from_cookie(request.cookies.get(ANONYMOUS_ID_COOKIE))
+        if may_tie_browser(scanner, made, now, window_s)
+        else None
+    )
+    event = click_event(link, now, scanner, anonymous_id)
     await _record_click(request, ingestor, event)
     return RedirectResponse(link.url, status_code=302, headers=_NO_STORE)
 

@@ -7,8 +7,9 @@ what was skipped (a tool retries non-2xx answers, so items we do not map are not
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -18,6 +19,7 @@ from fastapi import APIRouter, Path, Request
 from collector.body import read_body
 from collector.channels import ingest_channel_events
 from collector.ingest import Ingestor
+from collector.replay import ReplayGuard
 from collector.routes import IngestorDep
 from infra.problems import JSONBody, Problem
 from touchpath.adapters import chat, intercom, mailgun, sendgrid, zendesk
@@ -37,7 +39,7 @@ Source = Annotated[
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Verified; mapped items are durable in Kafka, others listed as skipped."},
     400: {"description": "Not valid JSON or not the tool's payload shape."},
-    401: {"description": "Missing, wrong or stale signature (or a replayed Mailgun token)."},
+    401: {"description": "Missing, wrong or stale signature, or a replayed request."},
     404: {"description": "This tool's signing key is not configured."},
     503: {"description": "Kafka unavailable; the tool should retry."},
 }
@@ -69,6 +71,27 @@ async def _ingest(
     translate: Callable[[], Translation],
     source: str,
     channel: str,
+    once: str,
+) -> JSONBody:
+    """Translate and write a verified callback whose one-time value is ``once`` (refused as a
+    replay when any collector saw it before, see :mod:`collector.replay`)."""
+    guard: ReplayGuard = request.app.state.replays
+    kind = f"{request.url.path}\0{once}"
+    if not await guard.first_use(kind, once):
+        raise Problem(401, "Unauthorized", "this request was already received (a replay)")
+    try:
+        return await _write(request, ingestor, translate, source, channel)
+    except BaseException:
+        await guard.release(kind, once)
+        raise
+
+
+async def _write(
+    request: Request,
+    ingestor: Ingestor,
+    translate: Callable[[], Translation],
+    source: str,
+    channel: str,
 ) -> JSONBody:
     try:
         translation = translate()
@@ -83,6 +106,13 @@ async def _ingest(
             "rejected": result.rejected,
         }
     )
+
+
+def _digest_of(headers: Mapping[str, str], stamp_header: str, body: bytes) -> str:
+    """A signed request's one-time value: its signed timestamp and body (not the signature,
+    which an ECDSA signer's signatures are not unique for)."""
+    stamp = headers.get(stamp_header, "").encode() if stamp_header else b""
+    return hashlib.sha256(stamp + b"\0" + body).hexdigest()
 
 
 def _settings(ingestor: Ingestor) -> Settings:
@@ -101,8 +131,10 @@ async def sendgrid_events(request: Request, source: Source, ingestor: IngestorDe
     _verified(
         lambda: sendgrid.verify(key, headers, body, time.time(), settings.webhook_tolerance_s)
     )
-    payload = _json(body)
-    return await _ingest(request, ingestor, lambda: sendgrid.translate(payload), source, "email")
+    payload, once = _json(body), _digest_of(headers, sendgrid.TIMESTAMP_HEADER, body)
+    return await _ingest(
+        request, ingestor, lambda: sendgrid.translate(payload), source, "email", once
+    )
 
 
 @router.post("/mailgun/{source}", summary="Mailgun webhook", responses=_RESPONSES)
@@ -114,9 +146,9 @@ async def mailgun_event(request: Request, source: Source, ingestor: IngestorDep)
     payload = _json(await read_body(request, settings.max_request_bytes))
     tolerance = settings.webhook_tolerance_s
     token = _verified(lambda: mailgun.verify(key, payload, time.time(), tolerance))
-    if not request.app.state.replays.first_use(token):
-        raise Problem(401, "Unauthorized", "this Mailgun token was already used (a replay)")
-    return await _ingest(request, ingestor, lambda: mailgun.translate(payload), source, "email")
+    return await _ingest(
+        request, ingestor, lambda: mailgun.translate(payload), source, "email", token
+    )
 
 
 @router.post("/intercom/{source}", summary="Intercom conversation webhook", responses=_RESPONSES)
@@ -128,8 +160,12 @@ async def intercom_event(request: Request, source: Source, ingestor: IngestorDep
     body = await read_body(request, settings.max_request_bytes)
     headers = request.headers
     _verified(lambda: intercom.verify(secret, headers, body))
-    payload = _json(body)
-    return await _ingest(request, ingestor, lambda: intercom.translate(payload), source, "chat")
+    payload, tolerance = _json(body), settings.webhook_tolerance_s
+    _verified(lambda: intercom.check_fresh(payload, time.time(), tolerance))
+    once = _digest_of(headers, "", body)
+    return await _ingest(
+        request, ingestor, lambda: intercom.translate(payload), source, "chat", once
+    )
 
 
 @router.post("/zendesk/{source}", summary="Zendesk webhook", responses=_RESPONSES)
@@ -141,8 +177,10 @@ async def zendesk_event(request: Request, source: Source, ingestor: IngestorDep)
     body = await read_body(request, settings.max_request_bytes)
     headers, tolerance = request.headers, settings.webhook_tolerance_s
     _verified(lambda: zendesk.verify(secret, headers, body, time.time(), tolerance))
-    payload = _json(body)
-    return await _ingest(request, ingestor, lambda: zendesk.translate(payload), source, "chat")
+    payload, once = _json(body), _digest_of(headers, zendesk.TIMESTAMP_HEADER, body)
+    return await _ingest(
+        request, ingestor, lambda: zendesk.translate(payload), source, "chat", once
+    )
 
 
 @router.post("/chat/{source}", summary="Any chat tool (Standard Webhooks)", responses=_RESPONSES)
@@ -159,5 +197,10 @@ async def chat_event(request: Request, source: Source, ingestor: IngestorDep) ->
     webhook_id = _verified(lambda: verify_standard(secret, headers, body, time.time(), tolerance))
     payload, now = _json(body), datetime.now(UTC)
     return await _ingest(
-        request, ingestor, lambda: chat.translate(payload, source, webhook_id, now), source, "chat"
+        request,
+        ingestor,
+        lambda: chat.translate(payload, source, webhook_id, now),
+        source,
+        "chat",
+        webhook_id,
     )

@@ -32,7 +32,10 @@ def _serve(app_factory: str, host: str, port: int, workers: int) -> int:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.private import private_umask
     from infra.stack import run_up
+
+    private_umask()  # the data dir and everything in it: owner-only from the first byte
 
     return run_up(ephemeral=args.ephemeral)
 

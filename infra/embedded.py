@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -20,8 +21,8 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-S3_ACCESS_KEY = "touchpath"
-S3_SECRET_KEY = "touchpath-local-secret"  # loopback-only object store of the embedded stack
+from infra.private import PRIVATE_UMASK, open_private_log, private_dir, write_private
+
 S3_BUCKET = "tansu"
 
 
@@ -130,7 +131,8 @@ def log_tail(path: Path | None) -> str:
 def spawn(
     name: str, argv: list[str], port: int, log_path: Path | None, env: dict[str, str] | None = None
 ) -> Child:
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    """Start a child on loopback, owner-only files (umask 077), and wait for its port."""
+    log = open_private_log(log_path) if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
         argv,
         stdout=log,
@@ -138,9 +140,10 @@ def spawn(
         stdin=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
         start_new_session=True,
+        umask=PRIVATE_UMASK,
     )
     if log_path:
-        log.close()  # type: ignore[union-attr]
+        os.close(log)
     child = Child(name, process, port, log_path, env or {})
     wait_for_port(port, child)
     return child
@@ -167,22 +170,14 @@ def weed_binary() -> Path:
 
 
 def start_seaweedfs(data_dir: Path, log_dir: Path) -> Child:
-    """A loopback SeaweedFS (``weed mini``) serving S3 with one access key and the tansu bucket."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    """A loopback SeaweedFS (``weed mini``) serving S3 with one access key and the tansu bucket.
+
+    The key is generated for the data dir on first start and kept in its ``s3.json``
+    (mode 0600); the returned child's ``env`` holds what an S3 client needs (see
+    :func:`start_tansu`)."""
+    private_dir(data_dir)
     config = data_dir / "s3.json"
-    config.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": "touchpath",
-                        "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}],
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
-                ]
-            }
-        )
-    )
+    access, secret = _s3_keys(config)
     ports = {name: free_port(10000) for name in ("master", "volume", "filer", "s3", "admin")}
     argv = [
         str(weed_binary()),
@@ -203,8 +198,24 @@ def start_seaweedfs(data_dir: Path, log_dir: Path) -> Child:
         f"-bucket={S3_BUCKET}",
     ]
     child = spawn("seaweedfs", argv, ports["s3"], log_dir / "seaweedfs.log")
+    child.env = s3_env(child.port, access, secret)
     _wait_for_bucket(child)
     return child
+
+
+def _s3_keys(config: Path) -> tuple[str, str]:
+    """The data dir's S3 access key and secret: read from ``s3.json``, or generated into it."""
+    if config.exists():
+        found = json.loads(config.read_text())["identities"][0]["credentials"][0]
+        return found["accessKey"], found["secretKey"]
+    access, secret = "tp" + secrets.token_hex(8), secrets.token_urlsafe(30)
+    identity = {
+        "name": "touchpath",
+        "credentials": [{"accessKey": access, "secretKey": secret}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
+    write_private(config, json.dumps({"identities": [identity]}).encode())
+    return access, secret
 
 
 def _wait_for_bucket(child: Child, timeout_s: float = 30.0) -> None:
@@ -226,24 +237,25 @@ def _wait_for_bucket(child: Child, timeout_s: float = 30.0) -> None:
     raise EmbeddedError("SeaweedFS did not create its bucket in time" + log_tail(child.log_path))
 
 
-def s3_env(s3_port: int) -> dict[str, str]:
+def s3_env(s3_port: int, access: str, secret: str) -> dict[str, str]:
     """Environment that points tansu's ``s3://`` storage at the local SeaweedFS."""
     endpoint = f"http://127.0.0.1:{s3_port}"
     return {
         "AWS_ENDPOINT": endpoint,
         "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        "AWS_ACCESS_KEY_ID": access,
+        "AWS_SECRET_ACCESS_KEY": secret,
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ALLOW_HTTP": "true",
     }
 
 
-def start_tansu(port: int, log_dir: Path, s3_port: int | None = None) -> Child:
-    """The tansu broker on ``127.0.0.1:port``: memory storage, or S3 when ``s3_port`` is given."""
+def start_tansu(port: int, log_dir: Path, s3: Child | None = None) -> Child:
+    """The tansu broker on ``127.0.0.1:port``: memory storage, or the S3 of a started
+    SeaweedFS (:func:`start_seaweedfs`) when ``s3`` is given."""
     url = f"tcp://127.0.0.1:{port}"
-    storage = f"s3://{S3_BUCKET}/" if s3_port else "memory://tansu/"
+    storage = f"s3://{S3_BUCKET}/" if s3 else "memory://tansu/"
     argv = [
         str(tansu_binary()),
         "broker",
@@ -254,8 +266,7 @@ def start_tansu(port: int, log_dir: Path, s3_port: int | None = None) -> Child:
         "--storage-engine",
         storage,
     ]
-    env = s3_env(s3_port) if s3_port else {}
-    return spawn("tansu", argv, port, log_dir / "tansu.log", env)
+    return spawn("tansu", argv, port, log_dir / "tansu.log", s3.env if s3 else {})
 
 
 def start_redis(
@@ -270,7 +281,7 @@ def start_redis(
             "install it (apt-get install redis-server) or point "
             "TOUCHPATH_REDIS_URL at a running Redis"
         )
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     argv = [
         binary,
         "--bind",

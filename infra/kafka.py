@@ -17,7 +17,7 @@ from contextlib import suppress
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from touchpath.settings import Settings
@@ -55,18 +55,53 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
                     f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}"
                 ) from exc
             time.sleep(0.2)
+    retention = retention_ms(settings)
     try:
         existing = set(admin.list_topics())
         missing = [t for t in topics_of(settings) if t not in existing]
         if missing:
             new = [
-                NewTopic(t, settings.kafka_partitions, settings.kafka_replication) for t in missing
+                NewTopic(
+                    t,
+                    settings.kafka_partitions,
+                    settings.kafka_replication,
+                    topic_configs={"retention.ms": str(retention[t])},
+                )
+                for t in missing
             ]
             with suppress(TopicAlreadyExistsError):
                 admin.create_topics(new)
             log.info("created topics", extra={"topics": missing})
+        _set_retention(admin, {t: ms for t, ms in retention.items() if t in existing})
     finally:
         admin.close()
+
+
+def retention_ms(settings: Settings) -> dict[str, int]:
+    """How long each topic keeps records: touchpoints and dead letters (raw input, personal
+    data) for ``TOUCHPATH_TOUCHPOINTS_RETENTION_HOURS``, stage changes for
+    ``TOUCHPATH_STAGE_CHANGES_RETENTION_HOURS``."""
+    raw = settings.touchpoints_retention_hours * 3_600_000
+    return {
+        settings.topic_touchpoints: raw,
+        settings.topic_dead_letter: raw,
+        settings.topic_stage_changes: settings.stage_changes_retention_hours * 3_600_000,
+    }
+
+
+def _set_retention(admin: KafkaAdminClient, retention: dict[str, int]) -> None:
+    """Apply the configured retention to topics that exist already (e.g. made by an older
+    version); a broker that refuses is logged, not fatal."""
+    if not retention:
+        return
+    resources = [
+        ConfigResource(ConfigResourceType.TOPIC, topic, configs={"retention.ms": str(ms)})
+        for topic, ms in retention.items()
+    ]
+    try:
+        admin.alter_configs(resources)
+    except KafkaError as exc:
+        log.warning("could not set topic retention", extra={"error": repr(exc)})
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:

@@ -33,6 +33,8 @@ from infra.embedded import (
     start_tansu,
 )
 from infra.kafka import ensure_topics
+from infra.private import private_dir, private_umask, write_private
+from touchpath.secrets import mask_url
 from touchpath.settings import Settings, load_settings
 
 DEFAULT_BROKER_PORT = 19092
@@ -58,10 +60,10 @@ class Stack:
 
 def start_stack(ephemeral: bool = False, settings: Settings | None = None) -> Stack:
     """Start dependencies and services; return once every service answers /healthz."""
+    private_umask()  # before anything is written: the data dir holds personal data
     settings = settings or load_settings()
-    data_dir = settings.data_dir.resolve()
-    log_dir = data_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = private_dir(settings.data_dir.resolve())
+    log_dir = private_dir(data_dir / "logs")
     stack = Stack(settings)
     reserve_ports(port for _, port, _ in _services(settings))  # not for the dependencies
     try:
@@ -83,13 +85,12 @@ def _start_dependencies(
     env: dict[str, str] = {}
     settings = stack.settings
     if not settings.kafka_bootstrap:
-        s3_port = None
+        weed = None
         if not ephemeral:
             weed = start_seaweedfs(data_dir / "seaweedfs", log_dir)
             stack.children.append(weed)
-            s3_port = weed.port
         port = DEFAULT_BROKER_PORT if port_is_free(DEFAULT_BROKER_PORT) else free_port()
-        stack.children.append(start_tansu(port, log_dir, s3_port))
+        stack.children.append(start_tansu(port, log_dir, weed))
         env["TOUCHPATH_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
     if not redis_reachable(settings.redis_url):
         redis = start_redis(
@@ -113,8 +114,8 @@ def _credentials(
     write_key = saved.get("write_key") or "wk_" + secrets.token_urlsafe(18)
     api_token = saved.get("api_token") or "tp_" + secrets.token_urlsafe(24)
     if not ephemeral:
-        stored.write_text(json.dumps({"write_key": write_key, "api_token": api_token}))
-        stored.chmod(0o600)
+        credentials = {"write_key": write_key, "api_token": api_token}
+        write_private(stored, json.dumps(credentials).encode())
     env: dict[str, str] = {}
     if settings.write_keys:
         stack.write_key = next(iter(settings.write_keys))
@@ -183,7 +184,7 @@ def print_banner(stack: Stack) -> None:
         f"processor  metrics at http://127.0.0.1:{settings.processor_metrics_port}/metrics",
         f"webhooks   metrics at http://127.0.0.1:{settings.webhooks_metrics_port}/metrics",
         f"kafka      {settings.kafka_bootstrap}",
-        f"redis      {settings.redis_url}",
+        f"redis      {mask_url(settings.redis_url)}",
         f"write key  {stack.write_key}",
         f"api token  {stack.api_token}",
         f"data dir   {settings.data_dir.resolve()}",

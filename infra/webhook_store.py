@@ -36,6 +36,21 @@ end
 return out
 """
 
+# After a failed attempt: 'retry' stores the job again due at ARGV[4], 'dead' moves it to the
+# dead letters; nothing when the job is gone (an erasure removed it during the attempt).
+_SETTLE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return 0 end
+if ARGV[1] == 'retry' then
+  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
+else
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+  redis.call('HDEL', KEYS[1], ARGV[2])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+end
+return 1
+"""
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -48,6 +63,7 @@ class WebhookStore:
         self.client = client
         self.keys = Keys(prefix)
         self._claim = client.register_script(_CLAIM)
+        self._settle = client.register_script(_SETTLE)
 
     def _key(self, part: str) -> str:
         return self.keys.webhooks(part)
@@ -100,17 +116,19 @@ class WebhookStore:
         await pipe.execute()
 
     async def retry_later(self, delivery: str, job: dict[str, Any], delay_s: float) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self._key("jobs"), delivery, orjson.dumps(job))
-        pipe.zadd(self._key("due"), {delivery: now_ms() + int(delay_s * 1000)})
-        await pipe.execute()
+        """Schedule another attempt (unless the delivery was removed meanwhile, by an erasure)."""
+        when = now_ms() + int(delay_s * 1000)
+        await self._settle(
+            keys=self._settle_keys(), args=["retry", delivery, orjson.dumps(job), when]
+        )
 
     async def give_up(self, delivery: str, job: dict[str, Any]) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self._key("dead"), delivery, orjson.dumps({**job, "dead_ms": now_ms()}))
-        pipe.hdel(self._key("jobs"), delivery)
-        pipe.zrem(self._key("due"), delivery)
-        await pipe.execute()
+        """Make the delivery a dead letter (unless it was removed meanwhile, by an erasure)."""
+        dead = orjson.dumps({**job, "dead_ms": now_ms()})
+        await self._settle(keys=self._settle_keys(), args=["dead", delivery, dead, 0])
+
+    def _settle_keys(self) -> list[str]:
+        return [self._key("jobs"), self._key("due"), self._key("dead")]
 
     # --- dead letters -------------------------------------------------------------------------
 

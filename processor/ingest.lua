@@ -13,7 +13,8 @@
 -- bounds max_traits (distinct traits per anchor), max_ids (identifiers per raw cluster),
 -- max_ties (ties per raw cluster), window_ms (de-duplication window).
 -- Each event [message_id, at_ms, order_key, journey_entry, received_ms, payload] (times as
--- strings); payload: ids[], tie ("" if none), counts{}, revenue, stages{}, cond{member: at},
+-- strings); payload: ids[], marks[] (names of their erasure markers), tie ("" if none),
+--          counts{}, revenue, stages{}, cond{member: at},
 --          traits{}, first_touch, surveys{order_key: answer}
 -- Returns per event, in argument order, 3 values: is_new (0/1), cluster id,
 -- needs_resolution (0/1), then one last value: a JSON object counting what the bounds kept
@@ -315,7 +316,7 @@ local function deduplicate(seen, events)
   local status, marks, fresh, latest = {}, {}, {}, newest or 0
   for k, event in ipairs(events) do
     local id, received = event[1], tonumber(event[5])
-    local erased = erasure(event[6].ids, received)
+    local erased = erasure(event[6].marks, received)
     if erased == 'skip' then
       status[k] = 'skip'
     elseif fresh[id] or redis.call('ZSCORE', seen, id) then

@@ -196,17 +196,6 @@ def update_stage_gauges(store: JourneyStore, model: StageModel) -> None:
         metrics.CUSTOMERS_BY_STAGE.labels(stage).set(count)
 
 
-def store_bounds(settings: Settings) -> StoreBounds:
-    """The store's bounds as configured."""
-    return StoreBounds(
-        journey_cap=settings.journey_cap,
-        max_traits=settings.max_traits,
-        max_cluster_ids=settings.max_cluster_identifiers,
-        max_cluster_ties=settings.max_cluster_ties,
-        dedup_window_ms=settings.dedup_window_hours * 3600 * 1000,
-    )
-
-
 def update_redis_memory(client: redis.Redis) -> None:
     """Redis's memory use and limit, for the alert before it refuses writes."""
     info = client.info("memory")
@@ -218,7 +207,9 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     """Wire a Processor from settings (rules file validated here, at start-up)."""
     model = load_stage_model(settings.rules_file)
     policy = IdentityPolicy(limits=settings.identity_limits, priority=settings.identity_priority)
-    store = JourneyStore(client, settings.redis_prefix, store_bounds(settings))
+    store = JourneyStore(
+        client, settings.redis_prefix, StoreBounds.of(settings), settings.erasure_key
+    )
     producer = KafkaProducer(
         **producer_config(
             settings, delivery_timeout_ms=30_000, request_timeout_ms=10_000, max_block_ms=10_000

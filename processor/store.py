@@ -13,8 +13,9 @@ Layout (``P`` is the configured prefix):
   funnel row (first touch, stage times, short traits); ``P:outbox`` → stream of stage changes
   waiting to be published to Kafka; ``P:announced`` → customer id → the stage entry last
   announced for it (never deleted, so an entry is not announced twice).
-* ``P:erasures`` exists once anything was erased; ``P:erased:<identifier>`` → epoch ms of an
-  erasure: events *received* before it (replays)
+* ``P:erasures`` exists once anything was erased; ``P:erased:<mark>`` → epoch ms of an
+  erasure, ``mark`` being the keyed hash of the identifier (``touchpath/erasure.py``; each
+  event carries its identifiers' marks): events *received* before it (replays)
   are ignored, later ones start a new customer.
 """
 
@@ -30,8 +31,11 @@ from typing import Any
 import orjson
 import redis
 
+from infra.erasure_key import erasure_key as infra_erasure_key
+from touchpath.erasure import Marks
 from touchpath.journey import AnchorData, EventEffects, anchor_data
 from touchpath.keys import Keys
+from touchpath.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,17 @@ class StoreBounds:
     max_cluster_ids: int = 200
     max_cluster_ties: int = 1000
     dedup_window_ms: int = 8 * 24 * 3600 * 1000
+
+    @classmethod
+    def of(cls, settings: Settings) -> StoreBounds:
+        """The bounds as configured."""
+        return cls(
+            journey_cap=settings.journey_cap,
+            max_traits=settings.max_traits,
+            max_cluster_ids=settings.max_cluster_identifiers,
+            max_cluster_ties=settings.max_cluster_ties,
+            dedup_window_ms=settings.dedup_window_hours * 3600 * 1000,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +125,17 @@ def _script_source(name: str) -> str:
 class JourneyStore:
     """Reads and writes the journey store; every method is one or two pipelined round trips."""
 
-    def __init__(self, client: redis.Redis, prefix: str, bounds: StoreBounds | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        bounds: StoreBounds | None = None,
+        erasure_key: str = "",
+    ) -> None:
         self.client = client
         self.keys = Keys(prefix)
         self.bounds = bounds or StoreBounds()
+        self._marks = Marks(lambda: infra_erasure_key(client, prefix, erasure_key))
         self._ingest = client.register_script(_script_source("ingest.lua"))
         self._read_clusters = client.register_script(_script_source("read_clusters.lua"))
         self._write_clusters = client.register_script(_script_source("write_clusters.lua"))
@@ -160,7 +182,7 @@ class JourneyStore:
         of events with the same anchor, the anchor and each event's values (one argument
         instead of six per event: cheaper to build, send and parse)."""
         groups = [
-            [anchor, [_event_args(effect) for effect in run]]
+            [anchor, [_event_args(effect, self._marks) for effect in run]]
             for anchor, run in itertools.groupby(effects, key=attrgetter("anchor"))
         ]
         bounds = self.bounds
@@ -258,10 +280,11 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
     return converted
 
 
-def _event_args(effect: EventEffects) -> list[Any]:
+def _event_args(effect: EventEffects, marks: Marks) -> list[Any]:
     """One event's values for ingest.lua (times as strings: Lua numbers print 14 digits)."""
     fields: dict[str, Any] = {
         "ids": effect.identifiers,
+        "marks": marks(effect.identifiers),  # names of their erasure markers
         "tie": effect.tie or "",
         "counts": effect.counts,
         "revenue": effect.revenue,

@@ -1,8 +1,14 @@
-"""Signed email links: the open pixel and the click redirect, and their touchpoints (pure).
+"""Email links: the open pixel and the click redirect, and their touchpoints (pure).
 
-A token is ``base64url(JSON fields) "." base64url(HMAC-SHA256(key, first part))``. It carries
-the recipient, campaign, message and (for clicks) the target URL, so the redirect only ever
-goes where the sender signed it to go: a tampered or unsigned token is refused, never followed.
+A token is a Fernet token (``cryptography``: AES-128-CBC + HMAC-SHA256, with the time it was
+made) of ``{recipient, campaign, message[, url]}``, written in base64url *without* padding.
+Encrypted, so the URL shows no address (the recipient is an opaque reference to whoever
+holds the key); authenticated, so the redirect only ever goes where the sender signed it to
+go; timed, so a link stops working ``TOUCHPATH_EMAIL_LINK_TTL_DAYS`` after it was made. The
+encoding is strict: exactly the base64url alphabet, canonical, no padding — a token with
+anything appended (``==`` say) is refused. Tokens verify under the current key and every
+key in ``TOUCHPATH_EMAIL_LINK_OLD_KEYS``, so rotating the key keeps the links in emails
+already sent working until they expire.
 """
 
 from __future__ import annotations
@@ -10,14 +16,17 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import ipaddress
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import orjson
+from cryptography.fernet import Fernet, MultiFernet
+from cryptography.fernet import InvalidToken as FernetInvalid
 
 from touchpath.adapters.common import Who, touchpoint
 from touchpath.identifiers import is_junk, normalize_email
@@ -64,8 +73,8 @@ class EmailLink:
     url: str | None = None
 
 
-def sign_token(key: bytes, link: EmailLink) -> str:
-    """The signed token of ``link``."""
+def sign_token(key: bytes, link: EmailLink, now: datetime | None = None) -> str:
+    """The token of ``link`` under ``key`` (made ``now``, by default the current time)."""
     if not key:
         raise ValueError("an email link key is required (TOUCHPATH_EMAIL_LINK_KEY)")
     if link.url is not None:
@@ -73,22 +82,35 @@ def sign_token(key: bytes, link: EmailLink) -> str:
     fields = {"r": link.recipient, "c": link.campaign, "m": link.message}
     if link.url is not None:
         fields["u"] = link.url
-    body = _b64(orjson.dumps(fields))
-    return f"{body}.{_b64(_mac(key, body))}"
+    at = int((now or datetime.now(UTC)).timestamp())
+    token = _fernet(key).encrypt_at_time(orjson.dumps(fields), at)
+    return token.decode().rstrip("=")
 
 
-def read_token(key: bytes, token: str) -> EmailLink:
-    """The link a token stands for; InvalidToken unless it is well-formed and signed by ``key``."""
-    body, dot, signature = token.partition(".")
-    if not key or not dot or not body or not signature:
-        raise InvalidToken("the link token is malformed or unsigned")
-    try:
-        given = _unb64(signature)
-        fields = orjson.loads(_unb64(body))
-    except (binascii.Error, ValueError):
-        raise InvalidToken("the link token is malformed") from None
-    if not hmac.compare_digest(given, _mac(key, body)):
-        raise InvalidToken("the link token's signature does not match (tampered or foreign)")
+@dataclass(frozen=True, slots=True)
+class LinkKeys:
+    """The keys links verify under (the current one first) and how long a link works."""
+
+    keys: Sequence[bytes]
+    ttl_s: int
+
+    def read(self, token: str, now: datetime | None = None) -> tuple[EmailLink, datetime]:
+        """The link a token stands for and when it was made; InvalidToken unless it is
+        strictly encoded, made under one of the keys and not expired."""
+        raw = _strict_b64(token)
+        at = int((now or datetime.now(UTC)).timestamp())
+        fernet = MultiFernet([_fernet(k) for k in self.keys if k])
+        padded = base64.urlsafe_b64encode(raw)
+        try:
+            plain = fernet.decrypt_at_time(padded, self.ttl_s, at)
+        except FernetInvalid:
+            raise InvalidToken("the link token is expired, tampered or foreign") from None
+        made = datetime.fromtimestamp(fernet.extract_timestamp(padded), UTC)
+        return _link_of(plain), made
+
+
+def _link_of(plain: bytes) -> EmailLink:
+    fields = orjson.loads(plain)
     if not isinstance(fields, dict) or not all(
         isinstance(fields.get(k), str) for k in ("r", "c", "m")
     ):
@@ -97,6 +119,29 @@ def read_token(key: bytes, token: str) -> EmailLink:
     if url is not None:
         _check_target(url)
     return EmailLink(fields["r"], fields["c"], fields["m"], url)
+
+
+_B64URL = re.compile(r"^[A-Za-z0-9_-]{16,4096}$")
+
+
+def _strict_b64(token: str) -> bytes:
+    """Decode unpadded base64url, refusing any other alphabet, padding or a non-canonical
+    form (so exactly one string stands for each token)."""
+    if not _B64URL.match(token) or len(token) % 4 == 1:
+        raise InvalidToken("the link token is malformed")
+    try:
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidToken("the link token is malformed") from None
+    if base64.urlsafe_b64encode(raw).decode().rstrip("=") != token:
+        raise InvalidToken("the link token is malformed")
+    return raw
+
+
+def _fernet(key: bytes) -> Fernet:
+    """A Fernet key derived from a configured key of any length."""
+    digest = hashlib.sha256(b"touchpath email link\0" + key).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
 
 
 def pixel_url(base_url: str, key: bytes, recipient: str, campaign: str, message: str) -> str:
@@ -146,9 +191,17 @@ def open_event(link: EmailLink, at: datetime, machine: bool) -> dict[str, Any]:
 def click_event(
     link: EmailLink, at: datetime, scanner: bool, anonymous_id: str | None
 ) -> dict[str, Any]:
-    """The ``Email Link Clicked`` touchpoint; an anonymous id ties the browser to the person."""
+    """The ``Email Link Clicked`` touchpoint; an anonymous id ties the browser to the person
+    (give one only for a human click soon after the send: :func:`may_tie_browser`)."""
     props = {"url": link.url, "link_scanner": scanner or None}
     return _email_event("Email Link Clicked", link, at, props, None if scanner else anonymous_id)
+
+
+def may_tie_browser(scanner: bool, made: datetime, at: datetime, window_s: int) -> bool:
+    """Whether a click may tie the clicking browser's anonymous id to the recipient: only a
+    person's click (not a link scanner's) within ``window_s`` of the link being made — later,
+    the email is more and more likely to have been forwarded to someone else."""
+    return not scanner and (at - made).total_seconds() <= window_s
 
 
 def _email_event(
@@ -170,15 +223,3 @@ def _check_target(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidToken("a click link must point to an http(s) URL")
-
-
-def _mac(key: bytes, body: str) -> bytes:
-    return hmac.new(key, body.encode(), hashlib.sha256).digest()
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

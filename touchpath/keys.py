@@ -38,8 +38,19 @@ class Keys:
     def erasures(self) -> str:
         return f"{self.prefix}:erasures"
 
-    def erased(self, identifier: str) -> str:
-        return f"{self.prefix}:erased:{identifier}"
+    def erased(self, mark: str) -> str:
+        """Erasure marker: ``mark`` is the keyed hash of the identifier (touchpath/erasure.py)."""
+        return f"{self.prefix}:erased:{mark}"
+
+    @property
+    def erasure_key(self) -> str:
+        """The generated erasure key, when ``TOUCHPATH_ERASURE_KEY`` is not set."""
+        return f"{self.prefix}:erasure-key"
+
+    @property
+    def rederive(self) -> str:
+        """Set of clusters an erasure changed, whose profiles are derived again."""
+        return f"{self.prefix}:rederive"
 
     def stage(self, stage: str) -> str:
         return f"{self.prefix}:stage:{stage}"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from touchpath.adapters.sendgrid import load_public_key
@@ -47,12 +47,12 @@ def parse_write_keys(raw: str) -> dict[str, WriteKeySource]:
     for item in _items(raw):
         key, sep, rest = item.partition("=")
         if not sep or not key.strip() or not rest.strip():
-            raise ValueError(f"expected key=source[:channel], got {item!r}")
+            raise ValueError(f"expected key=source[:channel], got {_redact(item)!r}")
         source, _, channel = rest.partition(":")
         channel = channel.strip() or "web"
         if channel not in CHANNELS:
             raise ValueError(
-                f"unknown channel {channel!r} for key {key.strip()!r}; "
+                f"unknown channel {channel!r} for source {source.strip()!r}; "
                 f"use one of {sorted(CHANNELS)}"
             )
         keys[key.strip()] = WriteKeySource(source=source.strip(), channel=channel)
@@ -159,9 +159,6 @@ class Settings(BaseSettings):
         200, ge=2, description="identifiers tied into one raw cluster; more ties are refused"
     )
     max_cluster_ties: int = Field(1000, ge=1, description="distinct ties kept per raw cluster")
-    touchpoints_retention_hours: int = Field(
-        168, ge=1, description="retention of the touchpoint topic touchpath creates"
-    )
     dedup_window_hours: int = Field(
         192, ge=1, description="messageIds kept for de-duplication; >= the topic's retention"
     )
@@ -198,6 +195,26 @@ class Settings(BaseSettings):
     identifier_hash_key: str = Field(
         "", description="when set, emails and phones are stored as keyed hashes"
     )
+    # --- privacy (issue 16): erasure markers, retention, email links, replay cache ----------
+    erasure_key: str = Field(
+        "", description="HMAC key of erasure markers; empty: a key generated once in Redis"
+    )
+    touchpoints_retention_hours: int = Field(
+        168, ge=1, description="Kafka retention of the touchpoint and dead-letter topics"
+    )
+    stage_changes_retention_hours: int = Field(
+        168, ge=1, description="Kafka retention of the stage-change topic"
+    )
+    email_link_old_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="earlier email link keys, still accepted (rotation)"
+    )
+    email_link_ttl_days: int = Field(90, ge=1, le=3650, description="how long links work")
+    email_click_tie_hours: int = Field(
+        48, ge=0, description="after the send, how long a click ties the browser to the recipient"
+    )
+    replay_redis_url: str = Field(
+        "", description="Redis of the collector's replay cache; empty: TOUCHPATH_REDIS_URL"
+    )
 
     @field_validator(
         "write_keys",
@@ -205,6 +222,7 @@ class Settings(BaseSettings):
         "identity_limits",
         "identity_priority",
         "cors_origins",
+        "email_link_old_keys",
         mode="before",
     )
     @classmethod
@@ -221,17 +239,16 @@ class Settings(BaseSettings):
             _KEY_CHECKS[info.field_name or ""](value)
         return value
 
-    @field_validator("dedup_window_hours")
-    @classmethod
-    def _window_covers_retention(cls, value: int, info: ValidationInfo) -> int:
+    @model_validator(mode="after")
+    def _window_covers_retention(self) -> Settings:
         """A replay must never count twice: Kafka may redeliver anything it still holds."""
-        retention = info.data.get("touchpoints_retention_hours", 0)
-        if value < retention:
+        if self.dedup_window_hours < self.touchpoints_retention_hours:
             raise ValueError(
-                f"must be at least TOUCHPATH_TOUCHPOINTS_RETENTION_HOURS ({retention}): "
+                f"TOUCHPATH_DEDUP_WINDOW_HOURS ({self.dedup_window_hours}) must be at least "
+                f"TOUCHPATH_TOUCHPOINTS_RETENTION_HOURS ({self.touchpoints_retention_hours}): "
                 "a replay of an event older than the window would count twice"
             )
-        return value
+        return self
 
     @field_validator("redis_url")
     @classmethod
@@ -251,6 +268,7 @@ _TEXT_PARSERS: dict[str, Callable[[str], object]] = {
     "identity_limits": parse_limits,
     "identity_priority": _text_list,
     "cors_origins": _text_list,
+    "email_link_old_keys": _text_list,
 }
 
 
@@ -261,7 +279,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"TOUCHPATH_{field.upper()}: {message}")
+            if error["loc"]:  # a field's own problem; a model-level one names its fields
+                message = f"TOUCHPATH_{str(error['loc'][0]).upper()}: {message}"
+            problems.append(message)
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

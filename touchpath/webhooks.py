@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from touchpath.secrets import mask_url
 from touchpath.signatures import new_secret, secret_bytes
 
 ANY = "*"
@@ -52,10 +53,10 @@ class Subscription:
         return cls(**data)
 
     def public(self) -> dict[str, Any]:
-        """What the API shows (never the secret)."""
+        """What the API shows (never the secret, nor credentials in the URL)."""
         return {
             "id": self.id,
-            "url": self.url,
+            "url": mask_url(self.url),
             "stages": list(self.stages),
             "transitions": [f"{a}->{b}" for a, b in self.transitions],
             "created_at": self.created_at,

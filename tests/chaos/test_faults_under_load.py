@@ -112,7 +112,7 @@ class Load(threading.Thread):
 def durable_stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     weed = start_seaweedfs(tmp_path / "s3", tmp_path)
     broker_port = free_port()
-    broker = start_tansu(broker_port, tmp_path, s3_port=weed.port)
+    broker = start_tansu(broker_port, tmp_path, weed)
     redis_port = free_port()
     redis_child = start_redis(redis_port, tmp_path / "redis", tmp_path, aof=True)
     run = uuid.uuid4().hex[:6]
@@ -155,7 +155,7 @@ def restart_processor(stack: dict[str, Any]) -> None:
 def restart_broker(stack: dict[str, Any]) -> None:
     stack["broker"].stop()
     time.sleep(4)  # longer than the produce timeout: the collector must answer 503, not hang
-    stack["broker"] = start_tansu(stack["broker_port"], stack["dir"], s3_port=stack["weed"].port)
+    stack["broker"] = start_tansu(stack["broker_port"], stack["dir"], stack["weed"])
 
 
 def restart_redis(stack: dict[str, Any]) -> None:

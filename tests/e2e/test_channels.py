@@ -121,9 +121,11 @@ def test_tampered_or_unsigned_links_never_redirect(stack: Stack) -> None:
         message="m",
         url="https://shop.example/",
     )
-    body, _, signature = link.rpartition("/")[2].partition(".")
+    good = link.rpartition("/")[2]
     evil = base64.urlsafe_b64encode(b'{"r":"a@b.co","c":"c","m":"m","u":"https://evil.example/"}')
-    for token in (f"{evil.decode().rstrip('=')}.{signature}", body, f"{body}.", "x"):
+    flipped = good[:40] + ("A" if good[40] != "A" else "B") + good[41:]
+    forged = evil.decode().rstrip("=")
+    for token in (forged, f"{good}==", f"{good}.", good[:-4], flipped, "x"):
         answer = stack.http.get(f"{stack.collector}/v1/email/click/{token}")
         assert answer.status_code == 400, token
         assert "location" not in answer.headers
@@ -300,6 +302,46 @@ def test_chat_webhooks_intercom_zendesk_and_standard(stack: Stack) -> None:
     customer = wait_for(lambda: _with(stack, "chat-user", "ext:crisp_user:v-9"))
     assert customer["stage"] == "consideration"  # Live Chat Conversation Started
     assert stack.customer("zd-1", "zendesk_user") is not None
+
+
+def test_signed_callbacks_are_refused_when_replayed_to_any_collector(
+    stack: Stack, run_dir: Path
+) -> None:
+    """One replay cache in Redis: a request replayed to another collector process is refused;
+    an Intercom notification older than the tolerance is refused (its created_at is signed)."""
+    other = start_service("collector", stack.env, run_dir)
+    try:
+        now = int(time.time())
+        notification = {
+            "type": "notification_event",
+            "id": f"notif-replay-{time.time_ns()}",
+            "topic": "conversation.user.replied",
+            "created_at": now,
+            "data": {"item": {"id": "c-9", "contacts": {"contacts": [{"id": "ic-9"}]}}},
+        }
+
+        def intercom_post(base: str, payload: dict[str, Any]) -> int:
+            body = orjson.dumps(payload)
+            mac = hmac_hex(INTERCOM_SECRET.encode(), body, "sha1")
+            headers = {intercom.SIGNATURE_HEADER: "sha1=" + mac}
+            url = f"{base}/v1/webhooks/intercom/support"
+            return stack.http.post(url, content=body, headers=headers).status_code
+
+        second = f"http://127.0.0.1:{other.port}"
+        assert intercom_post(stack.collector, notification) == 200
+        assert intercom_post(second, notification) == 401  # replayed to another process
+        assert intercom_post(stack.collector, notification) == 401
+        stale = {**notification, "id": "notif-stale", "created_at": now - 3600}
+        assert intercom_post(second, stale) == 401
+        rating = orjson.dumps(
+            {"type": "conversation.closed", "customer": {"id": "v-7"}, "conversation_id": "c-7"}
+        )
+        std = standard_headers(CHAT_SECRET, f"msg-replay-{time.time_ns()}", now, rating)
+        chat = "/v1/webhooks/chat/crisp"
+        assert stack.http.post(stack.collector + chat, content=rating, headers=std).is_success
+        assert stack.http.post(second + chat, content=rating, headers=std).status_code == 401
+    finally:
+        other.stop()
 
 
 def _with(stack: Stack, user_id: str, identity: str) -> dict[str, Any] | None:

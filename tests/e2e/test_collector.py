@@ -281,6 +281,17 @@ def test_rate_limits_answer_429_with_retry_after(
             assert codes.count(200) >= 5 and 429 in codes
             limited = client.post(url, json={"userId": "u", "event": "e"})
             assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+            # every other route too: email links, tool callbacks, analytics.js settings
+            base = f"http://127.0.0.1:{child.port}"
+            for path in (
+                "/v1/email/click/x",
+                "/v1/webhooks/intercom/support",
+                f"/v1/projects/{WRITE_KEY}/settings",
+                "/v1/touchpath.js",
+            ):
+                send = client.post if "webhooks" in path else client.get
+                codes = [send(base + path).status_code for _ in range(30)]
+                assert 429 in codes, (path, codes)
     finally:
         child.stop()
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import orjson
 import redis
 
 from infra.embedded import free_port
@@ -72,6 +73,26 @@ def children_of_data_dir(data_dir: Path) -> list[str]:
     return [line for line in out.splitlines() if str(data_dir) in line]
 
 
+def assert_private(data_dir: Path) -> None:
+    """The data dir and everything in it are the owner's only (0700 dirs, 0600 files), and the
+    S3 keys are the data dir's own. SeaweedFS alone forces 0644 on its volume-info files
+    (``*.vif``: version and replica settings, no content), kept private by the 0700 dirs."""
+    found = {data_dir / "credentials.json", data_dir / "seaweedfs" / "s3.json"}
+    assert (data_dir.stat().st_mode & 0o777) == 0o700
+    for path in data_dir.rglob("*"):
+        found.discard(path)
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode & 0o777
+        wanted = 0o700 if path.is_dir() else 0o644 if path.suffix == ".vif" else 0o600
+        assert mode == wanted, f"{path}: {oct(mode)}"
+    assert not found, f"missing: {found}"
+    assert list((data_dir / "redis").rglob("*.aof")), "no AOF file: the check proved nothing"
+    keys = orjson.loads((data_dir / "seaweedfs" / "s3.json").read_bytes())
+    secret = keys["identities"][0]["credentials"][0]["secretKey"]
+    assert len(secret) >= 32 and secret != "touchpath-local-secret"
+
+
 def test_stack_ingests_stops_cleanly_and_keeps_data_across_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     ports = {name: free_port() for name in ("collector", "api", "processor", "webhooks")}
@@ -91,6 +112,7 @@ def test_stack_ingests_stops_cleanly_and_keeps_data_across_restart(tmp_path: Pat
             health = httpx.get(f"http://127.0.0.1:{ports[service]}/healthz")
             assert health.status_code == 200
     assert children_of_data_dir(data_dir) == []
+    assert_private(data_dir)
 
     with stack_up(data_dir, ports) as banner:
         assert banner["write key"] == key, "credentials are kept in the data dir"

@@ -19,11 +19,12 @@ from touchpath.adapters.common import PayloadError
 from touchpath.email_links import (
     EmailLink,
     InvalidToken,
+    LinkKeys,
     anonymous_id_from_cookie,
     click_event,
     is_link_scanner,
     is_machine_open,
-    read_token,
+    may_tie_browser,
     sign_token,
 )
 from touchpath.events import IngestContext, normalize_event
@@ -42,6 +43,11 @@ from touchpath.stages import load_stage_model
 NOW = time.time()
 KEY = b"link-key-for-tests"
 CTX = IngestContext(source="t", default_channel="web", received_at=datetime.now(UTC))
+DAY_S = 86_400
+
+
+def read_token(key: bytes, token: str, now: datetime | None = None) -> EmailLink:
+    return LinkKeys([key], 90 * DAY_S).read(token, now)[0]
 
 
 def _ids(event: dict[str, Any]) -> set[str]:
@@ -56,7 +62,7 @@ def test_link_token_round_trip() -> None:
     assert read_token(KEY, sign_token(KEY, link)) == link
 
 
-@given(st.integers(min_value=0, max_value=200), st.sampled_from("AZaz09-_."))
+@given(st.integers(min_value=0, max_value=400), st.sampled_from("AZaz09-_.="))
 def test_any_changed_character_is_refused(position: int, replacement: str) -> None:
     token = sign_token(KEY, EmailLink("ada@example.com", "c", "m", "https://ok.example/"))
     index = position % len(token)
@@ -70,6 +76,38 @@ def test_any_changed_character_is_refused(position: int, replacement: str) -> No
 def test_malformed_tokens_are_refused(token: str) -> None:
     with pytest.raises(InvalidToken):
         read_token(KEY, token)
+
+
+def test_tokens_are_strict_opaque_and_expire() -> None:
+    made = datetime(2026, 3, 1, tzinfo=UTC)
+    token = sign_token(KEY, EmailLink("ada@example.com", "c", "m", "https://ok.example/"), made)
+    assert read_token(KEY, token, made).recipient == "ada@example.com"
+    for suffix in ("==", "=", "A", ".", "%3D%3D"):
+        with pytest.raises(InvalidToken):
+            read_token(KEY, token + suffix, made)
+    readable = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert b"ada" not in readable and b"example" not in readable  # no address in the URL
+    keys = LinkKeys([KEY], 30 * DAY_S)
+    assert keys.read(token, made.replace(day=30))[1] == made
+    with pytest.raises(InvalidToken):
+        keys.read(token, made.replace(month=4, day=2))  # 32 days later: expired
+
+
+def test_rotated_keys_keep_sent_links_working() -> None:
+    old = sign_token(b"old-key", EmailLink("a@b.co", "c", "m"))
+    new = sign_token(b"new-key", EmailLink("a@b.co", "c", "m"))
+    rotated = LinkKeys([b"new-key", b"old-key"], DAY_S)
+    assert rotated.read(old)[0] == rotated.read(new)[0] == EmailLink("a@b.co", "c", "m")
+    with pytest.raises(InvalidToken):
+        LinkKeys([b"new-key"], DAY_S).read(old)  # once the old key is dropped
+
+
+def test_only_a_prompt_human_click_ties_the_browser() -> None:
+    sent = datetime(2026, 3, 1, tzinfo=UTC)
+    soon, late = sent.replace(day=2), sent.replace(day=9)
+    assert may_tie_browser(False, sent, soon, 2 * DAY_S)
+    assert not may_tie_browser(False, sent, late, 2 * DAY_S)  # perhaps forwarded by now
+    assert not may_tie_browser(True, sent, soon, 2 * DAY_S)  # a link scanner
 
 
 def test_foreign_key_and_unsafe_targets_are_refused() -> None:

@@ -43,3 +43,19 @@ def test_tokens_are_not_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(ConfigError) as error:
         load_settings()
     assert "supersecrettoken" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "value", ["wk_secret_value_123", "wk_secret_value_123=site:fax", "wk_secret_value_123="]
+)
+def test_write_key_errors_never_show_the_key(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("TOUCHPATH_WRITE_KEYS", value)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert "secret_value" not in str(error.value)
+
+
+def test_privacy_settings_defaults() -> None:
+    settings = load_settings()
+    assert settings.touchpoints_retention_hours == 168
+    assert settings.email_link_ttl_days == 90 and settings.email_click_tie_hours == 48

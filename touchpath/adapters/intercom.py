@@ -41,6 +41,17 @@ def verify(secret: bytes, headers: Mapping[str, str], body: bytes) -> None:
         raise SignatureError("the Intercom signature does not match the body")
 
 
+def check_fresh(payload: object, now: float, tolerance_s: float) -> None:
+    """Raise SignatureError unless the notification's ``created_at`` (epoch seconds, inside the
+    signed body) is within ``tolerance_s`` of ``now``: Intercom signs no timestamp header, so a
+    captured request replayed later is refused by this time."""
+    created = mapping(payload).get("created_at")
+    if not isinstance(created, int | float) or isinstance(created, bool):
+        raise SignatureError("an Intercom notification needs created_at (epoch seconds)")
+    if abs(now - float(created)) > tolerance_s:
+        raise SignatureError("the Intercom notification is too old (or from the future)")
+
+
 def translate(payload: object) -> Translation:
     """The touchpoint of an Intercom notification (topics outside :data:`TOPICS` skipped)."""
     body = mapping(payload)
