@@ -138,12 +138,16 @@ def parse_time(value: object, field: str) -> datetime:
         moment = _lenient_time(value, field)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return in_range(moment, f"{field} {value[:40]!r}")
+    return in_range(moment, field, value)
 
 
-def in_range(moment: datetime, what: str) -> datetime:
-    """``moment`` if it lies in the accepted range of event times, else InvalidEvent."""
+def in_range(moment: datetime, field: str, value: object, sent_at: object = None) -> datetime:
+    """``moment`` if it lies in the accepted range of event times, else InvalidEvent naming
+    the field, its value and (for a clock-skew correction) the ``sentAt`` used."""
     if not EARLIEST_TIME <= moment < LATEST_TIME:
+        what = f"{field} {str(value)[:40]!r}"
+        if sent_at is not None:
+            what += f" corrected by sentAt {str(sent_at)[:40]!r}"
         raise InvalidEvent(
             f"{what} is outside the accepted range {format_time(EARLIEST_TIME)} to "
             f"{format_time(LATEST_TIME)} (exclusive)",
@@ -219,54 +223,59 @@ def normalize_event(
 
 
 def _deeper_than(value: dict[str, Any] | list[Any], budget: int) -> bool:
-    """True when a container inside ``value`` lies more than ``budget`` levels below it."""
-    for child in value.values() if isinstance(value, dict) else value:
-        if isinstance(child, dict | list) and (budget <= 0 or _deeper_than(child, budget - 1)):
+    """True when a container inside ``value`` lies more than ``budget`` levels below it
+    (decoded JSON holds plain dicts and lists only, hence the exact type checks)."""
+    for child in value.values() if type(value) is dict else value:
+        kind = type(child)
+        if (kind is dict or kind is list) and (budget <= 0 or _deeper_than(child, budget - 1)):
             return True
     return False
 
 
-def _identifier_fields(event: Mapping[str, Any]) -> Iterator[tuple[str, object]]:
-    """Every field an identifier can be read from, with its path for the reason."""
-    for field in ("userId", "anonymousId", "previousId", "groupId"):
-        yield field, event.get(field)
+def _identifier_fields(event: Mapping[str, Any]) -> Iterator[tuple[str, object, object]]:
+    """Every field an identifier can be read from: (where, name, value), where + name being
+    its path for a reason (left unformatted: most events never need it)."""
+    for name in ("userId", "anonymousId", "previousId", "groupId"):
+        yield "", name, event.get(name)
     context = event.get("context")
-    context = context if isinstance(context, Mapping) else {}
+    context = context if type(context) is dict else {}
     for where, traits in (
-        ("traits", event.get("traits")),
-        ("context.traits", context.get("traits")),
+        ("traits.", event.get("traits")),
+        ("context.traits.", context.get("traits")),
     ):
-        if isinstance(traits, Mapping):
-            yield f"{where}.email", traits.get("email")
-            yield f"{where}.phone", traits.get("phone")
+        if type(traits) is dict:
+            yield where, "email", traits.get("email")
+            yield where, "phone", traits.get("phone")
     properties = event.get("properties")
-    if event.get("type") == "track" and isinstance(properties, Mapping):
-        yield "properties.email", properties.get("email")
+    if type(properties) is dict and event.get("type") == "track":
+        yield "properties.", "email", properties.get("email")
     external = context.get("externalIds")
-    if isinstance(external, list):
+    if type(external) is list:
         for index, item in enumerate(external[:20]):
-            if isinstance(item, Mapping):
-                yield f"context.externalIds[{index}].id", item.get("id")
-                yield f"context.externalIds[{index}].type", item.get("type")
+            if type(item) is dict:
+                yield "context.externalIds", index, item.get("id")
+                yield "context.externalIds", index, item.get("type")
 
 
 def _check_identifiers(event: Mapping[str, Any]) -> None:
     """No identifier holds a control character (the store's separators among them) or
     exceeds :data:`MAX_IDENTIFIER_LENGTH`: such a value is refused, never stored."""
-    for field, value in _identifier_fields(event):
-        if not isinstance(value, str):
+    for where, name, value in _identifier_fields(event):
+        if type(value) is not str or (
+            len(value) <= MAX_IDENTIFIER_LENGTH and CONTROL_CHARACTER.search(value) is None
+        ):
             continue
+        field = f"{where}[{name}]" if type(name) is int else f"{where}{name}"
         control = CONTROL_CHARACTER.search(value)
         if control:
             raise InvalidEvent(
                 f"{field} contains a control character (U+{ord(control.group()):04X})",
                 "bad_identifier",
             )
-        if len(value) > MAX_IDENTIFIER_LENGTH:
-            raise InvalidEvent(
-                f"{field} is {len(value)} characters long; the limit is {MAX_IDENTIFIER_LENGTH}",
-                "bad_identifier",
-            )
+        raise InvalidEvent(
+            f"{field} is {len(value)} characters long; the limit is {MAX_IDENTIFIER_LENGTH}",
+            "bad_identifier",
+        )
 
 
 def is_order(event: Mapping[str, Any]) -> bool:
@@ -368,4 +377,4 @@ def _corrected_timestamp(event: dict[str, Any], ctx: IngestContext) -> datetime:
     if not sent_at:
         return original_time
     skew = parse_time(sent_at, "sentAt") - ctx.received_at
-    return in_range(original_time - skew, f"timestamp {original!r} corrected by sentAt {sent_at!r}")
+    return in_range(original_time - skew, "timestamp", original, sent_at)
