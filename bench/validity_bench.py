@@ -41,11 +41,13 @@ def mix(i):
             "timestamp": "2026-11-30T11:59:59.500Z", "context": context}
     kind = i % 3
     if kind == 0:
-        return {**base, "type": "page", "name": "Product", "properties": {"path": "/p", "title": "P"}}
+        return {**base, "type": "page", "name": "Product",
+                "properties": {"path": "/p", "title": "P"}}
     if kind == 1:
         return {**base, "type": "track", "event": "Order Completed", "userId": f"u-{i % 500}",
                 "properties": {"order_id": f"o-{i}", "revenue": 42.5, "currency": "EUR",
-                               "products": [{"sku": "a", "price": 20}, {"sku": "b", "price": 22.5}]}}
+                               "products": [{"sku": "a", "price": 20},
+                                            {"sku": "b", "price": 22.5}]}}
     return {**base, "type": "identify", "userId": f"u-{i % 500}",
             "traits": {"email": f"p{i % 500}@example.com", "plan": "pro", "name": "Ada"}}
 raws = [mix(i) for i in range(n)]

@@ -225,7 +225,7 @@ def normalize_event(
 def _deeper_than(value: dict[str, Any] | list[Any], budget: int) -> bool:
     """True when a container inside ``value`` lies more than ``budget`` levels below it
     (decoded JSON holds plain dicts and lists only, hence the exact type checks)."""
-    for child in value.values() if type(value) is dict else value:
+    for child in value.values() if isinstance(value, dict) else value:
         kind = type(child)
         if (kind is dict or kind is list) and (budget <= 0 or _deeper_than(child, budget - 1)):
             return True
