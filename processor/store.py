@@ -276,7 +276,12 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
     if batch:
         convert(keys=batch, args=[now_ms])
         converted += len(batch)
-    client.set(keys.layout, LAYOUT_VERSION)
+    try:
+        client.set(keys.layout, LAYOUT_VERSION)
+    except redis.OutOfMemoryError:
+        if converted:
+            raise
+        # nothing was converted: the marker only saves the next start a scan
     return converted
 
 
