@@ -19,22 +19,35 @@ import redis.asyncio as aioredis
 from touchpath.keys import Keys
 from touchpath.webhooks import Subscription
 
-# Take up to ARGV[2] deliveries due by ARGV[1] (ms) and lease them until ARGV[3] (ms).
+# Take up to ARGV[2] deliveries due by ARGV[1] (ms) and lease them until ARGV[3] (ms), at most
+# ARGV[4] in flight per subscription: ARGV[7..] are "subscription id, attempts in flight" pairs
+# of the caller. A due delivery of a subscription at its limit is put off until ARGV[5] (ms) so
+# it does not keep others waiting behind it. At most ARGV[6] due entries are looked at.
+# (The subscription id is the part of a delivery id after its last dot.)
 _CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local busy = {}
+for i = 7, #ARGV, 2 do busy[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local limit, cap = tonumber(ARGV[2]), tonumber(ARGV[4])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[6]))
 local out = {}
 for _, id in ipairs(ids) do
+  if #out >= 2 * limit then break end
   local job = redis.call('HGET', KEYS[2], id)
-  if job then
+  local sub = string.match(id, '([^.]*)$')
+  if not job then
+    redis.call('ZREM', KEYS[1], id)
+  elseif (busy[sub] or 0) >= cap then
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[5], id)
+  else
+    busy[sub] = (busy[sub] or 0) + 1
     redis.call('ZADD', KEYS[1], 'XX', ARGV[3], id)
     table.insert(out, id)
     table.insert(out, job)
-  else
-    redis.call('ZREM', KEYS[1], id)
   end
 end
 return out
 """
+CLAIM_SCAN = 1000  # due entries a claim looks at (put-off ones included)
 
 
 def now_ms() -> int:
@@ -81,12 +94,20 @@ class WebhookStore:
             pipe.zadd(self._key("due"), {delivery: due}, nx=True)
         await pipe.execute()
 
-    async def claim(self, limit: int, lease_ms: int) -> list[tuple[str, dict[str, Any]]]:
-        """Deliveries due now, leased to the caller until they succeed, fail or time out."""
+    async def claim(
+        self,
+        limit: int,
+        lease_ms: int,
+        per_subscription: int = 1_000_000,
+        in_flight: Mapping[str, int] | None = None,
+        put_off_ms: int = 500,
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Deliveries due now, leased to the caller until they succeed, fail or time out; at
+        most ``per_subscription`` in flight per subscription counting ``in_flight``."""
         now = now_ms()
-        flat = await self._claim(
-            keys=[self._key("due"), self._key("jobs")], args=[now, limit, now + lease_ms]
-        )
+        busy = [part for sub, n in (in_flight or {}).items() for part in (sub, n)]
+        args = [now, limit, now + lease_ms, per_subscription, now + put_off_ms, CLAIM_SCAN]
+        flat = await self._claim(keys=[self._key("due"), self._key("jobs")], args=[*args, *busy])
         return [(_text(flat[i]), orjson.loads(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def next_due_ms(self) -> int | None:
