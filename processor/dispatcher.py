@@ -162,20 +162,17 @@ class Dispatcher:
         the next due retry."""
         self.wake.clear()
         free = self.settings.webhook_concurrency - len(self.in_flight)
+        wait = MAX_IDLE_WAIT_S
         if free > 0:
-            claimed = await self.store.claim(
+            claimed, due = await self.store.claim(
                 free, self.lease_ms, self.per_subscription, Tally(self.in_flight.values())
             )
             if claimed:
                 subscriptions = {s.id: s for s in await self.store.subscriptions()}
                 for delivery, job in claimed:
                     self._start(delivery, job, subscriptions.get(job["sub"]))
-                if len(claimed) == free:
-                    return  # more may be due: claim again once a slot frees
-        wait = MAX_IDLE_WAIT_S
-        if len(self.in_flight) < self.settings.webhook_concurrency:
-            due = await self.store.next_due_ms()
-            wait = wait if due is None else (due - now_ms()) / 1000
+            if due is not None:
+                wait = (due - now_ms()) / 1000
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), min(max(wait, 0.0), MAX_IDLE_WAIT_S))
 
