@@ -191,6 +191,8 @@ class Dispatcher:
             await self._deliver(delivery, job, sub)
         except (aioredis.RedisError, OSError) as exc:  # the lease runs out: tried again
             log.warning("webhook outcome not stored", extra={"error": repr(exc)})
+        except Exception:  # a bug must not end the dispatcher; the lease runs out
+            log.exception("webhook attempt failed", extra={"delivery": delivery})
 
     async def _deliver(self, delivery: str, job: dict[str, Any], sub: Subscription | None) -> None:
         if sub is None:  # unsubscribed since: nothing to deliver
