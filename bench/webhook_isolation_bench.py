@@ -10,7 +10,8 @@ to every `purchase` change. Two phases, one after the other in the same run:
    the attempt's deadline (`TOUCHPATH_WEBHOOK_TIMEOUT_S`, 5 s) and is retried; the same load
    again, and the healthy receiver's latency is measured the same way.
 
-Target: the healthy p99 of phase 2 within 1.5 times that of phase 1 (and under the 1 s target).
+Target: every healthy delivery arrives (within 30 s of the last send) and the healthy p99 of
+phase 2 is within 1.5 times that of phase 1 and under 1 s.
 
 Run: ``python bench/webhook_isolation_bench.py [--customers 300] [--rate 50]``
 """
@@ -102,11 +103,14 @@ def main() -> None:
         "next_to_dripping": latency_figures(healthy, sent_beside),
     }
     p99 = [phases[p]["p99_ms"] for p in phases]
+    complete = all(phases[p]["lost"] == 0 for p in phases)  # a p99 of what arrived is no p99
+    ratio = round(p99[1] / p99[0], 2) if complete and all(p99) else None
     results: dict[str, Any] = {
         "customers_per_phase": args.customers,
         "rate_per_s": args.rate,
         **phases,
-        "p99_ratio": round(p99[1] / p99[0], 2) if all(p99) else None,
+        "p99_ratio": ratio,
+        "target_met": ratio is not None and ratio <= 1.5 and p99[1] < 1000,
         "dripping_receiver": {
             "drip_s": DRIP_S,
             "attempts": dripping.attempts,

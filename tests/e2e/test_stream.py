@@ -18,7 +18,15 @@ import redis
 import redis.asyncio as aioredis
 
 from api.stream_hub import StreamHub
-from tests.e2e.conftest import READ_TOKEN, WRITE_KEY, stack_env, start_service, wait_for
+from tests.e2e.conftest import (
+    READ_TOKEN,
+    WRITE_KEY,
+    services,
+    stack_env,
+    start_service,
+    urls,
+    wait_for,
+)
 
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 
@@ -152,13 +160,9 @@ def _users(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
 
 @contextlib.contextmanager
 def _stack(bootstrap: str, redis_url: str, run_dir: Path, **extra: str) -> Iterator[list[str]]:
-    env = stack_env(bootstrap, redis_url, **extra)
-    children = [start_service(n, env, run_dir) for n in ("collector", "processor", "api")]
-    try:
-        yield [f"http://127.0.0.1:{c.port}" for c in children]
-    finally:
-        for child in children:
-            child.stop()
+    names = ("collector", "processor", "api")
+    with services(stack_env(bootstrap, redis_url, **extra), run_dir, *names) as children:
+        yield urls(children, *names)
 
 
 def test_a_cut_stream_resumes_from_last_event_id_without_gaps_or_repeats(

@@ -26,13 +26,16 @@ from tests.e2e.conftest import (
     ADMIN_TOKEN,
     READ_TOKEN,
     WRITE_KEY,
+    services,
     stack_env,
     start_service,
+    urls,
     wait_for,
 )
 from touchpath.signatures import verify_standard
 
 LOOPBACK = "127.0.0.0/8,::1"
+SERVICES = ("collector", "processor", "api", "webhooks")
 
 
 class Receiver:
@@ -133,10 +136,8 @@ def test_webhooks_signed_filtered_retried_dead_lettered_and_replayed(
         TOUCHPATH_WEBHOOK_TIMEOUT_S="1",
         TOUCHPATH_WEBHOOK_ALLOWED_NETWORKS=LOOPBACK,
     )
-    names = ("collector", "processor", "api", "webhooks")
-    children = {n: start_service(n, env, run_dir) for n in names}
-    collector, api = (f"http://127.0.0.1:{children[n].port}" for n in ("collector", "api"))
-    try:
+    with services(env, run_dir, *SERVICES) as children:
+        collector, api = urls(children, "collector", "api")
         # access and validation
         read_only = {"Authorization": f"Bearer {READ_TOKEN}"}
         body = {"url": f"{receiver.url}/ok"}
@@ -219,9 +220,6 @@ def test_webhooks_signed_filtered_retried_dead_lettered_and_replayed(
         assert deleted.status_code == 200
         gone = httpx.get(f"{api}/v1/subscriptions/{slow['id']}", headers=ADMIN)
         assert gone.status_code == 404
-    finally:
-        for child in children.values():
-            child.stop()
 
 
 def test_internal_destinations_are_refused_by_default(
@@ -230,11 +228,9 @@ def test_internal_destinations_are_refused_by_default(
     """No allow-list: IP literals of internal networks are a 400 at subscription time, and a
     name resolving to loopback (``localhost``) is refused at delivery, before connecting."""
     env = stack_env(bootstrap, redis_url, TOUCHPATH_WEBHOOK_TIMEOUT_S="1")
-    names = ("collector", "processor", "api", "webhooks")
-    children = {n: start_service(n, env, run_dir) for n in names}
-    collector, api = (f"http://127.0.0.1:{children[n].port}" for n in ("collector", "api"))
     port = receiver.server.server_address[1]
-    try:
+    with services(env, run_dir, *SERVICES) as children:
+        collector, api = urls(children, "collector", "api")
         for url in (
             f"{receiver.url}/literal",
             f"http://[::1]:{port}/",
@@ -261,9 +257,6 @@ def test_internal_destinations_are_refused_by_default(
         (letter,) = wait_for(dead)
         assert letter["last_error"] == "blocked_destination" and letter["attempts"] == 1
         assert receiver.arrivals == {}  # nothing ever reached the receiver
-    finally:
-        for child in children.values():
-            child.stop()
 
 
 def test_a_receiver_dripping_its_answer_never_delays_another_subscription(
@@ -280,11 +273,9 @@ def test_a_receiver_dripping_its_answer_never_delays_another_subscription(
         TOUCHPATH_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION="2",
         TOUCHPATH_WEBHOOK_ALLOWED_NETWORKS=LOOPBACK,
     )
-    names = ("collector", "processor", "api", "webhooks")
-    children = {n: start_service(n, env, run_dir) for n in names}
-    collector, api = (f"http://127.0.0.1:{children[n].port}" for n in ("collector", "api"))
     receiver.drip["/drip"] = 40
-    try:
+    with services(env, run_dir, *SERVICES) as children:
+        collector, api = urls(children, "collector", "api")
         subscribe(api, url=f"{receiver.url}/drip", stages=["purchase"])
         subscribe(api, url=f"{receiver.url}/healthy", stages=["purchase"])
         users = [f"wh-iso-{i}" for i in range(8)]
@@ -303,6 +294,3 @@ def test_a_receiver_dripping_its_answer_never_delays_another_subscription(
         assert receiver.arrivals["/drip"] >= 1
         wait_for(lambda: receiver.hung_up, 15)  # the dripping attempt was cut at its deadline
         assert all(held < 3 + 2 for held in receiver.hung_up)
-    finally:
-        for child in children.values():
-            child.stop()
