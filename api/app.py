@@ -25,11 +25,13 @@ from api.routes_map import router as map_router
 from api.routes_segments import router as segments_router
 from api.routes_stream import router as stream_router
 from api.routes_webhooks import router as webhooks_router
+from api.stream_hub import StreamHub
 from infra import gc_tuning
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP, RequestMetrics, metrics_response
 from infra.problems import JSONBody, Problem, problem_response
 from infra.webhook_store import WebhookStore
+from touchpath.keys import Keys
 from touchpath.settings import Settings, load_settings
 from touchpath.stages import StageModel, load_stage_model
 
@@ -61,11 +63,14 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         app.state.read_model = ReadModel(client, settings.redis_prefix, stage_model)
         app.state.eraser = Eraser(client, settings, stage_model)
         app.state.webhooks = WebhookStore(client, settings.redis_prefix)
+        live = Keys(settings.redis_prefix).live_changes
+        app.state.stream_hub = StreamHub(client, live, settings.stream_max_clients)
         if tune_gc:
             gc_tuning.tune_gc()
         try:
             yield
         finally:
+            await app.state.stream_hub.close()
             await client.aclose()
 
     app = FastAPI(

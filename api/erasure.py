@@ -144,7 +144,7 @@ class Eraser:
         def erased(raw: bytes) -> bool:
             return names_erased(orjson.loads(raw), identifiers, customers)
 
-        for stream in (self._keys.outbox, self._keys.webhook_outbox):
+        for stream in (self._keys.outbox, self._keys.webhook_outbox, self._keys.live_changes):
             async for entry_ids in self._stream_matches(stream, erased):
                 await self._client.xdel(stream, *entry_ids)
         jobs, due, dead = (self._keys.webhooks(part) for part in ("jobs", "due", "dead"))

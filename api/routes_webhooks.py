@@ -37,14 +37,26 @@ SubscriptionId = Annotated[str, Path(max_length=64, examples=["sub_5f2a9c0e1b7d4
     status_code=201,
 )
 async def create_subscription(
-    body: schemas.NewSubscription, store: Store, stages: Stages, _: AdminScope
+    request: Request, body: schemas.NewSubscription, store: Store, stages: Stages, _: AdminScope
 ) -> Response:
     """Deliveries follow Standard Webhooks (`webhook-id`, `webhook-timestamp`,
     `webhook-signature`), are retried with exponential backoff and jitter, and land in the
-    dead letters when retries run out. The secret is returned only here."""
+    dead letters when retries run out. The secret is returned only here.
+
+    Refused with 400 and the reason: a URL with credentials (`user:pass@`), a URL naming a
+    loopback, private, link-local, CGNAT, unique-local, multicast or unspecified address
+    (in any spelling) outside `TOUCHPATH_WEBHOOK_ALLOWED_NETWORKS`, a secret that is not
+    `whsec_` + base64. Host names are checked on every delivery, on the address connected to."""
+    allowed = request.app.state.settings.webhook_allowed_networks
     try:
         sub = new_subscription(
-            body.url, body.stages, body.transitions, stages.stages, body.secret, body.description
+            body.url,
+            body.stages,
+            body.transitions,
+            stages.stages,
+            body.secret,
+            body.description,
+            allowed,
         )
     except SubscriptionError as exc:
         raise Problem(400, "Bad Request", str(exc)) from None

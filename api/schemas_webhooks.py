@@ -29,7 +29,9 @@ class NewSubscription(BaseModel):
         examples=[["consideration->decision", "*->purchase"]],
     )
     secret: str | None = Field(
-        None, description="A Standard Webhooks secret (`whsec_…`); generated when absent."
+        None,
+        description="A Standard Webhooks secret, `whsec_` + base64 of the key bytes; "
+        "generated when absent (anything else is a 400).",
     )
     description: str = Field("", max_length=200)
 
@@ -74,7 +76,10 @@ class DeadLetter(BaseModel):
     subscription_id: str
     webhook_id: str
     attempts: int
-    last_error: str | None
+    last_error: str | None = Field(
+        description="`timeout`, `refused`, `bad_response`, `blocked_destination`, `http_3xx`, "
+        "`http_4xx` or `http_5xx` (coarse on purpose: no internal detail)"
+    )
     given_up_at_ms: int
     body: str
 
@@ -90,7 +95,7 @@ class DeadLetterList(BaseModel):
                     "subscription_id": "sub_5f2a9c0e1b7d4a33",
                     "webhook_id": "msg_9f1c2a7e0b3d4c5e6f7a8b9c",
                     "attempts": 10,
-                    "last_error": "HTTP 500",
+                    "last_error": "http_5xx",
                     "given_up_at_ms": 1772359200000,
                     "body": '{"type":"stage.changed","timestamp":"…","data":{…}}',
                 }

@@ -19,22 +19,50 @@ import redis.asyncio as aioredis
 from touchpath.keys import Keys
 from touchpath.webhooks import Subscription
 
-# Take up to ARGV[2] deliveries due by ARGV[1] (ms) and lease them until ARGV[3] (ms).
+# Take up to ARGV[2] deliveries due by ARGV[1] (ms) and lease them until ARGV[3] (ms), at most
+# ARGV[4] in flight per subscription: ARGV[7..] are "subscription id, attempts in flight" pairs
+# of the caller. Deliveries of a subscription at its limit stay due (they are claimed when one
+# of its attempts ends); only when a whole window of ARGV[6] due entries could not fill the
+# claim are they put off until ARGV[5] (ms), so that they never hide deliveries behind them.
+# Returns when to look again (ms; -1: nothing scheduled) then id, job, id, job, …
+# (The subscription id is the part of a delivery id after its last dot.)
 _CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-local out = {}
+local busy = {}
+for i = 7, #ARGV, 2 do busy[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local limit, cap, scan = tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[6])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, scan)
+local out, skipped, taken = {0}, {}, 0
 for _, id in ipairs(ids) do
-  local job = redis.call('HGET', KEYS[2], id)
-  if job then
-    redis.call('ZADD', KEYS[1], 'XX', ARGV[3], id)
-    table.insert(out, id)
-    table.insert(out, job)
+  if taken >= limit then break end
+  local sub = string.match(id, '([^.]*)$')
+  if (busy[sub] or 0) >= cap then
+    table.insert(skipped, id)
   else
-    redis.call('ZREM', KEYS[1], id)
+    local job = redis.call('HGET', KEYS[2], id)
+    if job then
+      busy[sub] = (busy[sub] or 0) + 1
+      taken = taken + 1
+      redis.call('ZADD', KEYS[1], 'XX', ARGV[3], id)
+      table.insert(out, id)
+      table.insert(out, job)
+    else
+      redis.call('ZREM', KEYS[1], id)
+    end
   end
+end
+if taken >= limit then
+  out[1] = tonumber(ARGV[1])
+elseif #ids >= scan then
+  for _, id in ipairs(skipped) do redis.call('ZADD', KEYS[1], 'XX', ARGV[5], id) end
+  out[1] = tonumber(ARGV[1])
+else
+  local later = redis.call(
+    'ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  out[1] = later[2] and tonumber(later[2]) or -1
 end
 return out
 """
+CLAIM_SCAN = 1000  # due entries a claim looks at
 
 # After a failed attempt: 'retry' stores the job again due at ARGV[4], 'dead' moves it to the
 # dead letters; nothing when the job is gone (an erasure removed it during the attempt).
@@ -97,17 +125,24 @@ class WebhookStore:
             pipe.zadd(self._key("due"), {delivery: due}, nx=True)
         await pipe.execute()
 
-    async def claim(self, limit: int, lease_ms: int) -> list[tuple[str, dict[str, Any]]]:
-        """Deliveries due now, leased to the caller until they succeed, fail or time out."""
+    async def claim(
+        self,
+        limit: int,
+        lease_ms: int,
+        per_subscription: int = 1_000_000,
+        in_flight: Mapping[str, int] | None = None,
+        put_off_ms: int = 500,
+        scan: int = CLAIM_SCAN,
+    ) -> tuple[list[tuple[str, dict[str, Any]]], int | None]:
+        """Deliveries due now, leased to the caller until they succeed, fail or time out (at
+        most ``per_subscription`` in flight per subscription, counting ``in_flight``), and
+        when the next one falls due (ms; None: none scheduled)."""
         now = now_ms()
-        flat = await self._claim(
-            keys=[self._key("due"), self._key("jobs")], args=[now, limit, now + lease_ms]
-        )
-        return [(_text(flat[i]), orjson.loads(flat[i + 1])) for i in range(0, len(flat), 2)]
-
-    async def next_due_ms(self) -> int | None:
-        first = await self.client.zrange(self._key("due"), 0, 0, withscores=True)
-        return int(first[0][1]) if first else None
+        busy = [part for sub, n in (in_flight or {}).items() for part in (sub, n)]
+        args = [now, limit, now + lease_ms, per_subscription, now + put_off_ms, scan]
+        flat = await self._claim(keys=[self._key("due"), self._key("jobs")], args=[*args, *busy])
+        claimed = [(_text(flat[i]), orjson.loads(flat[i + 1])) for i in range(1, len(flat), 2)]
+        return claimed, None if flat[0] < 0 else int(flat[0])
 
     async def delivered(self, delivery: str) -> None:
         pipe = self.client.pipeline(transaction=True)

@@ -6,8 +6,14 @@ Fan-out reads ``P:wh:outbox`` with a Redis consumer group (a change is acknowled
 after its deliveries are stored); delivery claims due jobs with a lease, so a dispatcher
 killed mid-delivery loses nothing: the lease runs out and the job is tried again (receivers
 de-duplicate on ``webhook-id``). No polling sleeps: fan-out blocks on the stream, delivery
-waits for a wake-up from fan-out or for the next due retry (at most one second, to notice
-jobs scheduled by other dispatchers or by a replay).
+waits for a free slot, a wake-up from fan-out or the next due retry (at most one second, to
+notice jobs scheduled by other dispatchers or by a replay).
+
+Isolation: every attempt runs as its own task with a total deadline (``webhook_timeout_s``,
+connect + send + answer, see :mod:`processor.delivery`); a slot is claimed again as soon as
+one attempt ends, never after a whole batch, and a subscription has at most
+``webhook_concurrency_per_subscription`` attempts in flight, so a slow receiver holds only its
+own slots and never delays another subscription's deliveries.
 """
 
 from __future__ import annotations
@@ -18,16 +24,17 @@ import logging
 import signal
 import socket
 import time
+from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-import httpx
 import orjson
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Histogram
 
 from infra.logs import configure_logging
 from infra.webhook_store import WebhookStore, now_ms
+from processor.delivery import BLOCKED, Deliverer
 from processor.health import serve_health
 from processor.publisher import exists_already
 from touchpath.settings import Settings
@@ -59,11 +66,11 @@ class Dispatcher:
     """One dispatcher instance: a fan-out loop and a delivery loop."""
 
     def __init__(
-        self, settings: Settings, client: aioredis.Redis, http: httpx.AsyncClient, name: str
+        self, settings: Settings, client: aioredis.Redis, deliverer: Deliverer, name: str
     ) -> None:
         self.settings = settings
         self.client = client
-        self.http = http
+        self.deliverer = deliverer
         self.name = name
         self.store = WebhookStore(client, settings.redis_prefix)
         self.outbox = self.store.keys.webhook_outbox
@@ -74,11 +81,15 @@ class Dispatcher:
             max_age_s=settings.webhook_max_age_s,
         )
         self.lease_ms = int((settings.webhook_timeout_s + 5) * 1000)
+        self.per_subscription = min(
+            settings.webhook_concurrency_per_subscription, settings.webhook_concurrency
+        )
         self.wake = asyncio.Event()
         self._group_ready = False  # created on first use: Redis may be full or down at start
+        self.in_flight: dict[asyncio.Task[None], str] = {}  # attempt → its subscription
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Fan out and deliver until ``stop`` is set."""
+        """Fan out and deliver until ``stop`` is set; attempts under way may then finish."""
         loops = [
             asyncio.create_task(self._forever(step, stop))
             for step in (self.fan_out, self.deliver_due)
@@ -87,6 +98,11 @@ class Dispatcher:
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
+        if self.in_flight:  # unfinished ones are tried again when their lease runs out
+            _, late = await asyncio.wait(list(self.in_flight), timeout=self.deliverer.deadline_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def _forever(self, step: Callable[[], Awaitable[object]], stop: asyncio.Event) -> None:
         """Run ``step`` until stopped; Redis outages back off instead of ending the loop."""
@@ -153,22 +169,43 @@ class Dispatcher:
         return [entry for entry in answer[1] if entry and entry[1]]
 
     async def deliver_due(self) -> None:
-        """Deliver what is due now, or wait for a wake-up or the next due retry."""
+        """Start what is due in the free slots, then wait for a slot to free, a wake-up or
+        the next due retry."""
         self.wake.clear()
-        claimed = await self.store.claim(self.settings.webhook_concurrency, self.lease_ms)
-        if claimed:
-            subscriptions = {s.id: s for s in await self.store.subscriptions()}
-            await asyncio.gather(*(self._deliver(d, j, subscriptions) for d, j in claimed))
-            return
-        due = await self.store.next_due_ms()
-        wait = MAX_IDLE_WAIT_S if due is None else (due - now_ms()) / 1000
+        free = self.settings.webhook_concurrency - len(self.in_flight)
+        wait = MAX_IDLE_WAIT_S
+        if free > 0:
+            claimed, due = await self.store.claim(
+                free, self.lease_ms, self.per_subscription, Tally(self.in_flight.values())
+            )
+            if claimed:
+                subscriptions = {s.id: s for s in await self.store.subscriptions()}
+                for delivery, job in claimed:
+                    self._start(delivery, job, subscriptions.get(job["sub"]))
+            if due is not None:
+                wait = (due - now_ms()) / 1000
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), min(max(wait, 0.0), MAX_IDLE_WAIT_S))
 
-    async def _deliver(
-        self, delivery: str, job: dict[str, Any], subscriptions: dict[str, Subscription]
-    ) -> None:
-        sub = subscriptions.get(job["sub"])
+    def _start(self, delivery: str, job: dict[str, Any], sub: Subscription | None) -> None:
+        """Run one attempt as its own task; its end frees the slot and wakes the loop."""
+        task = asyncio.create_task(self._attempt(delivery, job, sub))
+        self.in_flight[task] = job["sub"]
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.pop(task, None)
+        self.wake.set()
+
+    async def _attempt(self, delivery: str, job: dict[str, Any], sub: Subscription | None) -> None:
+        try:
+            await self._deliver(delivery, job, sub)
+        except (aioredis.RedisError, OSError) as exc:  # the lease runs out: tried again
+            log.warning("webhook outcome not stored", extra={"error": repr(exc)})
+        except Exception:  # a bug must not end the dispatcher; the lease runs out
+            log.exception("webhook attempt failed", extra={"delivery": delivery})
+
+    async def _deliver(self, delivery: str, job: dict[str, Any], sub: Subscription | None) -> None:
         if sub is None:  # unsubscribed since: nothing to deliver
             await self.store.delivered(delivery)
             return
@@ -178,7 +215,7 @@ class Dispatcher:
             "content-type": "application/json",
             "user-agent": "touchpath-webhooks/1.0",
         }
-        error = await self._post(sub.url, body, headers)
+        error = await self.deliverer.post(sub.url, body, headers)
         if error is None:
             await self.store.delivered(delivery)
             DELIVERIES.labels("delivered").inc()
@@ -186,7 +223,9 @@ class Dispatcher:
             return
         attempts = job["attempts"] + 1
         failed = {**job, "attempts": attempts, "last_error": error}
-        delay = self.policy.next_delay(attempts, (now_ms() - job["first_ms"]) / 1000)
+        delay = None
+        if error != BLOCKED:  # a refused destination is not tried again: fix it, then replay
+            delay = self.policy.next_delay(attempts, (now_ms() - job["first_ms"]) / 1000)
         if delay is None:
             await self.store.give_up(delivery, failed)
             DELIVERIES.labels("dead").inc()
@@ -194,14 +233,6 @@ class Dispatcher:
         else:
             await self.store.retry_later(delivery, failed, delay)
             DELIVERIES.labels("retry").inc()
-
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> str | None:
-        """None when the receiver answered 2xx, else what went wrong."""
-        try:
-            answer = await self.http.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"[:300]
-        return None if answer.is_success else f"HTTP {answer.status_code}"
 
 
 def _job(change: dict[str, Any], sub: Subscription) -> dict[str, Any]:
@@ -229,13 +260,14 @@ async def _main(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10)
-    timeout = httpx.Timeout(settings.webhook_timeout_s)
-    limits = httpx.Limits(max_connections=settings.webhook_concurrency)
     server = serve_health(settings.webhooks_host, settings.webhooks_metrics_port, lambda: ())
     name = f"{socket.gethostname()}-{id(stop)}"
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
-        log.info("webhook dispatcher started")
-        await Dispatcher(settings, client, http, name).run(stop)
+    deliverer = Deliverer(
+        settings.webhook_allowed_networks, settings.webhook_timeout_s, settings.webhook_concurrency
+    )
+    log.info("webhook dispatcher started")
+    await Dispatcher(settings, client, deliverer, name).run(stop)
+    await deliverer.aclose()
     await client.aclose()
     server.shutdown()
     return 0

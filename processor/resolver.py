@@ -28,6 +28,7 @@ from touchpath.stages import StageModel
 log = logging.getLogger(__name__)
 CHUNK = 200
 MAX_ATTEMPTS = 50
+LIVE_KEPT = 10_000  # latest stage changes kept for SSE clients resuming with Last-Event-ID
 
 
 @dataclass(slots=True)
@@ -173,7 +174,8 @@ class Resolver:
             call("XADD", keys.outbox, "*", "change", encoded)
             # webhook fan-out reads its own copy (the Kafka publisher deletes what it sent)
             call("XADD", keys.webhook_outbox, "MAXLEN", "~", 100_000, "*", "change", encoded)
-            call("PUBLISH", keys.live_changes, encoded)  # for live SSE listeners
+            # the API's resumable SSE stream reads a capped stream of its own
+            call("XADD", keys.live_changes, "MAXLEN", "~", LIVE_KEPT, "*", "change", encoded)
             entry = [change["to"], change["at_ms"], change["message_id"]]
             call("HSET", keys.announced, change["customer_id"], orjson.dumps(entry))
 

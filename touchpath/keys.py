@@ -60,7 +60,8 @@ class Keys:
 
     @property
     def live_changes(self) -> str:
-        """Pub/sub channel carrying each stage change as it is committed."""
+        """Stream (capped, ~10,000 entries) of each stage change as it is committed; the
+        SSE endpoint reads it and resumes from its entry ids."""
         return f"{self.prefix}:live:stage-changes"
 
     @property

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from touchpath.adapters.sendgrid import load_public_key
+from touchpath.destinations import Network, parse_networks
 from touchpath.events import CHANNELS
 from touchpath.signatures import secret_bytes
 
@@ -192,6 +193,20 @@ class Settings(BaseSettings):
     webhook_max_age_s: float = Field(3600, ge=1, description="retry for at most this long")
     webhook_backoff_base_s: float = Field(1.0, gt=0)
     webhook_backoff_cap_s: float = Field(300, gt=0)
+    # --- delivery safety and the resumable stream (issue #17) ------------------------------
+    webhook_allowed_networks: Annotated[tuple[Network, ...], NoDecode] = Field(
+        (), description="CIDRs deliveries may reach although not public (internal receivers)"
+    )
+    webhook_concurrency_per_subscription: int = Field(
+        8, ge=1, le=1000, description="attempts in flight per subscription and dispatcher"
+    )
+    stream_max_clients: int = Field(100, ge=1, le=100_000, description="SSE streams per process")
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        return parse_networks(value) if isinstance(value, str) else value
+
     identifier_hash_key: str = Field(
         "", description="when set, emails and phones are stored as keyed hashes"
     )

@@ -29,19 +29,30 @@ def new_secret() -> str:
 
 
 def secret_bytes(secret: str) -> bytes:
-    """The key bytes of a ``whsec_…`` secret (a secret without the prefix is taken as is)."""
+    """The key bytes of a ``whsec_…`` secret; ValueError for anything else (a plain string
+    would be read as raw bytes here but base64-decoded by Standard Webhooks libraries)."""
     if not secret.startswith(SECRET_PREFIX):
-        return secret.encode()
+        raise ValueError("a secret must be whsec_ followed by base64")
+    encoded = secret.removeprefix(SECRET_PREFIX)
     try:
-        return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-    except binascii.Error as exc:
-        raise ValueError("a whsec_ secret must be base64 after the prefix") from exc
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        raise ValueError("a whsec_ secret must be base64 after the prefix") from None
+    if not key:
+        raise ValueError("a whsec_ secret must not be empty")
+    return key
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a secret: a ``whsec_`` secret's decoded bytes; a secret without the
+    prefix (subscriptions stored before secrets had to be ``whsec_``) keeps its raw bytes."""
+    return secret_bytes(secret) if secret.startswith(SECRET_PREFIX) else secret.encode()
 
 
 def standard_signature(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header value (``v1,<base64>``) of a delivery."""
     signed = f"{webhook_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_bytes(secret), signed, hashlib.sha256).digest()
+    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from touchpath.destinations import Network, blocked, ip_literal, why_blocked
 from touchpath.secrets import mask_url
 from touchpath.signatures import new_secret, secret_bytes
 
@@ -71,11 +72,11 @@ def new_subscription(
     known_stages: Iterable[str],
     secret: str | None = None,
     description: str = "",
+    allowed: Iterable[Network] = (),
 ) -> Subscription:
-    """A validated subscription (SubscriptionError naming what is wrong)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SubscriptionError("url must be an absolute http(s) URL")
+    """A validated subscription (SubscriptionError naming what is wrong); ``allowed`` are the
+    networks a URL may point into although they are not public."""
+    _check_url(url, allowed)
     known = set(known_stages)
     wanted = tuple(dict.fromkeys(stages))
     unknown = [s for s in wanted if s not in known]
@@ -84,10 +85,9 @@ def new_subscription(
         raise SubscriptionError(f"unknown stage(s) {unknown}; the stages are {sorted(known)}")
     if secret is not None:
         try:
-            if not secret_bytes(secret):
-                raise ValueError
-        except ValueError:
-            raise SubscriptionError("secret must be whsec_ followed by base64") from None
+            secret_bytes(secret)
+        except ValueError as exc:
+            raise SubscriptionError(f"secret: {exc}; leave it out to get one generated") from None
     return Subscription(
         id="sub_" + secrets.token_hex(8),
         url=url,
@@ -97,6 +97,26 @@ def new_subscription(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         description=description[:200],
     )
+
+
+def _check_url(url: str, allowed: Iterable[Network]) -> None:
+    """An absolute http(s) URL without credentials, not naming a refused IP address (names
+    are checked on every delivery, on the address they resolve to)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise SubscriptionError("url is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise SubscriptionError("url must be an absolute http(s) URL")
+    if "@" in parts.netloc:
+        raise SubscriptionError("url must not carry credentials (user:password@)")
+    address = ip_literal(host)
+    if address is not None and blocked(address, allowed):
+        raise SubscriptionError(
+            f"url points at a {why_blocked(address)} address ({address}); deliveries go only to "
+            "public addresses unless TOUCHPATH_WEBHOOK_ALLOWED_NETWORKS lists its network"
+        )
 
 
 def _transition(text: str, known: set[str]) -> tuple[str, str]:

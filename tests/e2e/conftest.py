@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import urllib.request
@@ -73,6 +74,25 @@ def start_service(name: str, env: dict[str, str], log_dir: Path) -> Child:
         time.sleep(0.05)
     child.stop()
     raise RuntimeError(f"{name} did not become healthy")
+
+
+@contextlib.contextmanager
+def services(env: dict[str, str], log_dir: Path, *names: str) -> Iterator[dict[str, Child]]:
+    """``touchpath <name>`` for each name, stopped on the way out (the dict may be changed
+    meanwhile, e.g. to restart one)."""
+    children: dict[str, Child] = {}
+    try:
+        for name in names:
+            children[name] = start_service(name, env, log_dir)
+        yield children
+    finally:
+        for child in children.values():
+            child.stop()
+
+
+def urls(children: dict[str, Child], *names: str) -> list[str]:
+    """Base URLs of the named services."""
+    return [f"http://127.0.0.1:{children[n].port}" for n in names]
 
 
 def wait_for(check: Callable[[], T | None], timeout_s: float = 20.0) -> T:

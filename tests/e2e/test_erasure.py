@@ -35,7 +35,12 @@ FORMS = (
 
 @pytest.fixture(scope="module")
 def stack(bootstrap: str, redis_url: str, run_dir: Path) -> Iterator[dict[str, Any]]:
-    env = stack_env(bootstrap, redis_url, TOUCHPATH_WEBHOOK_MAX_ATTEMPTS="1")
+    env = stack_env(
+        bootstrap,
+        redis_url,
+        TOUCHPATH_WEBHOOK_MAX_ATTEMPTS="1",
+        TOUCHPATH_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8,::1",  # the receiver is on loopback
+    )
     names = ("collector", "processor", "api", "webhooks")
     children = {name: start_service(name, env, run_dir) for name in names}
     receiver = Receiver()

@@ -1,6 +1,10 @@
 """Stage-change webhooks end to end: subscribe through the API, send events through the
 collector, receive signed deliveries at a real local HTTP receiver; retries, dead letters,
-replay, and a dispatcher killed mid-delivery."""
+replay, a dispatcher killed mid-delivery, internal destinations refused, and a receiver that
+drips its answer never delaying another's deliveries.
+
+The receivers listen on 127.0.0.1, which deliveries refuse by default: the stacks that
+deliver to them allow it with ``TOUCHPATH_WEBHOOK_ALLOWED_NETWORKS`` (:data:`LOOPBACK`)."""
 
 from __future__ import annotations
 
@@ -16,26 +20,36 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from standardwebhooks import Webhook
 
 from tests.e2e.conftest import (
     ADMIN_TOKEN,
     READ_TOKEN,
     WRITE_KEY,
+    services,
     stack_env,
     start_service,
+    urls,
     wait_for,
 )
 from touchpath.signatures import verify_standard
 
+LOOPBACK = "127.0.0.0/8,::1"
+SERVICES = ("collector", "processor", "api", "webhooks")
+
 
 class Receiver:
     """Records every delivery per path; ``fail`` says how many times a path answers 500
-    first (-1: always), ``delay`` how long it takes to answer."""
+    first (-1: always), ``delay`` how long it takes to answer, ``drip`` for how many seconds
+    a path answers 200 with a body of one byte a second (``hung_up`` then holds after how
+    many seconds the dispatcher closed each such connection)."""
 
     def __init__(self) -> None:
         self.got: dict[str, list[tuple[dict[str, str], bytes]]] = defaultdict(list)
         self.fail: dict[str, int] = {}
         self.delay: dict[str, float] = {}
+        self.drip: dict[str, int] = {}
+        self.hung_up: list[float] = []
         self.arrivals: dict[str, int] = defaultdict(int)
         receiver = self
 
@@ -43,6 +57,9 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 receiver.arrivals[self.path] += 1
+                if self.path in receiver.drip:
+                    self._drip(receiver.drip[self.path])
+                    return
                 time.sleep(receiver.delay.get(self.path, 0))
                 receiver.got[self.path].append(
                     ({k.lower(): v for k, v in self.headers.items()}, body)
@@ -53,10 +70,24 @@ class Receiver:
                 self.send_response(500 if left else 204)
                 self.end_headers()
 
+            def _drip(self, seconds: int) -> None:
+                started = time.monotonic()
+                self.send_response(200)
+                self.send_header("content-length", str(seconds))
+                self.end_headers()
+                try:
+                    for _ in range(seconds):
+                        self.wfile.write(b".")
+                        self.wfile.flush()
+                        time.sleep(1)
+                except OSError:  # the dispatcher hung up
+                    receiver.hung_up.append(time.monotonic() - started)
+
             def log_message(self, *_: object) -> None:
                 return
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -103,11 +134,10 @@ def test_webhooks_signed_filtered_retried_dead_lettered_and_replayed(
         TOUCHPATH_WEBHOOK_BACKOFF_CAP_S="0.2",
         TOUCHPATH_WEBHOOK_MAX_ATTEMPTS="3",
         TOUCHPATH_WEBHOOK_TIMEOUT_S="1",
+        TOUCHPATH_WEBHOOK_ALLOWED_NETWORKS=LOOPBACK,
     )
-    names = ("collector", "processor", "api", "webhooks")
-    children = {n: start_service(n, env, run_dir) for n in names}
-    collector, api = (f"http://127.0.0.1:{children[n].port}" for n in ("collector", "api"))
-    try:
+    with services(env, run_dir, *SERVICES) as children:
+        collector, api = urls(children, "collector", "api")
         # access and validation
         read_only = {"Authorization": f"Bearer {READ_TOKEN}"}
         body = {"url": f"{receiver.url}/ok"}
@@ -117,6 +147,8 @@ def test_webhooks_signed_filtered_retried_dead_lettered_and_replayed(
             {"url": "ftp://x"},
             {"url": receiver.url, "stages": ["nope"]},
             {"url": receiver.url, "transitions": ["decision"]},
+            {"url": receiver.url, "secret": "mysecret"},
+            {"url": receiver.url.replace("//", "//user:pass@")},
         ):
             answer = httpx.post(f"{api}/v1/subscriptions", json=bad, headers=ADMIN)
             assert answer.status_code == 400 and answer.json()["detail"], bad
@@ -136,6 +168,7 @@ def test_webhooks_signed_filtered_retried_dead_lettered_and_replayed(
         wait_for(lambda: receiver.got["/buyers"])
         ((headers, raw),) = receiver.got["/buyers"]
         assert verify_standard(buyers["secret"], headers, raw, time.time()) == headers["webhook-id"]
+        assert Webhook(buyers["secret"]).verify(raw, headers)["type"] == "stage.changed"
         change = orjson.loads(raw)
         assert change["type"] == "stage.changed" and change["data"]["to"] == "purchase"
         assert "user_id:wh-1" in change["data"]["identities"]
@@ -151,7 +184,7 @@ def test_webhooks_signed_filtered_retried_dead_lettered_and_replayed(
             return mine or None
 
         given_up = wait_for(lambda: (d := dead()) and len(d) == 2 and d)
-        assert all(d["attempts"] == 3 and d["last_error"] == "HTTP 500" for d in given_up)
+        assert all(d["attempts"] == 3 and d["last_error"] == "http_5xx" for d in given_up)
         assert len(receiver.got["/down"]) == 6  # two changes, three attempts each
 
         receiver.fail["/down"] = 0  # the receiver is fixed: replay
@@ -187,6 +220,77 @@ def test_webhooks_signed_filtered_retried_dead_lettered_and_replayed(
         assert deleted.status_code == 200
         gone = httpx.get(f"{api}/v1/subscriptions/{slow['id']}", headers=ADMIN)
         assert gone.status_code == 404
-    finally:
-        for child in children.values():
-            child.stop()
+
+
+def test_internal_destinations_are_refused_by_default(
+    bootstrap: str, redis_url: str, run_dir: Path, receiver: Receiver
+) -> None:
+    """No allow-list: IP literals of internal networks are a 400 at subscription time, and a
+    name resolving to loopback (``localhost``) is refused at delivery, before connecting."""
+    env = stack_env(bootstrap, redis_url, TOUCHPATH_WEBHOOK_TIMEOUT_S="1")
+    port = receiver.server.server_address[1]
+    with services(env, run_dir, *SERVICES) as children:
+        collector, api = urls(children, "collector", "api")
+        for url in (
+            f"{receiver.url}/literal",
+            f"http://[::1]:{port}/",
+            f"http://0.0.0.0:{port}/",
+            f"http://2130706433:{port}/",
+            f"http://0x7f.1:{port}/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.1/",
+            "http://100.64.0.1/",
+            "http://[fd00::1]/",
+            "http://[::ffff:127.0.0.1]/",
+        ):
+            answer = httpx.post(f"{api}/v1/subscriptions", json={"url": url}, headers=ADMIN)
+            assert answer.status_code == 400, url
+            assert "TOUCHPATH_WEBHOOK_ALLOWED_NETWORKS" in answer.json()["detail"]
+
+        by_name = subscribe(api, url=f"http://localhost:{port}/by-name", stages=["purchase"])
+        send(collector, {"type": "track", "userId": "wh-ssrf", "event": "Order Completed"})
+
+        def dead() -> list[dict[str, Any]] | None:
+            found = httpx.get(f"{api}/v1/subscriptions/dead-letters", headers=ADMIN).json()
+            return [d for d in found["dead_letters"] if d["subscription_id"] == by_name["id"]]
+
+        (letter,) = wait_for(dead)
+        assert letter["last_error"] == "blocked_destination" and letter["attempts"] == 1
+        assert receiver.arrivals == {}  # nothing ever reached the receiver
+
+
+def test_a_receiver_dripping_its_answer_never_delays_another_subscription(
+    bootstrap: str, redis_url: str, run_dir: Path, receiver: Receiver
+) -> None:
+    """A receiver that would take 40 s to answer (one byte a second) next to a healthy one:
+    every healthy delivery lands within a few seconds, the dripping one is cut at the
+    attempt's deadline (3 s) however steadily the bytes come."""
+    env = stack_env(
+        bootstrap,
+        redis_url,
+        TOUCHPATH_WEBHOOK_TIMEOUT_S="3",
+        TOUCHPATH_WEBHOOK_CONCURRENCY="4",
+        TOUCHPATH_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION="2",
+        TOUCHPATH_WEBHOOK_ALLOWED_NETWORKS=LOOPBACK,
+    )
+    receiver.drip["/drip"] = 40
+    with services(env, run_dir, *SERVICES) as children:
+        collector, api = urls(children, "collector", "api")
+        subscribe(api, url=f"{receiver.url}/drip", stages=["purchase"])
+        subscribe(api, url=f"{receiver.url}/healthy", stages=["purchase"])
+        users = [f"wh-iso-{i}" for i in range(8)]
+        send(
+            collector, *({"type": "track", "userId": u, "event": "Order Completed"} for u in users)
+        )
+        sent = time.monotonic()
+
+        def healthy_done() -> bool:
+            got = {i for c in receiver.changes("/healthy") for i in c["identities"]}
+            return all(f"user_id:{u}" in got for u in users)
+
+        wait_for(healthy_done, 30)
+        took = time.monotonic() - sent
+        assert took < 10, f"healthy deliveries took {took:.1f} s next to a dripping receiver"
+        assert receiver.arrivals["/drip"] >= 1
+        wait_for(lambda: receiver.hung_up, 15)  # the dripping attempt was cut at its deadline
+        assert all(held < 3 + 2 for held in receiver.hung_up)

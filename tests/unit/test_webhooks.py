@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from touchpath.destinations import parse_networks
 from touchpath.webhooks import (
     RetryPolicy,
     Subscription,
@@ -57,6 +58,11 @@ def test_filters() -> None:
         ("https://x.example/", [], ["decision"], None),
         ("https://x.example/", [], ["nope->decision"], None),
         ("https://x.example/", [], [], "whsec_%%%"),
+        ("https://x.example/", [], [], "mysecret"),
+        ("https://x.example/", [], [], "whsec_"),
+        ("https://user:pass@x.example/", [], [], None),
+        ("https://token@x.example/", [], [], None),
+        ("http://[::1", [], [], None),
     ],
 )
 def test_invalid_subscriptions_say_why(
@@ -65,6 +71,39 @@ def test_invalid_subscriptions_say_why(
     with pytest.raises(SubscriptionError) as caught:
         new_subscription(url, stages, transitions, STAGES, secret)
     assert str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:6379/",
+        "http://[::1]/",
+        "http://0.0.0.0/",
+        "http://2130706433/",
+        "http://0x7f.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.8/hook",
+        "http://100.64.1.1/",
+        "http://[fd00::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://224.0.0.1/",
+    ],
+)
+def test_internal_ip_literals_are_refused_unless_allowed(url: str) -> None:
+    with pytest.raises(SubscriptionError, match="TOUCHPATH_WEBHOOK_ALLOWED_NETWORKS"):
+        new_subscription(url, [], [], STAGES)
+    everything = parse_networks("0.0.0.0/0, ::/0")
+    assert new_subscription(url, [], [], STAGES, allowed=everything).url == url
+
+
+def test_plain_secrets_are_refused_with_the_reason_and_whsec_ones_kept() -> None:
+    with pytest.raises(SubscriptionError, match="whsec_"):
+        new_subscription("https://x.example/", [], [], STAGES, "mysecret")
+    given_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    assert new_subscription("https://x.example/", [], [], STAGES, given_secret).secret == (
+        given_secret
+    )
+    assert new_subscription("https://localhost/", [], [], STAGES).url  # names: at delivery
 
 
 def test_round_trip_and_public_view_hides_the_secret() -> None:
