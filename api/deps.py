@@ -24,10 +24,13 @@ TYPE_DESCRIPTION = (
 )
 
 
-def parse_identifier(value: str, id_type: str, hash_key: bytes | None = None) -> Identifier:
-    """The identifier a caller names (emails and phones normalised, and hashed when
-    ``TOUCHPATH_IDENTIFIER_HASH_KEY`` is set); 400 if it cannot be one."""
-    found = identifier_from_query(value, id_type, hash_key)
+def parse_identifier(
+    value: str, id_type: str, hash_key: bytes | None = None, region: str = ""
+) -> Identifier:
+    """The identifier a caller names (emails and phones normalised as at ingestion, with the
+    phone region, and hashed when ``TOUCHPATH_IDENTIFIER_HASH_KEY`` is set); 400 if it cannot
+    be one."""
+    found = identifier_from_query(value, id_type, hash_key, region)
     if found is None:
         raise Problem(400, "Bad Request", f"{value!r} is not a usable {id_type} identifier")
     return found
@@ -60,7 +63,8 @@ async def _customer_ref(
     ],
     type: Annotated[str, Query(description=TYPE_DESCRIPTION, examples=["email"])] = "user_id",
 ) -> Identifier:
-    return parse_identifier(identifier, type, request.app.state.hash_key)
+    region = request.app.state.settings.phone_region
+    return parse_identifier(identifier, type, request.app.state.hash_key, region)
 
 
 TIME = "ISO-8601 time (e.g. `2026-03-01T00:00:00Z`) or epoch milliseconds."

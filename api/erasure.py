@@ -134,7 +134,7 @@ class Eraser:
         store = JourneyStore(
             client, settings.redis_prefix, StoreBounds.of(settings), settings.erasure_key
         )
-        policy = IdentityPolicy(settings.identity_limits, settings.identity_priority)
+        policy = IdentityPolicy.of(settings)
         self._resolver = Resolver(store, self._model, policy)
         return self._resolver
 

@@ -83,7 +83,10 @@ async def customer_stage(request: Request) -> Response:
     query = request.query_params
     state = request.app.state
     ref = parse_identifier(
-        request.path_params["identifier"], query.get("type", "user_id"), state.hash_key
+        request.path_params["identifier"],
+        query.get("type", "user_id"),
+        state.hash_key,
+        state.settings.phone_region,
     )
     as_of = query.get("as_of") or None
     moment = None if as_of is None else to_ms(as_of, 0, "as_of")

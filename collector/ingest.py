@@ -21,12 +21,10 @@ from collector.group_commit import GroupCommit
 from infra.kafka import AsyncProducer, BrokerUnavailable, Record
 from infra.problems import Problem
 from touchpath.events import IngestContext, InvalidEvent, metric_channel, normalize_event
-from touchpath.identifiers import normalize_email, normalize_phone
+from touchpath.identifiers import normalizers
 from touchpath.pseudonyms import pseudonymize_event
 from touchpath.records import encode_dead_letter
 from touchpath.settings import Settings
-
-NORMALIZERS = {"email": normalize_email, "phone": normalize_phone}
 
 
 @dataclass(slots=True)
@@ -44,6 +42,7 @@ class Ingestor:
         self.settings = settings
         self.producer = producer
         self._hash_key = settings.identifier_hash_key.encode() or None
+        self._normalizers = normalizers(settings.phone_region)
         self.group_commit = GroupCommit(producer, settings.topic_touchpoints)
 
     async def ingest(
@@ -60,7 +59,7 @@ class Ingestor:
                     raw, ctx, forced_type=forced_type, max_bytes=self.settings.max_event_bytes
                 )
                 if self._hash_key:
-                    pseudonymize_event(event, self._hash_key, NORMALIZERS)
+                    pseudonymize_event(event, self._hash_key, self._normalizers)
                 accepted.append(event)
             except InvalidEvent as exc:
                 result.rejected.append({"index": index, "reason": str(exc), "code": exc.code})

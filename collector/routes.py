@@ -145,6 +145,8 @@ async def _receive(request: Request, ingestor: Ingestor, kind: str | None) -> JS
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
         body_bytes=body_bytes,
+        trust=source.trust,
+        verification_secret=source.verification_secret,
     )
     result = await ingestor.ingest(events, ctx, forced_type=kind)
     return _answer(result, single=kind is not None)

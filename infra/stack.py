@@ -48,6 +48,7 @@ class Stack:
     children: list[Child] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     write_key: str = ""
+    server_key: str = ""
     api_token: str = ""
 
     def stop(self) -> None:
@@ -108,20 +109,25 @@ def _start_dependencies(
 def _credentials(
     stack: Stack, settings: Settings, data_dir: Path, ephemeral: bool
 ) -> dict[str, str]:
-    """Configured keys win; otherwise a generated write key and admin token, kept in data_dir."""
+    """Configured keys win; otherwise generated ones, kept in data_dir: a website write key
+    (browser trust: it is public), a backend write key (server trust: keep it secret) and an
+    admin token."""
     stored = data_dir / "credentials.json"
     saved = json.loads(stored.read_text()) if stored.exists() and not ephemeral else {}
     write_key = saved.get("write_key") or "wk_" + secrets.token_urlsafe(18)
+    server_key = saved.get("server_key") or "sk_" + secrets.token_urlsafe(24)
     api_token = saved.get("api_token") or "tp_" + secrets.token_urlsafe(24)
     if not ephemeral:
-        credentials = {"write_key": write_key, "api_token": api_token}
+        credentials = {"write_key": write_key, "server_key": server_key, "api_token": api_token}
         write_private(stored, json.dumps(credentials).encode())
     env: dict[str, str] = {}
     if settings.write_keys:
         stack.write_key = next(iter(settings.write_keys))
     else:
-        stack.write_key = write_key
-        env["TOUCHPATH_WRITE_KEYS"] = f"{write_key}=website:web"
+        stack.write_key, stack.server_key = write_key, server_key
+        env["TOUCHPATH_WRITE_KEYS"] = (
+            f"{write_key}=website:web:browser,{server_key}=backend:server:server"
+        )
     if settings.api_tokens:
         stack.api_token = next(iter(settings.api_tokens))
     else:
@@ -185,7 +191,12 @@ def print_banner(stack: Stack) -> None:
         f"webhooks   metrics at http://127.0.0.1:{settings.webhooks_metrics_port}/metrics",
         f"kafka      {settings.kafka_bootstrap}",
         f"redis      {mask_url(settings.redis_url)}",
-        f"write key  {stack.write_key}",
+        f"write key  {stack.write_key}  (website: browser trust)",
+        *(
+            [f"server key {stack.server_key}  (backend: server trust, keep secret)"]
+            if stack.server_key
+            else []
+        ),
         f"api token  {stack.api_token}",
         f"data dir   {settings.data_dir.resolve()}",
         "ready",

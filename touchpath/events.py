@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -73,6 +74,12 @@ _CHANNEL = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
 #: as four-digit years; an event outside it is rejected with its reason.
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+#: A browser key's event times are clamped to this window around the time it was received
+#: (analytics.js keeps events of an offline visitor and sends them later).
+BROWSER_MAX_AGE = timedelta(days=7)
+BROWSER_MAX_AHEAD = timedelta(minutes=5)
+#: Channels a browser key cannot claim.
+SERVER_CHANNELS = frozenset({"server"})
 #: Objects and arrays nested deeper than this in one event are rejected (the event itself is
 #: level 1, so ``properties.a`` is at level 2).
 MAX_NESTING = 32
@@ -114,6 +121,10 @@ class IngestContext:
     body_bytes: int = 1 << 62
     #: ``received_at`` formatted once per request (set automatically)
     received_text: str = ""
+    #: ``browser`` for a public write key: see :func:`_browser_rules`
+    trust: str = "server"
+    #: identity verification secret of the key (empty: off)
+    verification_secret: str = ""
 
     def __post_init__(self) -> None:
         if not self.received_text:
@@ -343,7 +354,7 @@ def _check_type_requirements(event: dict[str, Any]) -> None:
 def _enrich(event: dict[str, Any], ctx: IngestContext) -> None:
     context = dict(event.get("context") or {})
     event["context"] = context
-    channel = context.get("channel")
+    channel = context.get("channel") or event.pop("channel", None)  # RudderStack: top level
     if isinstance(channel, str):
         channel = CHANNEL_ALIASES.get(channel.lower(), channel.lower())
     valid = isinstance(channel, str) and _CHANNEL.match(channel)
@@ -353,10 +364,43 @@ def _enrich(event: dict[str, Any], ctx: IngestContext) -> None:
     if ctx.user_agent and "userAgent" not in context:
         context["userAgent"] = ctx.user_agent
     event["source"] = ctx.source
+    event["trust"] = ctx.trust
+    event.pop("verified", None)
     if not event.get("messageId"):
         event["messageId"] = _content_id(event, ctx.source)
     event["receivedAt"] = ctx.received_text
-    event["timestamp"] = format_time(_corrected_timestamp(event, ctx))
+    moment = _corrected_timestamp(event, ctx)
+    if ctx.trust == "browser":
+        moment = _browser_rules(event, ctx, moment)
+    event["timestamp"] = format_time(moment)
+
+
+def _browser_rules(event: dict[str, Any], ctx: IngestContext, moment: datetime) -> datetime:
+    """What a public key may not do: claim a server channel, date an event outside
+    [received - 7 days, received + 5 minutes] (clamped), or, with identity verification on,
+    name a userId without its ``context.userHash`` (the event then ties nothing)."""
+    context = event["context"]
+    if context["channel"] in SERVER_CHANNELS:
+        context["channel"] = ctx.default_channel
+    if ctx.verification_secret and event.get("userId") and not _verified(event, ctx):
+        if is_junk(event.get("anonymousId")):
+            raise InvalidEvent(
+                "identity verification failed (context.userHash does not match the userId) "
+                "and the event has no anonymousId",
+                "unverified",
+            )
+        event["verified"] = False
+    earliest, latest = ctx.received_at - BROWSER_MAX_AGE, ctx.received_at + BROWSER_MAX_AHEAD
+    return min(max(moment, earliest), latest)
+
+
+def _verified(event: Mapping[str, Any], ctx: IngestContext) -> bool:
+    """``context.userHash`` is the hex HMAC-SHA256 of the userId with the key's secret."""
+    given = event["context"].get("userHash")
+    expected = hmac.new(
+        ctx.verification_secret.encode(), str(event["userId"]).encode(), hashlib.sha256
+    ).hexdigest()
+    return isinstance(given, str) and hmac.compare_digest(given.lower(), expected)
 
 
 def _content_id(event: Mapping[str, Any], source: str) -> str:

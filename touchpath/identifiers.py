@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
+
+import phonenumbers
 
 from touchpath.pseudonyms import is_pseudonym, pseudonym
 
@@ -96,19 +98,39 @@ def normalize_email(value: object) -> str | None:
     return text if _EMAIL.match(text) and not is_junk(text) else None
 
 
-def normalize_phone(value: object) -> str | None:
-    """Digits with an optional leading ``+`` (E.164-like, or its pseudonym as is), or None."""
+def normalize_phone(value: object, region: str = "") -> str | None:
+    """A phone in E.164 (``+442079460123``) when it has a country code or ``region`` (an ISO
+    country code such as ``GB``) supplies one; digits only, kept apart rather than guessed,
+    when it has neither; its pseudonym as is; None when it is no phone number."""
     if not isinstance(value, str | int) or isinstance(value, bool):
         return None
     if is_pseudonym(value):
         return str(value)
-    text = str(value).strip()
+    return _phone(str(value).strip(), region.upper())
+
+
+@functools.lru_cache(maxsize=65_536)  # parsing costs ~50 µs; a customer's phone repeats
+def _phone(text: str, region: str) -> str | None:
     digits = re.sub(r"\D", "", text)
-    if len(digits) < 7 or len(digits) > 15 or is_junk(digits):
+    if len(digits) < 7 or len(digits) > 15 or is_junk(digits) or CONTROL_CHARACTER.search(text):
         return None
-    return ("+" if text.startswith(("+", "00")) else "") + digits.removeprefix(
-        "00" if text.startswith("00") else ""
-    )
+    international = text.startswith(("+", "00"))
+    if international or region:
+        try:
+            number = phonenumbers.parse(
+                "+" + digits.removeprefix("00") if international else text, region or None
+            )
+        except phonenumbers.NumberParseException:
+            return None
+        if phonenumbers.is_possible_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return None
+    return digits
+
+
+def normalizers(region: str = "") -> dict[str, Callable[[object], str | None]]:
+    """How each hashed kind is normalised (emails, and phones with the default region)."""
+    return {"email": normalize_email, "phone": functools.partial(normalize_phone, region=region)}
 
 
 def normalize_external_type(value: object) -> str | None:
@@ -126,37 +148,53 @@ def _plain(value: object) -> str | None:
 
 
 def identifiers_of(
-    event: Mapping[str, Any], priority: tuple[str, ...] = DEFAULT_PRIORITY
+    event: Mapping[str, Any], priority: tuple[str, ...] = DEFAULT_PRIORITY, region: str = ""
 ) -> list[Identifier]:
-    """All usable identifiers an event carries, de-duplicated, junk dropped, in priority order."""
+    """All usable identifiers of the *person* an event is about, de-duplicated, junk dropped,
+    in priority order (``region``: the default region of phone numbers).
+
+    Segment's semantics: the ``traits`` of a ``group`` call describe the account, never the
+    person; an ``alias`` renames ``previousId`` (an anonymous id or a former userId: both stay
+    look-up keys) to ``userId``, which leads. An event the collector marked
+    ``"verified": false`` (identity verification failed) carries its anonymous id only."""
+    anonymous_id = _plain(event.get("anonymousId"))
+    if event.get("verified") is False:
+        return [Identifier(ANONYMOUS_ID, anonymous_id)] if anonymous_id else []
     found: list[Identifier] = []
     user_id = _plain(event.get("userId"))
     if user_id:
         found.append(Identifier(USER_ID, user_id))
+    renamed = None
     if event.get("type") == "alias":
         previous = _plain(event.get("previousId"))
-        if previous:
-            # Segment's alias: previousId is the id used before (an anonymous id in practice).
+        if previous and previous != user_id:
             found.append(Identifier(ANONYMOUS_ID, previous))
+            renamed = Identifier(USER_ID, previous)
+            found.append(renamed)
     for traits in _trait_maps(event):
         email = normalize_email(traits.get("email"))
         if email:
             found.append(Identifier(EMAIL, email))
-        phone = normalize_phone(traits.get("phone"))
+        phone = normalize_phone(traits.get("phone"), region)
         if phone:
             found.append(Identifier(PHONE, phone))
     context = event.get("context")
     if isinstance(context, Mapping):
         found.extend(_external_ids(context.get("externalIds")))
-    anonymous_id = _plain(event.get("anonymousId"))
     if anonymous_id:
         found.append(Identifier(ANONYMOUS_ID, anonymous_id))
-    return sort_by_priority(set(found), priority) if len(found) > 1 else found
+    if len(found) < 2:
+        return found
+    ordered = sort_by_priority(set(found), priority)
+    if renamed is not None and user_id:  # the new userId leads, the former follows it
+        ordered.remove(Identifier(USER_ID, user_id))
+        ordered.insert(0, Identifier(USER_ID, user_id))
+    return ordered
 
 
 def _trait_maps(event: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
     traits = event.get("traits")
-    if isinstance(traits, Mapping):
+    if isinstance(traits, Mapping) and event.get("type") != "group":  # a group's: the account's
         yield traits
     context = event.get("context")
     if isinstance(context, Mapping) and isinstance(context.get("traits"), Mapping):
@@ -176,7 +214,7 @@ def _external_ids(value: object) -> Iterable[Identifier]:
         ext_type = normalize_external_type(item.get("type"))
         ext_id = _plain(item.get("id"))
         if ext_type and ext_id:
-            if ext_type in (EMAIL, PHONE, USER_ID, ANONYMOUS_ID):
+            if ext_type in (EMAIL, PHONE, ANONYMOUS_ID):  # a userId only from userId/alias
                 yield from _typed_builtin(ext_type, ext_id)
             else:
                 yield Identifier(EXTERNAL_PREFIX + ext_type, ext_id)
@@ -220,14 +258,14 @@ def anchor_of(
 
 
 def identifier_from_query(
-    value: str, id_type: str, hash_key: bytes | None = None
+    value: str, id_type: str, hash_key: bytes | None = None, region: str = ""
 ) -> Identifier | None:
     """The identifier an API caller names by value and type (``user_id``, ``email``, …,
     or an external id type such as ``intercom_user``); None when it cannot be one. With a
     ``hash_key``, emails and phones are named by their clear value and looked up hashed."""
     kind = id_type.strip().lower()
     if kind in (EMAIL, PHONE):
-        normalized = (normalize_email if kind == EMAIL else normalize_phone)(value)
+        normalized = normalize_email(value) if kind == EMAIL else normalize_phone(value, region)
         if normalized and hash_key and not is_pseudonym(normalized):
             normalized = pseudonym(hash_key, kind, normalized)
     elif kind in (USER_ID, ANONYMOUS_ID):

@@ -13,10 +13,12 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from touchpath.identifiers import DEFAULT_PRIORITY, Identifier, sort_by_priority
+from touchpath.identifiers import DEFAULT_PRIORITY, Identifier, priority_rank, sort_by_priority
 
 TIE_SEPARATOR = "\x1f"
+USER_ID_PREFIX = "user_id:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,12 @@ class IdentityPolicy:
         default_factory=lambda: {"user_id": 1, "email": 5, "phone": 5, "anonymous_id": 50}
     )
     priority: tuple[str, ...] = DEFAULT_PRIORITY
+    phone_region: str = ""  # default region of phone numbers without a country code
+
+    @classmethod
+    def of(cls, settings: Any) -> IdentityPolicy:
+        """The policy a :class:`touchpath.settings.Settings` configures."""
+        return cls(settings.identity_limits, settings.identity_priority, settings.phone_region)
 
     def limit_of(self, kind: str) -> int:
         """The limit for a kind; external ids fall back to the ``ext:`` entry."""
@@ -59,9 +67,12 @@ def tie_key(identifiers: Iterable[Identifier], policy: IdentityPolicy | None = N
     return TIE_SEPARATOR.join(i.key() for i in sort_by_priority(identifiers, priority))
 
 
-def order_key(at_ms: int, message_id: str) -> str:
-    """Canonical order of events: zero-padded event time, then messageId."""
-    return f"{max(at_ms, 0):015d}\x1f{message_id}"
+def order_key(at_ms: int, message_id: str, tiebreak: str = "", browser: bool = False) -> str:
+    """Canonical order of events: a server key's before a browser key's (its ties are made
+    first), then event time, then ``tiebreak`` (:func:`touchpath.journey.tiebreak`: the
+    call type and a digest of the content, so same-millisecond events do not depend on their
+    random messageIds), then the messageId (it only separates events of equal content)."""
+    return f"{1 if browser else 0}{max(at_ms, 0):015d}{tiebreak}\x1f{message_id}"
 
 
 class _Components:
@@ -86,10 +97,11 @@ class _Components:
             self.parent[key], key = root, self.parent[key]
         return root
 
-    def union(self, a: str, b: str) -> None:
+    def union(self, a: str, b: str, kinds: Counter[str]) -> None:
         keep, drop = sorted((a, b))
         self.parent[drop] = keep
-        self.kinds[keep] += self.kinds.pop(drop)
+        self.kinds.pop(drop)
+        self.kinds[keep] = kinds
 
 
 def resolve(
@@ -144,7 +156,9 @@ def resolve_with_limits(
             components.add(key)
         head = members[0]
         for other in members[1:]:
-            refusal = _merge(components, head, other, policy)
+            # an alias's tie holds two user ids (the new one leads): joining them is a rename
+            rename = head.startswith(USER_ID_PREFIX) and other.startswith(USER_ID_PREFIX)
+            refusal = _merge(components, head, other, policy, rename)
             if refusal:
                 refused.append(RefusedTie(order, (head, other), *refusal))
     groups: dict[str, set[str]] = {}
@@ -155,22 +169,41 @@ def resolve_with_limits(
 
 
 def _merge(
-    components: _Components, a: str, b: str, policy: IdentityPolicy
+    components: _Components, a: str, b: str, policy: IdentityPolicy, rename: bool = False
 ) -> tuple[str, str] | None:
-    """Union the components of ``a`` and ``b``, or (reason, kind) when a limit forbids it."""
+    """Union the components of ``a`` and ``b``, or (reason, kind) when a limit forbids it.
+
+    A *rename* (an alias from a former userId to a new one: the only tie holding two user
+    ids) joins user ids that name one person, so they take one user-id slot."""
     root_a, root_b = components.find(a), components.find(b)
     if root_a == root_b:
         return None
-    combined = components.kinds[root_a] + components.kinds[root_b]
+    kinds_a, kinds_b = components.kinds[root_a], components.kinds[root_b]
+    combined = kinds_a + kinds_b
+    if rename:
+        combined["user_id"] = max(kinds_a["user_id"], kinds_b["user_id"])
     for kind, count in combined.items():
         limit = policy.limit_of(kind)
         if limit and count > limit:
             return f"would give {count} {kind} identifiers (limit {limit})", kind
-    components.union(root_a, root_b)
+    components.union(root_a, root_b, combined)
     return None
 
 
-def customer_id(identifiers: Iterable[str], first_seen: Mapping[str, str]) -> str:
-    """A customer's id: derived from its earliest-seen identifier, so it survives growth."""
-    founder = min(identifiers, key=lambda key: (first_seen.get(key, "~"), key))
+def customer_id(
+    identifiers: Iterable[str],
+    first_seen: Mapping[str, str],
+    priority: tuple[str, ...] = DEFAULT_PRIORITY,
+) -> str:
+    """A customer's id, derived from its *founder*: the strongest identifier by priority (a
+    user id before an email before an anonymous id), the earliest seen among equals. So a late
+    event, however old, never changes the id of a customer that has a user id."""
+    founder = min(
+        identifiers,
+        key=lambda key: (
+            priority_rank(Identifier.parse(key).kind, priority),
+            first_seen.get(key, "~"),
+            key,
+        ),
+    )
     return "cus_" + hashlib.blake2b(founder.encode(), digest_size=10).hexdigest()

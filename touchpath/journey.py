@@ -17,7 +17,12 @@ from typing import Any
 import orjson
 
 from touchpath.events import event_millis, revenue_of
-from touchpath.identifiers import Identifier, identifiers_of, sort_by_priority
+from touchpath.identifiers import (
+    CONTROL_CHARACTER,
+    Identifier,
+    identifiers_of,
+    sort_by_priority,
+)
 from touchpath.identity import (
     TIE_SEPARATOR,
     IdentityPolicy,
@@ -95,15 +100,17 @@ def effects_of(
 ) -> EventEffects:
     """The store contributions of one normalised event (ValueError if it has no identifier)."""
     policy = policy or IdentityPolicy()
-    ids = identifiers_of(event, policy.priority)
+    ids = identifiers_of(event, policy.priority, policy.phone_region)
     if not ids:
         raise ValueError("event has no usable identifier")
     keys = tuple(i.key() for i in ids)
     at_ms = event_millis(event)
     message_id = str(event["messageId"])
     channel = str(event.get("context", {}).get("channel") or "other")
-    order = order_key(at_ms, message_id)
-    stages, conditional = _stage_contributions(event, model, at_ms, message_id, channel)
+    browser = event.get("trust") == "browser"
+    tie_order = tiebreak(event)
+    order = order_key(at_ms, message_id, tie_order, browser)
+    stages, conditional = _stage_contributions(event, model, at_ms, message_id, channel, tie_order)
     revenue = revenue_of(event)
     return EventEffects(
         anchor=keys[0],
@@ -118,13 +125,33 @@ def effects_of(
         revenue=revenue or 0.0,
         stages=stages,
         conditional=conditional,
-        traits=_traits(event, order),
+        traits=_traits(event, ("0" if browser else "1") + order[1:]),
         received_ms=_received_ms(event, at_ms),
         first_touch=FIELD_SEPARATOR.join(
-            (encode_candidate(at_ms, message_id, channel), _campaign_name(event))
+            (encode_candidate(at_ms, message_id, channel, tie_order), _campaign_name(event))
         ),
         surveys=_survey(event, order, at_ms),
     )
+
+
+#: Same-millisecond events in this order of call types (then by content: :func:`tiebreak`).
+TYPE_RANKS = {"alias": "0", "identify": "1", "group": "2", "page": "3", "screen": "4", "track": "5"}
+#: Account (``group``) traits are stored among a person's traits under this prefix: the
+#: account's groupId, the separator, the trait's name (the name alone marks membership).
+ACCOUNT_TRAIT = "\x1d"
+
+
+def tiebreak(event: Mapping[str, Any]) -> str:
+    """What orders events of the same millisecond, after the trust of their key: the call
+    type, then a digest of what the event says (never its random messageId)."""
+    content = [event.get(name) for name in ("event", "name", "userId", "anonymousId", "groupId")]
+    content += [
+        event.get("traits"),
+        event.get("properties"),
+        (event.get("context") or {}).get("traits"),
+    ]
+    digest = hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=5)
+    return TYPE_RANKS.get(str(event.get("type")), "9") + digest.hexdigest()
 
 
 def journey_entry(event: Mapping[str, Any], at_ms: int, channel: str) -> bytes:
@@ -162,21 +189,27 @@ def _short(value: Any) -> Any:
 
 
 def _stage_contributions(
-    event: Mapping[str, Any], model: StageModel, at_ms: int, message_id: str, channel: str
+    event: Mapping[str, Any],
+    model: StageModel,
+    at_ms: int,
+    message_id: str,
+    channel: str,
+    tiebreak: str = "",
 ) -> tuple[dict[str, str], dict[str, int]]:
     unconditional: dict[str, str] = {}
     conditional: dict[str, int] = {}
     for stage, after in matching_stages(event, model).items():
         if after is None:
-            unconditional[stage] = encode_candidate(at_ms, message_id, channel)
+            unconditional[stage] = encode_candidate(at_ms, message_id, channel, tiebreak)
         else:
             conditional[FIELD_SEPARATOR.join((stage, after, message_id, channel))] = at_ms
     return unconditional, conditional
 
 
-def encode_candidate(at_ms: int, message_id: str, channel: str) -> str:
-    """A stage candidate as a string whose lexicographic order is (time, messageId)."""
-    return FIELD_SEPARATOR.join((f"{max(at_ms, 0):015d}", message_id, channel))
+def encode_candidate(at_ms: int, message_id: str, channel: str, tiebreak: str = "") -> str:
+    """A stage candidate as a string whose lexicographic order is (time, tiebreak,
+    messageId); the first 15 characters are the time."""
+    return FIELD_SEPARATOR.join((f"{max(at_ms, 0):015d}{tiebreak}", message_id, channel))
 
 
 def _counts(event: Mapping[str, Any], channel: str, is_order: bool) -> dict[str, int]:
@@ -187,16 +220,34 @@ def _counts(event: Mapping[str, Any], channel: str, is_order: bool) -> dict[str,
 
 
 def _traits(event: Mapping[str, Any], order: str) -> dict[str, str]:
+    """The person's traits (``context.traits``, then ``traits`` except on a ``group`` call),
+    and a ``group`` call's account traits under :data:`ACCOUNT_TRAIT`, each encoded as
+    ``order<US>json`` (latest wins). Control characters in names become spaces."""
     traits: dict[str, Any] = {}
     context_traits = (event.get("context") or {}).get("traits")
     if isinstance(context_traits, Mapping):
         traits.update(context_traits)
-    if isinstance(event.get("traits"), Mapping):
-        traits.update(event["traits"])
-    return {
-        str(k)[:128]: order + FIELD_SEPARATOR + orjson.dumps(v).decode()
+    own = event.get("traits")
+    group = event.get("type") == "group"
+    if isinstance(own, Mapping) and not group:
+        traits.update(own)
+    encoded = {
+        _name(k): order + FIELD_SEPARATOR + orjson.dumps(v).decode()
         for k, v in list(traits.items())[:100]
     }
+    group_id = event.get("groupId")
+    if group and isinstance(group_id, str) and group_id:
+        account = ACCOUNT_TRAIT + group_id
+        encoded[account] = order + FIELD_SEPARATOR + "true"
+        for k, v in list(own.items())[:100] if isinstance(own, Mapping) else ():
+            encoded[account + FIELD_SEPARATOR + _name(k)] = (
+                order + FIELD_SEPARATOR + orjson.dumps(v).decode()
+            )
+    return encoded
+
+
+def _name(key: object) -> str:
+    return CONTROL_CHARACTER.sub(" ", str(key)[:128])
 
 
 def _survey(event: Mapping[str, Any], order: str, at_ms: int) -> dict[str, str]:
@@ -257,7 +308,7 @@ def _candidates(data: Iterable[AnchorData]) -> list[tuple[str, StageCandidate]]:
     for anchor in data:
         for stage, encoded in anchor.stages.items():
             at, message_id, channel = encoded.split(FIELD_SEPARATOR, 2)
-            found.append((stage, StageCandidate(int(at), message_id, channel)))
+            found.append((stage, StageCandidate(int(at[:15]), message_id, channel)))
         for member, at_ms in anchor.conditional:
             stage, after, message_id, channel = member.split(FIELD_SEPARATOR, 3)
             found.append((stage, StageCandidate(int(at_ms), message_id, channel, after)))
@@ -282,12 +333,13 @@ def build_customer(
     totals = sum_counts(data)
     mine = set(keys)
     return {
-        "id": customer_id(keys, first_seen),
+        "id": customer_id(keys, first_seen, policy.priority),
         "identities": keys,
         "stage": current_stage(history, model),
         "history": {s: [e.at_ms, e.message_id, e.channel] for s, e in history.items()},
         "first_touch": first_touch(data),
         "traits": latest_traits(data),
+        "accounts": accounts_of(data),
         "surveys": survey_answers(data, history, model),
         "orders": int(totals.get("orders", 0)),
         "revenue": totals.get("revenue", 0.0),
@@ -345,7 +397,7 @@ def first_touch(data: Iterable[AnchorData]) -> dict[str, Any] | None:
     if not earliest:
         return None
     at, _, channel, campaign = earliest.split(FIELD_SEPARATOR, 3)
-    return {"at_ms": int(at), "channel": channel, "campaign": campaign or None}
+    return {"at_ms": int(at[:15]), "channel": channel, "campaign": campaign or None}
 
 
 def sum_counts(data: Iterable[AnchorData]) -> dict[str, float]:
@@ -366,20 +418,43 @@ def sum_counts(data: Iterable[AnchorData]) -> dict[str, float]:
 
 
 def latest_traits(data: Iterable[AnchorData]) -> dict[str, Any]:
-    """Each trait's most recent value (by event time, then messageId) across anchors; at
-    most :data:`MAX_PROFILE_TRAITS` of them, the most recently set."""
+    """Each person trait's most recent value across anchors (a server key's over a browser
+    key's, then by event time and order); at most :data:`MAX_PROFILE_TRAITS` of them, the most
+    recently set."""
+    latest = {n: e for n, e in _latest(data).items() if not n.startswith(ACCOUNT_TRAIT)}
+    if len(latest) > MAX_PROFILE_TRAITS:
+        kept = sorted(latest.items(), key=lambda item: (item[1], item[0]))[-MAX_PROFILE_TRAITS:]
+        latest = dict(kept)
+    return {name: _value(encoded) for name, encoded in sorted(latest.items())}
+
+
+def accounts_of(data: Iterable[AnchorData]) -> dict[str, dict[str, Any]]:
+    """The accounts (``group`` calls' groupIds) a customer belongs to, each with its traits as
+    this customer's events last set them and when (``updated`` is the order key)."""
+    accounts: dict[str, dict[str, Any]] = {}
+    for name, encoded in sorted(_latest(data).items()):
+        if not name.startswith(ACCOUNT_TRAIT):
+            continue
+        group_id, _, trait = name[1:].partition(FIELD_SEPARATOR)
+        account = accounts.setdefault(group_id, {"traits": {}, "updated": ""})
+        if trait:
+            account["traits"][trait] = _value(encoded)
+        else:
+            account["updated"] = encoded.rpartition(FIELD_SEPARATOR)[0]
+    return accounts
+
+
+def _latest(data: Iterable[AnchorData]) -> dict[str, str]:
     latest: dict[str, str] = {}
     for anchor in data:
         for name, encoded in anchor.traits.items():
             if encoded > latest.get(name, ""):
                 latest[name] = encoded
-    if len(latest) > MAX_PROFILE_TRAITS:
-        kept = sorted(latest.items(), key=lambda item: (item[1], item[0]))[-MAX_PROFILE_TRAITS:]
-        latest = dict(kept)
-    return {
-        name: orjson.loads(encoded.split(FIELD_SEPARATOR, 2)[2])
-        for name, encoded in sorted(latest.items())
-    }
+    return latest
+
+
+def _value(encoded: str) -> Any:
+    return orjson.loads(encoded.split(FIELD_SEPARATOR, 2)[2])
 
 
 def funnel_row(profile: Mapping[str, Any]) -> list[Any]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+import phonenumbers
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -28,10 +29,14 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class WriteKeySource:
-    """What a collector write key stands for: a source name and its default channel."""
+    """What a collector write key stands for: a source name, its default channel, its trust
+    (``browser``: public, in every visitor's browser; ``server``: secret) and, optionally, the
+    secret of identity verification (identifies must carry ``context.userHash``)."""
 
     source: str
     channel: str
+    trust: str = "server"
+    verification_secret: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,21 +47,33 @@ class ApiToken:
     scopes: frozenset[str]
 
 
+TRUST_LEVELS = ("browser", "server")
+
+
 def parse_write_keys(raw: str) -> dict[str, WriteKeySource]:
-    """Parse ``key=source:channel,key2=source2:channel2`` (channel defaults to ``web``)."""
+    """Parse ``key=source[:channel[:trust[:verification secret]]],…``: the channel defaults to
+    ``web``, the trust to ``server`` for the ``server`` channel and ``browser`` otherwise."""
     keys: dict[str, WriteKeySource] = {}
     for item in _items(raw):
         key, sep, rest = item.partition("=")
         if not sep or not key.strip() or not rest.strip():
-            raise ValueError(f"expected key=source[:channel], got {_redact(item)!r}")
-        source, _, channel = rest.partition(":")
+            raise ValueError(f"expected key=source[:channel[:trust]], got {_redact(item)!r}")
+        source, _, tail = rest.partition(":")
+        channel, _, tail = tail.partition(":")
+        trust, _, secret = tail.partition(":")
         channel = channel.strip() or "web"
         if channel not in CHANNELS:
             raise ValueError(
                 f"unknown channel {channel!r} for source {source.strip()!r}; "
                 f"use one of {sorted(CHANNELS)}"
             )
-        keys[key.strip()] = WriteKeySource(source=source.strip(), channel=channel)
+        trust = trust.strip() or ("server" if channel == "server" else "browser")
+        if trust not in TRUST_LEVELS:
+            raise ValueError(
+                f"unknown trust {trust!r} for source {source.strip()!r}; use one of "
+                f"{list(TRUST_LEVELS)}"
+            )
+        keys[key.strip()] = WriteKeySource(source.strip(), channel, trust, secret.strip())
     return keys
 
 
@@ -166,6 +183,11 @@ class Settings(BaseSettings):
     identity_limits: Annotated[dict[str, int], NoDecode] = Field(
         default_factory=lambda: {"user_id": 1, "email": 5, "phone": 5, "anonymous_id": 50}
     )
+    phone_region: str = Field(
+        "",
+        description="ISO region of phone numbers without a country code (e.g. GB); empty: "
+        "such numbers are kept apart, never guessed",
+    )
     identity_priority: Annotated[tuple[str, ...], NoDecode] = (
         "user_id",
         "email",
@@ -264,6 +286,14 @@ class Settings(BaseSettings):
                 "a replay of an event older than the window would count twice"
             )
         return self
+
+    @field_validator("phone_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        region = value.strip().upper()
+        if region and region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region phonenumbers knows (e.g. GB, US, DE)")
+        return region
 
     @field_validator("redis_url")
     @classmethod

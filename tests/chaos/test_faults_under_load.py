@@ -125,7 +125,7 @@ def durable_stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         "TOUCHPATH_KAFKA_PARTITIONS": "3",
         "TOUCHPATH_CONSUMER_GROUP": f"chaos-{run}",
         "TOUCHPATH_CONSUMER_SESSION_TIMEOUT_MS": "3000",
-        "TOUCHPATH_WRITE_KEYS": f"{WRITE_KEY}=website:web",
+        "TOUCHPATH_WRITE_KEYS": f"{WRITE_KEY}=website:web:server",  # replays its own times
         "TOUCHPATH_LOG_LEVEL": "WARNING",
     }
     ensure_topics(

@@ -23,6 +23,7 @@ from touchpath.settings import load_settings
 T = TypeVar("T")
 WRITE_KEY = "wk_test_website"
 SERVER_KEY = "wk_test_backend"
+BROWSER_KEY = "wk_test_browser"  # a public website key: browser trust
 READ_TOKEN = "tok_test_read"
 ADMIN_TOKEN = "tok_test_admin"
 
@@ -40,7 +41,10 @@ def stack_env(bootstrap: str, redis_url: str, **extra: str) -> dict[str, str]:
         "TOUCHPATH_KAFKA_PARTITIONS": "3",
         "TOUCHPATH_CONSUMER_GROUP": f"tp-{run}",
         "TOUCHPATH_CONSUMER_SESSION_TIMEOUT_MS": "2000",
-        "TOUCHPATH_WRITE_KEYS": f"{WRITE_KEY}=website:web,{SERVER_KEY}=backend:server",
+        # tests replay history with their own timestamps: the website key is trusted here,
+        # and the public-key rules are tested with BROWSER_KEY
+        "TOUCHPATH_WRITE_KEYS": f"{WRITE_KEY}=website:web:server,{SERVER_KEY}=backend:server,"
+        f"{BROWSER_KEY}=browser:web:browser",
         "TOUCHPATH_API_TOKENS": f"{READ_TOKEN}=read,{ADMIN_TOKEN}=read+admin",
         "TOUCHPATH_DATA_DIR": "/tmp/touchpath-test",
         "TOUCHPATH_PRODUCE_TIMEOUT_S": "1.5",

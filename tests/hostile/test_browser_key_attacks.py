@@ -25,7 +25,8 @@ import pytest
 import redis
 
 from infra.embedded import Child
-from tests.e2e.conftest import WRITE_KEY, stack_env, start_service, wait_for
+from tests.e2e.conftest import BROWSER_KEY as WRITE_KEY
+from tests.e2e.conftest import stack_env, start_service, wait_for
 from tests.fuzz.test_collector_parsers import BAD_REQUESTS
 from touchpath.events import CHANNELS, MAX_NESTING
 from touchpath.journey import MAX_ENTRY_TEXT, MAX_PROFILE_TRAITS

@@ -5,9 +5,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.ingest import NORMALIZERS
-from touchpath.identifiers import identifier_from_query, identifiers_of, normalize_email
+from touchpath.identifiers import (
+    identifier_from_query,
+    identifiers_of,
+    normalize_email,
+    normalizers,
+)
 from touchpath.pseudonyms import is_pseudonym, pseudonym, pseudonymize_event
+
+NORMALIZERS = normalizers()
 
 KEY = b"k1"
 local = st.text(alphabet="abcdefghij0123456789.", min_size=1, max_size=12).filter(
