@@ -20,7 +20,8 @@ from touchpath.stages import StageModel
 
 TYPE_DESCRIPTION = (
     "The identifier's type: `user_id` (default), `anonymous_id`, `email`, `phone` "
-    "(both normalised as at ingestion), or an external id type such as `intercom_user`."
+    "(both normalised as at ingestion), an external id type such as `intercom_user`, or "
+    "`customer_id` (a former id answers with the customer it became)."
 )
 
 

@@ -63,6 +63,7 @@ redis.call('DEL', p .. ':cust:' .. cid)
 redis.call('HDEL', p .. ':funnel', cid)
 redis.call('HDEL', p .. ':surveys', cid)
 redis.call('HDEL', p .. ':announced', unpack(plan.cids))
+for _, former in ipairs(plan.cids) do redis.call('DEL', p .. ':former:' .. former) end
 
 -- What the erased identifiers left in the data of identifiers that stay (a refused tie's
 -- link marker, a trait such as the email, a timeline entry naming them).

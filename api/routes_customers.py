@@ -25,7 +25,7 @@ from api.readmodel import ReadModel
 from api.timeparse import FOREVER_MS, iso, to_ms
 from infra.problems import JSONBody, Problem
 from infra.routing import DirectRoute
-from touchpath.identifiers import Identifier
+from touchpath.identifiers import CUSTOMER_ID, Identifier
 from touchpath.stages import StageModel
 
 hot = APIRouter(prefix="/v1/customers", tags=["customers"], route_class=DirectRoute)
@@ -108,7 +108,10 @@ async def customer_profile(
     identity of the customer."""
     profile = await _profile(reads, ref)
     counts = await reads.counters(profile["identities"])
-    return JSONBody(views.profile_view(profile, counts, stages))
+    view = views.profile_view(profile, counts, stages)
+    if ref.kind == CUSTOMER_ID and ref.value != profile["id"]:
+        view["merged_from"] = [ref.value]  # a former id answers with the current customer
+    return JSONBody(view)
 
 
 @router.get(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 AT = "2026-03-02T09:01:00.000Z"
 
@@ -148,6 +148,13 @@ class ProfileAnswer(BaseModel):
     orders: int
     revenue: float
     refused_ties: list[RefusedTie]
+    merged_from: list[str] = Field(
+        default_factory=list,
+        description="When asked by a former customer id (`type=customer_id`): that id. A "
+        "customer's id comes from its strongest identifier (a user id before an email before "
+        "an anonymous id, the earliest seen among equals); when customers merge, the ids that "
+        "went away keep answering with the current customer.",
+    )
 
 
 class JourneyEntry(BaseModel):

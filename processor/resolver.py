@@ -144,6 +144,9 @@ class Resolver:
         snap = keys.cluster(write.cluster, "snap")
         for cid, profile in old.items():
             if cid not in new:
+                successor = _successor(profile, new)
+                if successor:  # the former id still answers, with the current one
+                    call("SET", keys.former(cid), successor)
                 call("DEL", keys.customer(cid))
                 call("HDEL", snap, cid)
                 call("HDEL", keys.funnel, cid)
@@ -178,6 +181,14 @@ class Resolver:
             call("XADD", keys.live_changes, "MAXLEN", "~", LIVE_KEPT, "*", "change", encoded)
             entry = [change["to"], change["at_ms"], change["message_id"]]
             call("HSET", keys.announced, change["customer_id"], orjson.dumps(entry))
+
+
+def _successor(profile: dict[str, Any], new: dict[str, dict[str, Any]]) -> str | None:
+    """The new customer holding most of a vanished customer's identities (None: erased)."""
+    mine = set(profile["identities"])
+    shared = {cid: len(mine.intersection(p["identities"])) for cid, p in new.items()}
+    best = max(sorted(shared), key=lambda cid: shared[cid], default=None)
+    return best if best is not None and shared[best] else None
 
 
 def _writes(planned: Sequence[tuple[ClusterWrite, ResolveReport]]) -> list[ClusterWrite]:

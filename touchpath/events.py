@@ -138,9 +138,10 @@ def format_time(moment: datetime) -> str:
     )
 
 
-def parse_time(value: object, field: str) -> datetime:
+def parse_time(value: object, field: str, check_range: bool = True) -> datetime:
     """Parse an ISO-8601 timestamp (a naive one is taken as UTC; one-digit months, days and
-    hours are accepted) within the accepted range; InvalidEvent with the reason otherwise."""
+    hours are accepted) within the accepted range (unless ``check_range`` is false: a browser
+    key's times are clamped instead); InvalidEvent with the reason otherwise."""
     if not isinstance(value, str) or not value:
         raise InvalidEvent(f"{field} must be an ISO-8601 string", "bad_timestamp")
     try:
@@ -149,7 +150,7 @@ def parse_time(value: object, field: str) -> datetime:
         moment = _lenient_time(value, field)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return in_range(moment, field, value)
+    return in_range(moment, field, value) if check_range else moment
 
 
 def in_range(moment: datetime, field: str, value: object, sent_at: object = None) -> datetime:
@@ -415,10 +416,15 @@ def _corrected_timestamp(event: dict[str, Any], ctx: IngestContext) -> datetime:
     original = event.get("timestamp") or event.get("originalTimestamp")
     if not original:
         return ctx.received_at
-    original_time = parse_time(original, "timestamp")
+    checked = ctx.trust != "browser"  # a browser key's times are clamped, not refused
+    original_time = parse_time(original, "timestamp", checked)
     event["originalTimestamp"] = original if isinstance(original, str) else str(original)
     sent_at = event.get("sentAt") or ctx.sent_at
     if not sent_at:
         return original_time
-    skew = parse_time(sent_at, "sentAt") - ctx.received_at
-    return in_range(original_time - skew, "timestamp", original, sent_at)
+    skew = parse_time(sent_at, "sentAt", checked) - ctx.received_at
+    try:
+        corrected = original_time - skew
+    except OverflowError:  # only reachable unchecked: years near 1 or 9999
+        return original_time
+    return in_range(corrected, "timestamp", original, sent_at) if checked else corrected

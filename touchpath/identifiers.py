@@ -21,6 +21,9 @@ EMAIL = "email"
 PHONE = "phone"
 ANONYMOUS_ID = "anonymous_id"
 EXTERNAL_PREFIX = "ext:"
+#: Not an identifier of events: the API's way to name a customer by its id.
+CUSTOMER_ID = "customer_id"
+_CUSTOMER_ID = re.compile(r"^cus_[0-9a-f]{20}$")
 
 #: Default priority, strongest first; external ids rank between phone and anonymous id.
 DEFAULT_PRIORITY: tuple[str, ...] = (USER_ID, EMAIL, PHONE, EXTERNAL_PREFIX, ANONYMOUS_ID)
@@ -264,6 +267,8 @@ def identifier_from_query(
     or an external id type such as ``intercom_user``); None when it cannot be one. With a
     ``hash_key``, emails and phones are named by their clear value and looked up hashed."""
     kind = id_type.strip().lower()
+    if kind == CUSTOMER_ID:
+        return Identifier(kind, value) if _CUSTOMER_ID.match(value) else None
     if kind in (EMAIL, PHONE):
         normalized = normalize_email(value) if kind == EMAIL else normalize_phone(value, region)
         if normalized and hash_key and not is_pseudonym(normalized):

@@ -29,6 +29,10 @@ class Keys:
     def customer_of(self, identifier: str) -> str:
         return f"{self.prefix}:idc:{identifier}"
 
+    def former(self, customer_id: str) -> str:
+        """A customer id that no longer exists → the id of the customer it became."""
+        return f"{self.prefix}:former:{customer_id}"
+
     @property
     def layout(self) -> str:
         """The version of the store's layout (absent: version 1)."""
