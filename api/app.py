@@ -25,6 +25,7 @@ from api.routes_map import router as map_router
 from api.routes_segments import router as segments_router
 from api.routes_stream import router as stream_router
 from api.routes_webhooks import router as webhooks_router
+from api.splits import Splitter
 from api.stream_hub import StreamHub
 from infra import gc_tuning
 from infra.logs import configure_logging
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         app.state.redis = client
         app.state.read_model = ReadModel(client, settings.redis_prefix, stage_model)
         app.state.eraser = Eraser(client, settings, stage_model)
+        app.state.splitter = Splitter(client, settings.redis_prefix, app.state.eraser.rederive)
         app.state.webhooks = WebhookStore(client, settings.redis_prefix)
         live = Keys(settings.redis_prefix).live_changes
         app.state.stream_hub = StreamHub(client, live, settings.stream_max_clients)

@@ -94,12 +94,15 @@ for cluster, _ in pairs(clusters) do
   local cl = p .. ':cl:' .. cluster
   redis.call('HDEL', cl .. ':ids', unpack(ids))
   redis.call('HDEL', cl .. ':snap', cid)
-  for _, tie in ipairs(redis.call('HKEYS', cl .. ':ties')) do
-    if names_gone(tie) then redis.call('HDEL', cl .. ':ties', tie) end
+  for _, part in ipairs({':ties', ':over', ':blocked'}) do  -- ties refused or split off too
+    for _, tie in ipairs(redis.call('HKEYS', cl .. part)) do
+      if names_gone(tie) then redis.call('HDEL', cl .. part, tie) end
+    end
   end
   local rest = redis.call('HKEYS', cl .. ':ids')
   if #rest == 0 then
-    redis.call('DEL', cl .. ':ids', cl .. ':ties', cl .. ':snap', cl .. ':ver')
+    redis.call('DEL', cl .. ':ids', cl .. ':ties', cl .. ':snap', cl .. ':ver', cl .. ':over',
+               cl .. ':blocked')
   else
     for _, id in ipairs(rest) do scrub_anchor(id) end
     redis.call('INCR', cl .. ':ver') -- a resolution in flight sees its version moved and re-reads

@@ -92,7 +92,7 @@ class Eraser:
                 break
         else:
             raise RuntimeError("the customer kept changing while it was being erased")
-        await asyncio.to_thread(self._rederive)
+        await asyncio.to_thread(self.rederive)
         await self._forget_changes(set(plan["ids"]), set(plan["cids"]))
         return Erasure(plan["cid"], plan["ids"], now_ms)
 
@@ -116,8 +116,9 @@ class Eraser:
             "forms": forms_of(ids).plan(),
         }
 
-    def _rederive(self) -> None:
-        """Derive the customers of the clusters an erasure changed (``P:rederive``) again."""
+    def rederive(self) -> None:
+        """Derive the customers of the clusters an erasure or a split changed
+        (``P:rederive``) again, with the processor's resolver."""
         resolver = self._resolver or self._build_resolver()
         client = resolver.store.client
         clusters = sorted(_text(c) for c in client.smembers(self._keys.rederive))

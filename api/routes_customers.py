@@ -152,6 +152,38 @@ async def customer_journey(
     )
 
 
+@router.post(
+    "/{identifier}/split",
+    summary="Undo a wrong merge: split an identifier off its customer",
+    response_model=schemas.SplitAnswer,
+    responses=NOT_FOUND,
+)
+async def split_customer(
+    ref: CustomerRef, reads: Reads, request: Request, admin: AdminScope
+) -> Response:
+    """The identifier becomes a customer of its own: no tie naming it is made again, whatever
+    events arrive later or are replayed; both customers' stages and histories are derived
+    again and what changed is announced as corrections. The split is recorded (who, when) in
+    the profiles' `refused_ties`. Needs the ``admin`` scope."""
+    profile = await _profile(reads, ref)
+    if len(profile["identities"]) < 2:
+        raise Problem(409, "Conflict", "the customer has no other identifier to split off")
+    done = await request.app.state.splitter.split(
+        ref.key(), profile["id"], admin.name, int(time.time() * 1000)
+    )
+    if done is None:
+        raise Problem(404, "Not Found", "no identity cluster holds this identifier")
+    return JSONBody(
+        {
+            "identity": views.identity(done.identifier),
+            "customer_id": done.after,
+            "split_from": done.before,
+            "split_by": done.by,
+            "split_at": iso(done.at_ms),
+        }
+    )
+
+
 @router.delete(
     "/{identifier}",
     summary="Erase a customer (right to be forgotten)",

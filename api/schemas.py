@@ -205,6 +205,25 @@ class JourneyPage(BaseModel):
     next_cursor: str | None
 
 
+class SplitAnswer(BaseModel):
+    """What a split did."""
+
+    model_config = documented(
+        {
+            "identity": {"type": "email", "value": "billing@acme.com"},
+            "customer_id": "cus_9d2e4b1c0a7f6e5d4c3b",
+            "split_from": "cus_4c1f0e9a2b7d5e6f8a90",
+            "split_by": "token-1",
+            "split_at": AT,
+        }
+    )
+    identity: IdentityDoc
+    customer_id: str
+    split_from: str
+    split_by: str
+    split_at: str
+
+
 class Erased(BaseModel):
     """What an erasure removed."""
 

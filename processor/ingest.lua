@@ -106,10 +106,12 @@ local function merge_into(from_id, survivor)
   set_min(to .. ':ties', orders)
   local snap = redis.call('HGETALL', from .. ':snap')
   if #snap > 0 then sliced('HSET', to .. ':snap', snap) end
-  local refused = redis.call('HGETALL', from .. ':over')
-  if #refused > 0 then sliced('HSET', to .. ':over', refused) end
+  for _, part in ipairs({':over', ':blocked'}) do  -- ties refused, identifiers split off
+    local kept = redis.call('HGETALL', from .. part)
+    if #kept > 0 then sliced('HSET', to .. part, kept) end
+  end
   redis.call('DEL', from .. ':ids', from .. ':ties', from .. ':snap', from .. ':ver',
-             from .. ':over')
+             from .. ':over', from .. ':blocked')
 end
 
 -- The raw clusters holding some of `ids`, distinct, and how many of `ids` no cluster holds.

@@ -5,7 +5,8 @@
 -- Returns a JSON array (cheaper to decode than nested replies; an empty list may appear as
 -- {}) holding, per cluster that still has identifiers:
 --   {cluster, version, ids (flat id/first-seen), ties (flat), snapshot (flat cid/profile),
---    anchors, over (flat tie/order: ties refused because the cluster was full)}  where anchors is a flat list of {identifier, data (flat), cond (flat)}
+--    anchors, over (flat tie/order: ties refused because the cluster was full),
+--    blocked (flat identifier/record: identifiers an admin split off)}  where anchors is a flat list of {identifier, data (flat), cond (flat)}
 -- for each identifier that anchored events; cond holds member/score pairs, empty unless the
 -- anchor has gated stage candidates.
 local p = ARGV[1]
@@ -37,6 +38,7 @@ for i = 2, #ARGV do
       redis.call('HGETALL', cluster .. ':snap'),
       anchors,
       redis.call('HGETALL', cluster .. ':over'),
+      redis.call('HGETALL', cluster .. ':blocked'),
     }
   end
 end

@@ -117,6 +117,7 @@ class Resolver:
                     self.model,
                     self.policy,
                     over=state.over,
+                    blocked=state.blocked,
                 ),
             )
             for state in states

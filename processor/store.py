@@ -103,6 +103,7 @@ class ClusterState:
     profiles: dict[str, dict[str, Any]]
     anchors: dict[str, AnchorData]
     over: dict[str, str] = field(default_factory=dict)  # ties refused: the cluster was full
+    blocked: dict[str, str] = field(default_factory=dict)  # identifiers split off → record
 
 
 @dataclass(slots=True)
@@ -211,8 +212,9 @@ class JourneyStore:
                 {cid: orjson.loads(profile) for cid, profile in _pairs(snap).items()},
                 {anchor: _anchor(data, cond) for anchor, data, cond in anchors or ()},
                 _pairs(over),
+                _pairs(blocked),
             )
-            for cluster, version, ids, ties, snap, anchors, over in raw or ()
+            for cluster, version, ids, ties, snap, anchors, over, blocked in raw or ()
         ]
 
     def write_clusters(self, writes: Sequence[ClusterWrite]) -> list[ClusterWrite]:

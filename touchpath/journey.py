@@ -372,18 +372,46 @@ def derive_profiles(
     model: StageModel,
     policy: IdentityPolicy,
     over: Mapping[str, str] | None = None,
+    blocked: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every customer profile of a raw cluster, keyed by customer id; ``over`` holds the ties
-    the store refused because the raw cluster was full (tie → order)."""
-    resolution = resolve(first_seen, ties, policy)
-    refused = list(resolution.refused) + [
-        RefusedTie(order, _pair(tie), "the identity cluster is full", "cluster")
-        for tie, order in (over or {}).items()
-    ]
+    the store refused because the raw cluster was full (tie → order); ``blocked`` the
+    identifiers an admin split off (identifier → ``{"by", "at_ms"}`` JSON): no tie naming one
+    is made, whatever events arrive later."""
+    kept, split = _without_blocked(ties, blocked or {})
+    resolution = resolve(first_seen, kept, policy)
+    refused = (
+        list(resolution.refused)
+        + [
+            RefusedTie(order, _pair(tie), "the identity cluster is full", "cluster")
+            for tie, order in (over or {}).items()
+        ]
+        + split
+    )
     profiles = (
         build_customer(c, anchors, first_seen, refused, model, policy) for c in resolution.customers
     )
     return {p["id"]: p for p in profiles}
+
+
+def _without_blocked(
+    ties: Mapping[str, str], blocked: Mapping[str, str]
+) -> tuple[dict[str, str], list[RefusedTie]]:
+    """The ties naming no blocked identifier, and the others as refused ties."""
+    if not blocked:
+        return dict(ties), []
+    kept, split = {}, []
+    for tie, order in ties.items():
+        members = tie.split(TIE_SEPARATOR)
+        named = next((m for m in members if m in blocked), None)
+        if named is None:
+            kept[tie] = order
+            continue
+        record = orjson.loads(blocked[named])
+        other = next(m for m in members if m != named)
+        reason = f"split off by {record.get('by', 'an admin')} at {record.get('at', '?')}"
+        split.append(RefusedTie(order, (named, other), reason, "split"))
+    return kept, split
 
 
 def _pair(tie: str) -> tuple[str, str]:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import (
+    ADMIN_TOKEN,
     BROWSER_KEY,
     READ_TOKEN,
     SERVER_KEY,
@@ -96,3 +97,36 @@ def test_a_former_customer_id_answers_with_the_customer_it_became(stack: dict[st
     former = wait_for(lambda: profile(stack, anonymous["customer_id"], "customer_id"))
     assert former["customer_id"] == identified["customer_id"]
     assert former["merged_from"] == [anonymous["customer_id"]]
+
+
+def test_an_admin_splits_a_wrong_merge_and_it_stays_split(stack: dict[str, str]) -> None:
+    wrong = {"type": "identify", "userId": "sam", "anonymousId": "sam-phone"}
+    shared = {"type": "identify", "userId": "sam", "traits": {"email": "family@x.io"}}
+    send(stack, SERVER_KEY, {**wrong, "messageId": "w1"}, {**shared, "messageId": "w2"})
+    merged = wait_for(lambda: profile(stack, "family@x.io", "email"))
+    assert merged["customer_id"] == wait_for(lambda: profile(stack, "sam"))["customer_id"]
+    answer = httpx.post(
+        f"{stack['api']}/v1/customers/family@x.io/split",
+        params={"type": "email"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert answer.status_code == 200, answer.text
+    split = answer.json()
+    assert split["split_from"] == merged["customer_id"] and split["split_by"]
+    sam = profile(stack, "sam")
+    assert sam is not None and "family@x.io" not in str(sam["identities"])
+    assert {"type": "anonymous_id", "value": "sam-phone"} in sam["identities"]
+    assert any("split off" in tie["reason"] for tie in sam["refused_ties"])
+    assert profile(stack, "family@x.io", "email")["customer_id"] == split["customer_id"]
+    # a replay and a new event naming both do not merge them again
+    send(stack, SERVER_KEY, {**shared, "messageId": "w2"}, {**shared, "messageId": "w3"})
+    wait_for(lambda: (profile(stack, "sam") or {}).get("counts", {}).get("events") == 3)
+    assert (
+        profile(stack, "family@x.io", "email")["customer_id"]
+        != profile(stack, "sam")["customer_id"]
+    )
+
+
+def test_a_split_needs_the_admin_scope(stack: dict[str, str]) -> None:
+    answer = httpx.post(f"{stack['api']}/v1/customers/sam/split", headers=READ)
+    assert answer.status_code == 403
