@@ -38,6 +38,7 @@ from kafka.structs import OffsetAndMetadata
 from infra.observability import DEPENDENCY_UP
 from processor import metrics
 from processor.dead_letters import SentLetter
+from processor.offsets import RedisRegressed, seek_to_stored
 from processor.pauses import DEAD_LETTER_LIMIT, REDIS_FULL, Pauses
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Staged:
     received_ms: list[int] = field(default_factory=list)  # collector receipt of new events
     duplicates: int = 0
     letters: list[SentLetter] = field(default_factory=list)  # to confirm before committing
+    sequence: int = 0  # the incarnation counter after its last part (processor/offsets.py)
 
     def absorb(self, later: Staged) -> None:
         """Fold a later staged batch into this one."""
@@ -70,6 +72,7 @@ class Staged:
         self.received_ms += later.received_ms
         self.duplicates += later.duplicates
         self.letters += later.letters
+        self.sequence = max(self.sequence, later.sequence)
 
 
 def partition_lags(consumer: KafkaConsumer, timeout_ms: int) -> dict[TopicPartition, int]:
@@ -110,16 +113,19 @@ class Flow:
         pauses: Pauses,
         batch_records: int,
         max_pending_events: int,
+        record: Callable[[dict[int, int], int], None] = lambda offsets, sequence: None,
     ) -> None:
         self.consumer = consumer
+        self._record = record  # durable offsets into Redis, before Kafka
         self._stage, self._resolve, self._stop = stage, resolve, stop
         self._pauses = pauses
         self._batch_records = batch_records
         self._max_pending = max_pending_events
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="resolver")
         self._pending: Staged | None = None
-        self._in_flight: tuple[Offsets, Future[int | None]] | None = None
+        self._in_flight: tuple[Offsets, int, Future[int | None]] | None = None
         self._durable: Offsets = {}  # resolved rounds' offsets, committed after staging
+        self._durable_sequence = 0
 
     def step(self) -> None:
         """Poll → stage part by part, handing work to the resolver whenever it is free →
@@ -178,18 +184,28 @@ class Flow:
     def _finish(self, wait: bool) -> None:
         if self._in_flight is None:
             return
-        offsets, done = self._in_flight
+        offsets, sequence, done = self._in_flight
         if not (wait or done.done()):
             return
         self._in_flight = None
         if done.result() is not None:  # None: stopped before it was durable
             self._durable.update(offsets)
+            self._durable_sequence = max(self._durable_sequence, sequence)
 
     def _commit_durable(self) -> None:
-        if self._durable:
-            commit(self.consumer, self._durable)
-            self._durable = {}
-            DEPENDENCY_UP.labels("kafka").set(1)
+        """Durable rounds' offsets go to Redis (beside their effects), then to Kafka (the lower
+        bound monitoring reads); while Redis is away both wait for the next step."""
+        if not self._durable:
+            return
+        try:
+            offsets = {tp.partition: offset for tp, offset in self._durable.items()}
+            self._record(offsets, self._durable_sequence)
+        except redis.RedisError as exc:
+            log.warning("offsets not recorded yet, retrying", extra={"error": repr(exc)})
+            return
+        commit(self.consumer, self._durable)
+        self._durable = {}
+        DEPENDENCY_UP.labels("kafka").set(1)
 
     def _hand_over(self, staged: Staged) -> None:
         log.debug(
@@ -197,16 +213,22 @@ class Flow:
             extra={"events": staged.events, "clusters": len(staged.clusters)},
         )
         done = self._executor.submit(until_durable, self._resolve, staged, self._stop, self._pauses)
-        self._in_flight = (staged.offsets, done)
+        self._in_flight = (staged.offsets, staged.sequence, done)
 
     def drop(self) -> None:
         """Forget everything not committed (after a Kafka error: it is delivered again),
         letting a round in progress finish first so rounds never overlap."""
         if self._in_flight is not None:
             with contextlib.suppress(Exception):
-                self._in_flight[1].result()
+                self._in_flight[2].result()
         self._in_flight = self._pending = None
         self._durable = {}
+
+    def reposition(self, stored: dict[int, int]) -> None:
+        """Forget everything not committed and read every assigned partition again from
+        Redis's offsets (after Redis restarted, maybe older than it was)."""
+        self.drop()
+        seek_to_stored(self.consumer, sorted(self.consumer.assignment()), stored)
 
     def close(self) -> None:
         """Commit the rounds that finished, then stop the resolver thread."""
@@ -230,6 +252,8 @@ def until_durable(
             DEPENDENCY_UP.labels("redis").set(1)
             pauses.release(REDIS_FULL)
             return result
+        except RedisRegressed:  # what is in hand is read again from Redis's offsets
+            raise
         except redis.OutOfMemoryError:  # (its text quotes the arguments: not logged)
             DEPENDENCY_UP.labels("redis").set(1)
             pauses.hold(REDIS_FULL, float("inf"), "used memory > maxmemory")

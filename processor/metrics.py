@@ -30,6 +30,11 @@ BOUND_OVERFLOWS = Counter(
 )
 for _bound in ("traits", "ids", "ties", "window"):
     BOUND_OVERFLOWS.labels(_bound)
+REDIS_REGRESSIONS = Counter(
+    "touchpath_processor_redis_regressions",
+    "Times Redis came back older than the processor left it (lost writes); each time the "
+    "processor read again from the offsets stored in Redis.",
+)
 MERGES = Counter("touchpath_processor_merges", "Customers merged into another customer.")
 MERGES_REFUSED = Counter(
     "touchpath_processor_merges_refused",

@@ -32,6 +32,7 @@ from processor.dead_letters import DeadLetters
 from processor.decode import Decoded, decode_batch
 from processor.flow import Batch, Flow, Offsets, Staged, partition_lags
 from processor.health import serve_health
+from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAssignment
 from processor.pauses import DeadLetterBrake, Pauses
 from processor.publisher import OutboxPublisher
 from processor.resolver import Resolver
@@ -65,6 +66,7 @@ class Processor:
     policy: IdentityPolicy
     pauses: Pauses
     dead_letters: DeadLetters
+    incarnation: Incarnation
 
     def __post_init__(self) -> None:
         # applies run here, in order, while the polling thread decodes the next part
@@ -81,7 +83,7 @@ class Processor:
         previous: tuple[float, Part, PreparedApply, Future[list[Any]]] | None = None
         for part in _parts(batch, self.model, self.policy):
             prepared = self.store.prepare_apply(part.decoded.effects)
-            applying = self._applier.submit(self.store.run_apply, prepared)  # only I/O there
+            applying = self._applier.submit(self.store.run_apply, prepared, self.incarnation)
             if previous is not None:
                 yield self._applied(*previous)
             previous = (time.perf_counter(), part, prepared, applying)
@@ -97,7 +99,7 @@ class Processor:
         applied = outcome.applied
         for bound, count in outcome.overflows.items():
             metrics.BOUND_OVERFLOWS.labels(bound).inc(count)
-        staged = Staged(started, part.offsets, set())
+        staged = Staged(started, part.offsets, set(), sequence=self.incarnation.applied)
         staged.letters = self.dead_letters.send(part.decoded.dead)
         _account(staged, part.decoded.effects, applied)
         log.debug(
@@ -228,8 +230,18 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     )
     dead_letters = DeadLetters(producer, settings.topic_dead_letter, brake)
     resolver = Resolver(store, model, policy)
+    incarnation = Incarnation(client, settings.redis_prefix, consumer_name)
     return Processor(
-        settings, store, resolver, producer, publisher, model, policy, pauses, dead_letters
+        settings,
+        store,
+        resolver,
+        producer,
+        publisher,
+        model,
+        policy,
+        pauses,
+        dead_letters,
+        incarnation,
     )
 
 
@@ -243,7 +255,14 @@ def run_processor(settings: Settings) -> int:
     ensure_topics(settings)
     _migrate(client, settings.redis_prefix, stop)
     processor = build_processor(settings, client)
-    consumer = make_consumer(settings, settings.topic_touchpoints)
+    until_started(processor.incarnation, stop)
+    offsets = OffsetStore(
+        client, settings.redis_prefix, settings.topic_touchpoints, processor.incarnation
+    )
+    consumer = make_consumer(settings)
+    consumer.subscribe(
+        [settings.topic_touchpoints], listener=SeekOnAssignment(offsets, lambda: consumer, stop)
+    )
     server = serve_health(
         settings.processor_host,
         settings.processor_metrics_port,
@@ -252,7 +271,7 @@ def run_processor(settings: Settings) -> int:
     gc_tuning.tune_gc()  # a batch allocates millions of short-lived objects
     log.info("processor started", extra={"group": settings.consumer_group})
     try:
-        return _loop(processor, consumer, stop)
+        return _loop(processor, consumer, offsets, stop)
     except Exception:
         log.exception("processor stopped on an unrecoverable error")
         return 1
@@ -279,7 +298,22 @@ def _migrate(client: redis.Redis, prefix: str, stop: threading.Event) -> None:
         return
 
 
-def _loop(processor: Processor, consumer: KafkaConsumer, stop: threading.Event) -> int:
+def until_started(incarnation: Incarnation, stop: threading.Event) -> None:
+    """Start the incarnation counter, waiting while Redis is away or full."""
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            incarnation.start()
+            return
+        except redis.RedisError as exc:
+            log.warning("Redis unavailable at start, retrying", extra={"error": repr(exc)})
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+def _loop(
+    processor: Processor, consumer: KafkaConsumer, offsets: OffsetStore, stop: threading.Event
+) -> int:
     flow = Flow(
         consumer,
         processor.stage,
@@ -288,6 +322,7 @@ def _loop(processor: Processor, consumer: KafkaConsumer, stop: threading.Event) 
         processor.pauses,
         processor.settings.processor_batch_size,
         processor.settings.processor_max_pending_events,
+        offsets.record,
     )
     last_housekeeping = 0.0
     backoff = 0.1
@@ -296,6 +331,12 @@ def _loop(processor: Processor, consumer: KafkaConsumer, stop: threading.Event) 
             try:
                 flow.step()
                 backoff = 0.1
+                if time.monotonic() - last_housekeeping > 5:
+                    last_housekeeping = time.monotonic()
+                    _housekeeping(processor, consumer)
+            except RedisRegressed as exc:
+                _read_again(flow, offsets, processor.incarnation, stop, exc)
+                continue
             except (KafkaError, OSError) as exc:
                 # broker unreachable or a rebalance took our partitions: nothing was
                 # committed for the batches in hand, so they are delivered again
@@ -307,16 +348,39 @@ def _loop(processor: Processor, consumer: KafkaConsumer, stop: threading.Event) 
                 backoff = min(backoff * 2, 5.0)
                 continue
             _publish(processor)
-            if time.monotonic() - last_housekeeping > 5:
-                last_housekeeping = time.monotonic()
-                _housekeeping(processor, consumer)
     finally:
         flow.close()
     return 0
 
 
+def _read_again(
+    flow: Flow,
+    offsets: OffsetStore,
+    incarnation: Incarnation,
+    stop: threading.Event,
+    cause: RedisRegressed,
+) -> None:
+    """Redis lost writes: forget what is in hand, count anew, read again from its offsets."""
+    log.warning(
+        "Redis came back older: reading again from its offsets", extra={"cause": str(cause)}
+    )
+    metrics.REDIS_REGRESSIONS.inc()
+    backoff = 0.1
+    while not stop.is_set():
+        try:
+            incarnation.start()
+            flow.reposition(offsets.read())
+            return
+        except redis.RedisError as exc:
+            log.warning("Redis unavailable, retrying", extra={"error": repr(exc)})
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
 def _housekeeping(processor: Processor, consumer: KafkaConsumer) -> None:
+    """Gauges, and the check that Redis did not come back older (raises RedisRegressed)."""
     try:
+        processor.incarnation.verify()
         update_lag(consumer)
         update_stage_gauges(processor.store, processor.model)
         update_redis_memory(processor.store.client)

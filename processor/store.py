@@ -32,6 +32,7 @@ import orjson
 import redis
 
 from infra.erasure_key import erasure_key as infra_erasure_key
+from processor.offsets import Incarnation
 from touchpath.erasure import Marks
 from touchpath.journey import AnchorData, EventEffects, anchor_data
 from touchpath.keys import Keys
@@ -156,12 +157,20 @@ class JourneyStore:
         ]
         return PreparedApply(order, calls)
 
-    def run_apply(self, prepared: PreparedApply) -> list[list[Any]]:
-        """Run prepared apply calls in one pipeline; returns their raw replies."""
+    def run_apply(
+        self, prepared: PreparedApply, incarnation: Incarnation | None = None
+    ) -> list[list[Any]]:
+        """Run prepared apply calls in one pipeline (followed by the bump of the processor's
+        incarnation counter, when given); returns their raw replies."""
         pipe = self.client.pipeline(transaction=False)
         for args in prepared.calls:
             self._ingest(args=args, client=pipe)
-        return list(pipe.execute())
+        if incarnation is None:
+            return list(pipe.execute())
+        incarnation.bump(pipe)
+        replies = list(pipe.execute())
+        incarnation.check(int(replies[-2]))  # the INCR; the EXPIRE follows it
+        return replies[:-2]
 
     @staticmethod
     def applied_of(prepared: PreparedApply, replies: Sequence[list[Any]]) -> ApplyOutcome:

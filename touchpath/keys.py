@@ -33,6 +33,14 @@ class Keys:
         """A customer id that no longer exists → the id of the customer it became."""
         return f"{self.prefix}:former:{customer_id}"
 
+    def offsets(self, topic: str) -> str:
+        """Hash: partition → the next offset to read, durable with the state (processor)."""
+        return f"{self.prefix}:offsets:{topic}"
+
+    def incarnation(self, instance: str) -> str:
+        """A processor instance's counter of applied parts (see processor/offsets.py)."""
+        return f"{self.prefix}:seq:{instance}"
+
     @property
     def layout(self) -> str:
         """The version of the store's layout (absent: version 1)."""

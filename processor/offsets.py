@@ -1,0 +1,148 @@
+"""Each partition's durable offset, kept in Redis beside the state it describes.
+
+A round's offsets are written to Redis (``P:offsets:<topic>``, partition → next offset, only
+ever raised) after its effects, and only then committed to Kafka. Redis persists its writes
+in order (the AOF is a log; a snapshot is a point in time), so a Redis that comes back older —
+``appendfsync everysec`` losing its last second, an AOF cut back, a snapshot restored — comes
+back with older offsets too, and the processor, which reads from Redis's offsets on every
+assignment, replays what Redis lost instead of trusting Kafka's commits (those stay as the
+lower bound that monitoring reads).
+
+A Redis that comes back older while the processor runs is noticed by its *incarnation*
+counter (``P:seq:<instance>``): only this processor instance increments it, once per applied
+part, after the part's effects, so a value lower than the one it last saw means Redis lost
+writes. Offsets are recorded only if the counter is still at least the value the round's parts
+saw (atomically, in the same script), and a regression makes the processor forget what it
+holds and read again from Redis's offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+
+import redis
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+
+from touchpath.keys import Keys
+
+log = logging.getLogger(__name__)
+
+INCARNATION_TTL_S = 7 * 24 * 3600  # an instance's counter outlives any pause of its own
+# KEYS: offsets hash, incarnation counter; ARGV: the counter's least expected value, then
+# partition, offset, … → 0 if the counter is lower (Redis lost writes), else raise each
+# stored offset (never lower it) and 1.
+_RAISE = """
+if tonumber(redis.call('GET', KEYS[2]) or '-1') < tonumber(ARGV[1]) then return 0 end
+for i = 2, #ARGV, 2 do
+  local stored = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
+  if tonumber(ARGV[i + 1]) > stored then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 1
+"""
+
+
+class RedisRegressed(RuntimeError):
+    """Redis came back older than this processor left it: it lost writes."""
+
+
+class Incarnation:
+    """This processor instance's counter in Redis, bumped after each applied part."""
+
+    def __init__(self, client: redis.Redis, prefix: str, instance: str) -> None:
+        self.client = client
+        self.key = Keys(prefix).incarnation(instance)
+        self.applied = 0  # the counter's value after the last applied part
+
+    def start(self) -> None:
+        """Start counting (again) from 0."""
+        self.client.set(self.key, 0, ex=INCARNATION_TTL_S)
+        self.applied = 0
+
+    def bump(self, pipe: redis.client.Pipeline) -> None:
+        """Queue the increment that follows a part's effects in its pipeline."""
+        pipe.incr(self.key)
+        pipe.expire(self.key, INCARNATION_TTL_S)
+
+    def check(self, value: int) -> None:
+        """The increment's answer must exceed the last one seen (an apply retried after a lost
+        answer may have bumped it already); RedisRegressed otherwise."""
+        if value <= self.applied:
+            raise RedisRegressed(f"incarnation counter at {value}, last seen {self.applied}")
+        self.applied = value
+
+    def verify(self) -> None:
+        """RedisRegressed if the counter went back (checked while no part is applied)."""
+        value = int(self.client.get(self.key) or -1)
+        if value < self.applied:
+            raise RedisRegressed(f"incarnation counter at {value}, expected {self.applied}")
+
+
+class OffsetStore:
+    """Durable offsets of one topic's partitions in Redis, and Redis's identity."""
+
+    def __init__(
+        self, client: redis.Redis, prefix: str, topic: str, incarnation: Incarnation
+    ) -> None:
+        self.client = client
+        self.key = Keys(prefix).offsets(topic)
+        self.incarnation = incarnation
+        self._raise = client.register_script(_RAISE)
+
+    def record(self, offsets: Mapping[int, int], sequence: int) -> None:
+        """Raise the stored offset of each partition to the given one (next to read), if the
+        incarnation counter still is at least ``sequence`` (the value after the last part the
+        offsets cover); RedisRegressed otherwise."""
+        args = [sequence] + [value for item in sorted(offsets.items()) for value in item]
+        if not self._raise(keys=[self.key, self.incarnation.key], args=args):
+            raise RedisRegressed("Redis lost writes of the parts these offsets cover")
+
+    def read(self) -> dict[int, int]:
+        """The stored offset of every partition that has one."""
+        return {int(p): int(o) for p, o in self.client.hgetall(self.key).items()}
+
+    def epoch(self) -> str:
+        """Redis's run id: it changes whenever Redis restarts (maybe older than it was)."""
+        return str(self.client.info("server")["run_id"])
+
+
+def seek_to_stored(
+    consumer: KafkaConsumer, partitions: list[TopicPartition], stored: Mapping[int, int]
+) -> None:
+    """Position each partition at Redis's offset for it; a partition Redis has no offset for
+    is read from its beginning (a new or emptied Redis replays what Kafka still holds)."""
+    for tp in partitions:
+        offset = stored.get(tp.partition)
+        if offset is None:
+            consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, offset)
+    log.info(
+        "positions read from Redis",
+        extra={"partitions": {tp.partition: stored.get(tp.partition) for tp in partitions}},
+    )
+
+
+class SeekOnAssignment(ConsumerRebalanceListener):
+    """Positions newly assigned partitions at Redis's offsets (retrying while Redis is away:
+    a partition must never be read from Kafka's commit alone)."""
+
+    def __init__(
+        self, store: OffsetStore, consumer: Callable[[], KafkaConsumer], stop: threading.Event
+    ) -> None:
+        self.store, self.consumer, self.stop = store, consumer, stop
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        backoff = 0.1
+        while not self.stop.is_set():
+            try:
+                seek_to_stored(self.consumer(), list(assigned), self.store.read())
+                return
+            except redis.RedisError as exc:
+                log.warning("Redis unavailable: positions wait for it", extra={"error": repr(exc)})
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
