@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +33,7 @@ from processor.decode import Decoded, decode_batch
 from processor.flow import Batch, Flow, Offsets, Staged, partition_lags
 from processor.health import serve_health
 from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAssignment
-from processor.pauses import DeadLetterBrake, Pauses
+from processor.pauses import REDIS_FULL, DeadLetterBrake, Pauses
 from processor.publisher import OutboxPublisher
 from processor.resolver import Resolver
 from processor.store import (
@@ -253,20 +253,22 @@ def run_processor(settings: Settings) -> int:
         signal.signal(sig, lambda *_: stop.set())
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=10)
     ensure_topics(settings)
-    _migrate(client, settings.redis_prefix, stop)
     processor = build_processor(settings, client)
-    until_started(processor.incarnation, stop)
+    server = serve_health(  # first: while Redis is full or away, /readyz says why
+        settings.processor_host,
+        settings.processor_metrics_port,
+        lambda: _unready(client, processor.pauses),
+    )
+    until_redis_takes(
+        lambda: migrate_layout(client, settings.redis_prefix, _now_ms()), processor.pauses, stop
+    )
+    until_redis_takes(processor.incarnation.start, processor.pauses, stop)
     offsets = OffsetStore(
         client, settings.redis_prefix, settings.topic_touchpoints, processor.incarnation
     )
     consumer = make_consumer(settings)
     consumer.subscribe(
         [settings.topic_touchpoints], listener=SeekOnAssignment(offsets, lambda: consumer, stop)
-    )
-    server = serve_health(
-        settings.processor_host,
-        settings.processor_metrics_port,
-        lambda: _unready(client, processor.pauses),
     )
     gc_tuning.tune_gc()  # a batch allocates millions of short-lived objects
     log.info("processor started", extra={"group": settings.consumer_group})
@@ -282,33 +284,25 @@ def run_processor(settings: Settings) -> int:
         server.shutdown()
 
 
-def _migrate(client: redis.Redis, prefix: str, stop: threading.Event) -> None:
-    """Bring the store to the current layout, waiting while Redis is full."""
+def until_redis_takes(write: Callable[[], object], pauses: Pauses, stop: threading.Event) -> None:
+    """Run a start-up write, waiting while Redis is away or full (``redis_full`` held)."""
     backoff = 0.5
     while not stop.is_set():
         try:
-            converted = migrate_layout(client, prefix, int(time.time() * 1000))
-        except redis.OutOfMemoryError:
-            log.warning("Redis is full: the store layout migration waits for room")
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 5.0)
-            continue
-        if converted:
-            log.info("store layout migrated", extra={"keys": converted})
-        return
-
-
-def until_started(incarnation: Incarnation, stop: threading.Event) -> None:
-    """Start the incarnation counter, waiting while Redis is away or full."""
-    backoff = 0.5
-    while not stop.is_set():
-        try:
-            incarnation.start()
+            write()
+            pauses.release(REDIS_FULL)
             return
+        except redis.OutOfMemoryError:
+            pauses.hold(REDIS_FULL, float("inf"), "used memory > maxmemory")
+            log.warning("Redis is full: start-up waits for room")
         except redis.RedisError as exc:
             log.warning("Redis unavailable at start, retrying", extra={"error": repr(exc)})
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 5.0)
+        stop.wait(backoff)
+        backoff = min(backoff * 2, 5.0)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _loop(
