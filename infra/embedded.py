@@ -266,9 +266,8 @@ def start_redis(
     binary = shutil.which("redis-server")
     if binary is None:
         raise EmbeddedError(
-            "redis-server not found and TOUCHPATH_REDIS_URL is not reachable: "
-            "install it (apt-get install redis-server) or point "
-            "TOUCHPATH_REDIS_URL at a running Redis"
+            "redis-server not found: install it (apt-get install redis-server) or set "
+            "TOUCHPATH_REDIS_URL to a running Redis"
         )
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [

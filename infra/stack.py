@@ -1,14 +1,16 @@
 """``touchpath up``: the whole stack on the embedded default, supervised until Ctrl-C/SIGTERM.
 
-Starts what is missing (tansu — durable on a local SeaweedFS unless ``--ephemeral`` — and
-Redis), creates the topics, runs collector, processor and api as child processes, prints
-their URLs and credentials and a ``ready`` line, and stops everything when told or when a
-child dies.
+Starts only what is not configured: tansu (durable on a local SeaweedFS unless
+``--ephemeral``) unless TOUCHPATH_KAFKA_BOOTSTRAP is set, and its own Redis (AOF in the data
+dir) unless TOUCHPATH_REDIS_URL is set — never a Redis that merely answers on the default
+address. Creates the topics, runs the services as child processes, prints their URLs and
+credentials and a ``ready`` line, and stops everything when told or when a child dies.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import signal
 import sys
@@ -47,6 +49,7 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     write_key: str = ""
     api_token: str = ""
+    redis_note: str = ""
 
     def stop(self) -> None:
         """Stop children in reverse start order (services first, then broker, then storage)."""
@@ -91,17 +94,37 @@ def _start_dependencies(
         port = DEFAULT_BROKER_PORT if port_is_free(DEFAULT_BROKER_PORT) else free_port()
         stack.children.append(start_tansu(port, log_dir, s3_port))
         env["TOUCHPATH_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
-    if not redis_reachable(settings.redis_url):
-        redis = start_redis(
-            free_port(),
-            data_dir / "redis",
-            log_dir,
-            aof=not ephemeral,
-            maxmemory=settings.redis_maxmemory,
-        )
-        stack.children.append(redis)
-        env["TOUCHPATH_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
+    if redis_configured(settings):
+        # only what was configured: never a Redis that merely happens to answer on the default
+        if not redis_reachable(settings.redis_url):
+            raise EmbeddedError(
+                f"TOUCHPATH_REDIS_URL={redacted(settings.redis_url)} does not answer; start that "
+                "Redis, or unset TOUCHPATH_REDIS_URL and touchpath up starts its own"
+            )
+        stack.redis_note = "configured by TOUCHPATH_REDIS_URL"
+        return env
+    redis = start_redis(
+        free_port(),
+        data_dir / "redis",
+        log_dir,
+        aof=not ephemeral,
+        maxmemory=settings.redis_maxmemory,
+    )
+    stack.children.append(redis)
+    env["TOUCHPATH_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
+    kept = "no AOF: nothing survives a restart" if ephemeral else f"AOF in {data_dir / 'redis'}"
+    stack.redis_note = f"started by touchpath up, {kept}"
     return env
+
+
+def redis_configured(settings: Settings) -> bool:
+    """True when TOUCHPATH_REDIS_URL was set (environment, ``.env`` or an override)."""
+    return "redis_url" in settings.model_fields_set
+
+
+def redacted(url: str) -> str:
+    """``url`` without the password of its user-info part."""
+    return re.sub(r"(?<=://)([^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def _credentials(
@@ -183,7 +206,7 @@ def print_banner(stack: Stack) -> None:
         f"processor  metrics at http://127.0.0.1:{settings.processor_metrics_port}/metrics",
         f"webhooks   metrics at http://127.0.0.1:{settings.webhooks_metrics_port}/metrics",
         f"kafka      {settings.kafka_bootstrap}",
-        f"redis      {settings.redis_url}",
+        f"redis      {redacted(settings.redis_url)}  ({stack.redis_note})",
         f"write key  {stack.write_key}",
         f"api token  {stack.api_token}",
         f"data dir   {settings.data_dir.resolve()}",
