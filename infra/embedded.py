@@ -38,6 +38,7 @@ class Child:
     port: int
     log_path: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)  # to start it again (touchpath up)
 
     def alive(self) -> bool:
         """True while the process runs."""
@@ -141,7 +142,7 @@ def spawn(
     )
     if log_path:
         log.close()  # type: ignore[union-attr]
-    child = Child(name, process, port, log_path, env or {})
+    child = Child(name, process, port, log_path, env or {}, argv)
     wait_for_port(port, child)
     return child
 

@@ -4,7 +4,8 @@ Starts only what is not configured: tansu (durable on a local SeaweedFS unless
 ``--ephemeral``) unless TOUCHPATH_KAFKA_BOOTSTRAP is set, and its own Redis (AOF in the data
 dir) unless TOUCHPATH_REDIS_URL is set — never a Redis that merely answers on the default
 address. Creates the topics, runs the services as child processes, prints their URLs and
-credentials and a ``ready`` line, and stops everything when told or when a child dies.
+credentials, and a ``ready`` line once every service is ready; restarts a child that dies
+(:mod:`infra.supervise`) and stops everything when told or when one crashes too often.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,6 @@ from infra.embedded import (
     Child,
     EmbeddedError,
     free_port,
-    log_tail,
     port_is_free,
     redis_reachable,
     reserve_ports,
@@ -35,9 +36,18 @@ from infra.embedded import (
     start_tansu,
 )
 from infra.kafka import ensure_topics
+from infra.supervise import GiveUp, Supervisor, answers_200, processor_ready, say, wait_ready
 from touchpath.settings import Settings, load_settings
 
 DEFAULT_BROKER_PORT = 19092
+DEPENDENCIES = ("seaweedfs", "tansu", "redis")
+#: ``ready`` waits for each service's readiness, the processor's with partitions assigned
+READY_CHECKS: dict[str, Callable[[Child], bool]] = {
+    "collector": lambda child: answers_200(child, "/readyz"),
+    "api": lambda child: answers_200(child, "/readyz"),
+    "processor": processor_ready,
+    "webhooks": lambda child: answers_200(child, "/readyz"),
+}
 
 
 @dataclass
@@ -210,33 +220,41 @@ def print_banner(stack: Stack) -> None:
         f"write key  {stack.write_key}",
         f"api token  {stack.api_token}",
         f"data dir   {settings.data_dir.resolve()}",
-        "ready",
+        f"logs       {settings.data_dir.resolve() / 'logs'}",
     ]
     print("\n".join(lines), flush=True)
 
 
 def run_up(ephemeral: bool) -> int:
-    """Run the stack in the foreground; 0 on a clean stop, 1 if a child died."""
+    """Run the stack in the foreground, restarting children that die; 0 on a clean stop,
+    1 when it could not start or a child crashed too often."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
         stack = start_stack(ephemeral=ephemeral)
     except EmbeddedError as exc:
-        print(f"touchpath up: {exc}", file=sys.stderr)
+        say(str(exc))
         return 1
-    print_banner(stack)
-    failed = ""
-    while not stop.wait(0.5):
-        dead = next((c for c in stack.children if not c.alive()), None)
-        if dead is not None:
-            failed = dead.name
-            print(
-                f"touchpath up: {failed} exited with {dead.process.returncode}; stopping"
-                f"{log_tail(dead.log_path)}",
-                file=sys.stderr,
-            )
-            break
+    failed = False
+    try:
+        print_banner(stack)
+        wait_ready(stack.children, READY_CHECKS, timeout_s=120)
+        print("ready", flush=True)
+        supervisor = Supervisor(
+            stack.children,
+            restart=lambda child: spawn(
+                child.name, child.argv, child.port, child.log_path, child.env
+            ),
+            dependencies=DEPENDENCIES,
+            max_crashes=stack.settings.up_max_crashes,
+            window_s=stack.settings.up_crash_window_s,
+        )
+        while not stop.wait(0.5):
+            supervisor.check()
+    except (EmbeddedError, GiveUp) as exc:
+        say(f"{exc}; stopping")
+        failed = True
     stack.stop()
     print("stopped", flush=True)
     return 1 if failed else 0

@@ -177,6 +177,12 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- operating (issue 18): touchpath up's supervision, the CLI, logs ------------------
+    up_max_crashes: int = Field(
+        5, ge=1, le=1000, description="crashes of one child within the window before up stops"
+    )
+    up_crash_window_s: float = Field(60.0, gt=0, le=86_400)
+
     # --- channels (collector): email links and the tools' signed webhooks ----------------
     public_url: str = Field("", description="the collector's public base URL, for email links")
     email_link_key: str = Field("", description="HMAC key of email open/click link tokens")

@@ -36,17 +36,17 @@ def stack_env(data_dir: Path, ports: dict[str, int]) -> dict[str, str]:
 
 @contextmanager
 def stack_up(
-    data_dir: Path, ports: dict[str, int], **extra: str
+    data_dir: Path, ports: dict[str, int], *flags: str, **extra: str
 ) -> Iterator[dict[str, str]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "up"],
+        [sys.executable, "-m", "infra.cli", "up", *flags],
         env={**stack_env(data_dir, ports), **extra},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
-    banner: dict[str, str] = {}
+    banner: dict[str, str] = {"pid": str(process.pid)}
     assert process.stdout is not None
     for line in process.stdout:
         key, _, value = line.strip().partition("  ")
@@ -59,6 +59,7 @@ def stack_up(
     finally:
         process.send_signal(signal.SIGTERM)
         rest = process.communicate(timeout=60)[0]
+        banner["output after ready"] = rest
         assert process.returncode == 0, rest + logs_of(data_dir)
         assert "stopped" in rest
 
