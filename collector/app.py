@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,6 +31,11 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     (on for the service, off in tests sharing a process): see :mod:`infra.gc_tuning`."""
     settings = settings or load_settings()
     configure_logging("collector", settings.log_level)
+    if not settings.write_keys:
+        logging.getLogger("collector").warning(
+            "no write keys configured: every ingestion request will be answered 401; "
+            "set TOUCHPATH_WRITE_KEYS (key=source:channel,…)"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -11,7 +11,6 @@ credentials, and a ``ready`` line once every service is ready; restarts a child 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import signal
 import sys
@@ -23,6 +22,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.config_check import redacted
 from infra.embedded import (
     Child,
     EmbeddedError,
@@ -130,11 +130,6 @@ def _start_dependencies(
 def redis_configured(settings: Settings) -> bool:
     """True when TOUCHPATH_REDIS_URL was set (environment, ``.env`` or an override)."""
     return "redis_url" in settings.model_fields_set
-
-
-def redacted(url: str) -> str:
-    """``url`` without the password of its user-info part."""
-    return re.sub(r"(?<=://)([^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def _credentials(

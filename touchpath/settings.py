@@ -16,13 +16,19 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from touchpath.adapters.sendgrid import load_public_key
 from touchpath.events import CHANNELS
+from touchpath.identifiers import DEFAULT_PRIORITY
 from touchpath.signatures import secret_bytes
 
 SCOPES = frozenset({"read", "admin"})
 
 
 class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the variable and the fix."""
+    """A configuration value is invalid; the message names the variable and the fix.
+    ``problems`` holds one line per invalid variable."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,17 @@ def parse_limits(raw: str) -> dict[str, int]:
             raise ValueError(f"expected kind=number, got {item!r}")
         limits[kind.strip()] = int(number)
     return limits
+
+
+def parse_priority(raw: str) -> tuple[str, ...]:
+    """Parse ``user_id,email,…``: known identifier kinds (``ext:`` for external ids), once each."""
+    kinds = _text_list(raw)
+    unknown = [kind for kind in kinds if kind not in DEFAULT_PRIORITY]
+    if unknown:
+        raise ValueError(f"unknown identifier kind(s) {unknown}; use {list(DEFAULT_PRIORITY)}")
+    if len(set(kinds)) != len(kinds):
+        raise ValueError("lists an identifier kind twice")
+    return kinds
 
 
 def _text_list(raw: str) -> tuple[str, ...]:
@@ -255,7 +272,7 @@ _TEXT_PARSERS: dict[str, Callable[[str], object]] = {
     "write_keys": parse_write_keys,
     "api_tokens": parse_api_tokens,
     "identity_limits": parse_limits,
-    "identity_priority": _text_list,
+    "identity_priority": parse_priority,
     "cors_origins": _text_list,
 }
 
@@ -270,4 +287,4 @@ def load_settings(**overrides: object) -> Settings:
             field = str(error["loc"][0]) if error["loc"] else "?"
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"TOUCHPATH_{field.upper()}: {message}")
-        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+        raise ConfigError("invalid configuration: " + "; ".join(problems), problems) from None
