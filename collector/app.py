@@ -20,7 +20,7 @@ from collector.routes_web import router as web_router
 from collector.routes_webhooks import router as webhooks_router
 from infra import gc_tuning
 from infra.kafka import AsyncProducer, BrokerUnavailable
-from infra.logs import configure_logging
+from infra.logs import configure_logging, started_line
 from infra.observability import DEPENDENCY_UP, RequestMetrics, metrics_response
 from infra.problems import JSONBody, Problem, problem_response
 from touchpath.settings import Settings, load_settings
@@ -45,6 +45,13 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         app.state.replays = ReplayGuard(ttl_s=2 * settings.webhook_tolerance_s)
         if tune_gc:
             gc_tuning.tune_gc()
+        started_line(
+            "collector",
+            settings.collector_host,
+            settings.collector_port,
+            kafka=settings.kafka_bootstrap,
+            write_keys=len(settings.write_keys),
+        )
         try:
             yield
         finally:
@@ -74,7 +81,12 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         allow_headers=["*"],
         max_age=600,
     )
-    app.add_middleware(RequestMetrics, requests=metrics.REQUESTS, seconds=metrics.REQUEST_SECONDS)
+    app.add_middleware(
+        RequestMetrics,
+        requests=metrics.REQUESTS,
+        seconds=metrics.REQUEST_SECONDS,
+        access_log=settings.access_log,
+    )
     return app
 
 

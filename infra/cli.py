@@ -7,9 +7,9 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from importlib import metadata
 
 from infra.config_check import check, configured_variables, unknown_variable_warnings
+from infra.logs import package_version
 from touchpath.settings import ConfigError, Settings, load_settings
 
 
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"touchpath {version()}")
+    parser.add_argument("--version", action="version", version=f"touchpath {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = _command(sub, "up")
     up.add_argument(
@@ -199,14 +199,6 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "check")
     _email_links_parser(sub)
     return parser
-
-
-def version() -> str:
-    """The installed package's version."""
-    try:
-        return metadata.version("touchpath")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -199,6 +199,7 @@ class Settings(BaseSettings):
         5, ge=1, le=1000, description="crashes of one child within the window before up stops"
     )
     up_crash_window_s: float = Field(60.0, gt=0, le=86_400)
+    access_log: bool = Field(True, description="one INFO line per HTTP request (collector, api)")
 
     # --- channels (collector): email links and the tools' signed webhooks ----------------
     public_url: str = Field("", description="the collector's public base URL, for email links")
