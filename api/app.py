@@ -28,7 +28,8 @@ from api.routes_webhooks import router as webhooks_router
 from api.splits import Splitter
 from api.stream_hub import StreamHub
 from infra import gc_tuning
-from infra.logs import configure_logging
+from infra.config_check import redacted
+from infra.logs import configure_logging, started_line
 from infra.observability import DEPENDENCY_UP, RequestMetrics, metrics_response
 from infra.problems import JSONBody, Problem, problem_response
 from infra.webhook_store import WebhookStore
@@ -69,6 +70,9 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         app.state.stream_hub = StreamHub(client, live, settings.stream_max_clients)
         if tune_gc:
             gc_tuning.tune_gc()
+        started_line(
+            "api", settings.api_host, settings.api_port, redis=redacted(settings.redis_url)
+        )
         try:
             yield
         finally:
@@ -104,7 +108,12 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     for unreachable in (aioredis.ConnectionError, aioredis.TimeoutError):
         app.add_exception_handler(unreachable, _redis_down)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _crash)
-    app.add_middleware(RequestMetrics, requests=metrics.REQUESTS, seconds=metrics.REQUEST_SECONDS)
+    app.add_middleware(
+        RequestMetrics,
+        requests=metrics.REQUESTS,
+        seconds=metrics.REQUEST_SECONDS,
+        access_log=settings.access_log,
+    )
     install_openapi(app)
     return app
 

@@ -24,6 +24,8 @@ _EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
             "title": "Bad Request",
             "status": 400,
             "detail": "query.limit: Input should be less than or equal to 500",
+            "code": "bad_request",
+            "message": "query.limit: Input should be less than or equal to 500",
             "errors": [
                 {"field": "query.limit", "reason": "Input should be less than or equal to 500"}
             ],
@@ -37,6 +39,9 @@ _EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
             "status": 401,
             "detail": "send an API token as 'Authorization: Bearer <token>' "
             "(collector write keys are not API tokens)",
+            "code": "unauthorized",
+            "message": "send an API token as 'Authorization: Bearer <token>' "
+            "(collector write keys are not API tokens)",
         },
     ),
     403: (
@@ -46,6 +51,8 @@ _EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
             "title": "Forbidden",
             "status": 403,
             "detail": "this API token lacks the 'admin' scope",
+            "code": "forbidden",
+            "message": "this API token lacks the 'admin' scope",
         },
     ),
     404: (
@@ -55,6 +62,8 @@ _EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
             "title": "Not Found",
             "status": 404,
             "detail": "no customer has this email",
+            "code": "not_found",
+            "message": "no customer has this email",
         },
     ),
     503: (
@@ -64,6 +73,8 @@ _EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
             "title": "Service Unavailable",
             "status": 503,
             "detail": "the journey store (Redis) is unreachable",
+            "code": "service_unavailable",
+            "message": "the journey store (Redis) is unreachable",
         },
     ),
 }

@@ -34,6 +34,8 @@ class ProblemDoc(BaseModel):
             "title": "Not Found",
             "status": 404,
             "detail": "no customer has this email",
+            "code": "not_found",
+            "message": "no customer has this email",
             "instance": "/v1/customers/ada@example.com/stage",
         }
     )
@@ -41,6 +43,8 @@ class ProblemDoc(BaseModel):
     title: str
     status: int
     detail: str
+    code: str
+    message: str
     instance: str | None = None
     errors: list[FieldError] | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,7 +21,7 @@ from collector.routes_web import router as web_router
 from collector.routes_webhooks import router as webhooks_router
 from infra import gc_tuning
 from infra.kafka import AsyncProducer, BrokerUnavailable
-from infra.logs import configure_logging
+from infra.logs import configure_logging, started_line
 from infra.observability import DEPENDENCY_UP, RequestMetrics, metrics_response
 from infra.problems import JSONBody, Problem, problem_response
 from touchpath.settings import Settings, load_settings
@@ -31,6 +32,11 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     (on for the service, off in tests sharing a process): see :mod:`infra.gc_tuning`."""
     settings = settings or load_settings()
     configure_logging("collector", settings.log_level)
+    if not settings.write_keys:
+        logging.getLogger("collector").warning(
+            "no write keys configured: every ingestion request will be answered 401; "
+            "set TOUCHPATH_WRITE_KEYS (key=source:channel,…)"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,6 +53,13 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         )
         if tune_gc:
             gc_tuning.tune_gc()
+        started_line(
+            "collector",
+            settings.collector_host,
+            settings.collector_port,
+            kafka=settings.kafka_bootstrap,
+            write_keys=len(settings.write_keys),
+        )
         try:
             yield
         finally:
@@ -78,7 +91,12 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         allow_headers=["*"],
         max_age=600,
     )
-    app.add_middleware(RequestMetrics, requests=metrics.REQUESTS, seconds=metrics.REQUEST_SECONDS)
+    app.add_middleware(
+        RequestMetrics,
+        requests=metrics.REQUESTS,
+        seconds=metrics.REQUEST_SECONDS,
+        access_log=settings.access_log,
+    )
     return app
 
 

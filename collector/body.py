@@ -14,10 +14,8 @@ class BodyError(Problem):
     """The body cannot be read as JSON; ``code`` labels the reason in metrics."""
 
     def __init__(self, status: int, detail: str, code: str) -> None:
-        super().__init__(
-            status, "Bad request body" if status == 400 else "Payload too large", detail
-        )
-        self.code = code
+        title = "Bad request body" if status == 400 else "Payload too large"
+        super().__init__(status, title, detail, code=code)
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:

@@ -82,12 +82,14 @@ _PROBLEM = {
     "application/problem+json": {
         "schema": {
             "type": "object",
-            "required": ["title", "status", "detail"],
+            "required": ["title", "status", "detail", "code", "message"],
             "properties": {
                 "type": {"type": "string"},
                 "title": {"type": "string"},
                 "status": {"type": "integer"},
                 "detail": {"type": "string"},
+                "code": {"type": "string", "description": "stable reason, e.g. unauthorized"},
+                "message": {"type": "string", "description": "= detail (for Segment clients)"},
                 "rejected": _REJECTED,
             },
         }
@@ -186,6 +188,7 @@ def _answer(result: IngestResult, single: bool) -> JSONBody:
         413 if too_large else 400,
         "Payload too large" if too_large else "Invalid event",
         first["reason"] if single else "no event in the batch is valid",
+        code=first["code"] if single else "no_valid_event",
         rejected=result.rejected,
     )
 

@@ -1,4 +1,4 @@
-"""The one entry point: ``touchpath up | collector | processor | api | …``."""
+"""The one entry point: ``touchpath up | collector | processor | api | webhooks | check | …``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from infra.config_check import check, configured_variables, unknown_variable_warnings
+from infra.logs import package_version
 from touchpath.settings import ConfigError, Settings, load_settings
 
 
@@ -70,6 +72,25 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     return run_dispatcher(settings)
 
 
+def cmd_check(unknown: list[str]) -> int:
+    """``touchpath check``: what holds on stdout, one line per problem on stderr; 1 if any."""
+    from infra.stack import redis_configured
+
+    fine: list[str] = []
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        problems = exc.problems
+    else:
+        fine, problems = check(settings, redis_configured(settings))
+    problems = [line.removeprefix("warning: ") for line in unknown] + problems
+    for line in fine:
+        print(line)
+    for line in problems:
+        print(line, file=sys.stderr)
+    return 1 if problems else 0
+
+
 def cmd_email_links(args: argparse.Namespace, settings: Settings) -> int:
     from touchpath.email_links import click_url, pixel_url
 
@@ -101,11 +122,71 @@ def _email_links_parser(sub: argparse._SubParsersAction) -> None:
     links.set_defaults(run=cmd_email_links)
 
 
+DESCRIPTION = """\
+touchpath turns a Segment-compatible event stream into one journey and one current
+stage per customer. Every setting is a TOUCHPATH_* environment variable (or a line
+in .env); see the README's configuration table."""
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": (
+        "start the whole stack on this machine and supervise it",
+        "Starts a broker (unless TOUCHPATH_KAFKA_BOOTSTRAP is set) and a Redis with AOF in\n"
+        "the data dir (unless TOUCHPATH_REDIS_URL is set), then the collector, api,\n"
+        "processor and webhook dispatcher; prints their addresses, credentials, the log\n"
+        "dir and 'ready'. A child that dies is restarted.\n"
+        "Variables: TOUCHPATH_DATA_DIR, TOUCHPATH_COLLECTOR_PORT, TOUCHPATH_API_PORT,\n"
+        "TOUCHPATH_KAFKA_BOOTSTRAP, TOUCHPATH_REDIS_URL, TOUCHPATH_UP_MAX_CRASHES.",
+    ),
+    "collector": (
+        "run the collector: the Segment-compatible HTTP ingestion service",
+        "Variables: TOUCHPATH_WRITE_KEYS (required: without keys every request is a 401),\n"
+        "TOUCHPATH_KAFKA_BOOTSTRAP, TOUCHPATH_COLLECTOR_HOST, TOUCHPATH_COLLECTOR_PORT,\n"
+        "TOUCHPATH_COLLECTOR_WORKERS.",
+    ),
+    "api": (
+        "run the read API: stages, journeys, segments, subscriptions, stream",
+        "Variables: TOUCHPATH_API_TOKENS, TOUCHPATH_REDIS_URL, TOUCHPATH_API_HOST,\n"
+        "TOUCHPATH_API_PORT, TOUCHPATH_API_WORKERS, TOUCHPATH_RULES_FILE.",
+    ),
+    "processor": (
+        "run one processor: a Kafka consumer-group member writing journeys to Redis",
+        "Variables: TOUCHPATH_KAFKA_BOOTSTRAP, TOUCHPATH_REDIS_URL, TOUCHPATH_CONSUMER_GROUP,\n"
+        "TOUCHPATH_RULES_FILE, TOUCHPATH_PROCESSOR_METRICS_PORT.",
+    ),
+    "webhooks": (
+        "run the stage-change webhook dispatcher",
+        "Variables: TOUCHPATH_REDIS_URL, TOUCHPATH_WEBHOOK_TIMEOUT_S,\n"
+        "TOUCHPATH_WEBHOOK_MAX_ATTEMPTS, TOUCHPATH_WEBHOOKS_METRICS_PORT.",
+    ),
+    "check": (
+        "validate the configuration, the rules file and the connections, then exit",
+        "Exits 0 when everything holds, 1 with one line per problem otherwise. Checks\n"
+        "every TOUCHPATH_* variable, TOUCHPATH_RULES_FILE (or the built-in rules), Kafka\n"
+        "at TOUCHPATH_KAFKA_BOOTSTRAP and Redis at TOUCHPATH_REDIS_URL when they are set.",
+    ),
+}
+
+
+def _command(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    summary, details = COMMANDS[name]
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}.\n\n{details}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``touchpath`` argument parser."""
-    parser = argparse.ArgumentParser(prog="touchpath", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start the whole stack on the embedded default")
+    """The ``touchpath`` argument parser (plain-text help)."""
+    parser = argparse.ArgumentParser(
+        prog="touchpath",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"touchpath {package_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = _command(sub, "up")
     up.add_argument(
         "--ephemeral",
         action="store_true",
@@ -113,20 +194,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(run=cmd_up)
     for name, run in (("collector", cmd_collector), ("api", cmd_api)):
-        service = sub.add_parser(name, help=f"run the {name} HTTP service")
+        service = _command(sub, name)
         service.add_argument("--workers", type=int, default=0, help="uvicorn worker processes")
         service.set_defaults(run=run)
-    processor = sub.add_parser("processor", help="run one processor (a consumer-group member)")
-    processor.set_defaults(run=cmd_processor)
-    webhooks = sub.add_parser("webhooks", help="run the stage-change webhook dispatcher")
-    webhooks.set_defaults(run=cmd_webhooks)
+    _command(sub, "processor").set_defaults(run=cmd_processor)
+    _command(sub, "webhooks").set_defaults(run=cmd_webhooks)
+    _command(sub, "check")
     _email_links_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, validate configuration, run the command."""
+    """Parse arguments, warn about unknown variables, validate configuration, run."""
     args = build_parser().parse_args(argv)
+    unknown = unknown_variable_warnings(configured_variables())
+    if args.command == "check":
+        return cmd_check(unknown)
+    for line in unknown:
+        print(f"touchpath: {line}", file=sys.stderr)
     try:
         settings = load_settings()
     except ConfigError as exc:

@@ -39,6 +39,7 @@ class Child:
     port: int
     log_path: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)  # to start it again (touchpath up)
 
     def alive(self) -> bool:
         """True while the process runs."""
@@ -144,7 +145,7 @@ def spawn(
     )
     if log_path:
         os.close(log)
-    child = Child(name, process, port, log_path, env or {})
+    child = Child(name, process, port, log_path, env or {}, argv)
     wait_for_port(port, child)
     return child
 
@@ -277,9 +278,8 @@ def start_redis(
     binary = shutil.which("redis-server")
     if binary is None:
         raise EmbeddedError(
-            "redis-server not found and TOUCHPATH_REDIS_URL is not reachable: "
-            "install it (apt-get install redis-server) or point "
-            "TOUCHPATH_REDIS_URL at a running Redis"
+            "redis-server not found: install it (apt-get install redis-server) or set "
+            "TOUCHPATH_REDIS_URL to a running Redis"
         )
     private_dir(data_dir)
     argv = [

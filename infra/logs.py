@@ -6,6 +6,7 @@ import logging
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from importlib import metadata
 
 import orjson
 
@@ -48,3 +49,20 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.setLevel(level)
     for noisy in ("kafka", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def started_line(service: str, host: str, port: int, **dependencies: object) -> None:
+    """The one start-up line of a service: its version, address and dependencies."""
+    version = package_version()
+    logging.getLogger(service).info(
+        f"{service} {version} listening on http://{host}:{port}",
+        extra={"version": version, "address": f"{host}:{port}", **dependencies},
+    )
+
+
+def package_version() -> str:
+    """The installed touchpath package's version."""
+    try:
+        return metadata.version("touchpath")
+    except metadata.PackageNotFoundError:
+        return "unknown"

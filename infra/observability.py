@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -20,6 +21,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from infra.logs import request_id
+
+ACCESS_LOG = logging.getLogger("touchpath.access")
 
 DEPENDENCY_UP = Gauge(
     "touchpath_dependency_up",
@@ -49,12 +52,18 @@ class RequestMetrics:
     """
 
     def __init__(
-        self, app: ASGIApp, requests: Counter, seconds: Histogram, label: str = "route"
+        self,
+        app: ASGIApp,
+        requests: Counter,
+        seconds: Histogram,
+        label: str = "route",
+        access_log: bool = False,
     ) -> None:
         self.app = app
         self.requests = requests
         self.seconds = seconds
         self.label = label
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,10 +85,23 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, capture)
         finally:
-            request_id.reset(token)
             route = _route_of(scope)
+            seconds = time.perf_counter() - started
             self.requests.labels(route, str(status)).inc()
-            self.seconds.labels(route).observe(time.perf_counter() - started)
+            self.seconds.labels(route).observe(seconds)
+            if self.access_log:
+                access_line(scope["method"], route, status, seconds)
+            request_id.reset(token)
+
+
+def access_line(method: str, route: str, status: int, seconds: float) -> None:
+    """One INFO line per request. The route *template* stands for the path: a raw path or a
+    query string may carry identifiers, write keys or link tokens, never logged."""
+    ms = round(seconds * 1000, 2)
+    ACCESS_LOG.info(
+        f"{method} {route} {status} {ms} ms",
+        extra={"method": method, "route": route, "status": status, "duration_ms": ms},
+    )
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -18,24 +19,42 @@ class JSONBody(JSONResponse):
 
 
 class Problem(Exception):
-    """Raise to answer with a problem document: status, short title and a precise detail."""
+    """Raise to answer with a problem document: status, short title and a precise detail.
 
-    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+    ``code`` is a stable machine-readable reason (default: the title in snake case).
+    """
+
+    def __init__(
+        self, status: int, title: str, detail: str, *, code: str | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title
         self.detail = detail
+        self.code = code or code_of(title)
         self.headers: dict[str, str] = extra.pop("headers", {})
         self.extra = extra
 
 
+def code_of(title: str) -> str:
+    """``"Payload too large"`` -> ``"payload_too_large"``."""
+    return re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_") or "error"
+
+
 def problem_response(problem: Problem) -> JSONBody:
-    """Render a Problem as ``application/problem+json``."""
+    """Render a Problem as ``application/problem+json``.
+
+    Besides RFC 9457's members the body carries ``code`` and ``message`` (= ``detail``): the
+    Segment-style members that analytics clients (segment-analytics-python, rudder-sdk-python
+    and their kin) read to report why a request was refused.
+    """
     body = {
         "type": "about:blank",
         "title": problem.title,
         "status": problem.status,
         "detail": problem.detail,
+        "code": problem.code,
+        "message": problem.detail,
         **problem.extra,
     }
     return JSONBody(

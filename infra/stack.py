@@ -1,9 +1,11 @@
 """``touchpath up``: the whole stack on the embedded default, supervised until Ctrl-C/SIGTERM.
 
-Starts what is missing (tansu — durable on a local SeaweedFS unless ``--ephemeral`` — and
-Redis), creates the topics, runs collector, processor and api as child processes, prints
-their URLs and credentials and a ``ready`` line, and stops everything when told or when a
-child dies.
+Starts only what is not configured: tansu (durable on a local SeaweedFS unless
+``--ephemeral``) unless TOUCHPATH_KAFKA_BOOTSTRAP is set, and its own Redis (AOF in the data
+dir) unless TOUCHPATH_REDIS_URL is set — never a Redis that merely answers on the default
+address. Creates the topics, runs the services as child processes, prints their URLs and
+credentials, and a ``ready`` line once every service is ready; restarts a child that dies
+(:mod:`infra.supervise`) and stops everything when told or when one crashes too often.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.config_check import redacted
 from infra.embedded import (
     Child,
     EmbeddedError,
     free_port,
-    log_tail,
     port_is_free,
     redis_reachable,
     reserve_ports,
@@ -34,10 +37,19 @@ from infra.embedded import (
 )
 from infra.kafka import ensure_topics
 from infra.private import private_dir, private_umask, write_private
+from infra.supervise import GiveUp, Supervisor, answers_200, processor_ready, say, wait_ready
 from touchpath.secrets import mask_url
 from touchpath.settings import Settings, load_settings
 
 DEFAULT_BROKER_PORT = 19092
+DEPENDENCIES = ("seaweedfs", "tansu", "redis")
+#: ``ready`` waits for each service's readiness, the processor's with partitions assigned
+READY_CHECKS: dict[str, Callable[[Child], bool]] = {
+    "collector": lambda child: answers_200(child, "/readyz"),
+    "api": lambda child: answers_200(child, "/readyz"),
+    "processor": processor_ready,
+    "webhooks": lambda child: answers_200(child, "/readyz"),
+}
 
 
 @dataclass
@@ -50,6 +62,7 @@ class Stack:
     write_key: str = ""
     server_key: str = ""
     api_token: str = ""
+    redis_note: str = ""
 
     def stop(self) -> None:
         """Stop children in reverse start order (services first, then broker, then storage)."""
@@ -93,17 +106,32 @@ def _start_dependencies(
         port = DEFAULT_BROKER_PORT if port_is_free(DEFAULT_BROKER_PORT) else free_port()
         stack.children.append(start_tansu(port, log_dir, weed))
         env["TOUCHPATH_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
-    if not redis_reachable(settings.redis_url):
-        redis = start_redis(
-            free_port(),
-            data_dir / "redis",
-            log_dir,
-            aof=not ephemeral,
-            maxmemory=settings.redis_maxmemory,
-        )
-        stack.children.append(redis)
-        env["TOUCHPATH_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
+    if redis_configured(settings):
+        # only what was configured: never a Redis that merely happens to answer on the default
+        if not redis_reachable(settings.redis_url):
+            raise EmbeddedError(
+                f"TOUCHPATH_REDIS_URL={redacted(settings.redis_url)} does not answer; start that "
+                "Redis, or unset TOUCHPATH_REDIS_URL and touchpath up starts its own"
+            )
+        stack.redis_note = "configured by TOUCHPATH_REDIS_URL"
+        return env
+    redis = start_redis(
+        free_port(),
+        data_dir / "redis",
+        log_dir,
+        aof=not ephemeral,
+        maxmemory=settings.redis_maxmemory,
+    )
+    stack.children.append(redis)
+    env["TOUCHPATH_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
+    kept = "no AOF: nothing survives a restart" if ephemeral else f"AOF in {data_dir / 'redis'}"
+    stack.redis_note = f"started by touchpath up, {kept}"
     return env
+
+
+def redis_configured(settings: Settings) -> bool:
+    """True when TOUCHPATH_REDIS_URL was set (environment, ``.env`` or an override)."""
+    return "redis_url" in settings.model_fields_set
 
 
 def _credentials(
@@ -190,7 +218,7 @@ def print_banner(stack: Stack) -> None:
         f"processor  metrics at http://127.0.0.1:{settings.processor_metrics_port}/metrics",
         f"webhooks   metrics at http://127.0.0.1:{settings.webhooks_metrics_port}/metrics",
         f"kafka      {settings.kafka_bootstrap}",
-        f"redis      {mask_url(settings.redis_url)}",
+        f"redis      {mask_url(settings.redis_url)}  ({stack.redis_note})",
         f"write key  {stack.write_key}  (website: browser trust)",
         *(
             [f"server key {stack.server_key}  (backend: server trust, keep secret)"]
@@ -199,33 +227,41 @@ def print_banner(stack: Stack) -> None:
         ),
         f"api token  {stack.api_token}",
         f"data dir   {settings.data_dir.resolve()}",
-        "ready",
+        f"logs       {settings.data_dir.resolve() / 'logs'}",
     ]
     print("\n".join(lines), flush=True)
 
 
 def run_up(ephemeral: bool) -> int:
-    """Run the stack in the foreground; 0 on a clean stop, 1 if a child died."""
+    """Run the stack in the foreground, restarting children that die; 0 on a clean stop,
+    1 when it could not start or a child crashed too often."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
         stack = start_stack(ephemeral=ephemeral)
     except EmbeddedError as exc:
-        print(f"touchpath up: {exc}", file=sys.stderr)
+        say(str(exc))
         return 1
-    print_banner(stack)
-    failed = ""
-    while not stop.wait(0.5):
-        dead = next((c for c in stack.children if not c.alive()), None)
-        if dead is not None:
-            failed = dead.name
-            print(
-                f"touchpath up: {failed} exited with {dead.process.returncode}; stopping"
-                f"{log_tail(dead.log_path)}",
-                file=sys.stderr,
-            )
-            break
+    failed = False
+    try:
+        print_banner(stack)
+        wait_ready(stack.children, READY_CHECKS, timeout_s=120)
+        print("ready", flush=True)
+        supervisor = Supervisor(
+            stack.children,
+            restart=lambda child: spawn(
+                child.name, child.argv, child.port, child.log_path, child.env
+            ),
+            dependencies=DEPENDENCIES,
+            max_crashes=stack.settings.up_max_crashes,
+            window_s=stack.settings.up_crash_window_s,
+        )
+        while not stop.wait(0.5):
+            supervisor.check()
+    except (EmbeddedError, GiveUp) as exc:
+        say(f"{exc}; stopping")
+        failed = True
     stack.stop()
     print("stopped", flush=True)
     return 1 if failed else 0

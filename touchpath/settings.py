@@ -18,13 +18,19 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from touchpath.adapters.sendgrid import load_public_key
 from touchpath.destinations import Network, parse_networks
 from touchpath.events import CHANNELS
+from touchpath.identifiers import DEFAULT_PRIORITY
 from touchpath.signatures import secret_bytes
 
 SCOPES = frozenset({"read", "admin"})
 
 
 class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the variable and the fix."""
+    """A configuration value is invalid; the message names the variable and the fix.
+    ``problems`` holds one line per invalid variable."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +107,17 @@ def parse_limits(raw: str) -> dict[str, int]:
             raise ValueError(f"expected kind=number, got {item!r}")
         limits[kind.strip()] = int(number)
     return limits
+
+
+def parse_priority(raw: str) -> tuple[str, ...]:
+    """Parse ``user_id,email,…``: known identifier kinds (``ext:`` for external ids), once each."""
+    kinds = _text_list(raw)
+    unknown = [kind for kind in kinds if kind not in DEFAULT_PRIORITY]
+    if unknown:
+        raise ValueError(f"unknown identifier kind(s) {unknown}; use {list(DEFAULT_PRIORITY)}")
+    if len(set(kinds)) != len(kinds):
+        raise ValueError("lists an identifier kind twice")
+    return kinds
 
 
 def _text_list(raw: str) -> tuple[str, ...]:
@@ -196,6 +213,13 @@ class Settings(BaseSettings):
         "anonymous_id",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- operating (issue 18): touchpath up's supervision, the CLI, logs ------------------
+    up_max_crashes: int = Field(
+        5, ge=1, le=1000, description="crashes of one child within the window before up stops"
+    )
+    up_crash_window_s: float = Field(60.0, gt=0, le=86_400)
+    access_log: bool = Field(True, description="one INFO line per HTTP request (collector, api)")
 
     # --- channels (collector): email links and the tools' signed webhooks ----------------
     public_url: str = Field("", description="the collector's public base URL, for email links")
@@ -311,7 +335,7 @@ _TEXT_PARSERS: dict[str, Callable[[str], object]] = {
     "write_keys": parse_write_keys,
     "api_tokens": parse_api_tokens,
     "identity_limits": parse_limits,
-    "identity_priority": _text_list,
+    "identity_priority": parse_priority,
     "cors_origins": _text_list,
     "email_link_old_keys": _text_list,
 }
@@ -328,4 +352,4 @@ def load_settings(**overrides: object) -> Settings:
             if error["loc"]:  # a field's own problem; a model-level one names its fields
                 message = f"TOUCHPATH_{str(error['loc'][0]).upper()}: {message}"
             problems.append(message)
-        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+        raise ConfigError("invalid configuration: " + "; ".join(problems), problems) from None

@@ -24,7 +24,6 @@ def stack_env(data_dir: Path, ports: dict[str, int]) -> dict[str, str]:
     env = {
         **os.environ,
         "TOUCHPATH_DATA_DIR": str(data_dir),
-        "TOUCHPATH_REDIS_URL": "redis://127.0.0.1:1/0",  # unreachable: start our own
         "TOUCHPATH_COLLECTOR_PORT": str(ports["collector"]),
         "TOUCHPATH_API_PORT": str(ports["api"]),
         "TOUCHPATH_PROCESSOR_METRICS_PORT": str(ports["processor"]),
@@ -32,20 +31,23 @@ def stack_env(data_dir: Path, ports: dict[str, int]) -> dict[str, str]:
         "TOUCHPATH_CONSUMER_SESSION_TIMEOUT_MS": "3000",
     }
     env.pop("TOUCHPATH_KAFKA_BOOTSTRAP", None)
+    env.pop("TOUCHPATH_REDIS_URL", None)  # not configured: up starts its own
     return env
 
 
 @contextmanager
-def stack_up(data_dir: Path, ports: dict[str, int]) -> Iterator[dict[str, str]]:
+def stack_up(
+    data_dir: Path, ports: dict[str, int], *flags: str, **extra: str
+) -> Iterator[dict[str, str]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "up"],
-        env=stack_env(data_dir, ports),
+        [sys.executable, "-m", "infra.cli", "up", *flags],
+        env={**stack_env(data_dir, ports), **extra},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
-    banner: dict[str, str] = {}
+    banner: dict[str, str] = {"pid": str(process.pid)}
     assert process.stdout is not None
     for line in process.stdout:
         key, _, value = line.strip().partition("  ")
@@ -58,6 +60,7 @@ def stack_up(data_dir: Path, ports: dict[str, int]) -> Iterator[dict[str, str]]:
     finally:
         process.send_signal(signal.SIGTERM)
         rest = process.communicate(timeout=60)[0]
+        banner["output after ready"] = rest
         assert process.returncode == 0, rest + logs_of(data_dir)
         assert "stopped" in rest
 
@@ -104,7 +107,11 @@ def test_stack_ingests_stops_cleanly_and_keeps_data_across_restart(tmp_path: Pat
             json={"userId": "ada", "event": "Order Completed", "messageId": "up-1"},
         )
         assert response.status_code == 200, response.text
-        client = redis.Redis.from_url(banner["redis"], decode_responses=True)
+        url, note = banner["redis"].split(maxsplit=1)
+        assert note == f"(started by touchpath up, AOF in {data_dir.resolve() / 'redis'})"
+        client = redis.Redis.from_url(url, decode_responses=True)
+        own = client.config_get("dir") | client.config_get("appendonly")
+        assert own == {"dir": str(data_dir.resolve() / "redis"), "appendonly": "yes"}
         wait_for(lambda: client.get("tp:idc:user_id:ada"), 40)
         memory = client.config_get("maxmemory*")  # TOUCHPATH_REDIS_MAXMEMORY's default
         assert (memory["maxmemory"], memory["maxmemory-policy"]) == (str(1 << 30), "noeviction")
@@ -116,7 +123,7 @@ def test_stack_ingests_stops_cleanly_and_keeps_data_across_restart(tmp_path: Pat
 
     with stack_up(data_dir, ports) as banner:
         assert banner["write key"] == key, "credentials are kept in the data dir"
-        client = redis.Redis.from_url(banner["redis"], decode_responses=True)
+        client = redis.Redis.from_url(banner["redis"].split()[0], decode_responses=True)
         assert client.get("tp:idc:user_id:ada"), "customers survive a restart (AOF)"
         response = httpx.post(
             f"http://127.0.0.1:{ports['collector']}/v1/track",
@@ -152,4 +159,41 @@ def test_stack_refuses_a_taken_port_with_a_clear_reason(tmp_path: Path) -> None:
     assert f"api cannot listen on port {ports['api']}: it is already in use" in done.stderr
     assert "TOUCHPATH_API_PORT" in done.stderr
     assert "ready" not in done.stdout
+    assert children_of_data_dir(data_dir) == []
+
+
+def test_stack_uses_a_configured_redis_and_nothing_else(tmp_path: Path, redis_url: str) -> None:
+    """TOUCHPATH_REDIS_URL set: that Redis, no redis-server of up's own (issue 18)."""
+    data_dir = tmp_path / "data"
+    ports = {name: free_port() for name in ("collector", "api", "processor", "webhooks")}
+    prefix = f"up{os.getpid()}"
+    with stack_up(
+        data_dir, ports, TOUCHPATH_REDIS_URL=redis_url, TOUCHPATH_REDIS_PREFIX=prefix
+    ) as banner:
+        assert banner["redis"] == f"{redis_url}  (configured by TOUCHPATH_REDIS_URL)"
+        response = httpx.post(
+            f"http://127.0.0.1:{ports['collector']}/v1/track",
+            auth=(banner["write key"], ""),
+            json={"userId": "bob", "event": "Signed Up"},
+        )
+        assert response.status_code == 200, response.text
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        wait_for(lambda: client.get(f"{prefix}:idc:user_id:bob"), 40)
+    assert not (data_dir / "redis").exists()
+
+
+def test_stack_refuses_a_configured_redis_that_does_not_answer(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ports = {name: free_port() for name in ("collector", "api", "processor", "webhooks")}
+    silent = f"redis://user:hunter2@127.0.0.1:{free_port()}/0"
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "up", "--ephemeral"],
+        env={**stack_env(data_dir, ports), "TOUCHPATH_REDIS_URL": silent},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "TOUCHPATH_REDIS_URL=redis://user:***@127.0.0.1:" in done.stderr
+    assert "does not answer" in done.stderr and "hunter2" not in done.stderr
     assert children_of_data_dir(data_dir) == []

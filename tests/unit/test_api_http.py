@@ -49,7 +49,9 @@ def test_erasing_needs_the_admin_scope(client: TestClient) -> None:
     response = client.delete("/v1/customers/ada", headers=bearer(READ))
     assert response.status_code == 403
     assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
-    assert response.json()["title"] == "Forbidden"
+    body = response.json()
+    assert body["title"] == "Forbidden"
+    assert (body["code"], body["message"]) == ("forbidden", body["detail"])  # Segment clients
 
 
 def test_invalid_parameters_are_a_400_problem_with_field_errors(client: TestClient) -> None:
