@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Histogram
 
 from infra.logs import configure_logging
+from infra.retry import Backoff
 from infra.webhook_store import WebhookStore, now_ms
 from processor.delivery import BLOCKED, Deliverer
 from processor.health import serve_health
@@ -106,16 +107,15 @@ class Dispatcher:
 
     async def _forever(self, step: Callable[[], Awaitable[object]], stop: asyncio.Event) -> None:
         """Run ``step`` until stopped; Redis outages back off instead of ending the loop."""
-        backoff = 0.1
+        backoff = Backoff()
         while not stop.is_set():
             try:
                 await step()
-                backoff = 0.1
+                backoff.reset()
             except (aioredis.RedisError, OSError) as exc:
                 log.warning("redis unavailable, retrying", extra={"error": repr(exc)})
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(2 * backoff, 5.0)
+                    await asyncio.wait_for(stop.wait(), backoff.next())
 
     async def fan_out(self) -> int:
         """Turn waiting stage changes into stored deliveries; returns how many changes."""

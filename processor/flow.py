@@ -36,9 +36,10 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from infra.observability import DEPENDENCY_UP
+from infra.retry import retry
 from processor import metrics
 from processor.dead_letters import SentLetter
-from processor.offsets import RedisRegressed, seek_to_stored
+from processor.offsets import seek_to_stored
 from processor.pauses import DEAD_LETTER_LIMIT, REDIS_FULL, Pauses
 
 log = logging.getLogger(__name__)
@@ -242,27 +243,26 @@ class Flow:
 def until_durable(
     step: Callable[[T], R], work: T, stop: threading.Event, pauses: Pauses
 ) -> R | None:
-    """Retry a step on Redis/Kafka errors (same input, nothing committed) until it lands;
-    None when stopped first. While Redis refuses writes (``maxmemory`` reached), ``redis_full``
-    holds: the processor is unready but Redis is reachable."""
-    backoff = 0.1
-    while not stop.is_set():
-        try:
-            result = step(work)
-            DEPENDENCY_UP.labels("redis").set(1)
-            pauses.release(REDIS_FULL)
-            return result
-        except RedisRegressed:  # what is in hand is read again from Redis's offsets
-            raise
-        except redis.OutOfMemoryError:  # (its text quotes the arguments: not logged)
+    """Retry a step on Redis and Kafka errors (same input, nothing committed) until it lands;
+    None when stopped first; any other error is a bug and surfaces. While Redis refuses
+    writes (``maxmemory`` reached), ``redis_full`` holds: the processor is unready but Redis
+    is reachable."""
+
+    def failed(exc: BaseException) -> None:
+        if isinstance(exc, redis.OutOfMemoryError):  # (its text quotes the arguments)
             DEPENDENCY_UP.labels("redis").set(1)
             pauses.hold(REDIS_FULL, float("inf"), "used memory > maxmemory")
             log.warning("Redis refuses writes (maxmemory reached), retrying")
-        except (redis.RedisError, OSError) as exc:
+        elif isinstance(exc, redis.RedisError | OSError):
             DEPENDENCY_UP.labels("redis").set(0)
             log.warning("batch not durable yet, retrying", extra={"error": repr(exc)})
-        except Exception as exc:  # Kafka errors while dead-lettering
+        else:  # Kafka errors while dead-lettering
             log.warning("batch not finished, retrying", extra={"error": repr(exc)})
-        stop.wait(backoff)
-        backoff = min(backoff * 2, 5.0)
-    return None
+
+    def landed() -> R:
+        result = step(work)
+        DEPENDENCY_UP.labels("redis").set(1)
+        pauses.release(REDIS_FULL)
+        return result
+
+    return retry(landed, (redis.RedisError, OSError, KafkaError), stop, failed)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 import redis
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 
+from infra.retry import retry
 from touchpath.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -137,12 +138,11 @@ class SeekOnAssignment(ConsumerRebalanceListener):
         return None
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        backoff = 0.1
-        while not self.stop.is_set():
-            try:
-                seek_to_stored(self.consumer(), list(assigned), self.store.read())
-                return
-            except redis.RedisError as exc:
-                log.warning("Redis unavailable: positions wait for it", extra={"error": repr(exc)})
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+        def seek() -> None:
+            seek_to_stored(self.consumer(), list(assigned), self.store.read())
+
+        retry(seek, (redis.RedisError,), self.stop, _positions_wait)
+
+
+def _positions_wait(exc: BaseException) -> None:
+    log.warning("Redis unavailable: positions wait for it", extra={"error": repr(exc)})

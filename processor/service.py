@@ -27,6 +27,7 @@ from infra import gc_tuning
 from infra.kafka import ensure_topics, make_consumer, producer_config
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP
+from infra.retry import Backoff, retry
 from processor import metrics
 from processor.dead_letters import DeadLetters
 from processor.decode import Decoded, decode_batch
@@ -286,19 +287,16 @@ def run_processor(settings: Settings) -> int:
 
 def until_redis_takes(write: Callable[[], object], pauses: Pauses, stop: threading.Event) -> None:
     """Run a start-up write, waiting while Redis is away or full (``redis_full`` held)."""
-    backoff = 0.5
-    while not stop.is_set():
-        try:
-            write()
-            pauses.release(REDIS_FULL)
-            return
-        except redis.OutOfMemoryError:
+
+    def failed(exc: BaseException) -> None:
+        if isinstance(exc, redis.OutOfMemoryError):
             pauses.hold(REDIS_FULL, float("inf"), "used memory > maxmemory")
             log.warning("Redis is full: start-up waits for room")
-        except redis.RedisError as exc:
+        else:
             log.warning("Redis unavailable at start, retrying", extra={"error": repr(exc)})
-        stop.wait(backoff)
-        backoff = min(backoff * 2, 5.0)
+
+    retry(write, (redis.RedisError,), stop, failed, Backoff(0.5))
+    pauses.release(REDIS_FULL)
 
 
 def _now_ms() -> int:
@@ -319,12 +317,12 @@ def _loop(
         offsets.record,
     )
     last_housekeeping = 0.0
-    backoff = 0.1
+    backoff = Backoff()
     try:
         while not stop.is_set():
             try:
                 flow.step()
-                backoff = 0.1
+                backoff.reset()
                 if time.monotonic() - last_housekeeping > 5:
                     last_housekeeping = time.monotonic()
                     _housekeeping(processor, consumer)
@@ -338,8 +336,7 @@ def _loop(
                 flow.drop()
                 DEPENDENCY_UP.labels("kafka").set(0)
                 log.warning("Kafka unavailable, retrying", extra={"error": repr(exc)})
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                stop.wait(backoff.next())
                 continue
             _publish(processor)
     finally:
@@ -359,16 +356,16 @@ def _read_again(
         "Redis came back older: reading again from its offsets", extra={"cause": str(cause)}
     )
     metrics.REDIS_REGRESSIONS.inc()
-    backoff = 0.1
-    while not stop.is_set():
-        try:
-            incarnation.start()
-            flow.reposition(offsets.read())
-            return
-        except redis.RedisError as exc:
-            log.warning("Redis unavailable, retrying", extra={"error": repr(exc)})
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 5.0)
+
+    def again() -> None:
+        incarnation.start()
+        flow.reposition(offsets.read())
+
+    retry(again, (redis.RedisError,), stop, _redis_away)
+
+
+def _redis_away(exc: BaseException) -> None:
+    log.warning("Redis unavailable, retrying", extra={"error": repr(exc)})
 
 
 def _housekeeping(processor: Processor, consumer: KafkaConsumer) -> None:
