@@ -9,7 +9,7 @@ assignment, replays what Redis lost instead of trusting Kafka's commits (those s
 lower bound that monitoring reads).
 
 A Redis that comes back older while the processor runs is noticed by its *incarnation*
-counter (``P:seq:<instance>``): only this processor instance increments it, once per applied
+counter (``P:incarnation:<instance>``): only this processor instance increments it, once per applied
 part, after the part's effects, so a value lower than the one it last saw means Redis lost
 writes. Offsets are recorded only if the counter is still at least the value the round's parts
 saw (atomically, in the same script), and a regression makes the processor forget what it

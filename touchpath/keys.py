@@ -39,7 +39,7 @@ class Keys:
 
     def incarnation(self, instance: str) -> str:
         """A processor instance's counter of applied parts (see processor/offsets.py)."""
-        return f"{self.prefix}:seq:{instance}"
+        return f"{self.prefix}:incarnation:{instance}"
 
     @property
     def layout(self) -> str:
