@@ -219,9 +219,10 @@ def print_banner(stack: Stack) -> None:
         f"webhooks   metrics at http://127.0.0.1:{settings.webhooks_metrics_port}/metrics",
         f"kafka      {settings.kafka_bootstrap}",
         f"redis      {mask_url(settings.redis_url)}  ({stack.redis_note})",
-        f"write key  {stack.write_key}  (website: browser trust)",
+        f"write key  {stack.write_key}",
+        *([f"server key {stack.server_key}"] if stack.server_key else []),
         *(
-            [f"server key {stack.server_key}  (backend: server trust, keep secret)"]
+            ["trust      the write key is public (browser), the server key secret (server)"]
             if stack.server_key
             else []
         ),
