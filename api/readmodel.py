@@ -46,6 +46,27 @@ class ReadModel:
         blobs = await self.client.mget([self.keys.customer(c) for c in customer_ids])
         return [orjson.loads(b) if b else None for b in blobs]
 
+    async def account_member_ids(self, group_id: str) -> list[str]:
+        """The customer ids the processor indexed as members of an account, sorted."""
+        found = await self.client.smembers(self.keys.account_members(group_id))
+        return sorted(_text(member) for member in found)
+
+    async def account_profiles(self, group_ids: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """For each account, the current profiles of its indexed members (two round trips)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for group_id in group_ids:
+                pipe.smembers(self.keys.account_members(group_id))
+            found = await pipe.execute()
+        ids = [sorted(_text(m) for m in members) for members in found]
+        profiles = iter(await self.profiles([cid for members in ids for cid in members]))
+        return [[p for p in (next(profiles) for _ in members) if p] for members in ids]
+
+    async def accounts_after(self, after: str | None, count: int) -> list[str]:
+        """Up to ``count`` groupIds of ``P:accounts`` after ``after``, in byte order."""
+        low = "(" + after if after is not None else "-"
+        found = await self.client.zrangebylex(self.keys.accounts, low, "+", start=0, num=count)
+        return [_text(group_id) for group_id in found]
+
     async def counters(self, identifiers: Iterable[str]) -> dict[str, float]:
         """The counters stored under the identifiers, summed (first/last seen as min/max)."""
         async with self.client.pipeline(transaction=False) as pipe:

@@ -89,7 +89,7 @@ def test_openapi_documents_every_operation(client: TestClient) -> None:
         for op in item.values()
         if path.startswith("/v1/") and not path.startswith("/v1/stream/")
     ]
-    assert len(operations) == 16
+    assert len(operations) == 19
     for path, op in operations:
         assert op["security"] == [{"bearer": []}], path
         assert "422" not in op["responses"]
