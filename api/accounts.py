@@ -16,7 +16,7 @@ computed from the current profiles whenever it is asked for.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from api.timeparse import iso
@@ -102,3 +102,20 @@ def account_member(profile: Profile) -> dict[str, Any]:
         "entered_at": iso(entry[0]) if entry else None,
         "traits": profile.get("traits") or {},
     }
+
+
+def trait_groups(
+    trait: str, accounts: Mapping[str, Sequence[Profile]], name: Callable[[object], str]
+) -> dict[str, str]:
+    """Customer id → ``name`` of its account's ``trait`` (what ``/v1/funnel?group_by=
+    account.<trait>`` splits by). A customer of several accounts counts in the one it was
+    last grouped with (latest ``updated``, then groupId), so each counts once."""
+    best: dict[str, tuple[str, str, str]] = {}
+    for group_id, members in accounts.items():
+        value = name(account_traits(group_id, members).get(trait))
+        for profile in members:
+            when = (str(profile["accounts"][group_id].get("updated") or ""), group_id)
+            cid = str(profile["id"])
+            if cid not in best or when > best[cid][:2]:
+                best[cid] = (*when, value)
+    return {cid: found[2] for cid, found in best.items()}

@@ -9,7 +9,7 @@ The layout is the processor's (``processor/store.py``); key names come from
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -125,6 +125,33 @@ class ReadModel:
             yield scan.add(raws[start : start + chunk])
             await asyncio.sleep(0)
         scan.finish()
+
+    async def funnel_rows_grouped(
+        self, group_of: Mapping[str, str], default: str
+    ) -> AsyncIterator[tuple[str, list[FunnelRow]]]:
+        """Every customer's funnel row (``HGETALL P:funnel``), grouped by customer id
+        (``default`` for customers ``group_of`` does not name), in chunks."""
+        raws: dict[Any, Any] = await self.client.hgetall(self.keys.funnel)
+        grouped: dict[str, list[bytes]] = {}
+        for cid, raw in raws.items():
+            grouped.setdefault(group_of.get(_text(cid), default), []).append(raw)
+        scan = self._rows.scan()
+        for group, members in grouped.items():
+            for start in range(0, len(members), ROWS_CHUNK):
+                yield group, scan.add(members[start : start + ROWS_CHUNK])
+                await asyncio.sleep(0)
+        scan.finish()
+
+    async def all_accounts(self, chunk: int = 500) -> dict[str, list[dict[str, Any]]]:
+        """Every account of ``P:accounts`` with its members' current profiles."""
+        stored: list[Any] = await self.client.zrange(self.keys.accounts, 0, -1)
+        group_ids = [_text(g) for g in stored]
+        found: dict[str, list[dict[str, Any]]] = {}
+        for start in range(0, len(group_ids), chunk):
+            part = group_ids[start : start + chunk]
+            found.update(zip(part, await self.account_profiles(part), strict=True))
+            await asyncio.sleep(0)
+        return found
 
     async def stored_rows(self) -> AsyncIterator[list[list[Any]]]:
         """Every customer's funnel row as stored (all columns), in chunks (``HVALS``)."""

@@ -17,7 +17,7 @@ import pytest
 
 from api import schemas_accounts, schemas_segments
 from tests.e2e.conftest import wait_for
-from tests.e2e.test_api import ADMIN, get, page, post, stack, valid
+from tests.e2e.test_api import ADMIN, WINDOW, get, page, post, stack, valid
 
 __all__ = ["stack"]  # the module-scoped stack fixture of test_api, started anew here
 
@@ -142,6 +142,18 @@ def test_accounts_in_a_stage(stack: dict[str, Any], accounts: None) -> None:
     assert get(stack, "/v1/stages/nope/accounts").status_code == 404
     sizes = valid(schemas_segments.StageList, get(stack, "/v1/stages"))
     assert sizes["stages"]  # the customer endpoints are unchanged
+
+
+def test_funnel_by_an_account_trait(stack: dict[str, Any], accounts: None) -> None:
+    answer = valid(
+        schemas_segments.FunnelAnswer, get(stack, "/v1/funnel", group_by="account.plan", **WINDOW)
+    )
+    groups = {g["group"]: g for g in answer["groups"]}
+    assert groups["enterprise"]["customers"] == 2  # acme's plan, whoever set it
+    assert [s["reached"] for s in groups["enterprise"]["stages"]][:4] == [2, 2, 1, 1]
+    assert groups["(none)"]["customers"] >= 2  # globex has no plan
+    assert "pro" not in groups  # ada's group call set it, bea's later one replaced it
+    assert answer["customers"] == sum(g["customers"] for g in answer["groups"])
 
 
 def test_unknown_account_is_a_404_problem(stack: dict[str, Any]) -> None:
