@@ -21,27 +21,22 @@ def send(client: Any, calls: list[dict[str, Any]]) -> None:
     client.flush()
 
 
-@pytest.fixture(scope="module")
-def errors() -> list[Any]:
-    return []
-
-
-def test_segment_analytics_python(live: dict[str, Any], errors: list[Any]) -> None:
-    analytics = pytest.importorskip("segment.analytics")
+@pytest.mark.parametrize(
+    ("module", "prefix", "line", "channel"),
+    [
+        ("segment.analytics", "segpy", "0111", "web"),  # the write key's channel
+        # rudder-sdk-python sends "channel": "server" at the top level of each event
+        ("rudderstack.analytics", "rudpy", "0222", "server"),
+    ],
+)
+def test_client_library(
+    live: dict[str, Any], module: str, prefix: str, line: str, channel: str
+) -> None:
+    analytics = pytest.importorskip(module)
+    errors: list[Any] = []
     client = analytics.Client(
         WRITE_KEY, host=live["collector"], on_error=lambda e, batch: errors.append(e)
     )
-    send(client, scenario.calls("segpy", "0111"))
+    send(client, scenario.calls(prefix, line))
     assert errors == []
-    scenario.check(live["api"], "segpy", "0111", channel="web")  # the write key's channel
-
-
-def test_rudder_sdk_python(live: dict[str, Any], errors: list[Any]) -> None:
-    analytics = pytest.importorskip("rudderstack.analytics")
-    client = analytics.Client(
-        WRITE_KEY, host=live["collector"], on_error=lambda e, batch: errors.append(e)
-    )
-    send(client, scenario.calls("rudpy", "0222"))
-    assert errors == []
-    # rudder-sdk-python sends "channel": "server" at the top level of each event
-    scenario.check(live["api"], "rudpy", "0222", channel="server")
+    scenario.check(live["api"], prefix, line, channel=channel)
