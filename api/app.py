@@ -18,6 +18,7 @@ from api import metrics
 from api.docs import install_openapi
 from api.erasure import Eraser
 from api.readmodel import ReadModel
+from api.routes_accounts import router as accounts_router
 from api.routes_analytics import router as analytics_router
 from api.routes_customers import hot as customers_hot_router
 from api.routes_customers import router as customers_router
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     for router in (
         customers_router,
         segments_router,
+        accounts_router,
         analytics_router,
         stream_router,
         webhooks_router,

@@ -59,6 +59,11 @@ for stage, _ in pairs(stages) do
   redis.call('ZREM', p .. ':stage:' .. stage, cid)
   redis.call('ZREM', p .. ':reached:' .. stage, cid)
 end
+if type(profile.accounts) == 'table' then
+  for group_id, _ in pairs(profile.accounts) do
+    redis.call('SREM', p .. ':acct:' .. group_id .. ':members', cid)
+  end
+end
 redis.call('DEL', p .. ':cust:' .. cid)
 redis.call('HDEL', p .. ':funnel', cid)
 redis.call('HDEL', p .. ':surveys', cid)

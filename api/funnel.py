@@ -95,8 +95,12 @@ class Tally:
         self.steps.extend(other.steps)
 
 
+ACCOUNT = "account."  # group_by by an account trait: the rows come grouped (add_group)
+
+
 def group_of(group_by: str) -> Callable[[FunnelRow], str]:
-    """The grouping key: first-touch ``channel`` or ``campaign``, or ``trait.<name>``."""
+    """The grouping key: first-touch ``channel`` or ``campaign``, or ``trait.<name>``
+    (``account.<name>`` groups are known by customer id, not by row: see ``add_group``)."""
     if group_by == "channel":
         return lambda row: row.channel or NONE
     if group_by == "campaign":
@@ -129,7 +133,9 @@ class Funnel:
         self.stages = tuple(stages)
         self.window = (since, until, stalled_before)
         self.group_by = group_by
-        self._key = group_of(group_by) if group_by else None
+        self._key: Callable[[FunnelRow], str] | None = None
+        if group_by is not None and not group_by.startswith(ACCOUNT):
+            self._key = group_of(group_by)
         self.groups: dict[str, Tally] = {}
 
     def add(self, rows: Iterable[FunnelRow]) -> None:
@@ -147,6 +153,10 @@ class Funnel:
                 members[group] = [row]
         for group, chunk in members.items():
             self._tally(group).add(chunk, *self.window)
+
+    def add_group(self, group: str, rows: Iterable[FunnelRow]) -> None:
+        """Count more rows of one group the caller determined (``account.<name>``)."""
+        self._tally(group).add(rows, *self.window)
 
     def _tally(self, group: str) -> Tally:
         found = self.groups.get(group)

@@ -9,7 +9,7 @@ The layout is the processor's (``processor/store.py``); key names come from
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -45,6 +45,27 @@ class ReadModel:
             return []
         blobs = await self.client.mget([self.keys.customer(c) for c in customer_ids])
         return [orjson.loads(b) if b else None for b in blobs]
+
+    async def account_member_ids(self, group_id: str) -> list[str]:
+        """The customer ids the processor indexed as members of an account, sorted."""
+        found = await self.client.smembers(self.keys.account_members(group_id))
+        return sorted(_text(member) for member in found)
+
+    async def account_profiles(self, group_ids: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """For each account, the current profiles of its indexed members (two round trips)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for group_id in group_ids:
+                pipe.smembers(self.keys.account_members(group_id))
+            found = await pipe.execute()
+        ids = [sorted(_text(m) for m in members) for members in found]
+        profiles = iter(await self.profiles([cid for members in ids for cid in members]))
+        return [[p for p in (next(profiles) for _ in members) if p] for members in ids]
+
+    async def accounts_after(self, after: str | None, count: int) -> list[str]:
+        """Up to ``count`` groupIds of ``P:accounts`` after ``after``, in byte order."""
+        low = "(" + after if after is not None else "-"
+        found = await self.client.zrangebylex(self.keys.accounts, low, "+", start=0, num=count)
+        return [_text(group_id) for group_id in found]
 
     async def counters(self, identifiers: Iterable[str]) -> dict[str, float]:
         """The counters stored under the identifiers, summed (first/last seen as min/max)."""
@@ -104,6 +125,33 @@ class ReadModel:
             yield scan.add(raws[start : start + chunk])
             await asyncio.sleep(0)
         scan.finish()
+
+    async def funnel_rows_grouped(
+        self, group_of: Mapping[str, str], default: str
+    ) -> AsyncIterator[tuple[str, list[FunnelRow]]]:
+        """Every customer's funnel row (``HGETALL P:funnel``), grouped by customer id
+        (``default`` for customers ``group_of`` does not name), in chunks."""
+        raws: dict[Any, Any] = await self.client.hgetall(self.keys.funnel)
+        grouped: dict[str, list[bytes]] = {}
+        for cid, raw in raws.items():
+            grouped.setdefault(group_of.get(_text(cid), default), []).append(raw)
+        scan = self._rows.scan()
+        for group, members in grouped.items():
+            for start in range(0, len(members), ROWS_CHUNK):
+                yield group, scan.add(members[start : start + ROWS_CHUNK])
+                await asyncio.sleep(0)
+        scan.finish()
+
+    async def all_accounts(self, chunk: int = 500) -> dict[str, list[dict[str, Any]]]:
+        """Every account of ``P:accounts`` with its members' current profiles."""
+        stored: list[Any] = await self.client.zrange(self.keys.accounts, 0, -1)
+        group_ids = [_text(g) for g in stored]
+        found: dict[str, list[dict[str, Any]]] = {}
+        for start in range(0, len(group_ids), chunk):
+            part = group_ids[start : start + chunk]
+            found.update(zip(part, await self.account_profiles(part), strict=True))
+            await asyncio.sleep(0)
+        return found
 
     async def stored_rows(self) -> AsyncIterator[list[list[Any]]]:
         """Every customer's funnel row as stored (all columns), in chunks (``HVALS``)."""

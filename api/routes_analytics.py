@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from api import schemas_segments as schemas
+from api.accounts import trait_groups
 from api.business import Metrics
 from api.deps import (
     TIME,
@@ -19,7 +20,8 @@ from api.deps import (
     Stages,
     UntilNow,
 )
-from api.funnel import Funnel
+from api.funnel import ACCOUNT, NONE, Funnel, text
+from api.rows import FunnelRow
 from api.timeparse import DAY_MS, duration_ms, iso, to_ms
 from infra.problems import JSONBody, Problem
 from touchpath.surveys import Satisfaction
@@ -41,9 +43,12 @@ async def funnel(
     group_by: Annotated[
         str | None,
         Query(
-            pattern=r"^(channel|campaign|trait\.[^\s]{1,128})$",
-            description="Split by first-touch `channel`, first-touch `campaign`, or a trait "
-            "(`trait.plan`); the 100 largest groups are listed, the rest as `(other)`.",
+            pattern=r"^(channel|campaign|(trait|account)\.[^\s]{1,128})$",
+            description="Split by first-touch `channel`, first-touch `campaign`, a trait "
+            "(`trait.plan`), or a trait of the customer's account (`account.plan`: the "
+            "account's trait as `GET /v1/accounts/{groupId}` answers it; a customer of "
+            "several accounts counts in the one it was last grouped with, one of none in "
+            "`(none)`); the 100 largest groups are listed, the rest as `(other)`.",
         ),
     ] = None,
     channel: FirstTouchChannel = None,
@@ -65,15 +70,14 @@ async def funnel(
     if low > high:
         raise Problem(400, "Bad Request", "since must not be after until")
     counter = Funnel(stages.stages, low, high, now - stall, group_by)
-    async for rows in reads.funnel_rows():
-        if channel is not None or campaign is not None:
-            rows = [
-                r
-                for r in rows
-                if (channel is None or r.channel == channel)
-                and (campaign is None or r.campaign == campaign)
-            ]
-        counter.add(rows)
+    if group_by is not None and group_by.startswith(ACCOUNT):
+        trait = group_by.removeprefix(ACCOUNT)
+        groups = trait_groups(trait, await reads.all_accounts(), text)
+        async for group, rows in reads.funnel_rows_grouped(groups, NONE):
+            counter.add_group(group, _first_touch(rows, channel, campaign))
+    else:
+        async for rows in reads.funnel_rows():
+            counter.add(_first_touch(rows, channel, campaign))
     return JSONBody(
         {
             "since": iso(low),
@@ -84,6 +88,20 @@ async def funnel(
             **counter.answer(),
         }
     )
+
+
+def _first_touch(
+    rows: list[FunnelRow], channel: str | None, campaign: str | None
+) -> list[FunnelRow]:
+    """The rows of the first-touch channel and campaign (when given)."""
+    if channel is None and campaign is None:
+        return rows
+    return [
+        r
+        for r in rows
+        if (channel is None or r.channel == channel)
+        and (campaign is None or r.campaign == campaign)
+    ]
 
 
 @router.get(

@@ -156,6 +156,7 @@ class Resolver:
                     call("ZREM", keys.stage(profile["stage"]), cid)
                 for stage in profile["history"]:
                     call("ZREM", keys.reached(stage), cid)
+                _index_accounts(write, keys, cid, profile, None)
         for cid, profile in new.items():
             before = old.get(cid)
             if before == profile:
@@ -168,6 +169,7 @@ class Resolver:
                 if identity not in known:
                     call("SET", keys.customer_of(identity), cid)
             _index_stage(write, keys, cid, before, profile)
+            _index_accounts(write, keys, cid, before, profile)
             call("HSET", keys.funnel, cid, orjson.dumps(funnel_row(profile)))
             if profile["surveys"]:
                 call("HSET", keys.surveys, cid, orjson.dumps(profile["surveys"]))
@@ -217,6 +219,24 @@ def _index_stage(
     for reached, entry in history.items():
         if old_history.get(reached) != entry:
             write.call("ZADD", keys.reached(reached), entry[0], cid)
+
+
+def _index_accounts(
+    write: ClusterWrite,
+    keys: Keys,
+    cid: str,
+    before: dict[str, Any] | None,
+    profile: dict[str, Any] | None,
+) -> None:
+    """Keep ``P:acct:<groupId>:members`` (and ``P:accounts``) in step with the accounts of a
+    customer's profile (``profile`` None: the customer is gone)."""
+    old = set(before.get("accounts") or ()) if before else set()
+    new = set(profile.get("accounts") or ()) if profile else set()
+    for group_id in sorted(old - new):
+        write.call("SREM", keys.account_members(group_id), cid)
+    for group_id in sorted(new - old):
+        write.call("SADD", keys.account_members(group_id), cid)
+        write.call("ZADD", keys.accounts, 0, group_id)
 
 
 def _count(

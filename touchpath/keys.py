@@ -101,3 +101,13 @@ class Keys:
     @property
     def outbox(self) -> str:
         return f"{self.prefix}:outbox"
+
+    def account_members(self, group_id: str) -> str:
+        """Set of the customer ids whose profile has the account (``group`` calls' groupId)."""
+        return f"{self.prefix}:acct:{group_id}:members"
+
+    @property
+    def accounts(self) -> str:
+        """Sorted set (all scores 0, read in lexicographic order) of every groupId seen; an
+        account whose members are all gone stays listed with no members."""
+        return f"{self.prefix}:accounts"

@@ -167,6 +167,35 @@
     return element("div", {class: "card"}, facts, element("div", {}, element("h3", {text: "Identities"}), identities));
   }
 
+  async function lookUpAccount(event) {
+    event.preventDefault();
+    const id = encodeURIComponent($("#group-id").value.trim());
+    const box = $("#account");
+    try {
+      const account = await api(`/v1/accounts/${id}`);
+      const members = await api(`/v1/accounts/${id}/members?limit=100`);
+      box.replaceChildren(renderAccount(account, members.members));
+    } catch (error) {
+      box.replaceChildren(element("p", {class: "error", text: String(error.message || error)}));
+    }
+  }
+
+  function renderAccount(account, members) {
+    const facts = element("dl", {},
+      element("dt", {text: "Account"}), element("dd", {id: "account-id", text: account.group_id}),
+      element("dt", {text: "Stage"}), element("dd", {}, element("span", {class: "stage", id: "account-stage", text: account.stage || "—"})),
+      element("dt", {text: "Since"}), element("dd", {text: account.entered_at ? account.entered_at.replace("T", " ").slice(0, 19) : "—"}),
+      element("dt", {text: "Members"}), element("dd", {id: "account-size", text: String(account.members)}));
+    const traits = element("ul", {id: "account-traits"}, ...Object.entries(account.traits).map(([name, value]) =>
+      element("li", {"data-trait": name, text: `${name}: ${typeof value === "string" ? value : JSON.stringify(value)}`})));
+    const people = element("ul", {id: "account-members"}, ...members.map((m) =>
+      element("li", {"data-customer": m.customer_id},
+        `${m.identities.length ? m.identities[0].value : m.customer_id} `,
+        element("span", {class: "stage", text: m.stage || "—"}))));
+    return element("div", {class: "card"}, facts,
+      element("div", {}, element("h3", {text: "Traits"}), traits, element("h3", {text: "Members"}), people));
+  }
+
   function renderTimeline(entries, history) {
     const entered = {};
     for (const h of history || []) entered[h.message_id] = (entered[h.message_id] || []).concat(h.stage);
@@ -191,6 +220,7 @@
       $("#channel").addEventListener("change", refresh);
       $("#campaign").addEventListener("change", refresh);
       $("#lookup").addEventListener("submit", lookUp);
+      $("#account-lookup").addEventListener("submit", lookUpAccount);
       await refresh();
       $("#app").hidden = false;
       $("#token-form").hidden = true;

@@ -179,6 +179,51 @@ def test_journey_map_shows_the_api_numbers(browser: Any, stack: Stack, artifacts
     page.close()
 
 
+def test_journey_map_shows_an_account(browser: Any, stack: Stack, artifacts: Path) -> None:
+    groups = [
+        {
+            "type": "group",
+            "userId": f"map-{n}",
+            "groupId": "acme-map",
+            "traits": {"name": "Acme", "seats": 10 + n},
+            "timestamp": datetime(2026, 11, 2, n, tzinfo=UTC).isoformat(),
+        }
+        for n in range(3)
+    ]
+    answer = httpx.post(f"{stack.collector}/v1/batch", json={"batch": groups}, auth=(WRITE_KEY, ""))
+    assert answer.status_code == 200, answer.text
+    account = wait_for(
+        lambda: (
+            (a := stack.http.get(f"{stack.api}/v1/accounts/acme-map")).is_success
+            and a.json()["members"] == 3
+            and a.json()
+        )
+    )
+    page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    page.goto(f"{stack.api}/map#token={READ_TOKEN}")
+    page.wait_for_selector("body[data-ready=true]")
+    page.fill("#group-id", "acme-map")
+    page.click("#account-lookup button")
+    page.wait_for_selector("#account-members li")
+    assert page.inner_text("#account-stage") == (account["stage"] or "—")
+    assert page.inner_text("#account-size") == "3"
+    traits = {
+        li.get_attribute("data-trait"): li.inner_text()
+        for li in page.query_selector_all("#account-traits li")
+    }
+    assert traits == {"name": "name: Acme", "seats": "seats: 12"}  # the latest group call's
+    members = stack.get("/v1/accounts/acme-map/members")["members"]
+    shown = [
+        li.get_attribute("data-customer") for li in page.query_selector_all("#account-members li")
+    ]
+    assert shown == [m["customer_id"] for m in members]
+    page.screenshot(path=str(artifacts / "journey-map-account.png"), full_page=True)
+    page.fill("#group-id", "no-such-account")
+    page.click("#account-lookup button")
+    page.wait_for_selector("#account p.error")
+    page.close()
+
+
 def test_journey_map_asks_for_a_token_and_reports_a_bad_one(browser: Any, stack: Stack) -> None:
     page = browser.new_page()
     page.goto(f"{stack.api}/map")

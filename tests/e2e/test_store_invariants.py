@@ -3,7 +3,8 @@
 The pure-core property tests (``tests/unit/test_processing_invariants.py``) fold events with an
 in-memory mirror; this suite sends the same generated events, shuffled, partly redelivered
 and cut into batches, through ``JourneyStore.apply`` (grouped by anchor, link markers) and the
-``Resolver`` (read script, compare-and-set write script), and requires the same customers.
+``Resolver`` (read script, compare-and-set write script), and requires the same customers and
+the same account index (which matches the profiles).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ POLICY = IdentityPolicy()
 def final_state(client: redis.Redis, batches: list[list[dict[str, Any]]]) -> dict[str, Any]:
     """Apply and resolve batch by batch under a fresh prefix; every customer profile."""
     store = JourneyStore(client, f"inv{uuid.uuid4().hex[:8]}")
+    keys = store.keys
     resolver = Resolver(store, MODEL, POLICY, chunk=2)  # several pipelined chunks
     for batch in batches:
         applied = store.apply([effects_of(e, MODEL, POLICY) for e in batch], chunk=3).applied
@@ -40,7 +42,21 @@ def final_state(client: redis.Redis, batches: list[list[dict[str, Any]]]) -> dic
     for key in client.scan_iter(f"{store.keys.prefix}:cust:*"):
         profile = orjson.loads(client.get(key) or b"null")
         profiles[profile["id"]] = profile
-    return profiles
+    accounts = {}
+    for stored in client.zrange(keys.accounts, 0, -1):
+        group_id = stored.decode()
+        members = client.smembers(keys.account_members(group_id))
+        accounts[group_id] = sorted(m.decode() for m in members)
+    return {"profiles": profiles, "accounts": accounts}
+
+
+def assert_account_index(state: dict[str, Any]) -> None:
+    """``P:acct:<groupId>:members`` holds exactly the customers whose profile has it."""
+    members: dict[str, list[str]] = {}
+    for cid, profile in sorted(state["profiles"].items()):
+        for group_id in profile["accounts"]:
+            members.setdefault(group_id, []).append(cid)
+    assert {g: m for g, m in state["accounts"].items() if m} == members
 
 
 def cut(stream: list[dict[str, Any]], data: st.DataObject) -> list[list[dict[str, Any]]]:
@@ -66,5 +82,7 @@ def test_the_store_ends_the_same_whatever_the_order_redelivery_and_batching(
     expected = final_state(client, [base])
     extra = data.draw(st.lists(st.sampled_from(base), max_size=len(base)))
     shuffled = data.draw(st.permutations(base + extra))
-    assert final_state(client, cut(shuffled, data)) == expected
-    assert expected, "every generated event has an identifier, so someone exists"
+    found = final_state(client, cut(shuffled, data))
+    assert found == expected
+    assert expected["profiles"], "every generated event has an identifier, so someone exists"
+    assert_account_index(found)

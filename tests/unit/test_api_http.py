@@ -91,7 +91,7 @@ def test_openapi_documents_every_operation(client: TestClient) -> None:
         for op in item.values()
         if path.startswith("/v1/") and not path.startswith("/v1/stream/")
     ]
-    assert len(operations) == 17  # … and the split of a wrong merge
+    assert len(operations) == 20  # incl. the split and the three account operations
     for path, op in operations:
         assert op["security"] == [{"bearer": []}], path
         assert "422" not in op["responses"]

@@ -29,30 +29,42 @@ NAMES = [
 ]
 
 
+KINDS = ["page", "track", "identify", "track", "group", "alias"]
+USERS = [None, None, "u0", "u1", "u2"]
+DEVICES = [None, "a0-device", "a1-device", "a2-device", "a3-device"]
+
+
 @st.composite
 def events(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Events of every call type, ``group`` (account traits, a billing email among them) and
+    ``alias`` from a former userId or from an anonymous id included, from server and browser
+    keys, several often in the same millisecond."""
     count = draw(st.integers(1, 14))
     found = []
     for index in range(count):
-        kind = draw(st.sampled_from(["page", "track", "identify", "track"]))
-        user = draw(st.sampled_from([None, None, "u0", "u1", "u2"]))
-        anon = draw(st.sampled_from([None, "a0-device", "a1-device", "a2-device", "a3-device"]))
+        kind = draw(st.sampled_from(KINDS))
+        user = draw(st.sampled_from(USERS[2:] if kind == "alias" else USERS))
+        anon = draw(st.sampled_from(DEVICES))
         if user is None and anon is None:
             anon = "a0-device"
-        fields: dict[str, Any] = {}
+        fields: dict[str, Any] = {"trust": draw(st.sampled_from(["server", "server", "browser"]))}
         if user:
             fields["userId"] = user
-        if anon:
+        if anon and kind != "alias":
             fields["anonymousId"] = anon
+        if kind == "alias":
+            fields["previousId"] = draw(st.sampled_from([*USERS[2:], *DEVICES[1:]]))
         if kind == "track":
             fields["event"] = draw(st.sampled_from(NAMES))
         if kind == "page":
             fields["properties"] = {"path": draw(st.sampled_from(["/", "/pricing", "/cart"]))}
-        if kind == "identify" and draw(st.booleans()):
+        if kind in ("identify", "group") and draw(st.booleans()):
             fields["traits"] = {
                 "email": draw(st.sampled_from(["e0@x.io", "e1@x.io"])),
                 "plan": draw(st.sampled_from(["free", "pro"])),
             }
+        if kind == "group":
+            fields["groupId"] = draw(st.sampled_from(["g0", "g1"]))
         at_ms = 1_700_000_000_000 + draw(st.integers(0, 40)) * 60_000
         found.append(make_event(kind, f"m{index}", at_ms, **fields))
     return found
