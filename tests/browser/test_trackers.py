@@ -4,7 +4,6 @@ email click in the same browser; touchpoints asserted in Kafka and stitched in t
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 
 from infra.embedded import Child
 from tests.e2e.conftest import READ_TOKEN, WRITE_KEY, read_topic, stack_env, start_service, wait_for
+from tests.npm import npm_install
 from touchpath.email_links import click_url
 
 LINK_KEY = "browser-link-key"
@@ -161,24 +161,9 @@ def test_touchpath_js_keeps_failed_sends_and_retries_them(
 def _analytics_next() -> Path:
     dist = CACHE / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd"
     if not (dist / "index.js").exists():
-        if not shutil.which("npm"):
-            pytest.skip("npm is needed to fetch @segment/analytics-next")
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                "npm",
-                "install",
-                "--prefix",
-                str(CACHE),
-                "--no-audit",
-                "--no-fund",
-                "--silent",
-                f"@segment/analytics-next@{ANALYTICS_NEXT}",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+        failed = npm_install(CACHE, f"@segment/analytics-next@{ANALYTICS_NEXT}")
+        if failed:
+            pytest.skip(f"@segment/analytics-next could not be installed: {failed}")
     return dist
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conformance import scenario
 from tests.e2e.conftest import WRITE_KEY
+from tests.npm import npm_install
 
 PACKAGES = {
     "segment": "@segment/analytics-node@3.1.0",
@@ -30,27 +31,11 @@ def modules() -> Path:
     wanted = [found / spec.rsplit("@", 1)[0] / "package.json" for spec in PACKAGES.values()]
     if all(path.exists() for path in wanted):
         return found
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.skip("node and npm are needed for the Node client libraries")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [
-            "npm",
-            "install",
-            "--prefix",
-            str(CACHE),
-            "--no-audit",
-            "--no-fund",
-            "--silent",
-            *PACKAGES.values(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"npm could not install the Node client libraries: {done.stderr[-300:]}")
+    if not shutil.which("node"):
+        pytest.skip("node is needed for the Node client libraries")
+    failed = npm_install(CACHE, *PACKAGES.values())
+    if failed:
+        pytest.skip(f"the Node client libraries could not be installed: {failed}")
     return found
 
 

@@ -56,9 +56,9 @@ def accounts(stack: dict[str, Any]) -> None:
     )
     for group_id, members in (("acme", 2), ("globex", 2)):
         wait_for(
-            lambda g=group_id, n=members: (a := _account(stack, g))
-            and a["members"] == n
-            and a["stage"] == "purchase"
+            lambda g=group_id, n=members: (
+                (a := _account(stack, g)) and a["members"] == n and a["stage"] == "purchase"
+            )
         )
     wait_for(lambda: (_account(stack, "acme") or {}).get("traits", {}).get("employees"))
 
@@ -130,9 +130,7 @@ def test_members_page_by_customer_id(stack: dict[str, Any], accounts: None) -> N
 
 
 def test_accounts_in_a_stage(stack: dict[str, Any], accounts: None) -> None:
-    purchase = valid(
-        schemas_accounts.StageAccountsPage, get(stack, "/v1/stages/purchase/accounts")
-    )
+    purchase = valid(schemas_accounts.StageAccountsPage, get(stack, "/v1/stages/purchase/accounts"))
     assert [a["group_id"] for a in purchase["accounts"]] == ["acme", "globex"]
     assert purchase["accounts"][0]["members"] == 2
     one = get(stack, "/v1/stages/purchase/accounts", limit=1).json()

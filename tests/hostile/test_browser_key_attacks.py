@@ -27,7 +27,7 @@ import redis
 from infra.embedded import Child
 from tests.e2e.conftest import BROWSER_KEY as WRITE_KEY
 from tests.e2e.conftest import stack_env, start_service, wait_for
-from tests.fuzz.test_collector_parsers import BAD_REQUESTS
+from tests.fuzz.test_collector_parsers import refuse_bad_requests
 from touchpath.events import CHANNELS, MAX_NESTING
 from touchpath.journey import MAX_ENTRY_TEXT, MAX_PROFILE_TRAITS
 
@@ -263,15 +263,7 @@ def case_channel_labels(live: Live) -> None:
 
 
 def case_bad_input_corpus(live: Live) -> None:
-    for body, headers in BAD_REQUESTS:
-        answer = httpx.post(
-            f"{live.url}/v1/batch",
-            content=body,
-            auth=(WRITE_KEY, ""),
-            headers={"content-type": "application/json", **headers},
-            timeout=10,
-        )
-        assert answer.status_code in (400, 413), (body[:60], answer.status_code)
+    refuse_bad_requests(live.url, WRITE_KEY)
 
 
 CASES = [
