@@ -4,7 +4,8 @@
 idempotent contributions (a journey entry, counters, earliest stage candidates, latest
 traits) stored under the event's *anchor* identifier. :func:`build_customer` folds the
 contributions of every identifier of a resolved customer into a profile, and
-:func:`stage_changes` compares old and new profiles to announce stage changes exactly once.
+:func:`stage_changes` compares the history announced with the new one to announce every
+stage entry, and every correction of one, exactly once.
 """
 
 from __future__ import annotations
@@ -410,32 +411,103 @@ def current_entry(profile: Mapping[str, Any]) -> tuple[str, int, str] | None:
     stage = profile.get("stage")
     if not stage:
         return None
-    at_ms, message_id, _ = profile["history"][stage]
+    at_ms, message_id = profile["history"][stage][:2]
     return stage, at_ms, message_id
+
+
+#: What ``change`` an announcement carries: a stage entered beyond every stage announced
+#: before (``advance``), or a correction of the history announced (the rest).
+ENTERED, INSERTED, MOVED, REMOVED = "entered", "inserted", "moved", "removed"
+
+
+def announced_record(profile: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """What has been announced of a customer once its changes are out: every stage entry of
+    its history as ``{stage: [at_ms, messageId, channel]}`` (stored in ``P:announced``)."""
+    return {stage: list(entry[:3]) for stage, entry in profile["history"].items()}
 
 
 def stage_changes(
     old: Mapping[str, Mapping[str, Any]],
     new: Mapping[str, Mapping[str, Any]],
     model: StageModel,
-    announced: Mapping[str, Sequence[Any] | None],
+    announced: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
-    """Announcements for customers whose current stage entry was not the last one announced.
+    """One announcement per stage entry that differs from what was announced, in stage order.
 
-    ``announced`` maps a customer id to the entry (stage, at_ms, messageId) last announced
-    for it. Announcing only a different entry means no entry is ever announced twice in a
-    row for a customer, and the latest announcement per customer id is its current entry.
+    ``announced`` maps a customer id to its :func:`announced_record` as last stored (or, as
+    stores written before every entry was announced hold it, the one entry ``[stage, at_ms,
+    messageId]`` last announced). An entry a customer merged into this one (whose id is gone,
+    all of whose identities this one holds) was told exactly counts as told. So a replay or a
+    re-resolution announces nothing, and a subscriber folding a customer's announcements
+    holds its history.
     """
     changes = []
     for profile in new.values():
-        entry = current_entry(profile)
-        last = announced.get(profile["id"])
-        if entry is None or (last is not None and tuple(last) == entry):
-            continue
         predecessors = _predecessors(profile, old)
-        previous = [current_entry(p) for p in predecessors]
-        changes.append(_announcement(profile, entry, predecessors, previous, model))
+        mine = set(profile["identities"])
+        merged = [p for p in predecessors if p["id"] not in new and mine >= set(p["identities"])]
+        told = _told(profile, merged, announced, old.get(profile["id"]))
+        changes += _differences(profile, told, predecessors, model)
     return changes
+
+
+def _told(
+    profile: Mapping[str, Any],
+    merged: Sequence[Mapping[str, Any]],
+    announced: Mapping[str, Any],
+    before: Mapping[str, Any] | None,
+) -> dict[str, list[Any]]:
+    """The entries announced for this customer, and those of its history a customer merged
+    into it was told exactly."""
+    told = _record(announced.get(profile["id"]), before)
+    for other in merged:
+        theirs = _record(announced.get(other["id"]), other)
+        for stage, entry in profile["history"].items():
+            if stage not in told and theirs.get(stage) == list(entry[:3]):
+                told[stage] = list(entry[:3])
+    return told
+
+
+def _record(stored: Any, before: Mapping[str, Any] | None) -> dict[str, list[Any]]:
+    """A stored announcement record as ``{stage: [at_ms, messageId, channel]}``; the former
+    one-entry form stands for the history it was the current entry of."""
+    if isinstance(stored, dict):
+        return {stage: list(entry) for stage, entry in stored.items()}
+    if not stored:
+        return {}
+    stage, at_ms, message_id = stored[:3]
+    if before is not None and current_entry(before) == (stage, at_ms, message_id):
+        return announced_record(before)
+    return {stage: [at_ms, message_id, None]}
+
+
+def _differences(
+    profile: Mapping[str, Any],
+    told: Mapping[str, list[Any]],
+    predecessors: Sequence[Mapping[str, Any]],
+    model: StageModel,
+) -> list[dict[str, Any]]:
+    """The announcements that turn ``told`` into the profile's history, in stage order
+    (stages the rules no longer have last)."""
+    now = announced_record(profile)
+    furthest = max((model.position(s) for s in told), default=-1)
+    merged = sorted(p["id"] for p in predecessors if p["id"] != profile["id"])
+    stages = [*model.stages, *sorted(set(told) - set(model.stages))]
+    found = []
+    for stage in stages:
+        entry, before = now.get(stage), told.get(stage)
+        if entry is not None and before is not None and entry[:2] == before[:2]:
+            continue
+        if entry is None and before is None:
+            continue
+        if entry is None:
+            change = REMOVED
+        elif before is None:
+            change = ENTERED if model.position(stage) > furthest else INSERTED
+        else:
+            change = MOVED
+        found.append(_announcement(profile, stage, change, entry, before, merged, model))
+    return found
 
 
 def _predecessors(
@@ -451,30 +523,48 @@ def _predecessors(
     return ([same] if same else []) + others
 
 
+def _below(history: Mapping[str, Any], stage: str, model: StageModel) -> str | None:
+    """The furthest stage of a history before ``stage`` (where the customer came from)."""
+    index = model.position(stage)
+    earlier = [s for s in history if model.position(s) < index]
+    return max(earlier, key=model.position) if earlier else None
+
+
 def _announcement(
     profile: Mapping[str, Any],
-    entry: tuple[str, int, str],
-    predecessors: Sequence[Mapping[str, Any]],
-    previous: Sequence[tuple[str, int, str] | None],
+    stage: str,
+    change: str,
+    entry: Sequence[Any] | None,
+    before: Sequence[Any] | None,
+    merged: list[str],
     model: StageModel,
 ) -> dict[str, Any]:
-    stage, at_ms, message_id = entry
-    before = next((p for p in previous if p is not None), None)
-    correction = before is not None and (
-        model.index(before[0]) > model.index(stage) or (before[0] == stage and before[1] > at_ms)
-    )
-    change_id = hashlib.blake2b(
-        f"{profile['id']}|{stage}|{at_ms}|{message_id}".encode(), digest_size=12
-    ).hexdigest()
+    """One announcement: ``stage`` and what happened to its entry (``change``), the entry
+    (``at_ms``/``message_id``/``channel``; for ``removed`` the one withdrawn) and the one it
+    replaces (``previous_*``); ``from``/``to`` read as a transition: for an entry, the stage
+    before it in the history → ``stage``; for a removal, ``stage`` → the current stage."""
+    history = profile["history"]
+    shown = entry if entry is not None else (before or [None, None, None])
+    at_ms, message_id, channel = shown[:3]
+    previous = before if change != ENTERED else None
+    if change == ENTERED:
+        key = f"{profile['id']}|{stage}|{at_ms}|{message_id}"  # as before corrections existed
+    else:
+        key = f"{profile['id']}|{stage}|{change}|{list(before or [])[:2]}|{at_ms}|{message_id}"
     return {
-        "change_id": change_id,
+        "change_id": hashlib.blake2b(key.encode(), digest_size=12).hexdigest(),
         "customer_id": profile["id"],
         "identities": profile["identities"],
-        "from": before[0] if before else None,
-        "to": stage,
+        "stage": stage,
+        "change": change,
+        "from": stage if change == REMOVED else _below(history, stage, model),
+        "to": profile.get("stage") if change == REMOVED else stage,
         "at_ms": at_ms,
         "message_id": message_id,
-        "channel": profile["history"][stage][2],
-        "kind": "correction" if correction else "advance",
-        "merged_from": sorted(p["id"] for p in predecessors if p["id"] != profile["id"]),
+        "channel": channel,
+        "previous_at_ms": previous[0] if previous else None,
+        "previous_message_id": previous[1] if previous else None,
+        "current": profile.get("stage"),
+        "kind": "advance" if change == ENTERED else "correction",
+        "merged_from": merged,
     }

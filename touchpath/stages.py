@@ -38,6 +38,10 @@ class StageModel:
     def index(self, stage: str) -> int:
         return self.stages.index(stage)
 
+    def position(self, stage: str) -> int:
+        """The stage's index, -1 for a stage these rules do not have."""
+        return self.stages.index(stage) if stage in self.stages else -1
+
     def matcher_for(self, event_type: object, name: object) -> Matcher:
         """The rules that can match an event of this type and name, with a result cache."""
         key = (event_type, name.strip().lower() if isinstance(name, str) else None)

@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 
 from processor.resolver import Resolver
 from processor.store import JourneyStore
+from tests.reference import ReferenceStore
+from tests.unit.test_announcements import PATTERNS, track
 from tests.unit.test_processing_invariants import events
 from touchpath.identity import IdentityPolicy
 from touchpath.journey import effects_of
@@ -68,3 +70,23 @@ def test_the_store_ends_the_same_whatever_the_order_redelivery_and_batching(
     shuffled = data.draw(st.permutations(base + extra))
     assert final_state(client, cut(shuffled, data)) == expected
     assert expected, "every generated event has an identifier, so someone exists"
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+def test_the_resolver_announces_what_the_reference_announces(
+    client: redis.Redis, pattern: str
+) -> None:
+    """Through the real scripts: the outbox, the webhook outbox and the live stream each get
+    the reference model's announcements, in its order; a replay adds none."""
+    store = JourneyStore(client, f"ann{uuid.uuid4().hex[:8]}")
+    resolver = Resolver(store, MODEL, POLICY)
+    reference = ReferenceStore(MODEL)
+    batches = [[track(m, minute, name) for m, minute, name in b] for b in PATTERNS[pattern]]
+    for batch in [*batches, *batches]:  # then everything again: nothing new to announce
+        applied = store.apply([effects_of(e, MODEL, POLICY) for e in batch]).applied
+        resolver.resolve(a.cluster for a in applied if a.needs_resolution)
+        reference.apply_batch(batch)
+    expected = [c["change_id"] for c in reference.announcements]
+    for stream in (store.keys.outbox, store.keys.webhook_outbox, store.keys.live_changes):
+        told = [orjson.loads(f[b"change"]) for _, f in client.xrange(stream)]
+        assert [c["change_id"] for c in told] == expected
