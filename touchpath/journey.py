@@ -32,7 +32,8 @@ from touchpath.stages import (
     StageEntry,
     StageModel,
     current_stage,
-    matching_stages,
+    gate_passes,
+    match_event,
     stage_history,
 )
 from touchpath.surveys import stage_at, survey_answer
@@ -105,6 +106,8 @@ def effects_of(
     channel = str(event.get("context", {}).get("channel") or "other")
     order = order_key(at_ms, message_id)
     stages, conditional = _stage_contributions(event, model, at_ms, message_id, channel)
+    if model.trait_names:
+        conditional.update(trait_history(event, model.trait_names, order, at_ms))
     revenue = revenue_of(event)
     return EventEffects(
         anchor=keys[0],
@@ -165,14 +168,51 @@ def _short(value: Any) -> Any:
 def _stage_contributions(
     event: Mapping[str, Any], model: StageModel, at_ms: int, message_id: str, channel: str
 ) -> tuple[dict[str, str], dict[str, int]]:
+    """Earliest-wins candidates (``s:<stage>``: time, messageId, channel, cause) and gated
+    ones (after a stage and/or on traits), stored as members of the anchor's ``cond`` set:
+    ``stage<US>after<US>messageId<US>channel<US>cause[<US>trait conditions]`` → time."""
+    match = match_event(event, model)
     unconditional: dict[str, str] = {}
     conditional: dict[str, int] = {}
-    for stage, after in matching_stages(event, model).items():
+    for stage, after in match.stages.items():
+        cause = _cause(event, match.rules.get(stage, -1))
         if after is None:
-            unconditional[stage] = encode_candidate(at_ms, message_id, channel)
+            unconditional[stage] = FIELD_SEPARATOR.join(
+                (encode_candidate(at_ms, message_id, channel), cause)
+            )
         else:
-            conditional[FIELD_SEPARATOR.join((stage, after, message_id, channel))] = at_ms
+            conditional[FIELD_SEPARATOR.join((stage, after, message_id, channel, cause))] = at_ms
+    for gate in match.gates:
+        cause = _cause(event, gate.rule)
+        member = (gate.stage, gate.after or "", message_id, channel, cause, gate.conditions)
+        conditional[FIELD_SEPARATOR.join(member)] = at_ms
     return unconditional, conditional
+
+
+def _cause(event: Mapping[str, Any], rule: int) -> str:
+    """What caused a stage candidate, as JSON: ``[type, event or page name, rule number]``."""
+    name = event.get("event") or event.get("name")
+    return orjson.dumps([event.get("type"), _short(name) if name else None, rule]).decode()
+
+
+TRAIT_MARK = "~t"  # cond members holding a trait's value from an event (stage names are slugs)
+
+
+def trait_history(
+    event: Mapping[str, Any], names: frozenset[str], order: str, at_ms: int
+) -> dict[str, int]:
+    """The values an event gives the traits some rule reads (``context.traits`` then its own
+    ``traits``), kept in the anchor's ``cond`` set as ``~t<US>name<US>order<US>value``."""
+    given: dict[str, Any] = {}
+    for source in ((event.get("context") or {}).get("traits"), event.get("traits")):
+        if isinstance(source, Mapping):
+            given.update((k, v) for k, v in source.items() if k in names)
+    found = {}
+    for name, value in given.items():
+        encoded = orjson.dumps(value).decode()
+        if len(encoded) <= MAX_ENTRY_TEXT:
+            found[FIELD_SEPARATOR.join((TRAIT_MARK, name, order, encoded))] = at_ms
+    return found
 
 
 def encode_candidate(at_ms: int, message_id: str, channel: str) -> str:
@@ -253,15 +293,60 @@ def anchor_data(fields: Mapping[str, str]) -> AnchorData:
     return data
 
 
-def _candidates(data: Iterable[AnchorData]) -> list[tuple[str, StageCandidate]]:
+def _candidates(data: Sequence[AnchorData]) -> list[tuple[str, StageCandidate]]:
+    """Every stage candidate of a customer's anchors; a candidate gated on traits only when
+    the customer's traits in force at its event's time meet the conditions."""
+    values = _trait_values(data)
     found: list[tuple[str, StageCandidate]] = []
     for anchor in data:
         for stage, encoded in anchor.stages.items():
-            at, message_id, channel = encoded.split(FIELD_SEPARATOR, 2)
-            found.append((stage, StageCandidate(int(at), message_id, channel)))
+            at, message_id, rest = encoded.split(FIELD_SEPARATOR, 2)
+            channel, _, cause = rest.partition(FIELD_SEPARATOR)
+            found.append((stage, StageCandidate(int(at), message_id, channel, None, cause)))
         for member, at_ms in anchor.conditional:
-            stage, after, message_id, channel = member.split(FIELD_SEPARATOR, 3)
-            found.append((stage, StageCandidate(int(at_ms), message_id, channel, after)))
+            if member.startswith(TRAIT_MARK):
+                continue
+            stage, after, message_id, channel, *more = member.split(FIELD_SEPARATOR, 5)
+            cause, gate = [*more, "", ""][:2]
+            if gate and not gate_passes(gate, _traits_at(values, order_key(at_ms, message_id))):
+                continue
+            found.append(
+                (stage, StageCandidate(int(at_ms), message_id, channel, after or None, cause))
+            )
+    return found
+
+
+def _trait_values(data: Iterable[AnchorData]) -> dict[str, list[tuple[str, Any]]]:
+    """Each trait some rule reads: its values over time, ``(order, value)`` sorted."""
+    values: dict[str, list[tuple[str, Any]]] = {}
+    for anchor in data:
+        for member, _ in anchor.conditional:
+            if member.startswith(TRAIT_MARK):
+                _, name, rest = member.split(FIELD_SEPARATOR, 2)
+                order, encoded = rest.rsplit(FIELD_SEPARATOR, 1)  # the order key holds one
+                values.setdefault(name, []).append((order, orjson.loads(encoded)))
+    for changes in values.values():
+        changes.sort(key=lambda change: change[0])
+    return values
+
+
+def _traits_at(values: Mapping[str, list[tuple[str, Any]]], order: str) -> dict[str, Any]:
+    """The traits in force at an event (its own included): the latest value set no later."""
+    now = {}
+    for name, changes in values.items():
+        set_by = [value for at, value in changes if at <= order]
+        if set_by:
+            now[name] = set_by[-1]
+    return now
+
+
+def history_entry(entry: StageEntry) -> list[Any]:
+    """A profile's history entry: ``[at_ms, messageId, channel]`` and, when known, what
+    caused it ``{type, event, rule}`` (the event's type and name, the rule's number)."""
+    found: list[Any] = [entry.at_ms, entry.message_id, entry.channel]
+    if entry.cause:
+        kind, name, rule = orjson.loads(entry.cause)
+        found.append({"type": kind, "event": name, "rule": rule})
     return found
 
 
@@ -286,7 +371,7 @@ def build_customer(
         "id": customer_id(keys, first_seen),
         "identities": keys,
         "stage": current_stage(history, model),
-        "history": {s: [e.at_ms, e.message_id, e.channel] for s, e in history.items()},
+        "history": {s: history_entry(e) for s, e in history.items()},
         "first_touch": first_touch(data),
         "traits": latest_traits(data),
         "surveys": survey_answers(data, history, model),

@@ -22,21 +22,23 @@ from processor.resolver import Resolver
 from processor.store import JourneyStore
 from tests.reference import ReferenceStore
 from tests.unit.test_announcements import PATTERNS, track
-from tests.unit.test_processing_invariants import events
+from tests.unit.test_processing_invariants import TRAIT_MODEL, events
 from touchpath.identity import IdentityPolicy
 from touchpath.journey import effects_of
-from touchpath.stages import load_stage_model
+from touchpath.stages import StageModel, load_stage_model
 
 MODEL = load_stage_model()
 POLICY = IdentityPolicy()
 
 
-def final_state(client: redis.Redis, batches: list[list[dict[str, Any]]]) -> dict[str, Any]:
+def final_state(
+    client: redis.Redis, batches: list[list[dict[str, Any]]], model: StageModel = MODEL
+) -> dict[str, Any]:
     """Apply and resolve batch by batch under a fresh prefix; every customer profile."""
     store = JourneyStore(client, f"inv{uuid.uuid4().hex[:8]}")
-    resolver = Resolver(store, MODEL, POLICY, chunk=2)  # several pipelined chunks
+    resolver = Resolver(store, model, POLICY, chunk=2)  # several pipelined chunks
     for batch in batches:
-        applied = store.apply([effects_of(e, MODEL, POLICY) for e in batch], chunk=3).applied
+        applied = store.apply([effects_of(e, model, POLICY) for e in batch], chunk=3).applied
         resolver.resolve(a.cluster for a in applied if a.needs_resolution)
     profiles = {}
     for key in client.scan_iter(f"{store.keys.prefix}:cust:*"):
@@ -70,6 +72,27 @@ def test_the_store_ends_the_same_whatever_the_order_redelivery_and_batching(
     shuffled = data.draw(st.permutations(base + extra))
     assert final_state(client, cut(shuffled, data)) == expected
     assert expected, "every generated event has an identifier, so someone exists"
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.data(), events())
+def test_trait_conditions_end_the_same_whatever_the_order(
+    client: redis.Redis, data: st.DataObject, base: list[dict[str, Any]]
+) -> None:
+    """Gated candidates and trait values through the real scripts, against the reference."""
+    expected = final_state(client, [base], TRAIT_MODEL)
+    extra = data.draw(st.lists(st.sampled_from(base), max_size=len(base)))
+    shuffled = data.draw(st.permutations(base + extra))
+    assert final_state(client, cut(shuffled, data), TRAIT_MODEL) == expected
+    reference = ReferenceStore(TRAIT_MODEL)
+    reference.apply_batch(base)
+    assert {p["id"]: p["history"] for p in reference.profiles.values()} == {
+        cid: p["history"] for cid, p in expected.items()
+    }
 
 
 @pytest.mark.parametrize("pattern", sorted(PATTERNS))
