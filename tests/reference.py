@@ -50,6 +50,8 @@ class ReferenceStore:
         self.journeys.setdefault(effect.anchor, set()).add(effect.entry)
         for name, n in effect.counts.items():
             data.counts[name] = str(int(data.counts.get(name, "0")) + n)
+        if effect.revenue:  # as ingest.lua's HINCRBYFLOAT c:revenue
+            data.counts["revenue"] = str(float(data.counts.get("revenue", "0")) + effect.revenue)
         for stage, candidate in effect.stages.items():
             if stage not in data.stages or candidate < data.stages[stage]:
                 data.stages[stage] = candidate

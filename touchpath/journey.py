@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from touchpath.events import event_millis, revenue_of
+from touchpath.events import event_millis
 from touchpath.identifiers import Identifier, identifiers_of, sort_by_priority
 from touchpath.identity import (
     TIE_SEPARATOR,
@@ -28,12 +28,14 @@ from touchpath.identity import (
     resolve,
 )
 from touchpath.stages import (
+    Match,
     StageCandidate,
     StageEntry,
     StageModel,
     current_stage,
     gate_passes,
     match_event,
+    purchase_revenue,
     stage_history,
 )
 from touchpath.surveys import stage_at, survey_answer
@@ -105,10 +107,11 @@ def effects_of(
     message_id = str(event["messageId"])
     channel = str(event.get("context", {}).get("channel") or "other")
     order = order_key(at_ms, message_id)
-    stages, conditional = _stage_contributions(event, model, at_ms, message_id, channel)
+    match = match_event(event, model)
+    stages, conditional = _stage_contributions(event, match, at_ms, message_id, channel)
     if model.trait_names:
         conditional.update(trait_history(event, model.trait_names, order, at_ms))
-    revenue = revenue_of(event)
+    revenue = purchase_revenue(event, match, model)
     return EventEffects(
         anchor=keys[0],
         message_id=message_id,
@@ -166,12 +169,11 @@ def _short(value: Any) -> Any:
 
 
 def _stage_contributions(
-    event: Mapping[str, Any], model: StageModel, at_ms: int, message_id: str, channel: str
+    event: Mapping[str, Any], match: Match, at_ms: int, message_id: str, channel: str
 ) -> tuple[dict[str, str], dict[str, int]]:
     """Earliest-wins candidates (``s:<stage>``: time, messageId, channel, cause) and gated
     ones (after a stage and/or on traits), stored as members of the anchor's ``cond`` set:
     ``stage<US>after<US>messageId<US>channel<US>cause[<US>trait conditions]`` → time."""
-    match = match_event(event, model)
     unconditional: dict[str, str] = {}
     conditional: dict[str, int] = {}
     for stage, after in match.stages.items():

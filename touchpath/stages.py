@@ -14,16 +14,19 @@ checks against the customer's trait history (:func:`gate_passes`).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import yaml
+
+from touchpath.events import MAX_REVENUE, REVENUE_PROPERTIES
 
 
 class RulesError(ValueError):
@@ -45,6 +48,10 @@ class StageModel:
     stages: tuple[str, ...]
     rules: tuple[Rule, ...]
     ignore: tuple[Mapping[str, Any], ...]
+    #: The stage whose events are purchases (their revenue is lifetime value), and the event
+    #: properties read for the revenue, the first numeric one counting (rules' ``revenue:``).
+    purchase_stage: str = ""
+    revenue_properties: tuple[str, ...] = REVENUE_PROPERTIES
 
     @property
     def trait_names(self) -> frozenset[str]:
@@ -157,7 +164,7 @@ class StageEntry:
 
 
 _SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-_TOP_KEYS = {"stages", "rules", "ignore"}
+_TOP_KEYS = {"stages", "rules", "ignore", "revenue"}
 _RULE_KEYS = {"stage", "when", "after"}
 _WHEN_KEYS = {"type", "event", "name", "channel", "properties", "traits", "context"}
 _OPERATORS = {"prefix", "exists"}
@@ -180,7 +187,47 @@ def parse_stage_model(text: str, origin: str = "<rules>") -> StageModel:
         _when(w, f"{origin}: ignore[{i}]")
         for i, w in enumerate(_list(doc, "ignore", origin, required=False))
     )
-    return StageModel(stages, rules, ignore)
+    purchase, properties = _revenue(doc.get("revenue"), stages, origin)
+    return StageModel(stages, rules, ignore, purchase, properties)
+
+
+def _revenue(raw: object, stages: tuple[str, ...], origin: str) -> tuple[str, tuple[str, ...]]:
+    """``revenue: {stage, properties}``; by default ``purchase`` (else the last stage) and
+    ``revenue``, ``total``, ``value``."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise RulesError(f"{origin}: 'revenue' must be a mapping with 'stage' and 'properties'")
+    _no_unknown(raw, {"stage", "properties"}, f"{origin}: revenue")
+    stage = raw.get("stage", "purchase" if "purchase" in stages else stages[-1])
+    if stage not in stages:
+        raise RulesError(f"{origin}: revenue.stage {stage!r} is not one of {list(stages)}")
+    properties = raw.get("properties", list(REVENUE_PROPERTIES))
+    if not isinstance(properties, list) or not all(isinstance(p, str) for p in properties):
+        raise RulesError(f"{origin}: revenue.properties must be a list of property names")
+    return stage, tuple(properties)
+
+
+def _money(value: Any) -> bool:
+    """A finite number (not a boolean) within ±MAX_REVENUE."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return math.isfinite(value) and abs(value) <= MAX_REVENUE
+
+
+def purchase_revenue(event: Mapping[str, Any], match: Match, model: StageModel) -> float | None:
+    """None unless the rules count the event as a purchase (it matches a rule of the purchase
+    stage); then the first finite numeric revenue property within ±MAX_REVENUE, else 0."""
+    stage = model.purchase_stage
+    if stage not in match.stages and not any(g.stage == stage for g in match.gates):
+        return None
+    properties = event.get("properties")
+    if not isinstance(properties, Mapping):
+        return 0.0
+    for key in model.revenue_properties:
+        value = properties.get(key)
+        if _money(value):
+            return float(cast(float, value))
+    return 0.0
 
 
 def _no_unknown(mapping: Mapping[str, Any], allowed: set[str], where: str) -> None:
