@@ -131,7 +131,7 @@ class Resolver:
             _count(state.profiles, new, partial)
             write = ClusterWrite(state.cluster, state.version)
             self._write(write, state.profiles, new, partial.changes)
-            _record_announced(write, self.store.keys, new, announced)
+            _record_announced(write, self.store.keys, state.profiles, new, announced)
             planned.append((write, partial))
         return planned
 
@@ -182,10 +182,16 @@ class Resolver:
 
 
 def _record_announced(
-    write: ClusterWrite, keys: Keys, new: dict[str, dict[str, Any]], announced: dict[str, Any]
+    write: ClusterWrite,
+    keys: Keys,
+    old: dict[str, dict[str, Any]],
+    new: dict[str, dict[str, Any]],
+    announced: dict[str, Any],
 ) -> None:
     """Store, with the changes, every entry now announced per customer (when it differs)."""
     for cid, profile in new.items():
+        if cid in announced and old.get(cid) == profile:
+            continue  # unchanged since its record was stored
         record = announced_record(profile)
         if (record or cid in announced) and announced.get(cid) != record:
             write.call("HSET", keys.announced, cid, orjson.dumps(record))

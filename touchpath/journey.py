@@ -530,6 +530,8 @@ def stage_changes(
     """
     changes = []
     for profile in new.values():
+        if announced.get(profile["id"]) == announced_record(profile):
+            continue  # all told already (the common case: nothing to compare)
         predecessors = _predecessors(profile, old)
         mine = set(profile["identities"])
         merged = [p for p in predecessors if p["id"] not in new and mine >= set(p["identities"])]
@@ -612,9 +614,12 @@ def _predecessors(
 
 def _below(history: Mapping[str, Any], stage: str, model: StageModel) -> str | None:
     """The furthest stage of a history before ``stage`` (where the customer came from)."""
-    index = model.position(stage)
-    earlier = [s for s in history if model.position(s) < index]
-    return max(earlier, key=model.position) if earlier else None
+    index, best, found = model.position(stage), -1, None
+    for other in history:
+        position = model.position(other)
+        if best < position < index:
+            best, found = position, other
+    return found
 
 
 def _announcement(

@@ -70,7 +70,11 @@ class StageModel:
 
     def position(self, stage: str) -> int:
         """The stage's index, -1 for a stage these rules do not have."""
-        return self.stages.index(stage) if stage in self.stages else -1
+        positions = self.__dict__.get("_positions")
+        if positions is None:
+            positions = {name: i for i, name in enumerate(self.stages)}
+            object.__setattr__(self, "_positions", positions)
+        return int(positions.get(stage, -1))
 
     def matcher_for(self, event_type: object, name: object) -> Matcher:
         """The rules that can match an event of this type and name, with a result cache."""

@@ -61,14 +61,17 @@ def test_traits_set_after_the_event_do_not_count() -> None:
     assert profile["stage"] == "lead"
 
 
+#: The company grows between two demo requests: only the second one qualifies.
+GROWING = [
+    identify("i1", 1, company_size="11-50"),
+    demo("d1", 2, userId="u1"),
+    identify("i2", 3, company_size="201+"),
+    demo("d2", 4, userId="u1"),
+]
+
+
 def test_the_value_in_force_at_the_event_counts_not_the_latest() -> None:
-    events = [
-        identify("i1", 1, company_size="11-50"),
-        demo("d1", 2, userId="u1"),
-        identify("i2", 3, company_size="201+"),
-        demo("d2", 4, userId="u1"),
-    ]
-    profile = stage_after(events)
+    profile = stage_after(GROWING)
     assert profile["history"]["qualified"][1] == "d2"
 
 
@@ -87,14 +90,8 @@ def test_gated_stages_follow_their_after_stage() -> None:
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(4))))
 def test_the_outcome_does_not_depend_on_arrival_order(order: tuple[int, ...]) -> None:
-    events = [
-        identify("i1", 1, company_size="11-50"),
-        demo("d1", 2, userId="u1"),
-        identify("i2", 3, company_size="201+"),
-        demo("d2", 4, userId="u1"),
-    ]
-    first = stage_after(events)
-    batches = [[events[i]] for i in order]
+    first = stage_after(GROWING)
+    batches = [[GROWING[i]] for i in order]
     assert stage_after(*batches)["history"] == first["history"]
 
 
