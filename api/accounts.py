@@ -52,7 +52,7 @@ def account_history(
     ``(at_ms, message_id, channel, customer_id)``."""
     earliest: dict[str, tuple[int, str, str, str]] = {}
     for profile in members:
-        for stage, (at_ms, message_id, channel) in (profile.get("history") or {}).items():
+        for stage, (at_ms, message_id, channel, *_) in (profile.get("history") or {}).items():
             entry = (int(at_ms), str(message_id), str(channel), str(profile["id"]))
             if stage in model.stages and (stage not in earliest or entry < earliest[stage]):
                 earliest[stage] = entry

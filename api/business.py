@@ -25,7 +25,8 @@ class Metrics:
       lifespan [first seen, latest known activity]; the latest known activity is its latest
       stage entry (the funnel row keeps no last-seen time), so the rate is an approximation
       that misses customers whose only recent events changed no stage.
-    * **lifetime value**: revenue of order events of the customers first seen in the window,
+    * **lifetime value**: revenue of every event the rules count as a purchase
+      (:func:`touchpath.stages.purchase_revenue`) of the customers first seen in the window,
       per purchasing customer and per customer, overall and by first-touch channel.
     """
 

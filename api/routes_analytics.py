@@ -125,15 +125,18 @@ async def business_metrics(
       customer counts as active from its first touch to its latest stage entry (what the
       compact funnel row keeps); customers whose recent events changed no stage count as
       inactive.
-    * **lifetime_value** — revenue of order events (`Order Completed`) of the customers first
-      seen in the period: per purchasing customer, per customer, and by first-touch channel."""
+    * **lifetime_value** — revenue of every event the rules count as a purchase (an event
+      matching a rule of the rules file's purchase stage: by default `Order Completed`,
+      `Subscription Started`, `Trial Converted`), read from the first numeric property of
+      `revenue.properties` in the rules file (default `revenue`, `total`, `value`; none: 0),
+      of the customers first seen in the period, whenever it was spent: in total, per
+      purchasing customer (those who reached the purchase stage by ``until``), per customer,
+      and by first-touch channel."""
     high = to_ms(until, int(time.time() * 1000), "until")
     low = to_ms(since, high - 30 * DAY_MS, "since")
     if low >= high:
         raise Problem(400, "Bad Request", "since must be before until")
-    model = stages.stages
-    purchase = model.index("purchase") if "purchase" in model else len(model) - 1
-    counter = Metrics(low, high, purchase)
+    counter = Metrics(low, high, stages.index(stages.purchase_stage or stages.stages[-1]))
     async for rows in reads.funnel_rows():
         counter.add(rows)
     previous = low - (high - low)

@@ -64,7 +64,10 @@ async def stage_changes(
     request: Request,
     stages: Stages,
     _: ReadScope,
-    stage: Annotated[list[str] | None, Query(description="only changes into these stages")] = None,
+    stage: Annotated[
+        list[str] | None,
+        Query(description="only announcements about these stages (entered or corrected)"),
+    ] = None,
     last_event_id: Annotated[
         str | None,
         Header(
@@ -73,7 +76,9 @@ async def stage_changes(
         ),
     ] = None,
 ) -> StreamingResponse:
-    """Each change: ``{change_id, customer_id, identities, from, to, at_ms, kind, …}``."""
+    """Each announcement: ``{change_id, customer_id, identities, stage, change, from, to,
+    at_ms, message_id, channel, previous_at_ms, previous_message_id, current, kind,
+    merged_from}`` (docs/webhooks.md)."""
     wanted = set(stage or ())
     unknown = wanted - set(stages.stages)
     if unknown:
@@ -129,6 +134,11 @@ async def _next(listener: Listener) -> tuple[str, bytes]:
 
 def _event(entry_id: str, raw: bytes, wanted: set[str]) -> bytes:
     """The SSE lines of a change; nothing when its stage is not wanted."""
-    if wanted and orjson.loads(raw)["to"] not in wanted:
+    if wanted and _stage_of(orjson.loads(raw)) not in wanted:
         return b""
     return b"id: " + entry_id.encode() + b"\nevent: stage-change\ndata: " + raw + b"\n\n"
+
+
+def _stage_of(change: dict[str, object]) -> object:
+    """The stage an announcement is about (``to`` in those stored before ``stage`` was)."""
+    return change.get("stage", change.get("to"))

@@ -49,10 +49,25 @@ class ProblemDoc(BaseModel):
     errors: list[FieldError] | None = None
 
 
+class RuleDoc(BaseModel):
+    """A stage rule as written in the rules file."""
+
+    number: int = Field(description="its place in the file's `rules` list, from 0")
+    stage: str
+    when: dict[str, Any]
+
+
 class CausedBy(BaseModel):
+    """The event that entered the stage, and the rule that counted it."""
+
     message_id: str
     at: str
     channel: str
+    type: str | None = Field(None, description="the event's type (track, page, identify, …)")
+    event: str | None = Field(None, description="the track event's or the page's name")
+    rule: RuleDoc | None = Field(
+        None, description="the rule that matched (null for entries stored by older versions)"
+    )
 
 
 class StageAnswer(BaseModel):
@@ -64,7 +79,18 @@ class StageAnswer(BaseModel):
             "stage": "decision",
             "entered_at": AT,
             "previous_stage": "consideration",
-            "caused_by": {"message_id": "m-17", "at": AT, "channel": "web"},
+            "caused_by": {
+                "message_id": "m-17",
+                "at": AT,
+                "channel": "web",
+                "type": "track",
+                "event": "Checkout Started",
+                "rule": {
+                    "number": 5,
+                    "stage": "decision",
+                    "when": {"type": "track", "event": ["Product Added", "Checkout Started"]},
+                },
+            },
         }
     )
     customer_id: str
@@ -84,6 +110,7 @@ class StageEntryDoc(BaseModel):
     entered_at: str
     message_id: str
     channel: str
+    caused_by: CausedBy | None = None
 
 
 class FirstTouch(BaseModel):

@@ -54,7 +54,25 @@ def stage_view(profile: Profile, stages: StageModel, as_of: int | None = None) -
         "stage": stage,
         "entered_at": at,
         "previous_stage": previous_stage(stage, history, stages),
-        "caused_by": {"message_id": entry[1], "at": at, "channel": entry[2]},
+        "caused_by": caused_by(str(stage), entry, stages),
+    }
+
+
+def caused_by(stage: str, entry: Sequence[Any], stages: StageModel) -> dict[str, Any]:
+    """The event that entered a stage (time, channel, type, name) and the rule that counted
+    it (its number in the rules file, the stage it grants and its ``when`` as written); type,
+    name and rule are None for entries stored before they were kept."""
+    cause = entry[3] if len(entry) > 3 and isinstance(entry[3], dict) else {}
+    rule = stages.rule(cause.get("rule"), stage)
+    return {
+        "message_id": entry[1],
+        "at": iso(entry[0]),
+        "channel": entry[2],
+        "type": cause.get("type"),
+        "event": cause.get("event"),
+        "rule": {"number": rule.number, "stage": rule.stage, "when": dict(rule.source)}
+        if rule
+        else None,
     }
 
 
@@ -69,6 +87,7 @@ def stage_history(profile: Profile, stages: StageModel) -> list[dict[str, Any]]:
             "entered_at": iso(history[s][0]),
             "message_id": history[s][1],
             "channel": history[s][2],
+            "caused_by": caused_by(s, history[s], stages),
         }
         for s in known
     ]

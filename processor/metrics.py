@@ -47,7 +47,9 @@ DEAD_LETTERS = Counter(
     ["reason"],
 )
 STAGE_CHANGES = Counter(
-    "touchpath_processor_stage_changes", "Stage changes announced, by new stage.", ["stage"]
+    "touchpath_processor_stage_changes",
+    "Stage announcements (entries and corrections), by the stage they are about.",
+    ["stage"],
 )
 PARTITIONS_ASSIGNED = Gauge(
     "touchpath_processor_partitions_assigned",

@@ -72,7 +72,8 @@ class OutboxPublisher:
         pipe.xdel(self.outbox, *ids)
         pipe.execute()
         for _, fields in entries:
-            metrics.STAGE_CHANGES.labels(orjson.loads(fields[b"change"])["to"]).inc()
+            change = orjson.loads(fields[b"change"])
+            metrics.STAGE_CHANGES.labels(change.get("stage", change["to"])).inc()
         return len(entries)
 
     def _read_new(self, limit: int) -> list[Entry]:

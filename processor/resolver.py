@@ -21,7 +21,7 @@ import orjson
 
 from processor.store import ClusterState, ClusterWrite, JourneyStore
 from touchpath.identity import IdentityPolicy
-from touchpath.journey import derive_profiles, funnel_row, stage_changes
+from touchpath.journey import announced_record, derive_profiles, funnel_row, stage_changes
 from touchpath.keys import Keys
 from touchpath.stages import StageModel
 
@@ -122,7 +122,9 @@ class Resolver:
             )
             for state in states
         ]
-        announced = self.store.read_announced(cid for _, new in derived for cid in new)
+        announced = self.store.read_announced(
+            cid for state, new in derived for cid in (*new, *state.profiles)
+        )
         planned = []
         for state, new in derived:
             partial = ResolveReport()
@@ -130,6 +132,7 @@ class Resolver:
             _count(state.profiles, new, partial)
             write = ClusterWrite(state.cluster, state.version)
             self._write(write, state.profiles, new, partial.changes)
+            _record_announced(write, self.store.keys, state.profiles, new, announced)
             planned.append((write, partial))
         return planned
 
@@ -182,8 +185,22 @@ class Resolver:
             call("XADD", keys.webhook_outbox, "MAXLEN", "~", 100_000, "*", "change", encoded)
             # the API's resumable SSE stream reads a capped stream of its own
             call("XADD", keys.live_changes, "MAXLEN", "~", LIVE_KEPT, "*", "change", encoded)
-            entry = [change["to"], change["at_ms"], change["message_id"]]
-            call("HSET", keys.announced, change["customer_id"], orjson.dumps(entry))
+
+
+def _record_announced(
+    write: ClusterWrite,
+    keys: Keys,
+    old: dict[str, dict[str, Any]],
+    new: dict[str, dict[str, Any]],
+    announced: dict[str, Any],
+) -> None:
+    """Store, with the changes, every entry now announced per customer (when it differs)."""
+    for cid, profile in new.items():
+        if cid in announced and old.get(cid) == profile:
+            continue  # unchanged since its record was stored
+        record = announced_record(profile)
+        if (record or cid in announced) and announced.get(cid) != record:
+            write.call("HSET", keys.announced, cid, orjson.dumps(record))
 
 
 def _successor(profile: dict[str, Any], new: dict[str, dict[str, Any]]) -> str | None:

@@ -11,8 +11,9 @@ Layout (``P`` is the configured prefix):
   ``P:stage:<stage>`` → customers *currently* in a stage by time entered;
   ``P:reached:<stage>`` → customers who ever reached it; ``P:funnel`` → customer id → compact
   funnel row (first touch, stage times, short traits); ``P:outbox`` → stream of stage changes
-  waiting to be published to Kafka; ``P:announced`` → customer id → the stage entry last
-  announced for it (never deleted, so an entry is not announced twice).
+  waiting to be published to Kafka; ``P:announced`` → customer id → every stage entry
+  announced for it, ``{stage: [at_ms, messageId, channel]}`` (never deleted, so an entry is
+  not announced twice; stores of older versions hold the one entry last announced).
 * ``P:erasures`` exists once anything was erased; ``P:erased:<mark>`` → epoch ms of an
   erasure, ``mark`` being the keyed hash of the identifier (``touchpath/erasure.py``; each
   event carries its identifiers' marks): events *received* before it (replays)
@@ -239,8 +240,8 @@ class JourneyStore:
             return []
         return [writes[int(position) - 1] for position in self._write_clusters(args=args)]
 
-    def read_announced(self, customer_ids: Iterable[str]) -> dict[str, list[Any]]:
-        """The entry last announced for each customer id (absent when none)."""
+    def read_announced(self, customer_ids: Iterable[str]) -> dict[str, Any]:
+        """What was announced for each customer id (absent when nothing)."""
         wanted = sorted(set(customer_ids))
         if not wanted:
             return {}

@@ -13,7 +13,13 @@ from typing import Any
 
 from touchpath.events import format_time
 from touchpath.identity import TIE_SEPARATOR, IdentityPolicy
-from touchpath.journey import AnchorData, derive_profiles, effects_of, stage_changes
+from touchpath.journey import (
+    AnchorData,
+    announced_record,
+    derive_profiles,
+    effects_of,
+    stage_changes,
+)
 from touchpath.stages import StageModel
 
 
@@ -28,7 +34,7 @@ class ReferenceStore:
     ties: dict[str, str] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     announcements: list[dict[str, Any]] = field(default_factory=list)
-    announced: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    announced: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
 
     def apply_batch(self, events: Iterable[Mapping[str, Any]]) -> None:
         for event in events:
@@ -44,6 +50,8 @@ class ReferenceStore:
         self.journeys.setdefault(effect.anchor, set()).add(effect.entry)
         for name, n in effect.counts.items():
             data.counts[name] = str(int(data.counts.get(name, "0")) + n)
+        if effect.revenue:  # as ingest.lua's HINCRBYFLOAT c:revenue
+            data.counts["revenue"] = str(float(data.counts.get("revenue", "0")) + effect.revenue)
         for stage, candidate in effect.stages.items():
             if stage not in data.stages or candidate < data.stages[stage]:
                 data.stages[stage] = candidate
@@ -85,12 +93,10 @@ class ReferenceStore:
             first = {k: self.first_seen[k] for k in component}
             new.update(derive_profiles(first, ties, self.anchors, self.model, self.policy))
         changes = stage_changes(self.profiles, new, self.model, self.announced)
-        for change in changes:
-            self.announced[change["customer_id"]] = (
-                change["to"],
-                change["at_ms"],
-                change["message_id"],
-            )
+        for cid, profile in new.items():  # as the resolver stores it
+            record = announced_record(profile)
+            if record or cid in self.announced:
+                self.announced[cid] = record
         self.announcements.extend(changes)
         self.profiles = new
 

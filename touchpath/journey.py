@@ -4,7 +4,8 @@
 idempotent contributions (a journey entry, counters, earliest stage candidates, latest
 traits) stored under the event's *anchor* identifier. :func:`build_customer` folds the
 contributions of every identifier of a resolved customer into a profile, and
-:func:`stage_changes` compares old and new profiles to announce stage changes exactly once.
+:func:`stage_changes` compares the history announced with the new one to announce every
+stage entry, and every correction of one, exactly once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from touchpath.events import event_millis, revenue_of
+from touchpath.events import event_millis
 from touchpath.identifiers import (
     CONTROL_CHARACTER,
     Identifier,
@@ -32,11 +33,14 @@ from touchpath.identity import (
     resolve,
 )
 from touchpath.stages import (
+    Match,
     StageCandidate,
     StageEntry,
     StageModel,
     current_stage,
-    matching_stages,
+    gate_passes,
+    match_event,
+    purchase_revenue,
     stage_history,
 )
 from touchpath.surveys import stage_at, survey_answer
@@ -110,8 +114,13 @@ def effects_of(
     browser = event.get("trust") == "browser"
     tie_order = tiebreak(event)
     order = order_key(at_ms, message_id, tie_order, browser)
-    stages, conditional = _stage_contributions(event, model, at_ms, message_id, channel, tie_order)
-    revenue = revenue_of(event)
+    match = match_event(event, model)
+    stages, conditional = _stage_contributions(event, match, at_ms, message_id, channel, tie_order)
+    if model.trait_names:
+        conditional.update(
+            trait_history(event, model.trait_names, time_order(at_ms, message_id), at_ms)
+        )
+    revenue = purchase_revenue(event, match, model)
     return EventEffects(
         anchor=keys[0],
         message_id=message_id,
@@ -190,26 +199,67 @@ def _short(value: Any) -> Any:
 
 def _stage_contributions(
     event: Mapping[str, Any],
-    model: StageModel,
+    match: Match,
     at_ms: int,
     message_id: str,
     channel: str,
     tiebreak: str = "",
 ) -> tuple[dict[str, str], dict[str, int]]:
+    """Earliest-wins candidates (``s:<stage>``: time, messageId, channel, cause) and gated
+    ones (after a stage and/or on traits), stored as members of the anchor's ``cond`` set:
+    ``stage<US>after<US>messageId<US>channel<US>cause[<US>trait conditions]`` → time."""
     unconditional: dict[str, str] = {}
     conditional: dict[str, int] = {}
-    for stage, after in matching_stages(event, model).items():
+    for stage, after in match.stages.items():
+        cause = _cause(event, match.rules.get(stage, -1))
         if after is None:
-            unconditional[stage] = encode_candidate(at_ms, message_id, channel, tiebreak)
+            unconditional[stage] = FIELD_SEPARATOR.join(
+                (encode_candidate(at_ms, message_id, channel, tiebreak), cause)
+            )
         else:
-            conditional[FIELD_SEPARATOR.join((stage, after, message_id, channel))] = at_ms
+            conditional[FIELD_SEPARATOR.join((stage, after, message_id, channel, cause))] = at_ms
+    for gate in match.gates:
+        cause = _cause(event, gate.rule)
+        member = (gate.stage, gate.after or "", message_id, channel, cause, gate.conditions)
+        conditional[FIELD_SEPARATOR.join(member)] = at_ms
     return unconditional, conditional
+
+
+def _cause(event: Mapping[str, Any], rule: int) -> str:
+    """What caused a stage candidate, as JSON: ``[type, event or page name, rule number]``."""
+    name = event.get("event") or event.get("name")
+    return orjson.dumps([event.get("type"), _short(name) if name else None, rule]).decode()
+
+
+TRAIT_MARK = "~t"  # cond members holding a trait's value from an event (stage names are slugs)
+
+
+def trait_history(
+    event: Mapping[str, Any], names: frozenset[str], order: str, at_ms: int
+) -> dict[str, int]:
+    """The values an event gives the traits some rule reads (``context.traits`` then its own
+    ``traits``), kept in the anchor's ``cond`` set as ``~t<US>name<US>order<US>value``."""
+    given: dict[str, Any] = {}
+    for source in ((event.get("context") or {}).get("traits"), event.get("traits")):
+        if isinstance(source, Mapping):
+            given.update((k, v) for k, v in source.items() if k in names)
+    found = {}
+    for name, value in given.items():
+        encoded = orjson.dumps(value).decode()
+        if len(encoded) <= MAX_ENTRY_TEXT:
+            found[FIELD_SEPARATOR.join((TRAIT_MARK, name, order, encoded))] = at_ms
+    return found
 
 
 def encode_candidate(at_ms: int, message_id: str, channel: str, tiebreak: str = "") -> str:
     """A stage candidate as a string whose lexicographic order is (time, tiebreak,
     messageId); the first 15 characters are the time."""
     return FIELD_SEPARATOR.join((f"{max(at_ms, 0):015d}{tiebreak}", message_id, channel))
+
+
+def time_order(at_ms: int, message_id: str) -> str:
+    """Event time then messageId: orders trait values against the events they gate."""
+    return f"{max(at_ms, 0):015d}\x1f{message_id}"
 
 
 def _counts(event: Mapping[str, Any], channel: str, is_order: bool) -> dict[str, int]:
@@ -303,15 +353,60 @@ def anchor_data(fields: Mapping[str, str]) -> AnchorData:
     return data
 
 
-def _candidates(data: Iterable[AnchorData]) -> list[tuple[str, StageCandidate]]:
+def _candidates(data: Sequence[AnchorData]) -> list[tuple[str, StageCandidate]]:
+    """Every stage candidate of a customer's anchors; a candidate gated on traits only when
+    the customer's traits in force at its event's time meet the conditions."""
+    values = _trait_values(data)
     found: list[tuple[str, StageCandidate]] = []
     for anchor in data:
         for stage, encoded in anchor.stages.items():
-            at, message_id, channel = encoded.split(FIELD_SEPARATOR, 2)
-            found.append((stage, StageCandidate(int(at[:15]), message_id, channel)))
+            at, message_id, rest = encoded.split(FIELD_SEPARATOR, 2)
+            channel, _, cause = rest.partition(FIELD_SEPARATOR)
+            found.append((stage, StageCandidate(int(at[:15]), message_id, channel, None, cause)))
         for member, at_ms in anchor.conditional:
-            stage, after, message_id, channel = member.split(FIELD_SEPARATOR, 3)
-            found.append((stage, StageCandidate(int(at_ms), message_id, channel, after)))
+            if member.startswith(TRAIT_MARK):
+                continue
+            stage, after, message_id, channel, *more = member.split(FIELD_SEPARATOR, 5)
+            cause, gate = [*more, "", ""][:2]
+            if gate and not gate_passes(gate, _traits_at(values, time_order(at_ms, message_id))):
+                continue
+            found.append(
+                (stage, StageCandidate(int(at_ms), message_id, channel, after or None, cause))
+            )
+    return found
+
+
+def _trait_values(data: Iterable[AnchorData]) -> dict[str, list[tuple[str, Any]]]:
+    """Each trait some rule reads: its values over time, ``(order, value)`` sorted."""
+    values: dict[str, list[tuple[str, Any]]] = {}
+    for anchor in data:
+        for member, _ in anchor.conditional:
+            if member.startswith(TRAIT_MARK):
+                _, name, rest = member.split(FIELD_SEPARATOR, 2)
+                order, encoded = rest.rsplit(FIELD_SEPARATOR, 1)  # the order key holds one
+                values.setdefault(name, []).append((order, orjson.loads(encoded)))
+    for changes in values.values():
+        changes.sort(key=lambda change: change[0])
+    return values
+
+
+def _traits_at(values: Mapping[str, list[tuple[str, Any]]], order: str) -> dict[str, Any]:
+    """The traits in force at an event (its own included): the latest value set no later."""
+    now = {}
+    for name, changes in values.items():
+        set_by = [value for at, value in changes if at <= order]
+        if set_by:
+            now[name] = set_by[-1]
+    return now
+
+
+def history_entry(entry: StageEntry) -> list[Any]:
+    """A profile's history entry: ``[at_ms, messageId, channel]`` and, when known, what
+    caused it ``{type, event, rule}`` (the event's type and name, the rule's number)."""
+    found: list[Any] = [entry.at_ms, entry.message_id, entry.channel]
+    if entry.cause:
+        kind, name, rule = orjson.loads(entry.cause)
+        found.append({"type": kind, "event": name, "rule": rule})
     return found
 
 
@@ -336,7 +431,7 @@ def build_customer(
         "id": customer_id(keys, first_seen, policy.priority),
         "identities": keys,
         "stage": current_stage(history, model),
-        "history": {s: [e.at_ms, e.message_id, e.channel] for s, e in history.items()},
+        "history": {s: history_entry(e) for s, e in history.items()},
         "first_touch": first_touch(data),
         "traits": latest_traits(data),
         "accounts": accounts_of(data),
@@ -513,32 +608,105 @@ def current_entry(profile: Mapping[str, Any]) -> tuple[str, int, str] | None:
     stage = profile.get("stage")
     if not stage:
         return None
-    at_ms, message_id, _ = profile["history"][stage]
+    at_ms, message_id = profile["history"][stage][:2]
     return stage, at_ms, message_id
+
+
+#: What ``change`` an announcement carries: a stage entered beyond every stage announced
+#: before (``advance``), or a correction of the history announced (the rest).
+ENTERED, INSERTED, MOVED, REMOVED = "entered", "inserted", "moved", "removed"
+
+
+def announced_record(profile: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """What has been announced of a customer once its changes are out: every stage entry of
+    its history as ``{stage: [at_ms, messageId, channel]}`` (stored in ``P:announced``)."""
+    return {stage: list(entry[:3]) for stage, entry in profile["history"].items()}
 
 
 def stage_changes(
     old: Mapping[str, Mapping[str, Any]],
     new: Mapping[str, Mapping[str, Any]],
     model: StageModel,
-    announced: Mapping[str, Sequence[Any] | None],
+    announced: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
-    """Announcements for customers whose current stage entry was not the last one announced.
+    """One announcement per stage entry that differs from what was announced, in stage order.
 
-    ``announced`` maps a customer id to the entry (stage, at_ms, messageId) last announced
-    for it. Announcing only a different entry means no entry is ever announced twice in a
-    row for a customer, and the latest announcement per customer id is its current entry.
+    ``announced`` maps a customer id to its :func:`announced_record` as last stored (or, as
+    stores written before every entry was announced hold it, the one entry ``[stage, at_ms,
+    messageId]`` last announced). An entry a customer merged into this one (whose id is gone,
+    all of whose identities this one holds) was told exactly counts as told. So a replay or a
+    re-resolution announces nothing, and a subscriber folding a customer's announcements
+    holds its history.
     """
     changes = []
     for profile in new.values():
-        entry = current_entry(profile)
-        last = announced.get(profile["id"])
-        if entry is None or (last is not None and tuple(last) == entry):
-            continue
+        if announced.get(profile["id"]) == announced_record(profile):
+            continue  # all told already (the common case: nothing to compare)
         predecessors = _predecessors(profile, old)
-        previous = [current_entry(p) for p in predecessors]
-        changes.append(_announcement(profile, entry, predecessors, previous, model))
+        mine = set(profile["identities"])
+        merged = [p for p in predecessors if p["id"] not in new and mine >= set(p["identities"])]
+        told = _told(profile, merged, announced, old.get(profile["id"]))
+        changes += _differences(profile, told, predecessors, model)
     return changes
+
+
+def _told(
+    profile: Mapping[str, Any],
+    merged: Sequence[Mapping[str, Any]],
+    announced: Mapping[str, Any],
+    before: Mapping[str, Any] | None,
+) -> dict[str, list[Any]]:
+    """The entries announced for this customer, and those of its history a customer merged
+    into it was told exactly."""
+    told = _record(announced.get(profile["id"]), before)
+    for other in merged:
+        theirs = _record(announced.get(other["id"]), other)
+        for stage, entry in profile["history"].items():
+            if stage not in told and theirs.get(stage) == list(entry[:3]):
+                told[stage] = list(entry[:3])
+    return told
+
+
+def _record(stored: Any, before: Mapping[str, Any] | None) -> dict[str, list[Any]]:
+    """A stored announcement record as ``{stage: [at_ms, messageId, channel]}``; the former
+    one-entry form stands for the history it was the current entry of."""
+    if isinstance(stored, dict):
+        return {stage: list(entry) for stage, entry in stored.items()}
+    if not stored:
+        return {}
+    stage, at_ms, message_id = stored[:3]
+    if before is not None and current_entry(before) == (stage, at_ms, message_id):
+        return announced_record(before)
+    return {stage: [at_ms, message_id, None]}
+
+
+def _differences(
+    profile: Mapping[str, Any],
+    told: Mapping[str, list[Any]],
+    predecessors: Sequence[Mapping[str, Any]],
+    model: StageModel,
+) -> list[dict[str, Any]]:
+    """The announcements that turn ``told`` into the profile's history, in stage order
+    (stages the rules no longer have last)."""
+    now = announced_record(profile)
+    furthest = max((model.position(s) for s in told), default=-1)
+    merged = sorted(p["id"] for p in predecessors if p["id"] != profile["id"])
+    stages = [*model.stages, *sorted(set(told) - set(model.stages))]
+    found = []
+    for stage in stages:
+        entry, before = now.get(stage), told.get(stage)
+        if entry is not None and before is not None and entry[:2] == before[:2]:
+            continue
+        if entry is None and before is None:
+            continue
+        if entry is None:
+            change = REMOVED
+        elif before is None:
+            change = ENTERED if model.position(stage) > furthest else INSERTED
+        else:
+            change = MOVED
+        found.append(_announcement(profile, stage, change, entry, before, merged, model))
+    return found
 
 
 def _predecessors(
@@ -554,30 +722,51 @@ def _predecessors(
     return ([same] if same else []) + others
 
 
+def _below(history: Mapping[str, Any], stage: str, model: StageModel) -> str | None:
+    """The furthest stage of a history before ``stage`` (where the customer came from)."""
+    index, best, found = model.position(stage), -1, None
+    for other in history:
+        position = model.position(other)
+        if best < position < index:
+            best, found = position, other
+    return found
+
+
 def _announcement(
     profile: Mapping[str, Any],
-    entry: tuple[str, int, str],
-    predecessors: Sequence[Mapping[str, Any]],
-    previous: Sequence[tuple[str, int, str] | None],
+    stage: str,
+    change: str,
+    entry: Sequence[Any] | None,
+    before: Sequence[Any] | None,
+    merged: list[str],
     model: StageModel,
 ) -> dict[str, Any]:
-    stage, at_ms, message_id = entry
-    before = next((p for p in previous if p is not None), None)
-    correction = before is not None and (
-        model.index(before[0]) > model.index(stage) or (before[0] == stage and before[1] > at_ms)
-    )
-    change_id = hashlib.blake2b(
-        f"{profile['id']}|{stage}|{at_ms}|{message_id}".encode(), digest_size=12
-    ).hexdigest()
+    """One announcement: ``stage`` and what happened to its entry (``change``), the entry
+    (``at_ms``/``message_id``/``channel``; for ``removed`` the one withdrawn) and the one it
+    replaces (``previous_*``); ``from``/``to`` read as a transition: for an entry, the stage
+    before it in the history → ``stage``; for a removal, ``stage`` → the current stage."""
+    history = profile["history"]
+    shown = entry if entry is not None else (before or [None, None, None])
+    at_ms, message_id, channel = shown[:3]
+    previous = before if change != ENTERED else None
+    if change == ENTERED:
+        key = f"{profile['id']}|{stage}|{at_ms}|{message_id}"  # as before corrections existed
+    else:
+        key = f"{profile['id']}|{stage}|{change}|{list(before or [])[:2]}|{at_ms}|{message_id}"
     return {
-        "change_id": change_id,
+        "change_id": hashlib.blake2b(key.encode(), digest_size=12).hexdigest(),
         "customer_id": profile["id"],
         "identities": profile["identities"],
-        "from": before[0] if before else None,
-        "to": stage,
+        "stage": stage,
+        "change": change,
+        "from": stage if change == REMOVED else _below(history, stage, model),
+        "to": profile.get("stage") if change == REMOVED else stage,
         "at_ms": at_ms,
         "message_id": message_id,
-        "channel": profile["history"][stage][2],
-        "kind": "correction" if correction else "advance",
-        "merged_from": sorted(p["id"] for p in predecessors if p["id"] != profile["id"]),
+        "channel": channel,
+        "previous_at_ms": previous[0] if previous else None,
+        "previous_message_id": previous[1] if previous else None,
+        "current": profile.get("stage"),
+        "kind": "advance" if change == ENTERED else "correction",
+        "merged_from": merged,
     }

@@ -4,18 +4,29 @@ Stages are ordered; each rule says which events qualify a customer for a stage (
 matches type, event name, page/screen name, channel, properties, traits, context), optionally
 only at or after an earlier stage was entered (``after``). ``ignore`` lists events that never
 move a stage (machine opens, link scanners).
+
+``traits`` conditions are about the *customer*: the traits in force at the event's time (set
+by an earlier identify, an event's ``context.traits`` or the event's own ``traits``). The
+event alone cannot tell them, so an event that matches the rest of such a rule yields a
+*gated* candidate carrying the conditions (:class:`Gate`), which the profile derivation
+checks against the customer's trait history (:func:`gate_passes`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import orjson
 import yaml
+
+from touchpath.events import MAX_REVENUE, REVENUE_PROPERTIES
 
 
 class RulesError(ValueError):
@@ -25,8 +36,11 @@ class RulesError(ValueError):
 @dataclass(frozen=True)
 class Rule:
     stage: str
-    when: Mapping[str, Any]
+    when: Mapping[str, Any]  # everything but the trait conditions, compiled
     after: str | None
+    number: int = 0  # its place in the rules file (``rules[number]``)
+    gate: str = ""  # the trait conditions as canonical JSON ("" when it has none)
+    source: Mapping[str, Any] = field(default_factory=dict, compare=False)  # ``when`` as written
 
 
 @dataclass(frozen=True)
@@ -34,9 +48,33 @@ class StageModel:
     stages: tuple[str, ...]
     rules: tuple[Rule, ...]
     ignore: tuple[Mapping[str, Any], ...]
+    #: The stage whose events are purchases (their revenue is lifetime value), and the event
+    #: properties read for the revenue, the first numeric one counting (rules' ``revenue:``).
+    purchase_stage: str = ""
+    revenue_properties: tuple[str, ...] = REVENUE_PROPERTIES
+
+    @property
+    def trait_names(self) -> frozenset[str]:
+        """The traits some rule's conditions read (their history is kept for the gates)."""
+        return frozenset(name for r in self.rules if r.gate for name in orjson.loads(r.gate))
 
     def index(self, stage: str) -> int:
         return self.stages.index(stage)
+
+    def rule(self, number: object, stage: str) -> Rule | None:
+        """The rule ``rules[number]`` if it grants ``stage`` (None once the rules changed)."""
+        if isinstance(number, int) and 0 <= number < len(self.rules):
+            found = self.rules[number]
+            return found if found.stage == stage else None
+        return None
+
+    def position(self, stage: str) -> int:
+        """The stage's index, -1 for a stage these rules do not have."""
+        positions = self.__dict__.get("_positions")
+        if positions is None:
+            positions = {name: i for i, name in enumerate(self.stages)}
+            object.__setattr__(self, "_positions", positions)
+        return int(positions.get(stage, -1))
 
     def matcher_for(self, event_type: object, name: object) -> Matcher:
         """The rules that can match an event of this type and name, with a result cache."""
@@ -65,7 +103,30 @@ class Matcher:
 
     rules: tuple[Rule, ...]
     paths: tuple[tuple[str, ...], ...]
-    results: dict[tuple[Any, ...], Mapping[str, str | None]]
+    results: dict[tuple[Any, ...], Match]
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """A candidate that counts only if the customer's traits at the event's time match."""
+
+    stage: str
+    after: str | None
+    conditions: str  # canonical JSON of the rule's ``traits`` conditions
+    rule: int
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """What an event qualifies for: stages (each with the stage it must follow, or None),
+    the rule that granted each, and candidates gated on traits."""
+
+    stages: Mapping[str, str | None]
+    rules: Mapping[str, int] = field(default_factory=dict)
+    gates: tuple[Gate, ...] = ()
+
+
+NO_MATCH = Match({})
 
 
 MATCH_CACHE_SIZE = 4096
@@ -94,6 +155,7 @@ class StageCandidate:
     message_id: str
     channel: str
     after: str | None = None
+    cause: str = ""  # JSON [type, event or page name, rule number] ("" in older stores)
 
 
 @dataclass(frozen=True)
@@ -102,10 +164,11 @@ class StageEntry:
     at_ms: int
     message_id: str
     channel: str
+    cause: str = ""
 
 
 _SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-_TOP_KEYS = {"stages", "rules", "ignore"}
+_TOP_KEYS = {"stages", "rules", "ignore", "revenue"}
 _RULE_KEYS = {"stage", "when", "after"}
 _WHEN_KEYS = {"type", "event", "name", "channel", "properties", "traits", "context"}
 _OPERATORS = {"prefix", "exists"}
@@ -122,11 +185,53 @@ def parse_stage_model(text: str, origin: str = "<rules>") -> StageModel:
     _no_unknown(doc, _TOP_KEYS, origin)
     stages = _stages(doc.get("stages"), origin)
     rules = tuple(_rule(r, i, stages, origin) for i, r in enumerate(_list(doc, "rules", origin)))
+    if any(r.gate and not r.when for r in rules):
+        raise RulesError(f"{origin}: a rule needs a condition on the event besides 'traits'")
     ignore = tuple(
         _when(w, f"{origin}: ignore[{i}]")
         for i, w in enumerate(_list(doc, "ignore", origin, required=False))
     )
-    return StageModel(stages, rules, ignore)
+    purchase, properties = _revenue(doc.get("revenue"), stages, origin)
+    return StageModel(stages, rules, ignore, purchase, properties)
+
+
+def _revenue(raw: object, stages: tuple[str, ...], origin: str) -> tuple[str, tuple[str, ...]]:
+    """``revenue: {stage, properties}``; by default ``purchase`` (else the last stage) and
+    ``revenue``, ``total``, ``value``."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise RulesError(f"{origin}: 'revenue' must be a mapping with 'stage' and 'properties'")
+    _no_unknown(raw, {"stage", "properties"}, f"{origin}: revenue")
+    stage = raw.get("stage", "purchase" if "purchase" in stages else stages[-1])
+    if stage not in stages:
+        raise RulesError(f"{origin}: revenue.stage {stage!r} is not one of {list(stages)}")
+    properties = raw.get("properties", list(REVENUE_PROPERTIES))
+    if not isinstance(properties, list) or not all(isinstance(p, str) for p in properties):
+        raise RulesError(f"{origin}: revenue.properties must be a list of property names")
+    return stage, tuple(properties)
+
+
+def _money(value: Any) -> bool:
+    """A finite number (not a boolean) within ±MAX_REVENUE."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return math.isfinite(value) and abs(value) <= MAX_REVENUE
+
+
+def purchase_revenue(event: Mapping[str, Any], match: Match, model: StageModel) -> float | None:
+    """None unless the rules count the event as a purchase (it matches a rule of the purchase
+    stage); then the first finite numeric revenue property within ±MAX_REVENUE, else 0."""
+    stage = model.purchase_stage
+    if stage not in match.stages and not any(g.stage == stage for g in match.gates):
+        return None
+    properties = event.get("properties")
+    if not isinstance(properties, Mapping):
+        return 0.0
+    for key in model.revenue_properties:
+        value = properties.get(key)
+        if _money(value):
+            return float(cast(float, value))
+    return 0.0
 
 
 def _no_unknown(mapping: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -165,7 +270,11 @@ def _rule(raw: object, index: int, stages: tuple[str, ...], origin: str) -> Rule
         raise RulesError(f"{where}: unknown stage {stage!r}; declared: {list(stages)}")
     if after is not None and (after not in stages or stages.index(after) >= stages.index(stage)):
         raise RulesError(f"{where}: 'after' must name a stage before {stage!r}, got {after!r}")
-    return Rule(stage, _when(raw.get("when"), where), after)
+    when = _when(raw.get("when"), where)
+    traits = raw["when"].get("traits")
+    gate = orjson.dumps(traits, option=orjson.OPT_SORT_KEYS).decode() if traits else ""
+    ungated = {k: v for k, v in when.items() if k != "traits"}
+    return Rule(stage, ungated, after, index, gate, raw["when"])
 
 
 def _when(raw: object, where: str) -> Mapping[str, Any]:
@@ -250,6 +359,11 @@ def _matches(event: Mapping[str, Any], when: Mapping[str, Any]) -> bool:
 
 def matching_stages(event: Mapping[str, Any], model: StageModel) -> Mapping[str, str | None]:
     """Stages the event qualifies for, each with the stage it must follow (or None)."""
+    return match_event(event, model).stages
+
+
+def match_event(event: Mapping[str, Any], model: StageModel) -> Match:
+    """What the event qualifies for (:class:`Match`), cached by the fields the rules read."""
     matcher = model.matcher_for(event.get("type"), event.get("event"))
     key = tuple(_field(event, path) for path in matcher.paths)
     try:
@@ -274,16 +388,32 @@ def _field(event: Mapping[str, Any], path: Sequence[str]) -> Any:
     return value
 
 
-def _match(
-    event: Mapping[str, Any], model: StageModel, rules: tuple[Rule, ...]
-) -> dict[str, str | None]:
+def _match(event: Mapping[str, Any], model: StageModel, rules: tuple[Rule, ...]) -> Match:
     if any(_matches(event, ign) for ign in model.ignore):
-        return {}
+        return NO_MATCH
     found: dict[str, str | None] = {}
+    granted: dict[str, int] = {}
+    gates: list[Gate] = []
     for rule in rules:
-        if _matches(event, rule.when) and (rule.after is None or rule.stage not in found):
-            found[rule.stage] = rule.after
-    return found
+        if not _matches(event, rule.when):
+            continue
+        if rule.gate:
+            gates.append(Gate(rule.stage, rule.after, rule.gate, rule.number))
+        elif rule.stage not in found or (rule.after is None and found[rule.stage] is not None):
+            found[rule.stage] = rule.after  # an ungated rule outranks one after a stage
+            granted[rule.stage] = rule.number
+    kept = tuple(g for g in gates if found.get(g.stage, "") is not None)
+    return Match(found, granted, kept) if found or kept else NO_MATCH
+
+
+@lru_cache(maxsize=256)
+def _gate_conditions(conditions: str) -> dict[str, Any]:
+    return {name: _compile(c) for name, c in orjson.loads(conditions).items()}
+
+
+def gate_passes(conditions: str, traits: Mapping[str, Any]) -> bool:
+    """Whether the traits in force (name → value) meet a gate's conditions."""
+    return all(_cond(traits.get(name), c) for name, c in _gate_conditions(conditions).items())
 
 
 def stage_history(
@@ -300,7 +430,9 @@ def stage_history(
                 ok.append(c)
         if ok:
             best = min(ok, key=lambda c: (c.at_ms, c.message_id))
-            history[stage] = StageEntry(stage, best.at_ms, best.message_id, best.channel)
+            history[stage] = StageEntry(
+                stage, best.at_ms, best.message_id, best.channel, best.cause
+            )
     return history
 
 

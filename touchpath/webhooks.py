@@ -1,10 +1,11 @@
 """Stage-change webhooks, the pure part: subscriptions, matching, bodies and the retry plan.
 
-A subscription names a URL, optionally the stages it wants (``to`` stage of a change) and/or
-transitions (``"consideration->decision"``, ``"*->purchase"``), and a Standard Webhooks
-secret. Every matching change becomes one delivery (id ``<change_id>.<subscription id>``) with
-a fixed body and ``webhook-id`` (``msg_<change_id>``) across its retries, so receivers can
-de-duplicate. Retries follow exponential backoff with full jitter, for a bounded time.
+A subscription names a URL, optionally the stages it wants (the ``stage`` an announcement is
+about: entered, or its entry corrected) and/or transitions (``"consideration->decision"``,
+``"*->purchase"``), and a Standard Webhooks secret. Every matching change becomes one
+delivery (id ``<change_id>.<subscription id>``) with a fixed body and ``webhook-id``
+(``msg_<change_id>``) across its retries, so receivers can de-duplicate. Retries follow
+exponential backoff with full jitter, for a bounded time.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def matches(subscription: Subscription, change: Mapping[str, Any]) -> bool:
     if not subscription.stages and not subscription.transitions:
         return True
     to, before = change.get("to"), change.get("from") or ""
-    if to in subscription.stages:
+    if change.get("stage", to) in subscription.stages:
         return True
     return any(a in (ANY, before) and b in (ANY, to) for a, b in subscription.transitions)
 

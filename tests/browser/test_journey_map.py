@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from infra.embedded import Child
 from tests.e2e.conftest import READ_TOKEN, WRITE_KEY, stack_env, start_service, wait_for
@@ -146,12 +147,12 @@ def test_journey_map_shows_the_api_numbers(browser: Any, stack: Stack, artifacts
     page.select_option("#channel", "ads")
     expected = api_funnel(stack, channel="ads")
     ads = stack.get("/v1/funnel", channel="ads")["customers"]
-    page.wait_for_function(f"document.querySelector('#funnel').dataset.customers === '{ads}'")
+    # expect() retries from Playwright's side: wait_for_function's polling evaluates a string
+    # in the page, which the map's Content-Security-Policy (no 'unsafe-eval') refuses
+    expect(page.locator("#funnel")).to_have_attribute("data-customers", str(ads))
     assert shown_funnel(page) == expected
     ads_flows = stack.get("/v1/flows", channel="ads")
-    page.wait_for_function(
-        f"document.querySelectorAll('#sankey path.link').length === {len(ads_flows['links'])}"
-    )
+    expect(page.locator("#sankey path.link")).to_have_count(len(ads_flows["links"]))
     page.screenshot(path=str(artifacts / "journey-map-ads.png"), full_page=True)
 
     email = next(  # a customer who went the whole way, for a telling timeline

@@ -134,7 +134,14 @@ def test_stage_by_every_kind_of_identifier(stack: dict[str, Any], population: No
     assert answers[0]["stage"] == "purchase"
     assert answers[0]["previous_stage"] == "consideration"  # decision was skipped
     assert answers[0]["entered_at"] == "2026-02-04T10:00:00.000Z"
-    assert answers[0]["caused_by"] == {"message_id": "a4", "at": DAY.format(4), "channel": "web"}
+    cause = answers[0]["caused_by"]
+    assert (
+        cause["message_id"] == "a4" and cause["at"] == DAY.format(4) and cause["channel"] == "web"
+    )
+    assert (cause["type"], cause["event"]) == ("track", "Order Completed")  # the event, the rule:
+    assert (
+        cause["rule"]["stage"] == "purchase" and "Order Completed" in cause["rule"]["when"]["event"]
+    )
 
 
 def test_stage_as_of_a_past_time(stack: dict[str, Any], population: None) -> None:

@@ -21,22 +21,26 @@ from hypothesis import strategies as st
 
 from processor.resolver import Resolver
 from processor.store import JourneyStore
-from tests.unit.test_processing_invariants import events
+from tests.reference import ReferenceStore
+from tests.unit.test_announcements import PATTERNS, track
+from tests.unit.test_processing_invariants import TRAIT_MODEL, events
 from touchpath.identity import IdentityPolicy
 from touchpath.journey import effects_of
-from touchpath.stages import load_stage_model
+from touchpath.stages import StageModel, load_stage_model
 
 MODEL = load_stage_model()
 POLICY = IdentityPolicy()
 
 
-def final_state(client: redis.Redis, batches: list[list[dict[str, Any]]]) -> dict[str, Any]:
+def final_state(
+    client: redis.Redis, batches: list[list[dict[str, Any]]], model: StageModel = MODEL
+) -> dict[str, Any]:
     """Apply and resolve batch by batch under a fresh prefix; every customer profile."""
     store = JourneyStore(client, f"inv{uuid.uuid4().hex[:8]}")
     keys = store.keys
-    resolver = Resolver(store, MODEL, POLICY, chunk=2)  # several pipelined chunks
+    resolver = Resolver(store, model, POLICY, chunk=2)  # several pipelined chunks
     for batch in batches:
-        applied = store.apply([effects_of(e, MODEL, POLICY) for e in batch], chunk=3).applied
+        applied = store.apply([effects_of(e, model, POLICY) for e in batch], chunk=3).applied
         resolver.resolve(a.cluster for a in applied if a.needs_resolution)
     profiles = {}
     for key in client.scan_iter(f"{store.keys.prefix}:cust:*"):
@@ -86,3 +90,44 @@ def test_the_store_ends_the_same_whatever_the_order_redelivery_and_batching(
     assert found == expected
     assert expected["profiles"], "every generated event has an identifier, so someone exists"
     assert_account_index(found)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.data(), events())
+def test_trait_conditions_end_the_same_whatever_the_order(
+    client: redis.Redis, data: st.DataObject, base: list[dict[str, Any]]
+) -> None:
+    """Gated candidates and trait values through the real scripts, against the reference."""
+    expected = final_state(client, [base], TRAIT_MODEL)
+    extra = data.draw(st.lists(st.sampled_from(base), max_size=len(base)))
+    shuffled = data.draw(st.permutations(base + extra))
+    assert final_state(client, cut(shuffled, data), TRAIT_MODEL) == expected
+    reference = ReferenceStore(TRAIT_MODEL)
+    reference.apply_batch(base)
+    assert {p["id"]: p["history"] for p in reference.profiles.values()} == {
+        cid: p["history"] for cid, p in expected["profiles"].items()
+    }
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+def test_the_resolver_announces_what_the_reference_announces(
+    client: redis.Redis, pattern: str
+) -> None:
+    """Through the real scripts: the outbox, the webhook outbox and the live stream each get
+    the reference model's announcements, in its order; a replay adds none."""
+    store = JourneyStore(client, f"ann{uuid.uuid4().hex[:8]}")
+    resolver = Resolver(store, MODEL, POLICY)
+    reference = ReferenceStore(MODEL)
+    batches = [[track(m, minute, name) for m, minute, name in b] for b in PATTERNS[pattern]]
+    for batch in [*batches, *batches]:  # then everything again: nothing new to announce
+        applied = store.apply([effects_of(e, MODEL, POLICY) for e in batch]).applied
+        resolver.resolve(a.cluster for a in applied if a.needs_resolution)
+        reference.apply_batch(batch)
+    expected = [c["change_id"] for c in reference.announcements]
+    for stream in (store.keys.outbox, store.keys.webhook_outbox, store.keys.live_changes):
+        told = [orjson.loads(f[b"change"]) for _, f in client.xrange(stream)]
+        assert [c["change_id"] for c in told] == expected

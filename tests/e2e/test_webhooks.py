@@ -194,6 +194,37 @@ def test_webhooks_signed_filtered_retried_dead_lettered_and_replayed(
         wait_for(lambda: len(receiver.got["/down"]) == 8)
         assert dead() is None
 
+        # one batch takes a new customer through purchase to post-purchase: the purchase
+        # subscriber hears of the purchase, not only of what followed it
+        send(
+            collector,
+            {
+                "type": "track",
+                "userId": "wh-4",
+                "event": "Order Completed",
+                "timestamp": "2026-03-01T10:00:00Z",
+            },
+            {
+                "type": "track",
+                "userId": "wh-4",
+                "event": "NPS Survey Answered",
+                "properties": {"score": 9},
+                "timestamp": "2026-03-01T10:05:00Z",
+            },
+        )
+
+        def bought() -> list[dict[str, Any]] | None:
+            mine = [c for c in receiver.changes("/buyers") if "user_id:wh-4" in c["identities"]]
+            return mine or None
+
+        (purchase,) = wait_for(bought)
+        assert (purchase["stage"], purchase["change"], purchase["from"]) == (
+            "purchase",
+            "entered",
+            None,
+        )
+        assert purchase["current"] == "post-purchase"
+
         # a dispatcher killed mid-delivery loses nothing: the lease runs out, another tries
         slow = subscribe(api, url=f"{receiver.url}/slow", stages=["post-purchase"])
         receiver.delay["/slow"], receiver.fail["/slow"] = 3.0, 1  # the attempt hangs, fails

@@ -23,7 +23,7 @@ PROFILE = {
     "history": {
         "awareness": [1_000, "a1", "ads"],
         "consideration": [2_000, "a2", "web"],
-        "purchase": [4_000, "a4", "web"],
+        "purchase": [4_000, "a4", "web", {"type": "track", "event": "Order Completed", "rule": 7}],
     },
     "first_touch": {"at_ms": 1_000, "channel": "ads", "campaign": "spring"},
     "traits": {"plan": "pro", "beta": True, "seats": 3},
@@ -42,7 +42,23 @@ def test_stage_view_names_the_previous_stage_and_the_cause() -> None:
         "message_id": "a4",
         "at": "1970-01-01T00:00:04.000Z",
         "channel": "web",
+        "type": "track",
+        "event": "Order Completed",
+        "rule": {
+            "number": 7,
+            "stage": "purchase",
+            "when": {
+                "type": "track",
+                "event": ["Order Completed", "Subscription Started", "Trial Converted"],
+            },
+        },
     }
+
+
+def test_an_entry_stored_before_causes_were_kept_names_its_event_only() -> None:
+    profile = {**PROFILE, "history": {"awareness": [1_000, "a1", "ads"]}, "stage": "awareness"}
+    cause = views.stage_view(profile, MODEL)["caused_by"]
+    assert cause["message_id"] == "a1" and cause["type"] is None and cause["rule"] is None
 
 
 def test_stage_view_as_of_a_past_time() -> None:

@@ -2,23 +2,35 @@
 
 Whatever the arrival order, however often an event is delivered again and however the
 stream is cut into batches (or spread over instances), customers, identity sets, journeys,
-stages and histories end the same; and the latest stage-change announcement per customer
-agrees with the final state, with no entry announced twice in a row.
+stages and histories end the same; and every stage entry of the final state was announced
+(for a customer holding one of its identities then), no announcement repeats what its customer was
+told, and none reads ``from: X, to: X``.
 """
 
 from __future__ import annotations
 
 import itertools
+from importlib import resources
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.reference import ReferenceStore, make_event
-from touchpath.journey import current_entry
-from touchpath.stages import load_stage_model
+from touchpath.stages import StageModel, load_stage_model, parse_stage_model
 
 MODEL = load_stage_model()
+#: The default rules and two trait conditions (the customer's plan at the event's time).
+TRAIT_MODEL = parse_stage_model(
+    resources.files("touchpath").joinpath("rules/default.yaml").read_text()
+    + """
+  - stage: decision
+    when: {type: track, event: "Email Link Clicked", traits: {plan: [pro]}}
+  - stage: post-purchase
+    after: purchase
+    when: {type: page, traits: {plan: {exists: true}}}
+"""
+)
 NAMES = [
     "Product Viewed",
     "Product Added",
@@ -66,12 +78,15 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
         if kind == "group":
             fields["groupId"] = draw(st.sampled_from(["g0", "g1"]))
         at_ms = 1_700_000_000_000 + draw(st.integers(0, 40)) * 60_000
-        found.append(make_event(kind, f"m{index}", at_ms, **fields))
+        event = make_event(kind, f"m{index}", at_ms, **fields)
+        if kind == "track" and draw(st.booleans()):
+            event["context"]["traits"] = {"plan": draw(st.sampled_from(["free", "pro"]))}
+        found.append(event)
     return found
 
 
-def replay(batches: list[list[dict[str, Any]]]) -> ReferenceStore:
-    store = ReferenceStore(MODEL)
+def replay(batches: list[list[dict[str, Any]]], model: StageModel = MODEL) -> ReferenceStore:
+    store = ReferenceStore(model)
     for batch in batches:
         store.apply_batch(batch)
     return store
@@ -98,25 +113,35 @@ def test_final_state_is_independent_of_order_duplicates_and_batching(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), events())
-def test_latest_announcement_agrees_with_final_state(
+def test_trait_conditions_are_independent_of_order_duplicates_and_batching(
     data: st.DataObject, base: list[dict[str, Any]]
 ) -> None:
+    expected = replay([base], TRAIT_MODEL).state()
+    assert replay(data.draw(deliveries(base)), TRAIT_MODEL).state() == expected
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), events())
+def test_every_entry_is_announced_once(data: st.DataObject, base: list[dict[str, Any]]) -> None:
     store = replay(data.draw(deliveries(base)))
-    latest: dict[str, dict[str, Any]] = {}
+    told: dict[str, dict[str, tuple[Any, ...]]] = {}
     for change in store.announcements:
-        previous = latest.get(change["customer_id"])
-        assert previous is None or (previous["to"], previous["at_ms"], previous["message_id"]) != (
-            change["to"],
-            change["at_ms"],
-            change["message_id"],
-        ), "same entry announced twice"
-        latest[change["customer_id"]] = change
-    for profile in store.profiles.values():
-        entry = current_entry(profile)
-        if entry is None:
+        assert change["from"] != change["to"], change
+        mine = told.setdefault(change["customer_id"], {})
+        entry = (change["at_ms"], change["message_id"])
+        if change["change"] == "removed":
+            mine.pop(change["stage"], None)
             continue
-        change = latest[profile["id"]]
-        assert (change["to"], change["at_ms"], change["message_id"]) == entry
+        assert mine.get(change["stage"]) != entry, "same entry announced twice"
+        mine[change["stage"]] = entry
+    for profile in store.profiles.values():
+        mine = set(profile["identities"])
+        for stage, (at_ms, message_id, *_) in profile["history"].items():
+            assert any(
+                (c["stage"], c["at_ms"], c["message_id"]) == (stage, at_ms, message_id)
+                and mine.intersection(c["identities"])
+                for c in store.announcements
+            ), f"{stage} of {profile['id']} never announced"
 
 
 def test_post_purchase_needs_a_purchase_before_it() -> None:

@@ -49,6 +49,15 @@ def test_filters() -> None:
     assert not matches(sub(transitions=["consideration->decision"]), first)
 
 
+def test_stage_filters_match_the_stage_an_announcement_is_about() -> None:
+    inserted = {**CHANGE, "stage": "decision", "change": "inserted", "kind": "correction"}
+    assert matches(sub(stages=["decision"]), inserted)
+    removed = {**CHANGE, "stage": "purchase", "change": "removed", "from": "purchase"}
+    removed["to"] = "decision"
+    assert matches(sub(stages=["purchase"]), removed)
+    assert matches(sub(transitions=["purchase->*"]), removed)
+
+
 @pytest.mark.parametrize(
     ("url", "stages", "transitions", "secret"),
     [
