@@ -12,8 +12,8 @@ from typing import Any, cast
 
 import orjson
 import redis
-from kafka import KafkaProducer
 
+from infra.streams import Producer, wait_all
 from processor import metrics
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class OutboxPublisher:
         self,
         client: redis.Redis,
         outbox: str,
-        producer: KafkaProducer,
+        producer: Producer,
         topic: str,
         consumer: str,
         timeout_s: float = 10.0,
@@ -58,14 +58,13 @@ class OutboxPublisher:
         entries = self._claim_stale() + self._read_new(limit)
         if not entries:
             return 0
-        futures = []
+        deliveries = []
         for _, fields in entries:
             change = fields[b"change"]
             key = orjson.loads(change)["customer_id"].encode()
-            futures.append(self.producer.send(self.topic, key=key, value=change))
+            deliveries.append(self.producer.send(self.topic, change, key))
         self.producer.flush(self.timeout_s)
-        for future in futures:
-            future.get(self.timeout_s)
+        wait_all(deliveries, self.timeout_s)
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.client.pipeline(transaction=True)
         pipe.xack(self.outbox, GROUP, *ids)
