@@ -2,7 +2,8 @@
 
 The outbox entry is written in the same atomic script call as the profile it describes, so a
 change is never lost; a Redis consumer group gives each entry to one processor instance, and entries
-left pending by a crashed instance are claimed after ``CLAIM_IDLE_MS``.
+left pending by a crashed instance are claimed after
+:data:`infra.redis_streams.CLAIM_IDLE_MS`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from typing import Any, cast
 import orjson
 import redis
 
+from infra import redis_streams
+from infra.redis_streams import exists_already
 from infra.streams import Producer, wait_all
 from processor import metrics
 
 log = logging.getLogger(__name__)
 GROUP = "publishers"
 Entry = tuple[bytes, dict[bytes, bytes]]
-CLAIM_IDLE_MS = 30_000
 
 
 class OutboxPublisher:
@@ -85,13 +87,12 @@ class OutboxPublisher:
         answer = cast(
             list[Any],
             self.client.xautoclaim(
-                self.outbox, GROUP, self.consumer, CLAIM_IDLE_MS, start_id="0-0", count=1000
+                self.outbox,
+                GROUP,
+                self.consumer,
+                redis_streams.CLAIM_IDLE_MS,
+                start_id="0-0",
+                count=1000,
             ),
         )
         return [entry for entry in answer[1] if entry and entry[1]]
-
-
-def exists_already(error: redis.ResponseError) -> bool:
-    """Whether XGROUP CREATE failed only because the group exists (any other refusal, e.g.
-    OOM while Redis is full, means it must be tried again)."""
-    return "BUSYGROUP" in str(error)

@@ -26,13 +26,13 @@ from infra.kafka import ensure_topics
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP
 from infra.retry import Backoff, retry
+from infra.service_kit import serve_health
 from infra.streams import Batch, Consumer, Producer, StreamError
 from infra.streams.kafka import stream_consumer, stream_producer
 from processor import metrics
 from processor.dead_letters import DeadLetters
 from processor.decode import Decoded, decode_batch
 from processor.flow import Flow, Offsets, Staged, partition_lags
-from processor.health import serve_health
 from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAssignment
 from processor.pauses import REDIS_FULL, DeadLetterBrake, Pauses
 from processor.publisher import OutboxPublisher

@@ -9,9 +9,9 @@ import orjson
 import pytest
 import redis
 
+from infra import redis_streams
 from infra.streams import StreamError
 from infra.streams.memory import MemoryBroker, MemoryProducer
-from processor import publisher as publisher_module
 from processor.publisher import GROUP, OutboxPublisher
 
 TOPIC = "stage-changes"
@@ -71,7 +71,7 @@ def test_changes_not_acknowledged_stay_until_claimed_again(
     assert client.xlen(key) == 1
     producer.hold = None
     assert publisher.drain() == 0  # pending, not idle long enough to be claimed
-    monkeypatch.setattr(publisher_module, "CLAIM_IDLE_MS", 0)
+    monkeypatch.setattr(redis_streams, "CLAIM_IDLE_MS", 0)
     other = OutboxPublisher(client, key, producer, TOPIC, "p2")  # e.g. after a crash
     assert other.drain() == 1
     assert [change["customer_id"] for _, change in _published(broker)] == ["c-1"]
