@@ -26,7 +26,7 @@ import socket
 import time
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -35,7 +35,7 @@ from prometheus_client import Counter, Histogram
 from dispatcher.delivery import BLOCKED, Deliverer
 from infra import redis_streams
 from infra.logs import configure_logging
-from infra.redis_streams import exists_already
+from infra.redis_streams import Entry, claimed_entries, exists_already, read_entries
 from infra.retry import Backoff
 from infra.service_kit import serve_health
 from infra.webhook_store import WebhookStore, now_ms
@@ -150,28 +150,18 @@ class Dispatcher:
                 raise
         self._group_ready = True
 
-    async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        answer = cast(
-            list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
-            await self.client.xreadgroup(
-                GROUP, self.name, {self.outbox: ">"}, count=500, block=1000
-            ),
+    async def _read_new(self) -> list[Entry]:
+        answer = await self.client.xreadgroup(
+            GROUP, self.name, {self.outbox: ">"}, count=500, block=1000
         )
-        return [entry for _, stream_entries in answer or [] for entry in stream_entries]
+        return read_entries(answer)
 
-    async def _claim_stale(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        answer = cast(
-            list[Any],
-            await self.client.xautoclaim(
-                self.outbox,
-                GROUP,
-                self.name,
-                redis_streams.CLAIM_IDLE_MS,
-                start_id="0-0",
-                count=500,
-            ),
+    async def _claim_stale(self) -> list[Entry]:
+        claim_idle_ms = redis_streams.CLAIM_IDLE_MS
+        answer = await self.client.xautoclaim(
+            self.outbox, GROUP, self.name, claim_idle_ms, start_id="0-0", count=500
         )
-        return [entry for entry in answer[1] if entry and entry[1]]
+        return claimed_entries(answer)
 
     async def deliver_due(self) -> None:
         """Start what is due in the free slots, then wait for a slot to free, a wake-up or

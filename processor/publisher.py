@@ -9,19 +9,17 @@ left pending by a crashed instance are claimed after
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
 
 import orjson
 import redis
 
 from infra import redis_streams
-from infra.redis_streams import exists_already
+from infra.redis_streams import Entry, claimed_entries, exists_already, read_entries
 from infra.streams import Producer, wait_all
 from processor import metrics
 
 log = logging.getLogger(__name__)
 GROUP = "publishers"
-Entry = tuple[bytes, dict[bytes, bytes]]
 
 
 class OutboxPublisher:
@@ -77,22 +75,12 @@ class OutboxPublisher:
         return len(entries)
 
     def _read_new(self, limit: int) -> list[Entry]:
-        answer = cast(
-            list[tuple[bytes, list[Entry]]],
-            self.client.xreadgroup(GROUP, self.consumer, {self.outbox: ">"}, count=limit),
-        )
-        return [entry for _, stream_entries in answer for entry in stream_entries]
+        answer = self.client.xreadgroup(GROUP, self.consumer, {self.outbox: ">"}, count=limit)
+        return read_entries(answer)
 
     def _claim_stale(self) -> list[Entry]:
-        answer = cast(
-            list[Any],
-            self.client.xautoclaim(
-                self.outbox,
-                GROUP,
-                self.consumer,
-                redis_streams.CLAIM_IDLE_MS,
-                start_id="0-0",
-                count=1000,
-            ),
+        claim_idle_ms = redis_streams.CLAIM_IDLE_MS
+        answer = self.client.xautoclaim(
+            self.outbox, GROUP, self.consumer, claim_idle_ms, start_id="0-0", count=1000
         )
-        return [entry for entry in answer[1] if entry and entry[1]]
+        return claimed_entries(answer)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -85,14 +84,3 @@ def streams(request: pytest.FixtureRequest) -> Iterator[Streams]:
     yield kafka
     for close in reversed(kafka.closing):
         close()
-
-
-def eventually(check: Callable[[], T | None], timeout_s: float = 20.0) -> T:
-    """Call ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")

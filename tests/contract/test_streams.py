@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from infra.streams import Consumer, Partition, Record, wait_all
-from tests.contract.conftest import Streams, eventually
+from tests.contract.conftest import Streams
+from tests.e2e.conftest import wait_for as eventually
 
 
 def _fill(streams: Streams, topic: str, count: int, key: bytes = b"k") -> None:
