@@ -20,8 +20,10 @@ COPY collector ./collector
 COPY processor ./processor
 COPY api ./api
 COPY infra ./infra
+COPY dispatcher ./dispatcher
+COPY launcher ./launcher
 RUN pip install . \
-    && python -c "import touchpath, collector, processor, api, infra"
+    && python -c "import touchpath, collector, processor, dispatcher, api, infra, launcher"
 
 # --- runtime: the virtualenv only, run as an unprivileged user ---------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

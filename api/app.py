@@ -31,8 +31,9 @@ from api.stream_hub import StreamHub
 from infra import gc_tuning
 from infra.config_check import redacted
 from infra.logs import configure_logging, started_line
-from infra.observability import DEPENDENCY_UP, RequestMetrics, metrics_response
-from infra.problems import JSONBody, Problem, problem_response
+from infra.observability import RequestMetrics
+from infra.problems import JSONBody, Problem
+from infra.service_kit import add_ops_routes, handle_problems, problem_answer, unavailable
 from infra.webhook_store import WebhookStore
 from touchpath.keys import Keys
 from touchpath.settings import Settings, load_settings
@@ -103,8 +104,8 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         map_router,
     ):
         app.include_router(router)
-    _add_service_routes(app)
-    app.add_exception_handler(Problem, _problem)  # type: ignore[arg-type]
+    add_ops_routes(app, "redis", _redis_reachable)
+    handle_problems(app, instance=True)
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     for unreachable in (aioredis.ConnectionError, aioredis.TimeoutError):
@@ -128,40 +129,11 @@ def _load_stage_model(settings: Settings) -> StageModel:
         raise SystemExit(2) from None
 
 
-def _add_service_routes(app: FastAPI) -> None:
-    @app.get("/healthz", tags=["ops"], summary="Liveness")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get(
-        "/readyz",
-        tags=["ops"],
-        summary="Readiness: Redis reachable",
-        responses={503: {"description": "Redis is unreachable."}},
-    )
-    async def readyz(request: Request) -> JSONBody:
-        try:
-            up = bool(await request.app.state.redis.ping())
-        except (aioredis.RedisError, OSError):
-            up = False
-        DEPENDENCY_UP.labels("redis").set(1 if up else 0)
-        return JSONBody(
-            {"status": "ready" if up else "unavailable", "redis": up},
-            status_code=200 if up else 503,
-        )
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        return metrics_response()
-
-
-def _with_instance(problem: Problem, request: Request) -> JSONBody:
-    problem.extra.setdefault("instance", request.url.path)
-    return problem_response(problem)
-
-
-async def _problem(request: Request, exc: Problem) -> JSONBody:
-    return _with_instance(exc, request)
+async def _redis_reachable(request: Request) -> bool:
+    try:
+        return bool(await request.app.state.redis.ping())
+    except (aioredis.RedisError, OSError):
+        return False
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONBody:
@@ -170,29 +142,25 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONBody:
         for error in exc.errors()
     ]
     detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
-    return _with_instance(Problem(400, "Bad Request", detail, errors=errors), request)
+    return problem_answer(Problem(400, "Bad Request", detail, errors=errors), request)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONBody:
     title = HTTPStatus(exc.status_code).phrase
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else title
     problem = Problem(exc.status_code, title, detail, headers=dict(exc.headers or {}))
-    return _with_instance(problem, request)
+    return problem_answer(problem, request)
 
 
 async def _redis_down(request: Request, exc: aioredis.RedisError) -> JSONBody:
     log.warning("redis error: %s", exc)
-    DEPENDENCY_UP.labels("redis").set(0)
-    problem = Problem(
-        503,
-        "Service Unavailable",
-        "the journey store (Redis) is unreachable",
-        headers={"Retry-After": "1"},
+    problem = unavailable(
+        "redis", "Service Unavailable", "the journey store (Redis) is unreachable"
     )
-    return _with_instance(problem, request)
+    return problem_answer(problem, request)
 
 
 async def _crash(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     problem = Problem(500, "Internal Server Error", "an unexpected error; it was logged")
-    return _with_instance(problem, request)
+    return problem_answer(problem, request)

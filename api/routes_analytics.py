@@ -22,8 +22,8 @@ from api.deps import (
 )
 from api.funnel import ACCOUNT, NONE, Funnel, text
 from api.rows import FunnelRow
-from api.timeparse import DAY_MS, duration_ms, iso, to_ms
-from infra.problems import JSONBody, Problem
+from api.timeparse import DAY_MS, duration_ms, iso, window
+from infra.problems import JSONBody
 from touchpath.surveys import Satisfaction
 
 router = APIRouter(prefix="/v1", tags=["analytics"])
@@ -65,10 +65,8 @@ async def funnel(
     and how many are **stalled**: still at that stage, entered longer than ``stalled_after``
     ago (the last stage never stalls)."""
     now = int(time.time() * 1000)
-    low, high = to_ms(since, 0, "since"), to_ms(until, now, "until")
+    low, high = window(since, until, now)
     stall = duration_ms(stalled_after, "stalled_after")
-    if low > high:
-        raise Problem(400, "Bad Request", "since must not be after until")
     counter = Funnel(stages.stages, low, high, now - stall, group_by)
     if group_by is not None and group_by.startswith(ACCOUNT):
         trait = group_by.removeprefix(ACCOUNT)
@@ -132,10 +130,7 @@ async def business_metrics(
       of the customers first seen in the period, whenever it was spent: in total, per
       purchasing customer (those who reached the purchase stage by ``until``), per customer,
       and by first-touch channel."""
-    high = to_ms(until, int(time.time() * 1000), "until")
-    low = to_ms(since, high - 30 * DAY_MS, "since")
-    if low >= high:
-        raise Problem(400, "Bad Request", "since must be before until")
+    low, high = window(since, until, int(time.time() * 1000), lookback_ms=30 * DAY_MS)
     counter = Metrics(low, high, stages.index(stages.purchase_stage or stages.stages[-1]))
     async for rows in reads.funnel_rows():
         counter.add(rows)
@@ -166,9 +161,7 @@ async def satisfaction(
     `CSAT Survey Answered` with 1-5, chat tools' satisfaction ratings) given in the window.
     **nps** = % promoters (9-10) - % detractors (0-6); **csat** = average score. Each answer
     counts in the stage the customer was at when answering (`(none)` before any stage)."""
-    low, high = to_ms(since, 0, "since"), to_ms(until, int(time.time() * 1000), "until")
-    if low > high:
-        raise Problem(400, "Bad Request", "since must not be after until")
+    low, high = window(since, until, int(time.time() * 1000))
     totals = Satisfaction()
     async for customers in reads.survey_answers():
         for answers in customers:

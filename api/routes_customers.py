@@ -22,7 +22,7 @@ from api.deps import (
 from api.docs import problem
 from api.pagination import decode_cursor, encode_cursor, page_before
 from api.readmodel import ReadModel
-from api.timeparse import FOREVER_MS, iso, to_ms
+from api.timeparse import FOREVER_MS, iso, to_ms, window
 from infra.problems import JSONBody, Problem
 from infra.routing import DirectRoute
 from touchpath.identifiers import CUSTOMER_ID, Identifier
@@ -134,12 +134,10 @@ async def customer_journey(
     ``TOUCHPATH_JOURNEY_CAP`` per identifier are kept)."""
     before = decode_cursor(cursor, (int, str))
     profile = await _profile(reads, ref)
-    high = to_ms(until, FOREVER_MS, "until")
+    low, high = window(since, until, FOREVER_MS)
     if before is not None:
         high = min(high, before[0])
-    entries = views.journey_entries(
-        await reads.journey(profile["identities"], to_ms(since, 0, "since"), high)
-    )
+    entries = views.journey_entries(await reads.journey(profile["identities"], low, high))
     if channel is not None:
         entries = [e for e in entries if e.get("channel") == channel]
     page, following = page_before(entries, views.journey_key, before, limit)

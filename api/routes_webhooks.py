@@ -1,7 +1,7 @@
 """Webhook subscriptions (admin scope): create, list, delete; dead letters and replay.
 
 Deliveries themselves are made by the dispatcher (``touchpath webhooks``); see
-:mod:`processor.dispatcher` and docs/webhooks.md.
+:mod:`dispatcher.service` and docs/webhooks.md.
 """
 
 from __future__ import annotations

@@ -37,6 +37,19 @@ def to_ms(value: str | None, default: int, name: str) -> int:
         ) from None
 
 
+def window(
+    since: str | None, until: str | None, default_until: int, lookback_ms: int | None = None
+) -> tuple[int, int]:
+    """The query's window ``[since, until]`` in epoch ms, both ends included: ``until``
+    defaults to ``default_until``, ``since`` to the beginning (or ``lookback_ms`` before
+    ``until``); a 400 problem when ``since`` is after ``until`` (equal is one instant)."""
+    high = to_ms(until, default_until, "until")
+    low = to_ms(since, 0 if lookback_ms is None else high - lookback_ms, "since")
+    if low > high:
+        raise Problem(400, "Bad Request", "since must not be after until")
+    return low, high
+
+
 def duration_ms(value: str, name: str) -> int:
     """``30m``, ``12h``, ``7d``, ``2w`` (also ``90s``) as milliseconds; 400 otherwise."""
     match = _DURATION.match(value.strip().lower())

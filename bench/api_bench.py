@@ -112,7 +112,7 @@ def start_api(redis_url: str, prefix: str, port: int, logs: Path) -> Any:
         "TOUCHPATH_API_TOKENS": f"{TOKEN}=read",
         "TOUCHPATH_LOG_LEVEL": "WARNING",
     }
-    return _spawn("api", [sys.executable, "-m", "infra.cli", "api"], port, logs, env)
+    return _spawn("api", [sys.executable, "-m", "launcher.cli", "api"], port, logs, env)
 
 
 def start_bare(port: int, logs: Path) -> Any:

@@ -72,7 +72,7 @@ def naive_producer(bootstrap: str, topic: str, seconds: float) -> float:
 
 def start_collector(env: dict[str, str], workers: int, logs: Path) -> Child:
     port = free_port()
-    argv = [sys.executable, "-m", "infra.cli", "collector", "--workers", str(workers)]
+    argv = [sys.executable, "-m", "launcher.cli", "collector", "--workers", str(workers)]
     return spawn(
         "collector",
         argv,

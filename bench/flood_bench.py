@@ -75,7 +75,7 @@ async def wave(port: int, sources: list[str], concurrency: int = 64) -> dict[int
 
 def start_collector(env: dict[str, str], logs: Path) -> Child:
     port = free_port()
-    argv = [sys.executable, "-m", "infra.cli", "collector", "--workers", "1"]
+    argv = [sys.executable, "-m", "launcher.cli", "collector", "--workers", "1"]
     env = {**env, "TOUCHPATH_COLLECTOR_PORT": str(port)}
     return spawn("collector", argv, port, logs / "collector-flood.log", env)
 

@@ -204,7 +204,7 @@ def run_processors(
         children.append(
             spawn(
                 "processor",
-                [sys.executable, "-m", "infra.cli", "processor"],
+                [sys.executable, "-m", "launcher.cli", "processor"],
                 port,
                 logs / f"processor-{port}.log",
                 {**env, "TOUCHPATH_PROCESSOR_METRICS_PORT": str(port)},

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.responses import Response
 
 from collector import metrics
 from collector.ingest import Ingestor
@@ -22,8 +21,9 @@ from collector.routes_webhooks import router as webhooks_router
 from infra import gc_tuning
 from infra.kafka import AsyncProducer, BrokerUnavailable
 from infra.logs import configure_logging, started_line
-from infra.observability import DEPENDENCY_UP, RequestMetrics, metrics_response
-from infra.problems import JSONBody, Problem, problem_response
+from infra.observability import RequestMetrics
+from infra.problems import JSONBody
+from infra.service_kit import add_ops_routes, handle_problems, problem_answer, unavailable
 from touchpath.settings import Settings, load_settings
 
 
@@ -81,8 +81,10 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     app.include_router(email_router, dependencies=limited)
     app.include_router(webhooks_router, dependencies=limited)
     app.include_router(web_router, dependencies=limited)
-    _add_service_routes(app, settings)
-    app.add_exception_handler(Problem, _problem)  # type: ignore[arg-type]
+    add_ops_routes(
+        app, "kafka", lambda r: r.app.state.ingestor.producer.ready(settings.topic_touchpoints)
+    )
+    handle_problems(app)
     app.add_exception_handler(BrokerUnavailable, _unavailable)  # type: ignore[arg-type]
     app.add_middleware(
         CORSMiddleware,
@@ -100,41 +102,11 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     return app
 
 
-def _add_service_routes(app: FastAPI, settings: Settings) -> None:
-    @app.get("/healthz", tags=["ops"], summary="Liveness")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get(
-        "/readyz",
-        tags=["ops"],
-        summary="Readiness: Kafka reachable",
-        responses={503: {"description": "Kafka unreachable"}},
-    )
-    async def readyz(request: Request) -> JSONBody:
-        up = await request.app.state.ingestor.producer.ready(settings.topic_touchpoints)
-        DEPENDENCY_UP.labels("kafka").set(1 if up else 0)
-        return JSONBody(
-            {"status": "ready" if up else "unavailable", "kafka": up},
-            status_code=200 if up else 503,
-        )
-
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        return metrics_response()
-
-
-async def _problem(_: Request, exc: Problem) -> JSONBody:
-    return problem_response(exc)
-
-
 async def _unavailable(_: Request, exc: BrokerUnavailable) -> JSONBody:
-    DEPENDENCY_UP.labels("kafka").set(0)
-    return problem_response(
-        Problem(
-            503,
+    return problem_answer(
+        unavailable(
+            "kafka",
             "Service unavailable",
             "Kafka did not acknowledge the write; nothing was stored. Retry after the given delay.",
-            headers={"Retry-After": "1"},
         )
     )

@@ -13,10 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
-from kafka.producer.future import FutureRecordMetadata
-
+from infra.streams import Delivery, Producer, StreamError
 from processor import metrics
 from processor.decode import DeadLetter
 from processor.pauses import DeadLetterBrake
@@ -30,7 +27,7 @@ class SentLetter:
     """A dead letter and the broker's pending acknowledgement of it."""
 
     letter: DeadLetter
-    future: FutureRecordMetadata
+    delivery: Delivery
     confirmed: bool = False
 
 
@@ -38,7 +35,7 @@ class SentLetter:
 class DeadLetters:
     """Sends dead letters to the dead-letter topic and confirms them."""
 
-    producer: KafkaProducer
+    producer: Producer
     topic: str
     brake: DeadLetterBrake
 
@@ -53,16 +50,16 @@ class DeadLetters:
     def confirm(self, sent: Sequence[SentLetter], timeout_s: float = 10.0) -> None:
         """Wait for every acknowledgement; a failed letter is sent again and the error raised
         (the caller retries, with the same letters)."""
-        error: KafkaError | None = None
+        error: StreamError | None = None
         confirmed: list[DeadLetter] = []
         for item in sent:
             if item.confirmed:
                 continue
             try:
-                item.future.get(timeout_s)
-            except KafkaError as exc:
-                if item.future.is_done:  # failed, not just slow: send it again
-                    item.future = self._send(item.letter)
+                item.delivery.get(timeout_s)
+            except StreamError as exc:
+                if item.delivery.is_done:  # failed, not just slow: send it again
+                    item.delivery = self._send(item.letter)
                 error = error or exc
                 continue
             item.confirmed = True
@@ -71,7 +68,7 @@ class DeadLetters:
         if error is not None:
             raise error
 
-    def _send(self, letter: DeadLetter) -> FutureRecordMetadata:
+    def _send(self, letter: DeadLetter) -> Delivery:
         value = encode_dead_letter(letter.reason, letter.raw, stage="processor")
         return self.producer.send(self.topic, value)
 

@@ -24,19 +24,16 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import redis
-from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 
 from infra.observability import DEPENDENCY_UP
 from infra.retry import retry
+from infra.streams import Batch, Consumer, Partition, StreamError
 from processor import metrics
 from processor.dead_letters import SentLetter
 from processor.offsets import seek_to_stored
@@ -44,8 +41,7 @@ from processor.pauses import DEAD_LETTER_LIMIT, REDIS_FULL, Pauses
 
 log = logging.getLogger(__name__)
 MAX_ROUND_WAIT_S = 10.0  # a backlog delays visibility at most this long beyond staging
-Batch = Mapping[TopicPartition, Sequence[ConsumerRecord]]
-Offsets = dict[TopicPartition, int]
+Offsets = dict[Partition, int]
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -76,7 +72,7 @@ class Staged:
         self.sequence = max(self.sequence, later.sequence)
 
 
-def partition_lags(consumer: KafkaConsumer, timeout_ms: int) -> dict[TopicPartition, int]:
+def partition_lags(consumer: Consumer, timeout_ms: int) -> dict[Partition, int]:
     """Records not polled yet per assigned partition, from the high-water mark of its last
     fetch (the broker's ListOffsets answer is not trusted); partitions never fetched are left
     out."""
@@ -89,17 +85,12 @@ def partition_lags(consumer: KafkaConsumer, timeout_ms: int) -> dict[TopicPartit
     return lags
 
 
-def behind(consumer: KafkaConsumer) -> bool:
+def behind(consumer: Consumer) -> bool:
     """True when an assigned partition has records not polled yet (no waiting)."""
     try:
         return any(partition_lags(consumer, timeout_ms=0).values())
-    except KafkaError:  # e.g. a partition revoked meanwhile: the next poll tells
+    except StreamError:  # e.g. a partition revoked meanwhile: the next poll tells
         return False
-
-
-def commit(consumer: KafkaConsumer, offsets: Offsets) -> None:
-    if offsets:
-        consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
 
 
 class Flow:
@@ -107,7 +98,7 @@ class Flow:
 
     def __init__(
         self,
-        consumer: KafkaConsumer,
+        consumer: Consumer,
         stage: Callable[[Batch], Iterable[Staged]],
         resolve: Callable[[Staged], int],
         stop: threading.Event,
@@ -204,7 +195,7 @@ class Flow:
         except redis.RedisError as exc:
             log.warning("offsets not recorded yet, retrying", extra={"error": repr(exc)})
             return
-        commit(self.consumer, self._durable)
+        self.consumer.commit(self._durable)
         self._durable = {}
         DEPENDENCY_UP.labels("kafka").set(1)
 
@@ -265,4 +256,4 @@ def until_durable(
         pauses.release(REDIS_FULL)
         return result
 
-    return retry(landed, (redis.RedisError, OSError, KafkaError), stop, failed)
+    return retry(landed, (redis.RedisError, OSError, StreamError), stop, failed)

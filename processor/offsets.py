@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import redis
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 
 from infra.retry import retry
+from infra.streams import Consumer, Partition
 from touchpath.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class OffsetStore:
 
 
 def seek_to_stored(
-    consumer: KafkaConsumer, partitions: list[TopicPartition], stored: Mapping[int, int]
+    consumer: Consumer, partitions: list[Partition], stored: Mapping[int, int]
 ) -> None:
     """Position each partition at Redis's offset for it; a partition Redis has no offset for
     is read from its beginning (a new or emptied Redis replays what Kafka still holds)."""
@@ -125,21 +125,16 @@ def seek_to_stored(
     )
 
 
-class SeekOnAssignment(ConsumerRebalanceListener):
+class SeekOnAssignment:
     """Positions newly assigned partitions at Redis's offsets (retrying while Redis is away:
-    a partition must never be read from Kafka's commit alone)."""
+    a partition must never be read from Kafka's commit alone); the consumer's ``on_assign``."""
 
-    def __init__(
-        self, store: OffsetStore, consumer: Callable[[], KafkaConsumer], stop: threading.Event
-    ) -> None:
+    def __init__(self, store: OffsetStore, consumer: Consumer, stop: threading.Event) -> None:
         self.store, self.consumer, self.stop = store, consumer, stop
 
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        return None
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+    def __call__(self, assigned: list[Partition]) -> None:
         def seek() -> None:
-            seek_to_stored(self.consumer(), list(assigned), self.store.read())
+            seek_to_stored(self.consumer, list(assigned), self.store.read())
 
         retry(seek, (redis.RedisError,), self.stop, _positions_wait)
 

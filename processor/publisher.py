@@ -2,24 +2,24 @@
 
 The outbox entry is written in the same atomic script call as the profile it describes, so a
 change is never lost; a Redis consumer group gives each entry to one processor instance, and entries
-left pending by a crashed instance are claimed after ``CLAIM_IDLE_MS``.
+left pending by a crashed instance are claimed after
+:data:`infra.redis_streams.CLAIM_IDLE_MS`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
 
 import orjson
 import redis
-from kafka import KafkaProducer
 
+from infra import redis_streams
+from infra.redis_streams import Entry, claimed_entries, exists_already, read_entries
+from infra.streams import Producer, wait_all
 from processor import metrics
 
 log = logging.getLogger(__name__)
 GROUP = "publishers"
-Entry = tuple[bytes, dict[bytes, bytes]]
-CLAIM_IDLE_MS = 30_000
 
 
 class OutboxPublisher:
@@ -29,7 +29,7 @@ class OutboxPublisher:
         self,
         client: redis.Redis,
         outbox: str,
-        producer: KafkaProducer,
+        producer: Producer,
         topic: str,
         consumer: str,
         timeout_s: float = 10.0,
@@ -58,14 +58,13 @@ class OutboxPublisher:
         entries = self._claim_stale() + self._read_new(limit)
         if not entries:
             return 0
-        futures = []
+        deliveries = []
         for _, fields in entries:
             change = fields[b"change"]
             key = orjson.loads(change)["customer_id"].encode()
-            futures.append(self.producer.send(self.topic, key=key, value=change))
+            deliveries.append(self.producer.send(self.topic, change, key))
         self.producer.flush(self.timeout_s)
-        for future in futures:
-            future.get(self.timeout_s)
+        wait_all(deliveries, self.timeout_s)
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.client.pipeline(transaction=True)
         pipe.xack(self.outbox, GROUP, *ids)
@@ -77,23 +76,12 @@ class OutboxPublisher:
         return len(entries)
 
     def _read_new(self, limit: int) -> list[Entry]:
-        answer = cast(
-            list[tuple[bytes, list[Entry]]],
-            self.client.xreadgroup(GROUP, self.consumer, {self.outbox: ">"}, count=limit),
-        )
-        return [entry for _, stream_entries in answer for entry in stream_entries]
+        answer = self.client.xreadgroup(GROUP, self.consumer, {self.outbox: ">"}, count=limit)
+        return read_entries(answer)
 
     def _claim_stale(self) -> list[Entry]:
-        answer = cast(
-            list[Any],
-            self.client.xautoclaim(
-                self.outbox, GROUP, self.consumer, CLAIM_IDLE_MS, start_id="0-0", count=1000
-            ),
+        claim_idle_ms = redis_streams.CLAIM_IDLE_MS
+        answer = self.client.xautoclaim(
+            self.outbox, GROUP, self.consumer, claim_idle_ms, start_id="0-0", count=1000
         )
-        return [entry for entry in answer[1] if entry and entry[1]]
-
-
-def exists_already(error: redis.ResponseError) -> bool:
-    """Whether XGROUP CREATE failed only because the group exists (any other refusal, e.g.
-    OOM while Redis is full, means it must be tried again)."""
-    return "BUSYGROUP" in str(error)
+        return claimed_entries(answer)

@@ -20,19 +20,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaError
 
 from infra import gc_tuning
-from infra.kafka import ensure_topics, make_consumer, producer_config
+from infra.kafka import ensure_topics
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP
 from infra.retry import Backoff, retry
+from infra.service_kit import serve_health
+from infra.streams import Batch, Consumer, Producer, StreamError
+from infra.streams.kafka import stream_consumer, stream_producer
 from processor import metrics
 from processor.dead_letters import DeadLetters
 from processor.decode import Decoded, decode_batch
-from processor.flow import Batch, Flow, Offsets, Staged, partition_lags
-from processor.health import serve_health
+from processor.flow import Flow, Offsets, Staged, partition_lags
 from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAssignment
 from processor.pauses import REDIS_FULL, DeadLetterBrake, Pauses
 from processor.publisher import OutboxPublisher
@@ -61,7 +61,7 @@ class Processor:
     settings: Settings
     store: JourneyStore
     resolver: Resolver
-    producer: KafkaProducer
+    producer: Producer
     publisher: OutboxPublisher
     model: StageModel
     policy: IdentityPolicy
@@ -184,7 +184,7 @@ def _observe(staged: Staged) -> None:
     metrics.EVENTS_DUPLICATE.inc(staged.duplicates)
 
 
-def update_lag(consumer: KafkaConsumer) -> None:
+def update_lag(consumer: Consumer) -> None:
     """Lag from the consumer's own high-water marks (tansu's ListOffsets is unreliable)."""
     for tp, lag in partition_lags(consumer, timeout_ms=1000).items():
         metrics.CONSUMER_LAG.labels(str(tp.partition)).set(lag)
@@ -213,10 +213,8 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     store = JourneyStore(
         client, settings.redis_prefix, StoreBounds.of(settings), settings.erasure_key
     )
-    producer = KafkaProducer(
-        **producer_config(
-            settings, delivery_timeout_ms=30_000, request_timeout_ms=10_000, max_block_ms=10_000
-        )
+    producer = stream_producer(
+        settings, delivery_timeout_ms=30_000, request_timeout_ms=10_000, max_block_ms=10_000
     )
     consumer_name = f"{socket.gethostname()}-{os.getpid()}"
     publisher = OutboxPublisher(
@@ -267,10 +265,8 @@ def run_processor(settings: Settings) -> int:
     offsets = OffsetStore(
         client, settings.redis_prefix, settings.topic_touchpoints, processor.incarnation
     )
-    consumer = make_consumer(settings)
-    consumer.subscribe(
-        [settings.topic_touchpoints], listener=SeekOnAssignment(offsets, lambda: consumer, stop)
-    )
+    consumer = stream_consumer(settings)
+    consumer.subscribe([settings.topic_touchpoints], SeekOnAssignment(offsets, consumer, stop))
     gc_tuning.tune_gc()  # a batch allocates millions of short-lived objects
     log.info("processor started", extra={"group": settings.consumer_group})
     try:
@@ -280,7 +276,7 @@ def run_processor(settings: Settings) -> int:
         return 1
     finally:
         processor.close()
-        consumer.close(autocommit=False)
+        consumer.close()
         processor.producer.close(10)
         server.shutdown()
 
@@ -304,7 +300,7 @@ def _now_ms() -> int:
 
 
 def _loop(
-    processor: Processor, consumer: KafkaConsumer, offsets: OffsetStore, stop: threading.Event
+    processor: Processor, consumer: Consumer, offsets: OffsetStore, stop: threading.Event
 ) -> int:
     flow = Flow(
         consumer,
@@ -329,7 +325,7 @@ def _loop(
             except RedisRegressed as exc:
                 _read_again(flow, offsets, processor.incarnation, stop, exc)
                 continue
-            except (KafkaError, OSError) as exc:
+            except (StreamError, OSError) as exc:
                 # broker unreachable or a rebalance took our partitions: nothing was
                 # committed for the batches in hand, so they are delivered again
                 # (idempotently) after recovery
@@ -368,14 +364,14 @@ def _redis_away(exc: BaseException) -> None:
     log.warning("Redis unavailable, retrying", extra={"error": repr(exc)})
 
 
-def _housekeeping(processor: Processor, consumer: KafkaConsumer) -> None:
+def _housekeeping(processor: Processor, consumer: Consumer) -> None:
     """Gauges, and the check that Redis did not come back older (raises RedisRegressed)."""
     try:
         processor.incarnation.verify()
         update_lag(consumer)
         update_stage_gauges(processor.store, processor.model)
         update_redis_memory(processor.store.client)
-    except (KafkaError, redis.RedisError, OSError) as exc:
+    except (StreamError, redis.RedisError, OSError) as exc:
         log.warning("metrics not refreshed", extra={"error": repr(exc)})
 
 

@@ -68,7 +68,11 @@ def start_service(name: str, env: dict[str, str], log_dir: Path) -> Child:
     port = int(env.get(port_var) or free_port())
     env = {**env, port_var: str(port)}
     child = spawn(
-        name, [sys.executable, "-m", "infra.cli", name], port, log_dir / f"{name}-{port}.log", env
+        name,
+        [sys.executable, "-m", "launcher.cli", name],
+        port,
+        log_dir / f"{name}-{port}.log",
+        env,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

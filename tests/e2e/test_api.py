@@ -365,3 +365,16 @@ def test_erase_is_complete_and_replays_do_not_resurrect(
     assert fresh["identities"] == [{"type": "user_id", "value": "ada"}]
     assert fresh["stage_history"][0]["message_id"] == "ada-again"
     assert get(stack, "/v1/customers/anon-ada-1/stage", type="anonymous_id").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/funnel", "/v1/metrics", "/v1/satisfaction", "/v1/customers/ada/journey"]
+)
+def test_every_window_takes_one_instant_and_refuses_since_after_until(
+    stack: dict[str, Any], population: None, path: str
+) -> None:
+    instant = "2026-02-04T00:00:00Z"
+    assert get(stack, path, since=instant, until=instant).status_code == 200
+    later = get(stack, path, since="2026-02-04T00:00:00.001Z", until=instant)
+    assert later.status_code == 400
+    assert later.json()["detail"] == "since must not be after until"

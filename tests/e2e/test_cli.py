@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import COMMANDS, main
 from infra.embedded import free_port
+from launcher.cli import COMMANDS, main
 from tests.e2e.conftest import start_service, wait_for
 
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from processor.delivery import Deliverer
+from dispatcher.delivery import Deliverer
 from touchpath.destinations import parse_networks
 
 LOOPBACK = parse_networks("127.0.0.0/8,::1")

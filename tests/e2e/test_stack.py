@@ -40,7 +40,7 @@ def stack_up(
     data_dir: Path, ports: dict[str, int], *flags: str, **extra: str
 ) -> Iterator[dict[str, str]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "up", *flags],
+        [sys.executable, "-m", "launcher.cli", "up", *flags],
         env={**stack_env(data_dir, ports), **extra},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -149,7 +149,7 @@ def test_stack_refuses_a_taken_port_with_a_clear_reason(tmp_path: Path) -> None:
         squatter.bind(("127.0.0.1", ports["api"]))
         squatter.listen()
         done = subprocess.run(
-            [sys.executable, "-m", "infra.cli", "up", "--ephemeral"],
+            [sys.executable, "-m", "launcher.cli", "up", "--ephemeral"],
             env=stack_env(data_dir, ports),
             capture_output=True,
             text=True,
@@ -187,7 +187,7 @@ def test_stack_refuses_a_configured_redis_that_does_not_answer(tmp_path: Path) -
     ports = {name: free_port() for name in ("collector", "api", "processor", "webhooks")}
     silent = f"redis://user:hunter2@127.0.0.1:{free_port()}/0"
     done = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "up", "--ephemeral"],
+        [sys.executable, "-m", "launcher.cli", "up", "--ephemeral"],
         env={**stack_env(data_dir, ports), "TOUCHPATH_REDIS_URL": silent},
         capture_output=True,
         text=True,

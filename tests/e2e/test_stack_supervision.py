@@ -25,7 +25,7 @@ def child_pid(up_pid: str, service: str) -> int | None:
     out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
     for line in out.splitlines()[1:]:
         pid, ppid, args = line.split(maxsplit=2)
-        if ppid == up_pid and args.endswith(f"infra.cli {service}"):
+        if ppid == up_pid and args.endswith(f"launcher.cli {service}"):
             return int(pid)
     return None
 
@@ -116,7 +116,7 @@ def test_up_gives_up_on_a_child_that_keeps_crashing(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     ports = {name: free_port() for name in ("collector", "api", "processor", "webhooks")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "up", "--ephemeral"],
+        [sys.executable, "-m", "launcher.cli", "up", "--ephemeral"],
         env={**stack_env(data_dir, ports), "TOUCHPATH_UP_MAX_CRASHES": "2"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

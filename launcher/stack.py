@@ -5,7 +5,7 @@ Starts only what is not configured: tansu (durable on a local SeaweedFS unless
 dir) unless TOUCHPATH_REDIS_URL is set — never a Redis that merely answers on the default
 address. Creates the topics, runs the services as child processes, prints their URLs and
 credentials, and a ``ready`` line once every service is ready; restarts a child that dies
-(:mod:`infra.supervise`) and stops everything when told or when one crashes too often.
+(:mod:`launcher.supervise`) and stops everything when told or when one crashes too often.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from infra.embedded import (
 )
 from infra.kafka import ensure_topics
 from infra.private import private_dir, private_umask, write_private
-from infra.supervise import GiveUp, Supervisor, answers_200, processor_ready, say, wait_ready
+from launcher.supervise import GiveUp, Supervisor, answers_200, processor_ready, say, wait_ready
 from touchpath.secrets import mask_url
 from touchpath.settings import Settings, load_settings
 
@@ -180,7 +180,7 @@ def _start_services(stack: Stack, log_dir: Path) -> None:
                 f"{name} cannot listen on port {port}: it is already in use "
                 f"(set {variable} to a free port)"
             )
-        argv = [python, "-m", "infra.cli", name]
+        argv = [python, "-m", "launcher.cli", name]
         child = spawn(name, argv, port, log_dir / f"{name}.log", env)
         stack.children.append(child)
         _wait_healthy(child, "/healthz")

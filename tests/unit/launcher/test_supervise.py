@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from infra.embedded import Child
-from infra.supervise import GiveUp, Supervisor
+from launcher.supervise import GiveUp, Supervisor
 
 
 class FakeProcess:

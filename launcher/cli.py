@@ -35,7 +35,7 @@ def _serve(app_factory: str, host: str, port: int, workers: int) -> int:
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from infra.private import private_umask
-    from infra.stack import run_up
+    from launcher.stack import run_up
 
     private_umask()  # the data dir and everything in it: owner-only from the first byte
 
@@ -67,14 +67,14 @@ def cmd_processor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
-    from processor.dispatcher import run_dispatcher
+    from dispatcher.service import run_dispatcher
 
     return run_dispatcher(settings)
 
 
 def cmd_check(unknown: list[str]) -> int:
     """``touchpath check``: what holds on stdout, one line per problem on stderr; 1 if any."""
-    from infra.stack import redis_configured
+    from launcher.stack import redis_configured
 
     fine: list[str] = []
     try:

@@ -10,7 +10,7 @@ waits for a free slot, a wake-up from fan-out or the next due retry (at most one
 notice jobs scheduled by other dispatchers or by a replay).
 
 Isolation: every attempt runs as its own task with a total deadline (``webhook_timeout_s``,
-connect + send + answer, see :mod:`processor.delivery`); a slot is claimed again as soon as
+connect + send + answer, see :mod:`dispatcher.delivery`); a slot is claimed again as soon as
 one attempt ends, never after a whole batch, and a subscription has at most
 ``webhook_concurrency_per_subscription`` attempts in flight, so a slow receiver holds only its
 own slots and never delays another subscription's deliveries.
@@ -26,18 +26,19 @@ import socket
 import time
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Histogram
 
+from dispatcher.delivery import BLOCKED, Deliverer
+from infra import redis_streams
 from infra.logs import configure_logging
+from infra.redis_streams import Entry, claimed_entries, exists_already, read_entries
 from infra.retry import Backoff
+from infra.service_kit import serve_health
 from infra.webhook_store import WebhookStore, now_ms
-from processor.delivery import BLOCKED, Deliverer
-from processor.health import serve_health
-from processor.publisher import exists_already
 from touchpath.settings import Settings
 from touchpath.signatures import standard_headers
 from touchpath.webhooks import (
@@ -51,7 +52,6 @@ from touchpath.webhooks import (
 
 log = logging.getLogger(__name__)
 GROUP = "dispatchers"
-CLAIM_IDLE_MS = 30_000
 MAX_IDLE_WAIT_S = 1.0
 DELIVERIES = Counter("touchpath_webhook_deliveries", "Delivery attempts by outcome.", ["outcome"])
 for _outcome in ("delivered", "retry", "dead"):
@@ -150,23 +150,18 @@ class Dispatcher:
                 raise
         self._group_ready = True
 
-    async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        answer = cast(
-            list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
-            await self.client.xreadgroup(
-                GROUP, self.name, {self.outbox: ">"}, count=500, block=1000
-            ),
+    async def _read_new(self) -> list[Entry]:
+        answer = await self.client.xreadgroup(
+            GROUP, self.name, {self.outbox: ">"}, count=500, block=1000
         )
-        return [entry for _, stream_entries in answer or [] for entry in stream_entries]
+        return read_entries(answer)
 
-    async def _claim_stale(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        answer = cast(
-            list[Any],
-            await self.client.xautoclaim(
-                self.outbox, GROUP, self.name, CLAIM_IDLE_MS, start_id="0-0", count=500
-            ),
+    async def _claim_stale(self) -> list[Entry]:
+        claim_idle_ms = redis_streams.CLAIM_IDLE_MS
+        answer = await self.client.xautoclaim(
+            self.outbox, GROUP, self.name, claim_idle_ms, start_id="0-0", count=500
         )
-        return [entry for entry in answer[1] if entry and entry[1]]
+        return claimed_entries(answer)
 
     async def deliver_due(self) -> None:
         """Start what is due in the free slots, then wait for a slot to free, a wake-up or

@@ -8,9 +8,14 @@ from typing import Any
 import orjson
 import pytest
 
-from collector.group_commit import GroupCommit
+from collector.group_commit import MAX_GROUP_BYTES, GroupCommit
 from infra.kafka import BrokerUnavailable, Record
-from touchpath.records import decode_touchpoints, encode_touchpoints, join_touchpoints
+from touchpath.records import (
+    RecordError,
+    decode_touchpoints,
+    encode_touchpoints,
+    join_touchpoints,
+)
 
 
 class MemoryProducer:
@@ -76,3 +81,47 @@ def test_a_failed_write_answers_every_request_of_the_group(error: Exception) -> 
         return await asyncio.wait_for(_write_all(commit, [[event(n)] for n in range(5)]), 5)
 
     assert all(isinstance(r, type(error)) for r in asyncio.run(run()))
+
+
+def test_the_requests_of_one_turn_share_one_record_with_their_dead_letters() -> None:
+    producer = MemoryProducer()
+    commit = GroupCommit(producer, "touchpoints")  # type: ignore[arg-type]
+    dead: Record = ("dead-letter", None, b"bad")
+
+    async def run() -> list[None]:
+        return await asyncio.gather(
+            commit.write([event(1)], [dead], "website", 100),
+            commit.write([event(2), event(3)], [], "website", 100),
+            commit.write([event(4)], [], "backend", 100),
+        )
+
+    assert asyncio.run(run()) == [None, None, None]
+    by_topic = sorted((topic, decode_or_raw(value)) for topic, _, value in producer.records)
+    assert by_topic == [
+        ("dead-letter", b"bad"),
+        ("touchpoints", ["m-1", "m-2", "m-3"]),
+        ("touchpoints", ["m-4"]),
+    ]
+
+
+def test_a_full_group_is_written_before_the_next_request_joins() -> None:
+    producer = MemoryProducer()
+    commit = GroupCommit(producer, "touchpoints")  # type: ignore[arg-type]
+    half = MAX_GROUP_BYTES // 2 + 1
+
+    async def run() -> None:
+        await asyncio.gather(*(commit.write([event(n)], [], "website", half) for n in range(3)))
+
+    asyncio.run(run())
+    assert [decode_or_raw(value) for _, _, value in producer.records] == [
+        ["m-0"],
+        ["m-1"],
+        ["m-2"],
+    ]
+
+
+def decode_or_raw(value: bytes) -> object:
+    try:
+        return [e["messageId"] for e in decode_touchpoints(value)]
+    except RecordError:
+        return value

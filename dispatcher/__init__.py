@@ -1,0 +1,1 @@
+"""The webhook dispatcher process (``touchpath webhooks``)."""

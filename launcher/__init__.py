@@ -1,0 +1,1 @@
+"""``touchpath``: the command line and the local stack (imports every service)."""
