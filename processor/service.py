@@ -31,6 +31,7 @@ from infra.retry import Backoff, retry
 from processor import metrics
 from processor.dead_letters import DeadLetters
 from processor.decode import Decoded, decode_batch
+from processor.firing import start_firing
 from processor.flow import Batch, Flow, Offsets, Staged, partition_lags
 from processor.health import serve_health
 from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAssignment
@@ -49,6 +50,7 @@ from touchpath.identity import IdentityPolicy
 from touchpath.journey import EventEffects
 from touchpath.settings import Settings
 from touchpath.stages import StageModel, load_stage_model
+from touchpath.triggers import load_triggers
 
 log = logging.getLogger(__name__)
 STAGE_PART_EVENTS = 5000  # small enough to overlap, large enough to group by anchor
@@ -230,7 +232,7 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
         settings.processor_dead_letter_max_pause_s,
     )
     dead_letters = DeadLetters(producer, settings.topic_dead_letter, brake)
-    resolver = Resolver(store, model, policy)
+    resolver = Resolver(store, model, policy, triggers=load_triggers(settings.rules_file))
     incarnation = Incarnation(client, settings.redis_prefix, consumer_name)
     return Processor(
         settings,
@@ -271,6 +273,7 @@ def run_processor(settings: Settings) -> int:
     consumer.subscribe(
         [settings.topic_touchpoints], listener=SeekOnAssignment(offsets, lambda: consumer, stop)
     )
+    firing = start_firing(settings, client, processor.producer, stop)  # issue #21
     gc_tuning.tune_gc()  # a batch allocates millions of short-lived objects
     log.info("processor started", extra={"group": settings.consumer_group})
     try:
@@ -279,6 +282,9 @@ def run_processor(settings: Settings) -> int:
         log.exception("processor stopped on an unrecoverable error")
         return 1
     finally:
+        stop.set()
+        if firing is not None:
+            firing.join(10)
         processor.close()
         consumer.close(autocommit=False)
         processor.producer.close(10)
