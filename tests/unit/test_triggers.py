@@ -287,3 +287,35 @@ def test_final_firings_do_not_depend_on_arrival_order_clock_or_loops(
     assert final == expected
     fired_ids = [fid for kind, fid in sim.log if kind == "fire"]
     assert len(fired_ids) == len(set(fired_ids)), "a firing was published twice"
+
+
+# --- where firings go: webhook subscriptions and the SSE stream ------------------------------
+
+
+def test_subscriptions_choose_triggers_as_they_choose_stages() -> None:
+    from touchpath.webhooks import Subscription, SubscriptionError, matches, new_subscription
+
+    firing = {"firing_id": "f", "trigger": "cart", "kind": "trigger.fired", "to": None}
+    change = {"to": "purchase", "from": "decision"}
+    everything = Subscription("s", "https://x.example", "k")
+    carts = Subscription("s", "https://x.example", "k", triggers=("cart",))
+    assert matches(everything, change) and not matches(everything, firing)
+    assert matches(carts, firing) and not matches(carts, change)
+    assert not matches(Subscription("s", "u", "k", triggers=("lapse",)), firing)
+    assert matches(Subscription("s", "u", "k", stages=("purchase",), triggers=("*",)), change)
+    with pytest.raises(SubscriptionError, match="unknown trigger"):
+        new_subscription("https://x.example", [], [], STAGES, None, "", (), ["nope"], ["cart"])
+    made = new_subscription("https://x.example", [], [], STAGES, None, "", (), ["cart"], ["cart"])
+    assert made.public()["triggers"] == ["cart"]
+    assert Subscription.from_json(made.to_json()).triggers == ("cart",)
+
+
+def test_firings_have_their_own_sse_event_type() -> None:
+    from api.routes_stream import _event
+
+    fired = b'{"firing_id":"f","change_id":"f","kind":"trigger.fired","trigger":"cart"}'
+    cancelled = fired.replace(b"trigger.fired", b"trigger.cancelled")
+    assert b"event: trigger-fired\n" in _event("1-0", fired, set())
+    assert b"event: trigger-cancelled\n" in _event("1-0", cancelled, set())
+    assert _event("1-0", fired, {"purchase"}) == b""
+    assert b"event: stage-change\n" in _event("1-0", b'{"to":"purchase"}', set())
