@@ -68,7 +68,10 @@ redis.call('DEL', p .. ':cust:' .. cid)
 redis.call('HDEL', p .. ':funnel', cid)
 redis.call('HDEL', p .. ':surveys', cid)
 redis.call('HDEL', p .. ':announced', unpack(plan.cids))
-for _, former in ipairs(plan.cids) do redis.call('DEL', p .. ':former:' .. former) end
+for _, former in ipairs(plan.cids) do
+  redis.call('DEL', p .. ':former:' .. former)
+  redis.call('DEL', p .. ':trg:s:' .. former) -- fired trigger firings (issue #21)
+end
 
 -- What the erased identifiers left in the data of identifiers that stay (a refused tie's
 -- link marker, a trait such as the email, a timeline entry naming them).

@@ -145,9 +145,14 @@ class Eraser:
         def erased(raw: bytes) -> bool:
             return names_erased(orjson.loads(raw), identifiers, customers)
 
-        for stream in (self._keys.outbox, self._keys.webhook_outbox, self._keys.live_changes):
+        streams = (self._keys.outbox, self._keys.webhook_outbox, self._keys.live_changes)
+        for stream in (*streams, self._keys.trigger("outbox")):  # trigger firings (#21)
             async for entry_ids in self._stream_matches(stream, erased):
                 await self._client.xdel(stream, *entry_ids)
+        timers = self._keys.trigger("due")
+        for cid in sorted(customers):  # trigger timers (their state goes in erase.lua)
+            async for timer, _ in self._client.zscan_iter(timers, match=f"{cid}\x1f*"):
+                await self._client.zrem(timers, timer)
         jobs, due, dead = (self._keys.webhooks(part) for part in ("jobs", "due", "dead"))
         for name in (jobs, dead):
             async for deliveries in self._hash_matches(name, lambda job: erased(_body(job))):

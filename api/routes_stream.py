@@ -133,10 +133,16 @@ async def _next(listener: Listener) -> tuple[str, bytes]:
 
 
 def _event(entry_id: str, raw: bytes, wanted: set[str]) -> bytes:
-    """The SSE lines of a change; nothing when its stage is not wanted."""
-    if wanted and _stage_of(orjson.loads(raw)) not in wanted:
+    """The SSE lines of a change (or of a trigger firing: ``event: trigger-fired`` /
+    ``trigger-cancelled``); nothing when its stage is not wanted (firings: a stage filter)."""
+    kind = b"stage-change"
+    if raw.startswith(b'{"firing_id"'):  # firings are written with this first key
+        kind = b"trigger-cancelled" if b'"kind":"trigger.cancelled"' in raw else b"trigger-fired"
+        if wanted:
+            return b""
+    elif wanted and _stage_of(orjson.loads(raw)) not in wanted:
         return b""
-    return b"id: " + entry_id.encode() + b"\nevent: stage-change\ndata: " + raw + b"\n\n"
+    return b"id: " + entry_id.encode() + b"\nevent: " + kind + b"\ndata: " + raw + b"\n\n"
 
 
 def _stage_of(change: dict[str, object]) -> object:

@@ -16,6 +16,7 @@ from api.docs import problem
 from infra.problems import JSONBody, Problem
 from infra.webhook_store import WebhookStore
 from touchpath.secrets import mask_text
+from touchpath.triggers import load_triggers
 from touchpath.webhooks import SubscriptionError, new_subscription
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["webhooks"])
@@ -46,7 +47,8 @@ async def create_subscription(
     Refused with 400 and the reason: a URL with credentials (`user:pass@`), a URL naming a
     loopback, private, link-local, CGNAT, unique-local, multicast or unspecified address
     (in any spelling) outside `TOUCHPATH_WEBHOOK_ALLOWED_NETWORKS`, a secret that is not
-    `whsec_` + base64. Host names are checked on every delivery, on the address connected to."""
+    `whsec_` + base64. Host names are checked on every delivery, on the address connected to.
+    `triggers` names the trigger firings to deliver (`trigger.fired`, `trigger.cancelled`)."""
     allowed = request.app.state.settings.webhook_allowed_networks
     try:
         sub = new_subscription(
@@ -57,6 +59,8 @@ async def create_subscription(
             body.secret,
             body.description,
             allowed,
+            body.triggers,
+            _trigger_names(request),
         )
     except SubscriptionError as exc:
         raise Problem(400, "Bad Request", str(exc)) from None
@@ -116,6 +120,15 @@ async def delete_subscription(
     if not await store.remove(subscription_id):
         raise Problem(404, "Not Found", f"no subscription {subscription_id!r}")
     return JSONBody({"deleted": subscription_id})
+
+
+def _trigger_names(request: Request) -> tuple[str, ...]:
+    """The rules file's trigger names (read once per process)."""
+    names: tuple[str, ...] | None = getattr(request.app.state, "trigger_names", None)
+    if names is None:
+        names = load_triggers(request.app.state.settings.rules_file).names
+        request.app.state.trigger_names = names
+    return names
 
 
 def _dead(delivery: str, job: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ _SUBSCRIPTION = {
     "transitions": ["consideration->decision"],
     "created_at": "2026-03-01T10:00:00+00:00",
     "description": "CRM: hot leads and new buyers",
+    "triggers": ["cart-abandonment"],
 }
 
 
@@ -34,6 +35,13 @@ class NewSubscription(BaseModel):
         "generated when absent (anything else is a 400).",
     )
     description: str = Field("", max_length=200)
+    triggers: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="trigger names of the rules file whose firings and cancellations to "
+        "deliver; `*`: every trigger. Only triggers: no stage changes.",
+        examples=[["cart-abandonment"]],
+    )
 
 
 class SubscriptionDoc(BaseModel):
@@ -46,6 +54,7 @@ class SubscriptionDoc(BaseModel):
     transitions: list[str]
     created_at: str
     description: str
+    triggers: list[str] = []
 
 
 class CreatedSubscription(SubscriptionDoc):

@@ -35,7 +35,12 @@ class BrokerUnavailable(RuntimeError):
 
 def topics_of(settings: Settings) -> list[str]:
     """Every topic touchpath writes or reads."""
-    return [settings.topic_touchpoints, settings.topic_dead_letter, settings.topic_stage_changes]
+    return [
+        settings.topic_touchpoints,
+        settings.topic_dead_letter,
+        settings.topic_stage_changes,
+        settings.topic_trigger_firings,
+    ]
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
@@ -86,6 +91,7 @@ def retention_ms(settings: Settings) -> dict[str, int]:
         settings.topic_touchpoints: raw,
         settings.topic_dead_letter: raw,
         settings.topic_stage_changes: settings.stage_changes_retention_hours * 3_600_000,
+        settings.topic_trigger_firings: settings.stage_changes_retention_hours * 3_600_000,
     }
 
 

@@ -20,10 +20,12 @@ from typing import Any
 import orjson
 
 from processor.store import ClusterState, ClusterWrite, JourneyStore
+from processor.triggers import schedule as schedule_triggers
 from touchpath.identity import IdentityPolicy
 from touchpath.journey import announced_record, derive_profiles, funnel_row, stage_changes
 from touchpath.keys import Keys
 from touchpath.stages import StageModel
+from touchpath.triggers import TriggerModel
 
 log = logging.getLogger(__name__)
 CHUNK = 200
@@ -46,12 +48,18 @@ class Resolver:
     """Derives and stores customer profiles for clusters whose inputs changed."""
 
     def __init__(
-        self, store: JourneyStore, model: StageModel, policy: IdentityPolicy, chunk: int = CHUNK
+        self,
+        store: JourneyStore,
+        model: StageModel,
+        policy: IdentityPolicy,
+        chunk: int = CHUNK,
+        triggers: TriggerModel | None = None,
     ) -> None:
         self.store = store
         self.model = model
         self.policy = policy
         self.chunk = chunk  # clusters per read/write script call
+        self.triggers = triggers or TriggerModel()  # issue #21: timers follow the profiles
 
     def resolve(self, clusters: Iterable[str]) -> ResolveReport:
         """Resolve every given cluster; returns the stage changes announced.
@@ -178,6 +186,7 @@ class Resolver:
                 call("HSET", keys.surveys, cid, orjson.dumps(profile["surveys"]))
             elif before and before.get("surveys"):
                 call("HDEL", keys.surveys, cid)
+        schedule_triggers(call, keys, self.triggers, old, new)
         for change in changes:
             encoded = orjson.dumps(change)
             call("XADD", keys.outbox, "*", "change", encoded)

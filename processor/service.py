@@ -32,6 +32,7 @@ from infra.streams.kafka import stream_consumer, stream_producer
 from processor import metrics
 from processor.dead_letters import DeadLetters
 from processor.decode import Decoded, decode_batch
+from processor.firing import start_firing
 from processor.flow import Flow, Offsets, Staged, partition_lags
 from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAssignment
 from processor.pauses import REDIS_FULL, DeadLetterBrake, Pauses
@@ -49,6 +50,7 @@ from touchpath.identity import IdentityPolicy
 from touchpath.journey import EventEffects
 from touchpath.settings import Settings
 from touchpath.stages import StageModel, load_stage_model
+from touchpath.triggers import load_triggers
 
 log = logging.getLogger(__name__)
 STAGE_PART_EVENTS = 5000  # small enough to overlap, large enough to group by anchor
@@ -228,7 +230,7 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
         settings.processor_dead_letter_max_pause_s,
     )
     dead_letters = DeadLetters(producer, settings.topic_dead_letter, brake)
-    resolver = Resolver(store, model, policy)
+    resolver = Resolver(store, model, policy, triggers=load_triggers(settings.rules_file))
     incarnation = Incarnation(client, settings.redis_prefix, consumer_name)
     return Processor(
         settings,
@@ -267,6 +269,7 @@ def run_processor(settings: Settings) -> int:
     )
     consumer = stream_consumer(settings)
     consumer.subscribe([settings.topic_touchpoints], SeekOnAssignment(offsets, consumer, stop))
+    firing = start_firing(settings, client, processor.producer, stop)  # issue #21
     gc_tuning.tune_gc()  # a batch allocates millions of short-lived objects
     log.info("processor started", extra={"group": settings.consumer_group})
     try:
@@ -275,6 +278,9 @@ def run_processor(settings: Settings) -> int:
         log.exception("processor stopped on an unrecoverable error")
         return 1
     finally:
+        stop.set()
+        if firing is not None:
+            firing.join(10)
         processor.close()
         consumer.close()
         processor.producer.close(10)

@@ -111,3 +111,14 @@ class Keys:
         """Sorted set (all scores 0, read in lexicographic order) of every groupId seen; an
         account whose members are all gone stays listed with no members."""
         return f"{self.prefix}:accounts"
+
+    def trigger(self, part: str) -> str:
+        """Trigger timers (touchpath/triggers.py): ``due`` (sorted set: ``<customer id><US>
+        <trigger>`` by the event time to evaluate it at), ``outbox`` (stream of firings for
+        Kafka)."""
+        return f"{self.prefix}:trg:{part}"
+
+    def trigger_state(self, customer_id: str) -> str:
+        """Hash: ``<trigger><US><firing id>`` → the firing (JSON) of a customer's fired,
+        uncancelled occurrences (at most 20 per trigger)."""
+        return f"{self.prefix}:trg:s:{customer_id}"

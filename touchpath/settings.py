@@ -247,6 +247,17 @@ class Settings(BaseSettings):
         8, ge=1, le=1000, description="attempts in flight per subscription and dispatcher"
     )
     stream_max_clients: int = Field(100, ge=1, le=100_000, description="SSE streams per process")
+    # --- triggers (issue #21): timers on time and absence, fired by the processor ----------
+    topic_trigger_firings: str = "touchpath.trigger-firings"
+    trigger_allowed_lateness_s: float = Field(
+        30.0, ge=0, le=86_400, description="a firing waits this long past its due event time"
+    )
+    trigger_recheck_s: float = Field(
+        3600, gt=0, description="how often a fired `any_event` trigger is looked at again"
+    )
+    trigger_lease_s: float = Field(
+        30, gt=0, le=3600, description="a claimed timer is claimed again after this long"
+    )
 
     @field_validator("webhook_allowed_networks", mode="before")
     @classmethod

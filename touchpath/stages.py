@@ -168,7 +168,7 @@ class StageEntry:
 
 
 _SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-_TOP_KEYS = {"stages", "rules", "ignore", "revenue"}
+_TOP_KEYS = {"stages", "rules", "ignore", "revenue", "triggers"}  # triggers: touchpath/triggers.py
 _RULE_KEYS = {"stage", "when", "after"}
 _WHEN_KEYS = {"type", "event", "name", "channel", "properties", "traits", "context"}
 _OPERATORS = {"prefix", "exists"}

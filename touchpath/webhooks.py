@@ -25,7 +25,12 @@ from touchpath.secrets import mask_url
 from touchpath.signatures import new_secret, secret_bytes
 
 ANY = "*"
-EVENT_TYPES = {"advance": "stage.changed", "correction": "stage.corrected"}
+EVENT_TYPES = {
+    "advance": "stage.changed",
+    "correction": "stage.corrected",
+    "trigger.fired": "trigger.fired",
+    "trigger.cancelled": "trigger.cancelled",
+}
 
 
 class SubscriptionError(ValueError):
@@ -43,6 +48,7 @@ class Subscription:
     transitions: tuple[tuple[str, str], ...] = ()
     created_at: str = ""
     description: str = ""
+    triggers: tuple[str, ...] = ()  # trigger firings wanted (issue #21); "*": every trigger
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -52,6 +58,7 @@ class Subscription:
         data = orjson.loads(raw)
         data["stages"] = tuple(data.get("stages") or ())
         data["transitions"] = tuple(tuple(t) for t in data.get("transitions") or ())
+        data["triggers"] = tuple(data.get("triggers") or ())
         return cls(**data)
 
     def public(self) -> dict[str, Any]:
@@ -63,6 +70,7 @@ class Subscription:
             "transitions": [f"{a}->{b}" for a, b in self.transitions],
             "created_at": self.created_at,
             "description": self.description,
+            "triggers": list(self.triggers),
         }
 
 
@@ -74,6 +82,8 @@ def new_subscription(
     secret: str | None = None,
     description: str = "",
     allowed: Iterable[Network] = (),
+    triggers: Iterable[str] = (),
+    known_triggers: Iterable[str] = (),
 ) -> Subscription:
     """A validated subscription (SubscriptionError naming what is wrong); ``allowed`` are the
     networks a URL may point into although they are not public."""
@@ -84,6 +94,13 @@ def new_subscription(
     pairs = tuple(dict.fromkeys(_transition(t, known) for t in transitions))
     if unknown:
         raise SubscriptionError(f"unknown stage(s) {unknown}; the stages are {sorted(known)}")
+    wanted_triggers = tuple(dict.fromkeys(triggers))
+    names = set(known_triggers) | {ANY}
+    if not set(wanted_triggers) <= names:
+        raise SubscriptionError(
+            f"unknown trigger(s) {sorted(set(wanted_triggers) - names)}; "
+            f"the triggers are {sorted(names - {ANY})} ('*' for all)"
+        )
     if secret is not None:
         try:
             secret_bytes(secret)
@@ -97,6 +114,7 @@ def new_subscription(
         transitions=pairs,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         description=description[:200],
+        triggers=wanted_triggers,
     )
 
 
@@ -131,9 +149,13 @@ def _transition(text: str, known: set[str]) -> tuple[str, str]:
 
 
 def matches(subscription: Subscription, change: Mapping[str, Any]) -> bool:
-    """True when ``change`` is one the subscription asked for (no filter: every change)."""
+    """True when ``change`` is one the subscription asked for (no filter: every stage change;
+    trigger firings only when it names their trigger or ``*``)."""
+    trigger = change.get("trigger")
+    if trigger is not None:
+        return trigger in subscription.triggers or ANY in subscription.triggers
     if not subscription.stages and not subscription.transitions:
-        return True
+        return not subscription.triggers
     to, before = change.get("to"), change.get("from") or ""
     if change.get("stage", to) in subscription.stages:
         return True
