@@ -12,9 +12,17 @@ EVENTS_DUPLICATE = Counter(
 )
 CONSUMER_LAG = Gauge(
     "touchpath_processor_consumer_lag_records",
-    "High-water mark minus position, per assigned partition.",
+    "Records past the durable offset (high-water mark minus the offset recorded in Redis and "
+    "committed), per partition of the topic; every processor reports every partition.",
     ["partition"],
-    multiprocess_mode="livesum",
+    multiprocess_mode="livemax",
+)
+CONSUMER_LAG_SECONDS = Gauge(
+    "touchpath_processor_consumer_lag_seconds",
+    "Age of the oldest record not yet durable (the first past the durable offset; 0 when "
+    "none), per partition of the topic.",
+    ["partition"],
+    multiprocess_mode="livemax",
 )
 EVENT_TO_STAGE = Histogram(
     "touchpath_processor_event_to_stage_seconds",

@@ -31,8 +31,9 @@ from infra.retry import Backoff, retry
 from processor import metrics
 from processor.dead_letters import DeadLetters
 from processor.decode import Decoded, decode_batch
-from processor.flow import Batch, Flow, Offsets, Staged, partition_lags
+from processor.flow import Batch, Flow, Offsets, Staged
 from processor.health import serve_health
+from processor.lag import LagProbe, start_lag_monitor  # lag from durable offsets
 from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAssignment
 from processor.pauses import REDIS_FULL, DeadLetterBrake, Pauses
 from processor.publisher import OutboxPublisher
@@ -184,12 +185,6 @@ def _observe(staged: Staged) -> None:
     metrics.EVENTS_DUPLICATE.inc(staged.duplicates)
 
 
-def update_lag(consumer: KafkaConsumer) -> None:
-    """Lag from the consumer's own high-water marks (tansu's ListOffsets is unreliable)."""
-    for tp, lag in partition_lags(consumer, timeout_ms=1000).items():
-        metrics.CONSUMER_LAG.labels(str(tp.partition)).set(lag)
-
-
 def update_stage_gauges(store: JourneyStore, model: StageModel) -> None:
     """Customers per stage, from the stage indexes."""
     pipe = store.client.pipeline(transaction=False)
@@ -267,6 +262,7 @@ def run_processor(settings: Settings) -> int:
     offsets = OffsetStore(
         client, settings.redis_prefix, settings.topic_touchpoints, processor.incarnation
     )
+    start_lag_monitor(LagProbe.of(settings, offsets.read), settings.processor_lag_interval_s, stop)
     consumer = make_consumer(settings)
     consumer.subscribe(
         [settings.topic_touchpoints], listener=SeekOnAssignment(offsets, lambda: consumer, stop)
@@ -372,7 +368,6 @@ def _housekeeping(processor: Processor, consumer: KafkaConsumer) -> None:
     """Gauges, and the check that Redis did not come back older (raises RedisRegressed)."""
     try:
         processor.incarnation.verify()
-        update_lag(consumer)
         update_stage_gauges(processor.store, processor.model)
         update_redis_memory(processor.store.client)
     except (KafkaError, redis.RedisError, OSError) as exc:

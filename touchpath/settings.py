@@ -220,6 +220,10 @@ class Settings(BaseSettings):
     )
     up_crash_window_s: float = Field(60.0, gt=0, le=86_400)
     access_log: bool = Field(True, description="one INFO line per HTTP request (collector, api)")
+    # --- operating (issue 18, part 2): lag, proxies, slow clients ------------------------
+    processor_lag_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="how often the processor measures lag from durable offsets"
+    )
 
     # --- channels (collector): email links and the tools' signed webhooks ----------------
     public_url: str = Field("", description="the collector's public base URL, for email links")

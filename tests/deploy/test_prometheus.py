@@ -25,9 +25,10 @@ GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": 
 
 REQUIRED_ALERTS = {
     "TouchpathConsumerLagGrowing": (
-        "deriv(sum(touchpath_processor_consumer_lag_records)[5m:",
-        "sum(touchpath_processor_consumer_lag_records) >",
+        "deriv(sum(max by (partition) (touchpath_processor_consumer_lag_records))[5m:",
+        "sum(max by (partition) (touchpath_processor_consumer_lag_records)) >",
     ),
+    "TouchpathEventsWaiting": ("max(touchpath_processor_consumer_lag_seconds) >",),
     "TouchpathDeadLetters": ("touchpath_processor_dead_letters_total",),
     "TouchpathCollectorErrors": ('touchpath_collector_requests_total{status=~"5.."}',),
     "TouchpathNoEventsReceived": ("touchpath_collector_events_accepted_total[10m]",),
@@ -51,6 +52,7 @@ REQUIRED_PANELS = (
     "Rejects by reason",
     "Produce latency (p50/p99)",
     "Consumer lag per partition",
+    "Oldest event not yet durable",
     "Event-to-stage latency p99",
     "Stage distribution",
     "Merges and refused merges",
