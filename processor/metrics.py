@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_PROCESSED = Counter(
@@ -57,6 +59,13 @@ DEAD_LETTERS = Counter(
 STAGE_CHANGES = Counter(
     "touchpath_processor_stage_changes", "Stage changes announced, by new stage.", ["stage"]
 )
+
+
+def declare_stages(stages: Iterable[str]) -> None:
+    """Export every stage's change counter from the start (0 until a customer reaches it)."""
+    for stage in stages:
+        STAGE_CHANGES.labels(stage)
+
 PARTITIONS_ASSIGNED = Gauge(
     "touchpath_processor_partitions_assigned",
     "Partitions this instance holds (0 until it has joined the consumer group).",

@@ -204,6 +204,7 @@ def update_redis_memory(client: redis.Redis) -> None:
 def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     """Wire a Processor from settings (rules file validated here, at start-up)."""
     model = load_stage_model(settings.rules_file)
+    metrics.declare_stages(model.stages)
     policy = IdentityPolicy.of(settings)
     store = JourneyStore(
         client, settings.redis_prefix, StoreBounds.of(settings), settings.erasure_key

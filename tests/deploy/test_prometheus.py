@@ -236,9 +236,14 @@ def test_every_alert_has_firing_and_quiet_unit_tests(
 
 
 def test_metrics_txt_is_a_clean_list(repo_root: Path, metric_names: frozenset[str]) -> None:
-    lines = (repo_root / "deploy" / "metrics.txt").read_text(encoding="utf-8").split()
-    assert len(lines) == len(set(lines)) == len(metric_names)
-    assert all(re.fullmatch(r"touchpath_[a-z0-9_]+", name) for name in lines)
+    rows = [
+        line.split() for line in (repo_root / "deploy" / "metrics.txt").read_text().splitlines()
+    ]
+    assert len(rows) == len({row[0] for row in rows}) == len(metric_names)
+    for row in rows:
+        assert len(row) == 2 and re.fullmatch(r"touchpath_[a-z0-9_]+", row[0]), row
+        assert row[1] in {"counter", "gauge", "histogram"}, row
+        assert row[0].endswith("_total") == (row[1] == "counter"), row
 
 
 def test_alert_expressions_use_exported_metrics(
