@@ -44,7 +44,9 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._body_s = settings.http_body_timeout_s
         self._max_head = settings.http_max_header_bytes
         self._deadline: asyncio.TimerHandle | None = None
-        self._head_bytes: int | None = 0  # None once the head is complete
+        self._head_bytes = 0
+        self._head_done = False
+        self._refused = False  # a head too large: answered 431, the rest is ignored
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -54,28 +56,43 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-        if self._head_bytes is not None:
-            self._head_bytes += len(data)
-            if self._head_bytes > self._max_head:
-                self._close(_431)
-                return
-        super().data_received(data)
-
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = 0
+        self._head_bytes, self._head_done, self._refused = 0, False, False
         if self._deadline is None:
             self._arm(self._head_s)
 
+    def on_url(self, url: bytes) -> None:
+        if self._counted(len(url)):
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._counted(len(name) + len(value) + 4):
+            super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
-        self._head_bytes = None
+        if self._refused:
+            return
+        self._head_done = True
         self._arm(self._body_s)
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._disarm()
-        super().on_message_complete()
+        if not self._refused:
+            super().on_message_complete()
+
+    def _counted(self, size: int) -> bool:
+        """Add to the head's size; False (and a 431) once it is over the bound."""
+        self._head_bytes += size
+        if self._head_bytes > self._max_head and not self._refused:
+            self._refused = True
+            self._close(_431)
+        return not self._refused
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
@@ -88,8 +105,7 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def _expired(self) -> None:
         self._deadline = None
-        head_done = self._head_bytes is None
-        started = head_done and self.cycle is not None and self.cycle.response_started
+        started = self._head_done and self.cycle is not None and self.cycle.response_started
         self._close(None if started else _408)
 
     def _close(self, answer: bytes | None) -> None:

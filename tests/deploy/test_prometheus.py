@@ -143,16 +143,21 @@ def _panels(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _panels(panel)
 
 
-def _exprs(node: Any) -> Iterator[str]:
+def _values(node: Any, wanted: str) -> Iterator[Any]:
+    """Every value of a key named ``wanted`` anywhere in a JSON document (not below it)."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == "expr":
+            if key == wanted:
                 yield value
             else:
-                yield from _exprs(value)
+                yield from _values(value, wanted)
     elif isinstance(node, list):
         for item in node:
-            yield from _exprs(item)
+            yield from _values(item, wanted)
+
+
+def _exprs(node: Any) -> Iterator[str]:
+    return _values(node, "expr")
 
 
 def _check_names(exprs: list[str], exported: frozenset[str]) -> None:
@@ -304,15 +309,7 @@ DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 
 
 def _datasources(node: Any) -> Iterator[Any]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "datasource":
-                yield value
-            else:
-                yield from _datasources(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _datasources(item)
+    return _values(node, "datasource")
 
 
 def test_provisioned_datasource_points_at_prometheus(deploy_yaml: Callable[[str], Any]) -> None:

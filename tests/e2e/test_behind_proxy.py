@@ -182,3 +182,8 @@ def test_a_slow_but_timely_client_is_served(guarded: str) -> None:
     sock.settimeout(10)
     answer = b"".join(iter(lambda: sock.recv(4096), b""))
     assert answer.startswith(b"HTTP/1.1 200"), answer
+
+
+def test_the_head_bound_does_not_count_the_body(guarded: str) -> None:
+    big = {"userId": "big", "event": "x", "properties": {"note": "n" * 20_000}}  # > 4096
+    assert httpx.post(f"{guarded}/v1/track", json=big, auth=AUTH).status_code == 200

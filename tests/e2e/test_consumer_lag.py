@@ -9,14 +9,12 @@ has room both fall back to 0.
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 from kafka import KafkaProducer
 
-from infra.embedded import Child, free_port, start_redis
+from infra.embedded import Child
 from tests.e2e.conftest import stack_env, start_service, wait_for
 from tests.reference import make_event
 from touchpath.records import encode_touchpoints
@@ -37,17 +35,10 @@ def samples(port: int, name: str) -> dict[str, float]:
     return found
 
 
-@pytest.fixture
-def own_redis(run_dir: Path) -> Iterator[Child]:
-    child = start_redis(free_port(), run_dir / f"redis-lag-{free_port()}", run_dir, aof=False)
-    yield child
-    child.stop()
-
-
 def test_lag_counts_a_fetched_backlog_until_it_is_durable(
-    bootstrap: str, own_redis: Child, run_dir: Path
+    bootstrap: str, small_redis: Child, run_dir: Path
 ) -> None:
-    url = f"redis://127.0.0.1:{own_redis.port}/0"
+    url = f"redis://127.0.0.1:{small_redis.port}/0"
     client = redis.Redis.from_url(url)
     env = stack_env(bootstrap, url, TOUCHPATH_PROCESSOR_LAG_INTERVAL_S="0.2")
     topic = env["TOUCHPATH_TOPIC_TOUCHPOINTS"]
