@@ -31,7 +31,7 @@ from api.stream_hub import StreamHub
 from infra import gc_tuning
 from infra.config_check import redacted
 from infra.logs import configure_logging, started_line
-from infra.observability import RequestMetrics
+from infra.observability import RequestMetrics, worker_metrics
 from infra.problems import JSONBody, Problem
 from infra.service_kit import add_ops_routes, handle_problems, problem_answer, unavailable
 from infra.webhook_store import WebhookStore
@@ -76,7 +76,8 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
             "api", settings.api_host, settings.api_port, redis=redacted(settings.redis_url)
         )
         try:
-            yield
+            with worker_metrics():
+                yield
         finally:
             await app.state.stream_hub.close()
             await client.aclose()

@@ -21,7 +21,7 @@ from collector.routes_webhooks import router as webhooks_router
 from infra import gc_tuning
 from infra.kafka import AsyncProducer, BrokerUnavailable
 from infra.logs import configure_logging, started_line
-from infra.observability import RequestMetrics
+from infra.observability import RequestMetrics, worker_metrics
 from infra.problems import JSONBody
 from infra.service_kit import add_ops_routes, handle_problems, problem_answer, unavailable
 from touchpath.settings import Settings, load_settings
@@ -61,7 +61,8 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
             write_keys=len(settings.write_keys),
         )
         try:
-            yield
+            with worker_metrics():
+                yield
         finally:
             producer.close()
             await replay_redis.aclose()

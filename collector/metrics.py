@@ -18,13 +18,13 @@ EVENTS_REJECTED = Counter(
 )
 REQUESTS = Counter(
     "touchpath_collector_requests",
-    "HTTP requests answered, by endpoint and status.",
-    ["endpoint", "status"],
+    "HTTP requests answered, by route template and status.",
+    ["route", "status"],
 )
 REQUEST_SECONDS = Histogram(
     "touchpath_collector_request_duration_seconds",
     "Time to answer an HTTP request.",
-    ["endpoint"],
+    ["route"],
     buckets=LATENCY_BUCKETS,
 )
 PRODUCE_SECONDS = Histogram(

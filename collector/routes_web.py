@@ -11,15 +11,18 @@ import hashlib
 from functools import cache
 from importlib import resources
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from infra.problems import JSONBody, Problem
 from touchpath.secrets import lookup_secret
+from touchpath.settings import Settings
 
 router = APIRouter(tags=["website"])
 _SCRIPT_CACHE = "public, max-age=3600"
+WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
 
 @cache
@@ -53,11 +56,29 @@ async def analytics_settings(
 ) -> JSONBody:
     """Load analytics-next with `cdnURL` set to the collector's URL; it then posts events
     here (`/v1/t`, `/v1/p`, `/v1/i`, … or `/v1/b` when batching)."""
-    keys = request.app.state.ingestor.settings.write_keys
-    if lookup_secret(write_key, keys) is None:
+    settings = request.app.state.ingestor.settings
+    if lookup_secret(write_key, settings.write_keys) is None:
         raise Problem(404, "Not Found", "unknown write key")
-    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
-    return JSONBody(settings_document(write_key, f"{host}/v1", request.url.scheme))
+    api_host, protocol = collector_address(settings)
+    return JSONBody(settings_document(write_key, f"{api_host}/v1", protocol))
+
+
+def collector_address(settings: Settings) -> tuple[str, str]:
+    """Host (and path) and scheme browsers reach the collector at: ``TOUCHPATH_PUBLIC_URL``
+    (``https://t.example.com`` behind a TLS proxy), else the address it listens on. Never the
+    request's ``Host`` header: a client-chosen value in a cacheable answer."""
+    if settings.public_url:
+        url = urlsplit(settings.public_url)
+        return f"{url.netloc}{url.path.rstrip('/')}", url.scheme or "https"
+    if settings.collector_host in WILDCARDS:
+        raise Problem(
+            503,
+            "Public URL not configured",
+            "set TOUCHPATH_PUBLIC_URL to the collector's public base URL",
+        )
+    host = settings.collector_host
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{settings.collector_port}", "http"
 
 
 def settings_document(write_key: str, api_host: str, protocol: str) -> dict[str, Any]:

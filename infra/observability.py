@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -14,6 +17,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     multiprocess,
 )
@@ -23,6 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from infra.logs import request_id
 
 ACCESS_LOG = logging.getLogger("touchpath.access")
+PREFLIGHT = "preflight"  # the route label of a CORS preflight (answered before routing)
+disable_created_metrics()  # no ``*_created`` series: every service imports this module
 
 DEPENDENCY_UP = Gauge(
     "touchpath_dependency_up",
@@ -39,6 +45,43 @@ def metrics_payload() -> bytes:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest()
+
+
+@contextlib.contextmanager
+def worker_metrics() -> Iterator[None]:
+    """Around a worker's life in multi-worker mode (``PROMETHEUS_MULTIPROC_DIR`` set): on the
+    way in, drop the live-gauge files of workers that died without cleaning up (killed, then
+    replaced by uvicorn); on the way out, this worker's own (``mark_process_dead``), so a
+    gone worker's gauges stop counting. Counters of gone workers stay in the totals."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        for pid in _dead_workers(Path(directory)):
+            multiprocess.mark_process_dead(pid, directory)
+    try:
+        yield
+    finally:
+        if directory:
+            multiprocess.mark_process_dead(os.getpid(), directory)
+
+
+def _dead_workers(directory: Path) -> set[int]:
+    """Pids with live-gauge files (``gauge_live…_<pid>.db``) that no longer run."""
+    pids = set()
+    for path in directory.glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _running(int(pid)):
+            pids.add(int(pid))
+    return pids
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def metrics_response() -> Response:
@@ -112,6 +155,17 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 
 def _route_of(scope: Scope) -> str:
+    """The route template; ``preflight`` for a CORS preflight (the CORS middleware answers it
+    before routing), ``unmatched`` when no route matched."""
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    if isinstance(path, str):
+        return path
+    return PREFLIGHT if _is_preflight(scope) else "unmatched"
+
+
+def _is_preflight(scope: Scope) -> bool:
+    if scope["method"] != "OPTIONS":
+        return False
+    names = {name for name, _ in scope.get("headers", ())}
+    return b"origin" in names and b"access-control-request-method" in names

@@ -13,11 +13,14 @@ from infra.logs import package_version
 from touchpath.settings import ConfigError, Settings, load_settings
 
 
-def _serve(app_factory: str, host: str, port: int, workers: int) -> int:
+def _serve(app_factory: str, host: str, port: int, workers: int, settings: Settings) -> int:
     import uvicorn
+
+    from infra.http_guard import GuardedHttpTools
 
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="touchpath-metrics-")
+    proxies = list(settings.trusted_proxies)
     uvicorn.run(
         app_factory,
         factory=True,
@@ -25,10 +28,13 @@ def _serve(app_factory: str, host: str, port: int, workers: int) -> int:
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=GuardedHttpTools,  # head and body deadlines against slow clients
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.http_keep_alive_s,
+        proxy_headers=bool(proxies),  # X-Forwarded-For/-Proto only from trusted proxies
+        forwarded_allow_ips=proxies or None,
     )
     return 0
 
@@ -48,6 +54,7 @@ def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
         settings.collector_host,
         settings.collector_port,
         args.workers or settings.collector_workers,
+        settings,
     )
 
 
@@ -57,6 +64,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         settings.api_host,
         settings.api_port,
         args.workers or settings.api_workers,
+        settings,
     )
 
 

@@ -17,8 +17,8 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,7 +84,8 @@ def start_stack(ephemeral: bool = False, settings: Settings | None = None) -> St
         stack.env.update(_start_dependencies(stack, data_dir, log_dir, ephemeral))
         stack.env.update(_credentials(stack, settings, data_dir, ephemeral))
         resolved = load_settings(**_overrides(stack.env))
-        ensure_topics(resolved)
+        with step("creating the topics"):
+            ensure_topics(resolved)
         stack.settings = resolved
         _start_services(stack, log_dir)
     except BaseException:
@@ -101,10 +102,12 @@ def _start_dependencies(
     if not settings.kafka_bootstrap:
         weed = None
         if not ephemeral:
-            weed = start_seaweedfs(data_dir / "seaweedfs", log_dir)
+            with step("starting the broker's storage (seaweedfs)"):
+                weed = start_seaweedfs(data_dir / "seaweedfs", log_dir)
             stack.children.append(weed)
         port = DEFAULT_BROKER_PORT if port_is_free(DEFAULT_BROKER_PORT) else free_port()
-        stack.children.append(start_tansu(port, log_dir, weed))
+        with step("starting the broker (tansu)"):
+            stack.children.append(start_tansu(port, log_dir, weed))
         env["TOUCHPATH_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
     if redis_configured(settings):
         # only what was configured: never a Redis that merely happens to answer on the default
@@ -115,18 +118,28 @@ def _start_dependencies(
             )
         stack.redis_note = "configured by TOUCHPATH_REDIS_URL"
         return env
-    redis = start_redis(
-        free_port(),
-        data_dir / "redis",
-        log_dir,
-        aof=not ephemeral,
-        maxmemory=settings.redis_maxmemory,
-    )
+    with step("starting Redis"):
+        redis = start_redis(
+            free_port(),
+            data_dir / "redis",
+            log_dir,
+            aof=not ephemeral,
+            maxmemory=settings.redis_maxmemory,
+        )
     stack.children.append(redis)
     env["TOUCHPATH_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
     kept = "no AOF: nothing survives a restart" if ephemeral else f"AOF in {data_dir / 'redis'}"
     stack.redis_note = f"started by touchpath up, {kept}"
     return env
+
+
+@contextmanager
+def step(label: str) -> Iterator[None]:
+    """One line per start-up step, with the time it took (none if the step fails: its error
+    line follows)."""
+    started = time.perf_counter()
+    yield
+    print(f"{label} … {time.perf_counter() - started:.1f} s", flush=True)
 
 
 def redis_configured(settings: Settings) -> bool:
@@ -181,9 +194,10 @@ def _start_services(stack: Stack, log_dir: Path) -> None:
                 f"(set {variable} to a free port)"
             )
         argv = [python, "-m", "launcher.cli", name]
-        child = spawn(name, argv, port, log_dir / f"{name}.log", env)
-        stack.children.append(child)
-        _wait_healthy(child, "/healthz")
+        with step(f"starting the {name}"):
+            child = spawn(name, argv, port, log_dir / f"{name}.log", env)
+            stack.children.append(child)
+            _wait_healthy(child, "/healthz")
 
 
 def _services(settings: Settings) -> list[tuple[str, int, str]]:
@@ -247,7 +261,8 @@ def run_up(ephemeral: bool) -> int:
     failed = False
     try:
         print_banner(stack)
-        wait_ready(stack.children, READY_CHECKS, timeout_s=120)
+        with step("waiting until every service is ready"):
+            wait_ready(stack.children, READY_CHECKS, timeout_s=120)
         print("ready", flush=True)
         supervisor = Supervisor(
             stack.children,

@@ -202,6 +202,9 @@ def start_firing(
     model = load_triggers(settings.rules_file)
     if not model.triggers:
         return None
+    for trigger in model.triggers:  # exported as 0 from the start, so rates and alerts work
+        for kind in (FIRED, CANCELLED):
+            FIRINGS.labels(trigger.name, kind)
     keys = Keys(settings.redis_prefix)
     store = TriggerStore(client, keys, LIVE_KEPT, WEBHOOK_KEPT)
     loop = FiringLoop(

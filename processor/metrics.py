@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_PROCESSED = Counter(
@@ -12,9 +14,17 @@ EVENTS_DUPLICATE = Counter(
 )
 CONSUMER_LAG = Gauge(
     "touchpath_processor_consumer_lag_records",
-    "High-water mark minus position, per assigned partition.",
+    "Records past the durable offset (high-water mark minus the offset recorded in Redis and "
+    "committed), per partition of the topic; every processor reports every partition.",
     ["partition"],
-    multiprocess_mode="livesum",
+    multiprocess_mode="livemax",
+)
+CONSUMER_LAG_SECONDS = Gauge(
+    "touchpath_processor_consumer_lag_seconds",
+    "Age of the oldest record not yet durable (the first past the durable offset; 0 when "
+    "none), per partition of the topic.",
+    ["partition"],
+    multiprocess_mode="livemax",
 )
 EVENT_TO_STAGE = Histogram(
     "touchpath_processor_event_to_stage_seconds",
@@ -51,6 +61,14 @@ STAGE_CHANGES = Counter(
     "Stage announcements (entries and corrections), by the stage they are about.",
     ["stage"],
 )
+
+
+def declare_stages(stages: Iterable[str]) -> None:
+    """Export every stage's change counter from the start (0 until a customer reaches it)."""
+    for stage in stages:
+        STAGE_CHANGES.labels(stage)
+
+
 PARTITIONS_ASSIGNED = Gauge(
     "touchpath_processor_partitions_assigned",
     "Partitions this instance holds (0 until it has joined the consumer group).",

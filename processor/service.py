@@ -33,7 +33,8 @@ from processor import metrics
 from processor.dead_letters import DeadLetters
 from processor.decode import Decoded, decode_batch
 from processor.firing import start_firing
-from processor.flow import Flow, Offsets, Staged, partition_lags
+from processor.flow import Flow, Offsets, Staged
+from processor.lag import LagProbe, start_lag_monitor  # lag from durable offsets
 from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAssignment
 from processor.pauses import REDIS_FULL, DeadLetterBrake, Pauses
 from processor.publisher import OutboxPublisher
@@ -186,12 +187,6 @@ def _observe(staged: Staged) -> None:
     metrics.EVENTS_DUPLICATE.inc(staged.duplicates)
 
 
-def update_lag(consumer: Consumer) -> None:
-    """Lag from the consumer's own high-water marks (tansu's ListOffsets is unreliable)."""
-    for tp, lag in partition_lags(consumer, timeout_ms=1000).items():
-        metrics.CONSUMER_LAG.labels(str(tp.partition)).set(lag)
-
-
 def update_stage_gauges(store: JourneyStore, model: StageModel) -> None:
     """Customers per stage, from the stage indexes."""
     pipe = store.client.pipeline(transaction=False)
@@ -211,6 +206,7 @@ def update_redis_memory(client: redis.Redis) -> None:
 def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     """Wire a Processor from settings (rules file validated here, at start-up)."""
     model = load_stage_model(settings.rules_file)
+    metrics.declare_stages(model.stages)
     policy = IdentityPolicy.of(settings)
     store = JourneyStore(
         client, settings.redis_prefix, StoreBounds.of(settings), settings.erasure_key
@@ -267,6 +263,7 @@ def run_processor(settings: Settings) -> int:
     offsets = OffsetStore(
         client, settings.redis_prefix, settings.topic_touchpoints, processor.incarnation
     )
+    start_lag_monitor(LagProbe.of(settings, offsets.read), settings.processor_lag_interval_s, stop)
     consumer = stream_consumer(settings)
     consumer.subscribe([settings.topic_touchpoints], SeekOnAssignment(offsets, consumer, stop))
     firing = start_firing(settings, client, processor.producer, stop)  # issue #21
@@ -374,7 +371,6 @@ def _housekeeping(processor: Processor, consumer: Consumer) -> None:
     """Gauges, and the check that Redis did not come back older (raises RedisRegressed)."""
     try:
         processor.incarnation.verify()
-        update_lag(consumer)
         update_stage_gauges(processor.store, processor.model)
         update_redis_memory(processor.store.client)
     except (StreamError, redis.RedisError, OSError) as exc:

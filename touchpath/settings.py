@@ -6,6 +6,8 @@ value stops the process with one clear line naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,6 +222,38 @@ class Settings(BaseSettings):
     )
     up_crash_window_s: float = Field(60.0, gt=0, le=86_400)
     access_log: bool = Field(True, description="one INFO line per HTTP request (collector, api)")
+    # --- operating (issue 18, part 2): lag, proxies, slow clients ------------------------
+    processor_lag_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="how often the processor measures lag from durable offsets"
+    )
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="IPs/CIDRs of reverse proxies whose X-Forwarded-For/-Proto are believed"
+    )
+    http_keep_alive_s: int = Field(5, ge=1, le=300, description="idle time between requests")
+    http_header_timeout_s: float = Field(10.0, gt=0, le=300, description="to read a request head")
+    http_body_timeout_s: float = Field(30.0, gt=0, le=3600, description="to read a request body")
+    http_max_header_bytes: int = Field(32 * 1024, ge=1024, le=1 << 20)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: object) -> object:
+        """``10.0.0.5,10.1.0.0/16,…``: addresses or networks (``*``: any peer)."""
+        proxies = _text_list(value) if isinstance(value, str) else value
+        for proxy in proxies if isinstance(proxies, tuple) else ():
+            if proxy != "*":
+                try:
+                    ipaddress.ip_network(proxy, strict=False)
+                except ValueError:
+                    raise ValueError(f"{proxy!r} is not an IP address or network") from None
+        return proxies
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        """An absolute http(s) URL: browsers and email links are pointed at it."""
+        if value and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", value):
+            raise ValueError(f"{value!r} must be an absolute http(s) URL without query")
+        return value.rstrip("/")
 
     # --- channels (collector): email links and the tools' signed webhooks ----------------
     public_url: str = Field("", description="the collector's public base URL, for email links")

@@ -229,6 +229,6 @@ def compose_doc() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def metric_names() -> frozenset[str]:
-    """The metric families the services export (deploy/metrics.txt)."""
+    """The metric families the services export (deploy/metrics.txt: name and type a line)."""
     lines = (DEPLOY / "metrics.txt").read_text(encoding="utf-8").splitlines()
-    return frozenset(line.strip() for line in lines if line.strip())
+    return frozenset(line.split()[0] for line in lines if line.strip())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import tomllib
@@ -15,7 +16,11 @@ import yaml
 TOUCHPATH_PORTS = {"collector": 8080, "processor": 8082, "api": 8081, "webhooks": 8083}
 SCALABLE = ("collector", "processor", "webhooks")
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
-PROFILES = {"default": (), "three-brokers": ("--profile", "three-brokers")}
+PROFILES = {
+    "default": (),
+    "three-brokers": ("--profile", "three-brokers"),
+    "proxy": ("--profile", "proxy"),
+}
 
 Tool = Callable[..., Any]
 
@@ -55,6 +60,40 @@ def test_three_brokers_profile_adds_the_brokers(compose: Tool) -> None:
     assert not set(BROKERS) & set(default)
     assert set(BROKERS) <= set(cluster)
     assert set(default) <= set(cluster)
+
+
+def test_proxy_profile_puts_caddy_in_front(resolved: dict[str, dict[str, Any]]) -> None:
+    assert "proxy" not in resolved["default"]["services"]
+    config = resolved["proxy"]
+    proxy = config["services"]["proxy"]
+    assert re.fullmatch(r"caddy:2\.\d+\.\d+-alpine", proxy["image"])
+    assert {p["target"] for p in proxy["ports"]} == {80, 443}
+    assert set(proxy["depends_on"]) == {"collector", "api"}
+    mounts = {v["target"]: v for v in proxy["volumes"]}
+    assert mounts["/etc/caddy/Caddyfile"]["source"].endswith("deploy/caddy/Caddyfile")
+    assert {mounts["/data"]["type"], mounts["/config"]["type"]} == {"volume"}
+
+
+def test_only_the_proxy_is_trusted(resolved: dict[str, dict[str, Any]]) -> None:
+    """The collector and the API believe forwarded headers from the proxy's fixed address
+    alone, which Docker never hands to another container."""
+    config = resolved["proxy"]
+    address = config["services"]["proxy"]["networks"]["default"]["ipv4_address"]
+    for name in ("collector", "api"):
+        assert config["services"][name]["environment"]["TOUCHPATH_TRUSTED_PROXIES"] == address
+    (pool,) = config["networks"]["default"]["ipam"]["config"]
+    ip = ipaddress.ip_address(address)
+    assert ip in ipaddress.ip_network(pool["subnet"])
+    assert ip not in ipaddress.ip_network(pool["ip_range"])
+
+
+def test_caddyfile_proxies_both_services_with_timeouts(repo_root: Path) -> None:
+    text = (repo_root / "deploy" / "caddy" / "Caddyfile").read_text(encoding="utf-8")
+    assert "dynamic a collector 8080" in text and "reverse_proxy api:8081" in text
+    assert "flush_interval -1" in text  # the SSE stream
+    for timeout in ("read_header", "read_body", "idle"):
+        assert re.search(rf"\b{timeout} \d+[sm]\b", text), timeout
+    assert "{$TOUCHPATH_COLLECTOR_DOMAIN" in text and "{$TOUCHPATH_API_DOMAIN" in text
 
 
 def _unknown_key(doc: dict[str, Any]) -> str:

@@ -25,9 +25,10 @@ GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": 
 
 REQUIRED_ALERTS = {
     "TouchpathConsumerLagGrowing": (
-        "deriv(sum(touchpath_processor_consumer_lag_records)[5m:",
-        "sum(touchpath_processor_consumer_lag_records) >",
+        "deriv(sum(max by (partition) (touchpath_processor_consumer_lag_records))[5m:",
+        "sum(max by (partition) (touchpath_processor_consumer_lag_records)) >",
     ),
+    "TouchpathEventsWaiting": ("max(touchpath_processor_consumer_lag_seconds) >",),
     "TouchpathDeadLetters": ("touchpath_processor_dead_letters_total",),
     "TouchpathCollectorErrors": ('touchpath_collector_requests_total{status=~"5.."}',),
     "TouchpathNoEventsReceived": ("touchpath_collector_events_accepted_total[10m]",),
@@ -38,6 +39,18 @@ REQUIRED_ALERTS = {
     "TouchpathRedisUnreachable": ('touchpath_dependency_up{dependency="redis"} == 0',),
     "TouchpathKafkaUnreachable": ('touchpath_dependency_up{dependency="kafka"} == 0',),
     "TouchpathTargetDown": ("up == 0",),
+    "TouchpathTargetMissing": tuple(
+        f'absent(up{{job="touchpath-{job}"}})'
+        for job in ("collector", "processor", "api", "webhooks")
+    ),
+    "TouchpathCollectorRejectingEvents": (
+        "sum(rate(touchpath_collector_events_rejected_total[5m])) /",
+        "sum(rate(touchpath_collector_events_accepted_total[5m]))",
+    ),
+    "TouchpathNoPartitionsAssigned": (
+        "(sum(touchpath_processor_partitions_assigned) or vector(0)) == 0 and on()",
+    ),
+    "TouchpathWebhooksGivenUp": ('touchpath_webhook_deliveries_total{outcome="dead"}',),
     "TouchpathProcessorPausedByDeadLetters": (
         'touchpath_processor_pauses_total{reason="dead_letter_limit"}[10m]',
     ),
@@ -51,6 +64,7 @@ REQUIRED_PANELS = (
     "Rejects by reason",
     "Produce latency (p50/p99)",
     "Consumer lag per partition",
+    "Oldest event not yet durable",
     "Event-to-stage latency p99",
     "Stage distribution",
     "Merges and refused merges",
@@ -129,16 +143,21 @@ def _panels(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _panels(panel)
 
 
-def _exprs(node: Any) -> Iterator[str]:
+def _values(node: Any, wanted: str) -> Iterator[Any]:
+    """Every value of a key named ``wanted`` anywhere in a JSON document (not below it)."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == "expr":
+            if key == wanted:
                 yield value
             else:
-                yield from _exprs(value)
+                yield from _values(value, wanted)
     elif isinstance(node, list):
         for item in node:
-            yield from _exprs(item)
+            yield from _values(item, wanted)
+
+
+def _exprs(node: Any) -> Iterator[str]:
+    return _values(node, "expr")
 
 
 def _check_names(exprs: list[str], exported: frozenset[str]) -> None:
@@ -234,9 +253,14 @@ def test_every_alert_has_firing_and_quiet_unit_tests(
 
 
 def test_metrics_txt_is_a_clean_list(repo_root: Path, metric_names: frozenset[str]) -> None:
-    lines = (repo_root / "deploy" / "metrics.txt").read_text(encoding="utf-8").split()
-    assert len(lines) == len(set(lines)) == len(metric_names)
-    assert all(re.fullmatch(r"touchpath_[a-z0-9_]+", name) for name in lines)
+    rows = [
+        line.split() for line in (repo_root / "deploy" / "metrics.txt").read_text().splitlines()
+    ]
+    assert len(rows) == len({row[0] for row in rows}) == len(metric_names)
+    for row in rows:
+        assert len(row) == 2 and re.fullmatch(r"touchpath_[a-z0-9_]+", row[0]), row
+        assert row[1] in {"counter", "gauge", "histogram"}, row
+        assert row[0].endswith("_total") == (row[1] == "counter"), row
 
 
 def test_alert_expressions_use_exported_metrics(
@@ -281,14 +305,74 @@ def test_scrape_discovers_every_replica(
 # --- Grafana ------------------------------------------------------------------------------------
 
 
-def test_datasource_points_at_prometheus(
-    deploy_yaml: Callable[[str], Any], dashboard: dict[str, Any]
-) -> None:
+DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+
+
+def _datasources(node: Any) -> Iterator[Any]:
+    return _values(node, "datasource")
+
+
+def test_provisioned_datasource_points_at_prometheus(deploy_yaml: Callable[[str], Any]) -> None:
     (source,) = deploy_yaml("grafana/provisioning/datasources/prometheus.yml")["datasources"]
     assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
-    for panel in _panels(dashboard):
-        if panel["type"] != "row":
-            assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+    assert source["isDefault"]  # what the dashboard's data-source variable picks when provisioned
+
+
+def test_dashboard_takes_its_datasource_as_an_input(dashboard: dict[str, Any]) -> None:
+    """Importable into any Grafana: the import asks for DS_PROMETHEUS; provisioned, the
+    variable of the same name picks the default Prometheus. No uid is hard-coded."""
+    (wanted,) = dashboard["__inputs"]
+    assert wanted["name"] == "DS_PROMETHEUS"
+    assert (wanted["type"], wanted["pluginId"]) == ("datasource", "prometheus")
+    variable = _variables(dashboard)["DS_PROMETHEUS"]
+    assert (variable["type"], variable["query"]) == ("datasource", "prometheus")
+    panels = [p for p in _panels(dashboard) if p["type"] != "row"]
+    assert all(p["datasource"] == DATASOURCE for p in panels)
+    for source in _datasources(dashboard["panels"]):
+        assert source == DATASOURCE
+    for variable in _variables(dashboard).values():
+        assert variable["type"] == "datasource" or variable["datasource"] == DATASOURCE
+
+
+def test_dashboard_imports_with_a_chosen_datasource(dashboard: dict[str, Any]) -> None:
+    """What Grafana's import does: every ${DS_PROMETHEUS} becomes the chosen uid."""
+    text = json.dumps({k: v for k, v in dashboard.items() if not k.startswith("__")})
+    imported = json.loads(text.replace("${DS_PROMETHEUS}", "their-prometheus"))
+    uids = {source["uid"] for source in _datasources(imported["panels"])}
+    assert uids == {"their-prometheus"}
+    assert "touchpath-prometheus" not in text
+
+
+def _variables(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in dashboard["templating"]["list"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "source"),
+    [("instance", "up{"), ("channel", "touchpath_collector_events_accepted_total")],
+)
+def test_dashboard_variable(dashboard: dict[str, Any], name: str, source: str) -> None:
+    variable = _variables(dashboard)[name]
+    assert variable["type"] == "query" and variable["multi"] and variable["includeAll"]
+    assert (
+        variable["query"]["query"].startswith("label_values(") and source in variable["definition"]
+    )
+
+
+def test_every_query_uses_the_rate_interval_and_the_instance_variable(
+    dashboard: dict[str, Any],
+) -> None:
+    for expr in _exprs(dashboard["panels"]):
+        ranges = re.findall(r"\[([^\]]*)\]", expr)
+        assert all(r == "$__rate_interval" for r in ranges), expr
+        selectors = re.findall(r"\b(?:touchpath_\w+|up)(\{[^}]*\})?(?![\w(])", expr)
+        assert selectors and all('instance=~"$instance"' in s for s in selectors), expr
+
+
+def test_channel_panels_follow_the_channel_variable(dashboard: dict[str, Any]) -> None:
+    by_channel = [e for e in _exprs(dashboard["panels"]) if "by (channel)" in e]
+    assert len(by_channel) == 2
+    assert all('channel=~"$channel"' in expr for expr in by_channel)
 
 
 @pytest.mark.parametrize("title", REQUIRED_PANELS)

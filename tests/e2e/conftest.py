@@ -16,7 +16,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from infra.embedded import Child, free_port, spawn
+from infra.embedded import Child, free_port, spawn, start_redis
 from infra.kafka import ensure_topics
 from touchpath.settings import load_settings
 
@@ -147,3 +147,12 @@ def collector(module_env: dict[str, str], run_dir: Path) -> Iterator[str]:
 
 
 ReadTopic = Callable[[str, int], list[dict]]
+
+
+@pytest.fixture
+def small_redis(run_dir: Path) -> Iterator[Child]:
+    """A private redis-server started as ``touchpath up`` starts it (64 MB here)."""
+    data = run_dir / f"redis-small-{free_port()}"
+    child = start_redis(free_port(), data, run_dir, aof=False, maxmemory="64mb")
+    yield child
+    child.stop()

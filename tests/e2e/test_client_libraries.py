@@ -36,8 +36,7 @@ def batch_requests(collector: str, status: int) -> float:
     """How many /v1/batch requests the collector answered with ``status`` so far."""
     with urllib.request.urlopen(f"{collector}/metrics") as response:
         text = response.read().decode()
-    # the route label may be called endpoint or route (issue #18 unifies the name)
-    labels = rf'(?:endpoint|route)="/v1/batch",status="{status}"'
+    labels = rf'route="/v1/batch",status="{status}"'
     pattern = rf"^touchpath_collector_requests_total\{{{labels}\}} (\S+)$"
     found = re.search(pattern, text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-import pytest
 import redis
 from kafka import KafkaProducer
 
-from infra.embedded import Child, free_port, start_redis
+from infra.embedded import Child
 from tests.e2e.conftest import read_topic, stack_env, start_service, wait_for
 from tests.reference import make_event
 from touchpath.records import encode_touchpoints
@@ -139,15 +138,6 @@ def test_dead_letter_burst_pauses_and_resumes_instead_of_exiting(
     finally:
         producer.close()
         processor.stop()
-
-
-@pytest.fixture
-def small_redis(run_dir: Path) -> Iterator[Child]:
-    """A private redis-server started as ``touchpath up`` starts it (64 MB here)."""
-    data = run_dir / f"redis-small-{free_port()}"
-    child = start_redis(free_port(), data, run_dir, aof=False, maxmemory="64mb")
-    yield child
-    child.stop()
 
 
 def test_full_redis_makes_the_processor_unready_and_nothing_is_lost(

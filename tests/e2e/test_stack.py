@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -100,6 +101,15 @@ def test_stack_ingests_stops_cleanly_and_keeps_data_across_restart(tmp_path: Pat
     data_dir = tmp_path / "data"
     ports = {name: free_port() for name in ("collector", "api", "processor", "webhooks")}
     with stack_up(data_dir, ports) as banner:
+        steps = [re.sub(r" … \d+\.\d s$", "", line) for line in banner if " … " in line]
+        assert steps == [  # one line per step, with the time it took
+            "starting the broker's storage (seaweedfs)",
+            "starting the broker (tansu)",
+            "starting Redis",
+            "creating the topics",
+            *(f"starting the {name}" for name in ("collector", "api", "processor", "webhooks")),
+            "waiting until every service is ready",
+        ]
         key = banner["write key"]
         response = httpx.post(
             f"http://127.0.0.1:{ports['collector']}/v1/track",
