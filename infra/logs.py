@@ -47,8 +47,10 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("kafka", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # kafka-python logs every failed connection attempt (several a second, as errors); the
+    # services say once per retry interval that Kafka is unreachable instead
+    logging.getLogger("kafka").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
 
 
 def started_line(service: str, host: str, port: int, **dependencies: object) -> None:

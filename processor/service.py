@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from infra import gc_tuning
-from infra.kafka import ensure_topics
+from infra.kafka import BrokerUnavailable, ensure_topics
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP
 from infra.retry import Backoff, retry
@@ -249,7 +249,8 @@ def run_processor(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=10)
-    ensure_topics(settings)
+    if not wait_for_kafka(lambda: ensure_topics(settings), stop):
+        return 0  # stopped while waiting for Kafka
     processor = build_processor(settings, client)
     server = serve_health(  # first: while Redis is full or away, /readyz says why
         settings.processor_host,
@@ -361,6 +362,20 @@ def _read_again(
         flow.reposition(offsets.read())
 
     retry(again, (redis.RedisError,), stop, _redis_away)
+
+
+def wait_for_kafka(
+    prepare: Callable[[], object], stop: threading.Event, backoff: Backoff | None = None
+) -> bool:
+    """Run the start-up step that needs Kafka until it succeeds, saying once per attempt that
+    Kafka is unreachable (one line, no traceback); False when stopped first."""
+    delays = backoff or Backoff(1.0, 15.0)
+
+    def away(exc: BaseException) -> None:
+        log.warning(f"{exc}; retrying in {delays.current:g} s")
+
+    retry(prepare, (BrokerUnavailable,), stop, away, delays)
+    return not stop.is_set()
 
 
 def _redis_away(exc: BaseException) -> None:
