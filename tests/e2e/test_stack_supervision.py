@@ -98,6 +98,9 @@ def test_sigkilled_children_come_back_and_every_accepted_event_is_processed(
             assert len(sender.accepted) > before, "the collector accepted while it restarted"
             kill_and_wait_for_return(banner["pid"], "collector")
             wait_for(lambda: answers(f"{collector}/healthz"), 30)
+            for service in ("api", "webhooks"):  # the readers: nothing accepted depends on them
+                kill_and_wait_for_return(banner["pid"], service)
+                wait_for(lambda s=service: answers(f"http://127.0.0.1:{ports[s]}/healthz"), 30)
             after = len(sender.accepted)
             wait_for(lambda: len(sender.accepted) >= after + 20, 30)
         accepted = list(sender.accepted)
@@ -110,6 +113,8 @@ def test_sigkilled_children_come_back_and_every_accepted_event_is_processed(
     said = banner["output after ready"]
     assert "processor exited with -9" in said and "processor restarted" in said, said
     assert "collector exited with -9" in said and "collector restarted" in said, said
+    for service in ("api", "webhooks"):
+        assert f"{service} exited with -9" in said and f"{service} restarted" in said, said
 
 
 def test_up_gives_up_on_a_child_that_keeps_crashing(tmp_path: Path) -> None:
