@@ -103,10 +103,6 @@ class OffsetStore:
         """The stored offset of every partition that has one."""
         return {int(p): int(o) for p, o in self.client.hgetall(self.key).items()}
 
-    def epoch(self) -> str:
-        """Redis's run id: it changes whenever Redis restarts (maybe older than it was)."""
-        return str(self.client.info("server")["run_id"])
-
 
 def seek_to_stored(
     consumer: Consumer, partitions: list[Partition], stored: Mapping[int, int]

@@ -33,10 +33,10 @@ from processor import metrics
 from processor.dead_letters import DeadLetters
 from processor.decode import Decoded, decode_batch
 from processor.firing import start_firing
-from processor.flow import Flow, Offsets, Staged
+from processor.flow import Flow, Offsets, Staged, until_durable
 from processor.lag import LagProbe, start_lag_monitor  # lag from durable offsets
 from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAssignment
-from processor.pauses import REDIS_FULL, DeadLetterBrake, Pauses
+from processor.pauses import DeadLetterBrake, Pauses
 from processor.publisher import OutboxPublisher
 from processor.resolver import Resolver
 from processor.store import (
@@ -286,17 +286,9 @@ def run_processor(settings: Settings) -> int:
 
 
 def until_redis_takes(write: Callable[[], object], pauses: Pauses, stop: threading.Event) -> None:
-    """Run a start-up write, waiting while Redis is away or full (``redis_full`` held)."""
-
-    def failed(exc: BaseException) -> None:
-        if isinstance(exc, redis.OutOfMemoryError):
-            pauses.hold(REDIS_FULL, float("inf"), "used memory > maxmemory")
-            log.warning("Redis is full: start-up waits for room")
-        else:
-            log.warning("Redis unavailable at start, retrying", extra={"error": repr(exc)})
-
-    retry(write, (redis.RedisError,), stop, failed, Backoff(0.5))
-    pauses.release(REDIS_FULL)
+    """Run a start-up write as the durable steps run theirs: retried while Redis is away or
+    full (``redis_full`` held meanwhile)."""
+    until_durable(lambda _: write(), None, stop, pauses)
 
 
 def _now_ms() -> int:
