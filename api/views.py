@@ -141,8 +141,14 @@ def journey_key(entry: Mapping[str, Any]) -> tuple[int, str]:
 
 
 def journey_view(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """One timeline entry as answered: ``at`` as ISO-8601."""
-    return {**entry, "at": iso(entry["at"])}
+    """One timeline entry as answered: ``at`` as ISO-8601, without the fields kept for
+    re-evaluating stages (``tb``, ``r``: :func:`touchpath.journey.journey_entry`)."""
+    shown = {k: v for k, v in entry.items() if k not in _ENTRY_INTERNALS}
+    shown["at"] = iso(entry["at"])
+    return shown
+
+
+_ENTRY_INTERNALS = frozenset({"tb", "r"})
 
 
 def trait_text(value: object) -> str:
