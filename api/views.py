@@ -47,6 +47,7 @@ def stage_view(profile: Profile, stages: StageModel, as_of: int | None = None) -
             "entered_at": None,
             "previous_stage": None,
             "caused_by": None,
+            "rules_version": profile.get("rules_version"),
         }
     at = iso(entry[0])
     return {
@@ -55,6 +56,7 @@ def stage_view(profile: Profile, stages: StageModel, as_of: int | None = None) -
         "entered_at": at,
         "previous_stage": previous_stage(stage, history, stages),
         "caused_by": caused_by(str(stage), entry, stages),
+        "rules_version": profile.get("rules_version"),
     }
 
 
@@ -120,6 +122,7 @@ def profile_view(
             {"identities": [identity(k) for k in tie["identifiers"]], "reason": tie["reason"]}
             for tie in profile.get("refused_ties", [])
         ],
+        "rules_version": profile.get("rules_version"),
     }
 
 

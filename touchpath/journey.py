@@ -365,6 +365,7 @@ class AnchorData:
     traits: dict[str, str] = field(default_factory=dict)
     first_touch: str = ""
     surveys: list[str] = field(default_factory=list)
+    rules_version: str = ""  # the rules its candidates follow ("" if stored before versions)
 
 
 def anchor_data(fields: Mapping[str, str]) -> AnchorData:
@@ -382,6 +383,8 @@ def anchor_data(fields: Mapping[str, str]) -> AnchorData:
             data.surveys.append(value)
         elif name == "ft":
             data.first_touch = value
+        elif name == "rv":
+            data.rules_version = value
         elif name in ("first", "last", "cond"):
             data.counts[name] = value
     return data
@@ -477,6 +480,7 @@ def build_customer(
             for r in sorted(refused, key=lambda r: (r.order, r.identifiers))
             if r.identifiers[0] in mine or r.identifiers[1] in mine
         ][:MAX_REFUSED_TIES],
+        "rules_version": model.version,
     }
 
 

@@ -113,9 +113,9 @@ def rewrite(
         stage = name[2:]
         stored[stage] = value
         message_id = value.split(FIELD_SEPARATOR, 2)[1]
-        if stage in stages and message_id not in checked:
-            if stage not in final or value < final[stage]:
-                final[stage] = value
+        keep = stage in stages and message_id not in checked
+        if keep and (stage not in final or value < final[stage]):
+            final[stage] = value
     delete = tuple(sorted(f"s:{stage}" for stage in stored if stage not in final))
     changed = {f"s:{s}": v for s, v in sorted(final.items()) if stored.get(s) != v}
     remove, present = [], set()
@@ -125,19 +125,16 @@ def rewrite(
             traits_kept.add(member.split(FIELD_SEPARATOR, 2)[1])
             continue
         stage, _after, message_id = member.split(FIELD_SEPARATOR, 3)[:3]
-        if stage not in stages or message_id in checked:
-            if member not in gated:
-                remove.append(member)
-                continue
+        if (stage not in stages or message_id in checked) and member not in gated:
+            remove.append(member)
+            continue
         present.add(member)
     add = {m: at for m, at in gated.items() if m not in present}
     add.update(_trait_starts(fields, model, traits_kept))
     return Rewrite(delete, changed, tuple(sorted(remove)), add)
 
 
-def _trait_starts(
-    fields: Mapping[str, str], model: StageModel, known: set[str]
-) -> dict[str, int]:
+def _trait_starts(fields: Mapping[str, str], model: StageModel, known: set[str]) -> dict[str, int]:
     """For each trait only the new rules read, the anchor's latest value as its history."""
     found: dict[str, int] = {}
     for name in sorted(model.trait_names - known):
@@ -149,6 +146,49 @@ def _trait_starts(
         member = (TRAIT_MARK, name, time_order(at_ms, message_id), encoded)
         found[FIELD_SEPARATOR.join(member)] = at_ms
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class RulesState:
+    """What ``P:rules`` says."""
+
+    version: str
+    previous: str
+    unversioned: str
+    state: str
+    done: int
+    total: int
+    started_ms: int | None
+    finished_ms: int | None
+
+    @classmethod
+    def of(cls, raw: dict[str, str]) -> RulesState:
+        def number(name: str) -> int | None:
+            value = raw.get(name)
+            return int(value) if value else None
+
+        return cls(
+            raw.get("version", ""),
+            raw.get("previous", ""),
+            raw.get("unversioned", ""),
+            raw.get("state", "current"),
+            number("done") or 0,
+            number("total") or 0,
+            number("started_ms"),
+            number("finished_ms"),
+        )
+
+    def answer(self) -> dict[str, Any]:
+        """As ``GET /v1/rules`` shows it."""
+        return {
+            "version": self.version,
+            "previous_version": self.previous or None,
+            "state": self.state,
+            "reevaluated_clusters": self.done,
+            "clusters_estimate": self.total,
+            "started_ms": self.started_ms,
+            "finished_ms": self.finished_ms,
+        }
 
 
 def entries_of(raw: Iterable[bytes | str]) -> list[dict[str, Any]]:
