@@ -99,7 +99,9 @@ def one_event(draw: st.DrawFn, index: int, previous_ms: int) -> dict[str, Any]:
         if draw(st.booleans()):
             traits["plan"] = draw(st.sampled_from(["free", "pro"]))
         if draw(st.booleans()):
-            traits["name"] = draw(st.sampled_from(["Ada", "Grace", {"first": "Ada"}, 7]))
+            traits["name"] = draw(st.sampled_from(["Ada", "Zoë", {"first": "Ada"}, 7]))
+        if draw(st.integers(0, 5)) == 0:
+            traits["größe"] = draw(st.sampled_from(["L", "XL", None]))
     if kind == "identify":
         fields["traits"] = traits
     elif traits:
