@@ -81,7 +81,9 @@ class Load:
 # --- the stack -------------------------------------------------------------------------------
 
 
-def start_up(data_dir: Path, ephemeral: bool) -> tuple[subprocess.Popen[str], dict[str, str]]:
+def start_up(
+    data_dir: Path, ephemeral: bool, log_level: str
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """``touchpath up`` on free ports with its own Redis and broker; its banner once ready."""
     env = {
         **os.environ,
@@ -90,7 +92,7 @@ def start_up(data_dir: Path, ephemeral: bool) -> tuple[subprocess.Popen[str], di
         "TOUCHPATH_API_PORT": str(free_port()),
         "TOUCHPATH_PROCESSOR_METRICS_PORT": str(free_port()),
         "TOUCHPATH_WEBHOOKS_METRICS_PORT": str(free_port()),
-        "TOUCHPATH_LOG_LEVEL": os.environ.get("FRESH_LOG", "WARNING"),
+        "TOUCHPATH_LOG_LEVEL": log_level,
     }
     for configured in ("TOUCHPATH_KAFKA_BOOTSTRAP", "TOUCHPATH_REDIS_URL"):
         env.pop(configured, None)  # not configured: up starts its own (never :6379)
@@ -357,13 +359,16 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=10_000, help="background population")
     parser.add_argument("--probes", type=float, default=20, help="probes per second")
     parser.add_argument("--ephemeral", action="store_true", help="touchpath up --ephemeral")
+    parser.add_argument(
+        "--log-level", default="WARNING", help="the services' (DEBUG logs each round started)"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "freshness.json"))
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="touchpath-freshness-")) / "data"
     load = Load()
     before: dict[str, float] = {}
     loads: list[tuple[float, ...]] = []
-    process, banner = start_up(data_dir, args.ephemeral)
+    process, banner = start_up(data_dir, args.ephemeral, args.log_level)
     stop = threading.Event()
     try:
         api, token = url_of(banner, "api"), banner["api token"]
@@ -423,6 +428,7 @@ def main() -> None:
         "target_p99_ms": 1000,
     }
     print(json.dumps(results, indent=2))
+    print(f"the stack's logs: {data_dir / 'logs'}")
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 
 
