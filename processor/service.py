@@ -38,6 +38,7 @@ from processor.lag import LagProbe, start_lag_monitor  # lag from durable offset
 from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAssignment
 from processor.pauses import DeadLetterBrake, Pauses
 from processor.publisher import OutboxPublisher
+from processor.reevaluation import read_state, record_start, start_reevaluation
 from processor.resolver import Resolver
 from processor.store import (
     Applied,
@@ -203,14 +204,25 @@ def update_redis_memory(client: redis.Redis) -> None:
     metrics.REDIS_MEMORY_MAX.set(int(info["maxmemory"]))
 
 
+def build_resolver(settings: Settings, client: redis.Redis) -> Resolver:
+    """The store and the resolver with the rules file (validated here, at start-up)."""
+    model = load_stage_model(settings.rules_file)
+    store = JourneyStore(
+        client,
+        settings.redis_prefix,
+        StoreBounds.of(settings),
+        settings.erasure_key,
+        rules_version=model.version,
+    )
+    policy = IdentityPolicy.of(settings)
+    return Resolver(store, model, policy, triggers=load_triggers(settings.rules_file))
+
+
 def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     """Wire a Processor from settings (rules file validated here, at start-up)."""
-    model = load_stage_model(settings.rules_file)
+    resolver = build_resolver(settings, client)
+    store, model, policy = resolver.store, resolver.model, resolver.policy
     metrics.declare_stages(model.stages)
-    policy = IdentityPolicy.of(settings)
-    store = JourneyStore(
-        client, settings.redis_prefix, StoreBounds.of(settings), settings.erasure_key
-    )
     producer = stream_producer(
         settings, delivery_timeout_ms=30_000, request_timeout_ms=10_000, max_block_ms=10_000
     )
@@ -226,7 +238,6 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
         settings.processor_dead_letter_max_pause_s,
     )
     dead_letters = DeadLetters(producer, settings.topic_dead_letter, brake)
-    resolver = Resolver(store, model, policy, triggers=load_triggers(settings.rules_file))
     incarnation = Incarnation(client, settings.redis_prefix, consumer_name)
     return Processor(
         settings,
@@ -261,6 +272,7 @@ def run_processor(settings: Settings) -> int:
         lambda: migrate_layout(client, settings.redis_prefix, _now_ms()), processor.pauses, stop
     )
     until_redis_takes(processor.incarnation.start, processor.pauses, stop)
+    reevaluation = start_rules(processor, settings, stop)  # issue #15: rules versions
     offsets = OffsetStore(
         client, settings.redis_prefix, settings.topic_touchpoints, processor.incarnation
     )
@@ -279,10 +291,35 @@ def run_processor(settings: Settings) -> int:
         stop.set()
         if firing is not None:
             firing.join(10)
+        if reevaluation is not None:
+            reevaluation.join(10)
         processor.close()
         consumer.close()
         processor.producer.close(10)
         server.shutdown()
+
+
+def start_rules(
+    processor: Processor, settings: Settings, stop: threading.Event
+) -> threading.Thread | None:
+    """Record the rules version in force; when it changed, re-evaluate every customer in the
+    background (unless ``TOUCHPATH_REEVALUATE=manual``)."""
+    client, keys = processor.store.client, processor.store.keys
+    version = processor.model.version
+    until_redis_takes(lambda: record_start(client, keys, version), processor.pauses, stop)
+    state = read_state(client, keys)
+    processor.resolver.unversioned = state.unversioned or version
+    if state.state == "reevaluating":
+        log.warning(
+            "the rules changed (%s → %s): customers are re-evaluated %s",
+            state.previous,
+            version,
+            "in the background" if settings.reevaluate == "background" else "on their next event",
+        )
+    if settings.reevaluate != "background":
+        return None
+    owner = f"{socket.gethostname()}-{os.getpid()}"
+    return start_reevaluation(client, processor.resolver, owner, stop, settings.reevaluate_silently)
 
 
 def until_redis_takes(write: Callable[[], object], pauses: Pauses, stop: threading.Event) -> None:

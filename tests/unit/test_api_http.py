@@ -91,8 +91,9 @@ def test_openapi_documents_every_operation(client: TestClient) -> None:
         for op in item.values()
         if path.startswith("/v1/") and not path.startswith("/v1/stream/")
     ]
-    # incl. the split, the three account operations, drop-off, personas, trigger firings
-    assert len(operations) == 23
+    # incl. the split, the three account operations, the rules, drop-off, personas and
+    # trigger firings
+    assert len(operations) == 24
     for path, op in operations:
         assert op["security"] == [{"bearer": []}], path
         assert "422" not in op["responses"]
