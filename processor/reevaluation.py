@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import redis
 
+from infra.redis_clients import scan_page, sync_client
 from processor import metrics
 from processor.resolver import Resolver
 from touchpath.keys import Keys
@@ -97,7 +98,7 @@ class Reevaluation:
             if state.state != "reevaluating" or state.version != version:
                 return state.state == "current" and state.version == version
             cursor = int(self.client.hget(self.keys.rules, "cursor") or 0)
-            cursor, found = self.client.scan(cursor, match=pattern, count=SCAN_COUNT)
+            cursor, found = scan_page(self.client, cursor, pattern, SCAN_COUNT)
             clusters = [_text(key)[start:end] for key in found]
             if clusters:
                 resolver.resolve(clusters)
@@ -185,7 +186,7 @@ def run_by_hand(settings: Settings, silent: bool = False, everyone: bool = False
     printing progress; 0 when done, 1 when another process holds the re-evaluation."""
     from processor.service import build_resolver  # the processor's own wiring
 
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=30)
+    client = sync_client(settings, socket_timeout=30)
     resolver = build_resolver(settings, client)
     keys, version = resolver.store.keys, resolver.model.version
     record_start(client, keys, version)

@@ -25,6 +25,7 @@ from infra import gc_tuning
 from infra.kafka import BrokerUnavailable, ensure_topics
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP
+from infra.redis_clients import sync_client
 from infra.retry import Backoff, retry
 from infra.service_kit import serve_health
 from infra.streams import Batch, Consumer, Producer, StreamError
@@ -259,7 +260,7 @@ def run_processor(settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=10)
+    client = sync_client(settings, socket_timeout=10, health_check_interval=10)
     if not wait_for_kafka(lambda: ensure_topics(settings), stop):
         return 0  # stopped while waiting for Kafka
     processor = build_processor(settings, client)

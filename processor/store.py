@@ -33,6 +33,7 @@ import orjson
 import redis
 
 from infra.erasure_key import erasure_key as infra_erasure_key
+from infra.redis_clients import route
 from processor.offsets import Incarnation
 from touchpath.erasure import Marks
 from touchpath.journey import AnchorData, EventEffects, anchor_data
@@ -173,7 +174,7 @@ class JourneyStore:
         incarnation counter, when given); returns their raw replies."""
         pipe = self.client.pipeline(transaction=False)
         for args in prepared.calls:
-            self._ingest(args=args, client=pipe)
+            self._ingest(keys=route(self.keys.prefix), args=args, client=pipe)
         if incarnation is None:
             return list(pipe.execute())
         incarnation.bump(pipe)
@@ -221,7 +222,9 @@ class JourneyStore:
         (clusters without identifiers, e.g. merged away, are skipped)."""
         if not clusters:
             return []
-        raw = orjson.loads(self._read_clusters(args=[self.keys.prefix, *clusters]))
+        raw = orjson.loads(
+            self._read_clusters(keys=route(self.keys.prefix), args=[self.keys.prefix, *clusters])
+        )
         return [
             ClusterState(
                 cluster,
@@ -247,7 +250,10 @@ class JourneyStore:
                 args.extend(command)
         if not args:
             return []
-        return [writes[int(position) - 1] for position in self._write_clusters(args=args)]
+        return [
+            writes[int(position) - 1]
+            for position in self._write_clusters(keys=route(self.keys.prefix), args=args)
+        ]
 
     def reevaluate(self, anchors: Sequence[str], model: StageModel) -> int:
         """Rewrite the stage candidates of these anchors under ``model`` from their timelines
@@ -262,7 +268,7 @@ class JourneyStore:
             for anchor, (fields, cond, entries) in zip(pending, read, strict=True):
                 change = rewrite(entries_of(entries), fields, cond, model)
                 args += (anchor, fields.get("c:events", ""), orjson.dumps(_rewrite_doc(change)))
-            stale = {_text(a) for a in self._reevaluate(args=args)}
+            stale = {_text(a) for a in self._reevaluate(keys=route(self.keys.prefix), args=args)}
             rewritten += len(pending) - len(stale)
             pending = sorted(stale)
         raise RuntimeError(f"{len(pending)} anchors kept changing while being re-evaluated")

@@ -169,6 +169,12 @@ class Settings(BaseSettings):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "tp"
+    redis_cluster: bool = Field(
+        False,
+        description="TOUCHPATH_REDIS_URL names a node of a Redis Cluster: every key is put "
+        "under one hash tag (the prefix in braces, e.g. {tp}), so every script and "
+        "transaction touches one slot",
+    )
     data_dir: Path = Path(".touchpath")
 
     write_keys: Annotated[dict[str, WriteKeySource], NoDecode] = Field(default_factory=dict)
@@ -384,6 +390,14 @@ class Settings(BaseSettings):
         if region and region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not a region phonenumbers knows (e.g. GB, US, DE)")
         return region
+
+    @model_validator(mode="after")
+    def _cluster_prefix(self) -> Settings:
+        """On a Redis Cluster every key shares the prefix's hash tag (braces added when the
+        prefix has none): one slot, so scripts and transactions work unchanged."""
+        if self.redis_cluster and not re.search(r"\{[^{}]+\}", self.redis_prefix):
+            self.redis_prefix = "{" + self.redis_prefix + "}"
+        return self
 
     @field_validator("redis_url")
     @classmethod

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import redis
 from kafka import KafkaProducer
 
+from tests.conftest import redis_for
 from tests.e2e.conftest import READ_TOKEN, stack_env, start_service, wait_for
 from tests.reference import make_event
 from touchpath.records import encode_touchpoints
@@ -73,7 +73,7 @@ def rules_of(api: str) -> dict[str, Any]:
 
 
 def changes(env: dict[str, str], user: str) -> list[dict[str, Any]]:
-    client = redis.Redis.from_url(env["TOUCHPATH_REDIS_URL"])
+    client = redis_for(env["TOUCHPATH_REDIS_URL"])
     entries = client.xrange(f"{env['TOUCHPATH_REDIS_PREFIX']}:live:stage-changes")
     client.close()
     found = [orjson.loads(fields[b"change"]) for _, fields in entries]
