@@ -15,6 +15,7 @@ the OpenAPI description):
   (buckets 0.5 % wide: within 0.25 % of the exact value, without sorting every duration).
 * **stalled** — customers counted at a stage that is still their furthest, entered before
   ``stalled_before`` (now - stalled_after); the last stage never stalls.
+* **groups** (``group_by``) — only groups with a customer counted in the window are listed.
 
 Over all time (a window holding every entry) the reached counts never increase along the
 stages; in any window converted ≤ reached, stalled ≤ reached and converted(i) ≤ reached(i+1).
@@ -165,7 +166,8 @@ class Funnel:
         return found
 
     def answer(self) -> dict[str, Any]:
-        """``{customers, stages: [...], groups: [{group, customers, stages}] | None}``."""
+        """``{customers, stages: [...], groups: [{group, customers, stages}] | None}``; a
+        group without a customer counted in the window is left out."""
         overall = Tally(len(self.stages))
         for one in self.groups.values():
             overall.merge(one)
@@ -175,7 +177,10 @@ class Funnel:
             "groups": None,
         }
         if self.group_by is not None:
-            ranked = sorted(self.groups.items(), key=lambda item: (-item[1].customers, item[0]))
+            ranked = sorted(
+                ((name, one) for name, one in self.groups.items() if one.customers),
+                key=lambda item: (-item[1].customers, item[0]),
+            )
             shown = ranked[:MAX_GROUPS]
             if len(ranked) > MAX_GROUPS:
                 other = Tally(len(self.stages))

@@ -60,7 +60,8 @@ class StoreBounds:
     identifier; ``max_cluster_ids``: identifiers per raw cluster (a tie that would grow a full
     cluster is refused and recorded once); ``max_cluster_ties``: ties per raw cluster;
     ``dedup_window_ms``: how long behind an identifier's newest event a messageId is kept for
-    de-duplication (at least the touchpoint topic's retention, so a replay never counts twice).
+    de-duplication (at least the touchpoint topic's retention, so a replay never counts twice);
+    ``persona_traits``: traits each funnel row keeps first (of its 20), for persona filters.
     """
 
     journey_cap: int = 1000
@@ -68,6 +69,7 @@ class StoreBounds:
     max_cluster_ids: int = 200
     max_cluster_ties: int = 1000
     dedup_window_ms: int = 8 * 24 * 3600 * 1000
+    persona_traits: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, settings: Settings) -> StoreBounds:
@@ -78,6 +80,7 @@ class StoreBounds:
             max_cluster_ids=settings.max_cluster_identifiers,
             max_cluster_ties=settings.max_cluster_ties,
             dedup_window_ms=settings.dedup_window_hours * 3600 * 1000,
+            persona_traits=settings.persona_traits,
         )
 
 
