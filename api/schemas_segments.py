@@ -109,6 +109,7 @@ class FunnelAnswer(BaseModel):
             "since": "2026-01-01T00:00:00.000Z",
             "until": "2026-04-01T00:00:00.000Z",
             "stalled_after": "7d",
+            "journey": "all",
             "group_by": "channel",
             "filters": {"channel": None, "campaign": None},
             "customers": 1000,
@@ -119,9 +120,14 @@ class FunnelAnswer(BaseModel):
     since: str
     until: str
     stalled_after: str
+    journey: str = Field(
+        "all", description="`all`, `first` or `repeat`: which journeys were counted"
+    )
     group_by: str | None
     filters: dict[str, str | None]
-    customers: int
+    customers: int = Field(
+        description="customers counted at one stage at least (journeys with `repeat`)"
+    )
     stages: list[FunnelStage]
     groups: list[FunnelGroup] | None
 

@@ -21,6 +21,7 @@ import orjson
 
 from processor.store import ClusterState, ClusterWrite, JourneyStore
 from processor.triggers import schedule as schedule_triggers
+from touchpath.cycles import DEFAULT_LAPSE_DAYS
 from touchpath.identity import IdentityPolicy
 from touchpath.journey import announced_record, derive_profiles, funnel_row, stage_changes
 from touchpath.keys import Keys
@@ -54,12 +55,14 @@ class Resolver:
         policy: IdentityPolicy,
         chunk: int = CHUNK,
         triggers: TriggerModel | None = None,
+        lapse_days: int = DEFAULT_LAPSE_DAYS,
     ) -> None:
         self.store = store
         self.model = model
         self.policy = policy
         self.chunk = chunk  # clusters per read/write script call
         self.triggers = triggers or TriggerModel()  # issue #21: timers follow the profiles
+        self.lapse_days = lapse_days  # issue #21: the lifecycle's lapse (touchpath/cycles.py)
 
     def resolve(self, clusters: Iterable[str]) -> ResolveReport:
         """Resolve every given cluster; returns the stage changes announced.
@@ -126,6 +129,7 @@ class Resolver:
                     self.policy,
                     over=state.over,
                     blocked=state.blocked,
+                    lapse_days=self.lapse_days,
                 ),
             )
             for state in states

@@ -226,7 +226,13 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
         settings.processor_dead_letter_max_pause_s,
     )
     dead_letters = DeadLetters(producer, settings.topic_dead_letter, brake)
-    resolver = Resolver(store, model, policy, triggers=load_triggers(settings.rules_file))
+    resolver = Resolver(
+        store,
+        model,
+        policy,
+        triggers=load_triggers(settings.rules_file),
+        lapse_days=settings.lapse_days,
+    )
     incarnation = Incarnation(client, settings.redis_prefix, consumer_name)
     return Processor(
         settings,

@@ -1,8 +1,9 @@
 """An in-memory mirror of the journey store's semantics, for property tests of the pure core.
 
 It folds event effects exactly as ``processor/ingest.lua`` does (dedup per anchor, min stage
-candidates, max traits, min first-seen, min tie order) and derives customers per raw identity
-component with the same pure functions the processor uses.
+candidates, max traits, min first-seen, min tie order, each active day's earliest event,
+purchase times) and derives customers per raw identity component with the same pure
+functions the processor uses.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ class ReferenceStore:
         for name, value in effect.traits.items():
             if value > data.traits.get(name, ""):
                 data.traits[name] = value
+        if effect.active:  # as ingest.lua's P:a:<anchor>:days (ZADD LT)
+            day = effect.at_ms // 86_400_000
+            data.days[day] = min(effect.at_ms, data.days.get(day, effect.at_ms))
+        if "orders" in effect.counts:  # as P:a:<anchor>:buys
+            data.purchases.append(effect.at_ms)
         if not data.first_touch or effect.first_touch < data.first_touch:
             data.first_touch = effect.first_touch
         for key in effect.identifiers:
@@ -106,7 +112,13 @@ class ReferenceStore:
         for profile in self.profiles.values():
             ids = frozenset(profile["identities"])
             journey = frozenset(e for i in ids for e in self.journeys.get(i, ()))
-            result[ids] = (profile["id"], profile["stage"], repr(profile["history"]), journey)
+            result[ids] = (
+                profile["id"],
+                profile["stage"],
+                repr(profile["history"]),
+                journey,
+                repr((profile["cycle"], profile["cycles"], profile["last_active"])),
+            )
         return result
 
 
