@@ -109,6 +109,8 @@ def parse_row(raw: bytes | str, stages: Sequence[str]) -> FunnelRow | None:
             float(revenue),
             first,
             None if first is None else max([first, *known]),
+            None,
+            (),
         )
     )
     return _with_journeys(parsed, life, stages) if "repeat" in life else parsed
