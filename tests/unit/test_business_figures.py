@@ -108,7 +108,7 @@ def test_retention_counts_any_event_as_activity() -> None:
     """Previous period [Jan 4, Feb 1): pia, raj, sol and tom were active in it (uma's last
     event was in December). Of them pia (a page) and raj (a repeat order, which changes no
     stage) were active in February; sol's only February event is a machine email open,
-    which the rules ignore: 2 of 4 = 0.5 (counting stage entries only gave 0.25, counting
+    which the rules ignore: 2 of 4 = 0.5 (counting stage entries only gave 0, counting
     every event 0.75)."""
     store = ReferenceStore(MODEL)
     store.apply_batch(RETENTION)
