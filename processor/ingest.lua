@@ -266,7 +266,7 @@ local function store_lifecycle(a, group)
   end
   if #days > 0 then
     changed = redis.call('ZADD', a .. ':days', 'LT', 'CH', unpack(days)) > 0
-    local n = redis.call('ZCARD', a .. ':days')
+    local n = changed and redis.call('ZCARD', a .. ':days') or 0  -- only a change can grow it
     if n > max_days then
       over.days = over.days + redis.call('ZREMRANGEBYRANK', a .. ':days', 0, n - max_days - 1)
     end
