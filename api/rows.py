@@ -140,9 +140,6 @@ def _with_journeys(row: FunnelRow, life: Mapping[str, Any], stages: Sequence[str
     return row._replace(first_journey=views[0], repeat_journeys=tuple(views[1:]))
 
 
-JOURNEYS = ("all", "first", "repeat")
-
-
 def journey_rows(rows: list[FunnelRow], journey: str) -> list[FunnelRow]:
     """The rows a funnel of ``journey`` counts: ``all`` the customers' rows; ``first`` each
     customer's first journey; ``repeat`` every repeat journey (a customer may have several)."""
