@@ -23,6 +23,7 @@ from api.routes_analytics import router as analytics_router
 from api.routes_customers import hot as customers_hot_router
 from api.routes_customers import router as customers_router
 from api.routes_map import router as map_router
+from api.routes_rules import router as rules_router
 from api.routes_segments import router as segments_router
 from api.routes_stream import router as stream_router
 from api.routes_webhooks import router as webhooks_router
@@ -33,6 +34,7 @@ from infra.config_check import redacted
 from infra.logs import configure_logging, started_line
 from infra.observability import RequestMetrics, worker_metrics
 from infra.problems import JSONBody, Problem
+from infra.redis_clients import async_client
 from infra.service_kit import add_ops_routes, handle_problems, problem_answer, unavailable
 from infra.webhook_store import WebhookStore
 from touchpath.keys import Keys
@@ -60,9 +62,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=2, socket_timeout=10
-        )
+        client = async_client(settings, socket_connect_timeout=2, socket_timeout=10)
         app.state.redis = client
         app.state.read_model = ReadModel(client, settings.redis_prefix, stage_model)
         app.state.eraser = Eraser(client, settings, stage_model)
@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         stream_router,
         webhooks_router,
         map_router,
+        rules_router,
     ):
         app.include_router(router)
     add_ops_routes(app, "redis", _redis_reachable)

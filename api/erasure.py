@@ -42,10 +42,10 @@ from importlib import resources
 from typing import Any
 
 import orjson
-import redis
 import redis.asyncio as aioredis
 
 from infra.erasure_key import erasure_key_async
+from infra.redis_clients import route, sync_client
 from touchpath.erasure import Marks, former_customer_ids, forms_of, names_erased
 from touchpath.identity import IdentityPolicy
 from touchpath.keys import Keys
@@ -85,7 +85,8 @@ class Eraser:
             if plan is None:
                 return None
             found = await self._script(
-                args=[self._keys.prefix, identifier, now_ms, orjson.dumps(plan)]
+                keys=route(self._keys.prefix),
+                args=[self._keys.prefix, identifier, now_ms, orjson.dumps(plan)],
             )
             if not found:
                 return None
@@ -132,7 +133,7 @@ class Eraser:
         from processor.store import JourneyStore, StoreBounds
 
         settings = self._settings
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        client = sync_client(settings, socket_timeout=10)
         store = JourneyStore(
             client, settings.redis_prefix, StoreBounds.of(settings), settings.erasure_key
         )

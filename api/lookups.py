@@ -15,6 +15,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from infra.redis_clients import route
+
 # ARGV: prefix, identifiers… → for each identifier its profile JSON, or false. A
 # ``customer_id:<id>`` names a customer by id; a former id follows ``P:former`` (merges).
 _PROFILES_SCRIPT = """#!lua flags=no-writes
@@ -66,7 +68,8 @@ class ProfileLookups:
 
     async def _run(self, batch: Sequence[tuple[str, asyncio.Future[bytes | None]]]) -> None:
         try:
-            found: list[Any] = await self._script(args=[self._prefix, *(i for i, _ in batch)])
+            args = [self._prefix, *(i for i, _ in batch)]
+            found: list[Any] = await self._script(keys=route(self._prefix), args=args)
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import orjson
 import redis.asyncio as aioredis
 
+from infra.redis_clients import route
 from touchpath.keys import Keys
 
 # ARGV: prefix, identifier, record JSON → the identifier's cluster, or false.
@@ -55,7 +56,8 @@ class Splitter:
         """Split ``identifier`` off the customer ``before`` it belongs to now; None when no
         cluster holds it."""
         record = orjson.dumps({"by": by, "at": at_ms})
-        if not await self._script(args=[self._keys.prefix, identifier, record]):
+        args: list[str | bytes] = [self._keys.prefix, identifier, record]
+        if not await self._script(keys=route(self._keys.prefix), args=args):
             return None
         await asyncio.to_thread(self._rederive)
         after = await self._client.get(self._keys.customer_of(identifier))

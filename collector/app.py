@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -23,6 +22,7 @@ from infra.kafka import AsyncProducer, BrokerUnavailable
 from infra.logs import configure_logging, started_line
 from infra.observability import RequestMetrics, worker_metrics
 from infra.problems import JSONBody
+from infra.redis_clients import async_client
 from infra.service_kit import add_ops_routes, handle_problems, problem_answer, unavailable
 from touchpath.settings import Settings, load_settings
 
@@ -43,7 +43,8 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         producer = AsyncProducer(settings)
         app.state.ingestor = Ingestor(settings, producer)
         app.state.limits = RequestLimits(settings)
-        replay_redis = aioredis.Redis.from_url(
+        replay_redis = async_client(
+            settings,
             settings.replay_redis_url or settings.redis_url,
             socket_connect_timeout=2,
             socket_timeout=5,

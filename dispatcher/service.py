@@ -35,6 +35,7 @@ from prometheus_client import Counter, Histogram
 from dispatcher.delivery import BLOCKED, Deliverer
 from infra import redis_streams
 from infra.logs import configure_logging
+from infra.redis_clients import async_client
 from infra.redis_streams import Entry, claimed_entries, exists_already, read_entries
 from infra.retry import Backoff
 from infra.service_kit import serve_health
@@ -254,7 +255,7 @@ async def _main(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = async_client(settings, socket_timeout=10)
     server = serve_health(settings.webhooks_host, settings.webhooks_metrics_port, lambda: ())
     name = f"{socket.gethostname()}-{id(stop)}"
     deliverer = Deliverer(

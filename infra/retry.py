@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from infra.redis_clients import slot_moved
+
 R = TypeVar("R")
 
 
@@ -50,6 +52,8 @@ def retry(
         try:
             return step()
         except transient as exc:
+            if slot_moved(exc):  # a pinned cluster client must be made anew: not transient
+                raise
             on_error(exc)
         stop.wait(delays.next())
     return None

@@ -25,6 +25,7 @@ from infra import gc_tuning
 from infra.kafka import BrokerUnavailable, ensure_topics
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP
+from infra.redis_clients import sync_client
 from infra.retry import Backoff, retry
 from infra.service_kit import serve_health
 from infra.streams import Batch, Consumer, Producer, StreamError
@@ -38,6 +39,7 @@ from processor.lag import LagProbe, start_lag_monitor  # lag from durable offset
 from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAssignment
 from processor.pauses import DeadLetterBrake, Pauses
 from processor.publisher import OutboxPublisher
+from processor.reevaluation import read_state, record_start, start_reevaluation
 from processor.resolver import Resolver
 from processor.store import (
     Applied,
@@ -203,14 +205,31 @@ def update_redis_memory(client: redis.Redis) -> None:
     metrics.REDIS_MEMORY_MAX.set(int(info["maxmemory"]))
 
 
+def build_resolver(settings: Settings, client: redis.Redis) -> Resolver:
+    """The store and the resolver with the rules file (validated here, at start-up)."""
+    model = load_stage_model(settings.rules_file)
+    store = JourneyStore(
+        client,
+        settings.redis_prefix,
+        StoreBounds.of(settings),
+        settings.erasure_key,
+        rules_version=model.version,
+    )
+    policy = IdentityPolicy.of(settings)
+    return Resolver(
+        store,
+        model,
+        policy,
+        triggers=load_triggers(settings.rules_file),
+        lapse_days=settings.lapse_days,
+    )
+
+
 def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     """Wire a Processor from settings (rules file validated here, at start-up)."""
-    model = load_stage_model(settings.rules_file)
+    resolver = build_resolver(settings, client)
+    store, model, policy = resolver.store, resolver.model, resolver.policy
     metrics.declare_stages(model.stages)
-    policy = IdentityPolicy.of(settings)
-    store = JourneyStore(
-        client, settings.redis_prefix, StoreBounds.of(settings), settings.erasure_key
-    )
     producer = stream_producer(
         settings, delivery_timeout_ms=30_000, request_timeout_ms=10_000, max_block_ms=10_000
     )
@@ -226,13 +245,6 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
         settings.processor_dead_letter_max_pause_s,
     )
     dead_letters = DeadLetters(producer, settings.topic_dead_letter, brake)
-    resolver = Resolver(
-        store,
-        model,
-        policy,
-        triggers=load_triggers(settings.rules_file),
-        lapse_days=settings.lapse_days,
-    )
     incarnation = Incarnation(client, settings.redis_prefix, consumer_name)
     return Processor(
         settings,
@@ -254,7 +266,7 @@ def run_processor(settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=10)
+    client = sync_client(settings, socket_timeout=10, health_check_interval=10)
     if not wait_for_kafka(lambda: ensure_topics(settings), stop):
         return 0  # stopped while waiting for Kafka
     processor = build_processor(settings, client)
@@ -267,6 +279,7 @@ def run_processor(settings: Settings) -> int:
         lambda: migrate_layout(client, settings.redis_prefix, _now_ms()), processor.pauses, stop
     )
     until_redis_takes(processor.incarnation.start, processor.pauses, stop)
+    reevaluation = start_rules(processor, settings, stop)  # issue #15: rules versions
     offsets = OffsetStore(
         client, settings.redis_prefix, settings.topic_touchpoints, processor.incarnation
     )
@@ -285,10 +298,35 @@ def run_processor(settings: Settings) -> int:
         stop.set()
         if firing is not None:
             firing.join(10)
+        if reevaluation is not None:
+            reevaluation.join(10)
         processor.close()
         consumer.close()
         processor.producer.close(10)
         server.shutdown()
+
+
+def start_rules(
+    processor: Processor, settings: Settings, stop: threading.Event
+) -> threading.Thread | None:
+    """Record the rules version in force; when it changed, re-evaluate every customer in the
+    background (unless ``TOUCHPATH_REEVALUATE=manual``)."""
+    client, keys = processor.store.client, processor.store.keys
+    version = processor.model.version
+    until_redis_takes(lambda: record_start(client, keys, version), processor.pauses, stop)
+    state = read_state(client, keys)
+    processor.resolver.unversioned = state.unversioned or version
+    if state.state == "reevaluating":
+        log.warning(
+            "the rules changed (%s → %s): customers are re-evaluated %s",
+            state.previous,
+            version,
+            "in the background" if settings.reevaluate == "background" else "on their next event",
+        )
+    if settings.reevaluate != "background":
+        return None
+    owner = f"{socket.gethostname()}-{os.getpid()}"
+    return start_reevaluation(client, processor.resolver, owner, stop, settings.reevaluate_silently)
 
 
 def until_redis_takes(write: Callable[[], object], pauses: Pauses, stop: threading.Event) -> None:

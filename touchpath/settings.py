@@ -161,6 +161,12 @@ class Settings(BaseSettings):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "tp"
+    redis_cluster: bool = Field(
+        False,
+        description="TOUCHPATH_REDIS_URL names a node of a Redis Cluster: every key is put "
+        "under one hash tag (the prefix in braces, e.g. {tp}), so every script and "
+        "transaction touches one slot",
+    )
     data_dir: Path = Path(".touchpath")
 
     write_keys: Annotated[dict[str, WriteKeySource], NoDecode] = Field(default_factory=dict)
@@ -176,6 +182,14 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(500 * 1024, ge=1024)
 
     rules_file: Path | None = None
+    reevaluate: Literal["background", "manual"] = Field(
+        "background",
+        description="when the rules changed: re-evaluate every customer in the background, "
+        "or only by hand (`touchpath reevaluate`; customers with new events still are)",
+    )
+    reevaluate_silently: bool = Field(
+        False, description="re-evaluation records what changed without announcing corrections"
+    )
     consumer_group: str = "touchpath-processor"
     consumer_session_timeout_ms: int = Field(10_000, ge=1000)
     processor_batch_size: int = Field(2000, ge=1, le=100_000)
@@ -370,6 +384,14 @@ class Settings(BaseSettings):
         if region and region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not a region phonenumbers knows (e.g. GB, US, DE)")
         return region
+
+    @model_validator(mode="after")
+    def _cluster_prefix(self) -> Settings:
+        """On a Redis Cluster every key shares the prefix's hash tag (braces added when the
+        prefix has none): one slot, so scripts and transactions work unchanged."""
+        if self.redis_cluster and not re.search(r"\{[^{}]+\}", self.redis_prefix):
+            self.redis_prefix = "{" + self.redis_prefix + "}"
+        return self
 
     @field_validator("redis_url")
     @classmethod

@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from infra.embedded import Child, free_port, spawn, start_redis
 from infra.kafka import ensure_topics
+from tests.conftest import CLUSTER_URLS
 from touchpath.settings import load_settings
 
 T = TypeVar("T")
@@ -31,10 +32,12 @@ ADMIN_TOKEN = "tok_test_admin"
 def stack_env(bootstrap: str, redis_url: str, **extra: str) -> dict[str, str]:
     """Environment for services of one test stack, with topics of their own."""
     run = uuid.uuid4().hex[:8]
+    cluster = redis_url in CLUSTER_URLS  # every key under one hash tag: {t…}
     env = {
         "TOUCHPATH_KAFKA_BOOTSTRAP": bootstrap,
         "TOUCHPATH_REDIS_URL": redis_url,
-        "TOUCHPATH_REDIS_PREFIX": f"t{run}",
+        "TOUCHPATH_REDIS_PREFIX": f"{{t{run}}}" if cluster else f"t{run}",
+        "TOUCHPATH_REDIS_CLUSTER": "true" if cluster else "false",
         "TOUCHPATH_TOPIC_TOUCHPOINTS": f"tp.{run}.touchpoints",
         "TOUCHPATH_TOPIC_DEAD_LETTER": f"tp.{run}.dead-letter",
         "TOUCHPATH_TOPIC_STAGE_CHANGES": f"tp.{run}.stage-changes",

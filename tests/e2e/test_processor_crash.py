@@ -6,9 +6,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-import redis
 from kafka import KafkaProducer
 
+from tests.conftest import redis_for
 from tests.e2e.conftest import stack_env, start_service
 from tests.reference import make_event
 from touchpath.records import encode_touchpoints
@@ -63,7 +63,7 @@ def test_sigkill_mid_stream_loses_nothing_and_double_counts_nothing(
     assert 0 < done_before_kill < RECORDS * PER_RECORD, "the kill must land mid-stream"
 
     second = start_service("processor", env, run_dir)
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client = redis_for(redis_url, decode_responses=True)
     prefix = env["TOUCHPATH_REDIS_PREFIX"]
     try:
         deadline = time.monotonic() + 60

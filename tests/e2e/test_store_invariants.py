@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from processor.resolver import Resolver
 from processor.store import JourneyStore
+from tests.conftest import redis_for_keys
 from tests.reference import ReferenceStore
 from tests.unit.test_announcements import PATTERNS, track
 from tests.unit.test_processing_invariants import TRAIT_MODEL, events
@@ -30,13 +31,15 @@ from touchpath.stages import StageModel, load_stage_model
 
 MODEL = load_stage_model()
 POLICY = IdentityPolicy()
+#: The hash tag of every prefix here: one slot (and node) on a cluster (tests/cluster).
+TAG = "{inv}"
 
 
 def final_state(
     client: redis.Redis, batches: list[list[dict[str, Any]]], model: StageModel = MODEL
 ) -> dict[str, Any]:
     """Apply and resolve batch by batch under a fresh prefix; every customer profile."""
-    store = JourneyStore(client, f"inv{uuid.uuid4().hex[:8]}")
+    store = JourneyStore(client, f"{TAG}{uuid.uuid4().hex[:8]}")
     keys = store.keys
     resolver = Resolver(store, model, POLICY, chunk=2)  # several pipelined chunks
     for batch in batches:
@@ -71,7 +74,7 @@ def cut(stream: list[dict[str, Any]], data: st.DataObject) -> list[list[dict[str
 
 @pytest.fixture(scope="module")
 def client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
+    return redis_for_keys(redis_url, TAG)
 
 
 @settings(
@@ -124,7 +127,7 @@ def test_the_resolver_announces_what_the_reference_announces(
 ) -> None:
     """Through the real scripts: the outbox, the webhook outbox and the live stream each get
     the reference model's announcements, in its order; a replay adds none."""
-    store = JourneyStore(client, f"ann{uuid.uuid4().hex[:8]}")
+    store = JourneyStore(client, f"{TAG}ann{uuid.uuid4().hex[:8]}")
     resolver = Resolver(store, MODEL, POLICY)
     reference = ReferenceStore(MODEL)
     batches = [[track(m, minute, name) for m, minute, name in b] for b in PATTERNS[pattern]]

@@ -1,0 +1,55 @@
+"""The store invariants, two processors, a processor killed with SIGKILL, the API and a rules
+re-evaluation, on a real three-master Redis Cluster (``TOUCHPATH_REDIS_CLUSTER=true``).
+
+The tests are those of tests/e2e, run again here with ``redis_url`` naming the cluster
+(tests/cluster/conftest.py); stacks for it are cluster stacks (tests/e2e/conftest.py
+``stack_env``). Every key of one installation lives under one hash tag, so the keys sit in
+one slot: the test below checks they do, and that the cluster really has three masters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+
+from tests.e2e import (
+    test_api,
+    test_processor_crash,
+    test_rules_versions,
+    test_store_invariants,
+)
+
+# collected here again, on the cluster, in their modules' order (the erasure test comes last)
+stack, population, envs = test_api.stack, test_api.population, test_rules_versions.envs
+client = test_store_invariants.client
+test_store_ends_the_same = (
+    test_store_invariants.test_the_store_ends_the_same_whatever_the_order_redelivery_and_batching
+)
+test_resolver_announces = (
+    test_store_invariants.test_the_resolver_announces_what_the_reference_announces
+)
+test_stage_by_every_kind_of_identifier = test_api.test_stage_by_every_kind_of_identifier
+test_profile = test_api.test_profile
+test_journey_pages = test_api.test_journey_pages_newest_first_and_filters
+test_stages_and_segments = test_api.test_stages_and_segments
+test_funnel = test_api.test_funnel
+test_erase = test_api.test_erase_is_complete_and_replays_do_not_resurrect
+test_sigkill = test_processor_crash.test_sigkill_mid_stream_loses_nothing_and_double_counts_nothing
+test_rules_changed = (
+    test_rules_versions.test_a_changed_rules_file_re_evaluates_everyone_in_the_background
+)
+
+
+def test_the_keys_of_an_installation_share_one_slot_of_a_three_master_cluster(
+    stack: dict[str, Any],
+    population: None,
+    redis_client: redis.Redis,
+) -> None:
+    assert isinstance(redis_client, RedisCluster)
+    assert len(redis_client.get_primaries()) == 3
+    prefix = stack["env"]["TOUCHPATH_REDIS_PREFIX"]
+    keys = list(redis_client.scan_iter(match=f"{prefix}:*"))
+    assert len(keys) > 20
+    assert {redis_client.keyslot(key) for key in keys} == {redis_client.keyslot(prefix)}
