@@ -23,6 +23,7 @@ from api.routes_analytics import router as analytics_router
 from api.routes_customers import hot as customers_hot_router
 from api.routes_customers import router as customers_router
 from api.routes_map import router as map_router
+from api.routes_moments import router as moments_router
 from api.routes_rules import router as rules_router
 from api.routes_segments import router as segments_router
 from api.routes_stream import router as stream_router
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         stream_router,
         webhooks_router,
         map_router,
+        moments_router,
         rules_router,
     ):
         app.include_router(router)

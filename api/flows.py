@@ -7,40 +7,43 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from api.selection import Selection
+
 FIRST_TOUCH = "first touch"
 UNKNOWN = "(unknown)"
+EVERYONE = Selection()
 
 
 def flows(
     rows: Iterable[Sequence[Any]],
     stages: Sequence[str],
-    channel: str | None = None,
-    campaign: str | None = None,
+    selection: Selection = EVERYONE,
+    since: int | None = None,
+    until: int | None = None,
 ) -> dict[str, Any]:
     """Links ``{source, target, channel, customers}`` over stored funnel rows.
 
     A customer's path is its stages in the order it entered them (model order on ties); the
     first link goes from ``first touch: <channel>`` to its first stage, each next one from a
-    stage to the stage after it, labelled with the channel of the event that entered it.
+    stage to the stage after it, labelled with the channel of the event that entered it. A
+    link counts when its target stage was entered in ``[since, until]`` (either end open when
+    None); ``customers`` counts the selected customers with a link counted.
     """
     order = {stage: index for index, stage in enumerate(stages)}
     links: Counter[tuple[str, str, str]] = Counter()
     customers = 0
-    for row in rows:
-        first_channel, first_campaign, entered = row[0], row[1], row[2]
-        if (channel is not None and first_channel != channel) or (
-            campaign is not None and first_campaign != campaign
-        ):
-            continue
+    for row in selection.stored(rows):
+        first_channel, entered = row[0], row[2]
         path = sorted((s for s in entered if s in order), key=lambda s: (entered[s], order[s]))
-        if not path:
-            continue
-        customers += 1
         by = row[6] if len(row) > 6 and isinstance(row[6], dict) else {}
-        source = f"{FIRST_TOUCH}: {first_channel or UNKNOWN}"
+        source, counted = f"{FIRST_TOUCH}: {first_channel or UNKNOWN}", False
         for stage in path:
-            links[(source, stage, str(by.get(stage) or UNKNOWN))] += 1
+            at = entered[stage]
+            if (since is None or at >= since) and (until is None or at <= until):
+                links[(source, stage, str(by.get(stage) or UNKNOWN))] += 1
+                counted = True
             source = stage
+        customers += counted
     return {
         "customers": customers,
         "links": [

@@ -19,6 +19,7 @@ the OpenAPI description):
   first journey (the history before its second cycle began: :mod:`touchpath.cycles`);
   ``repeat`` each repeat journey (every cycle after the first: a customer may count several
   times), by the stages entered in that cycle. A journey followed by a later one never stalls.
+* **groups** (``group_by``) — only groups with a customer counted in the window are listed.
 
 Over all time (a window holding every entry) the reached counts never increase along the
 stages; in any window converted ≤ reached, stalled ≤ reached and converted(i) ≤ reached(i+1).
@@ -175,7 +176,8 @@ class Funnel:
         return found
 
     def answer(self) -> dict[str, Any]:
-        """``{customers, stages: [...], groups: [{group, customers, stages}] | None}``."""
+        """``{customers, stages: [...], groups: [{group, customers, stages}] | None}``; a
+        group without a customer counted in the window is left out."""
         overall = Tally(len(self.stages))
         for one in self.groups.values():
             overall.merge(one)
@@ -185,7 +187,10 @@ class Funnel:
             "groups": None,
         }
         if self.group_by is not None:
-            ranked = sorted(self.groups.items(), key=lambda item: (-item[1].customers, item[0]))
+            ranked = sorted(
+                ((name, one) for name, one in self.groups.items() if one.customers),
+                key=lambda item: (-item[1].customers, item[0]),
+            )
             shown = ranked[:MAX_GROUPS]
             if len(ranked) > MAX_GROUPS:
                 other = Tally(len(self.stages))

@@ -166,6 +166,14 @@ class ReadModel:
             yield [orjson.loads(raw) for raw in raws[start : start + ROWS_CHUNK]]
             await asyncio.sleep(0)
 
+    async def trigger_counts(self, days: Sequence[str]) -> list[dict[str, str]]:
+        """The firing counts of each day (``P:trg:n:<day>``), in order (one pipeline)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for day in days:
+                pipe.hgetall(self.keys.trigger_counts(day))
+            found = await pipe.execute()
+        return [_strings(fields) for fields in found]
+
     async def survey_answers(self) -> AsyncIterator[list[list[Any]]]:
         """Each surveyed customer's answers ``[kind, score, at_ms, stage]`` (``HVALS``)."""
         raws: list[Any] = await self.client.hvals(self.keys.surveys)

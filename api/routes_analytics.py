@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from api import schemas_segments as schemas
 from api.accounts import trait_groups
@@ -21,7 +21,7 @@ from api.deps import (
     UntilNow,
 )
 from api.funnel import ACCOUNT, NONE, Funnel, text
-from api.rows import FunnelRow
+from api.selection import TRAIT_PARAMETER, Selection, trait_filters
 from api.timeparse import DAY_MS, duration_ms, iso, window
 from infra.problems import JSONBody
 from touchpath.surveys import Satisfaction
@@ -33,8 +33,10 @@ router = APIRouter(prefix="/v1", tags=["analytics"])
     "/funnel",
     summary="Funnel: customers reaching each stage, conversion, time between stages, stalled",
     response_model=schemas.FunnelAnswer,
+    openapi_extra={"parameters": [TRAIT_PARAMETER]},
 )
 async def funnel(
+    request: Request,
     reads: Reads,
     stages: Stages,
     _: ReadScope,
@@ -74,8 +76,11 @@ async def funnel(
     all time); the share of them that reached the next stage by ``until``
     (**conversion_to_next**, in [0, 1]) and the median and 90th percentile of the time it took;
     and how many are **stalled**: still at that stage, entered longer than ``stalled_after``
-    ago (the last stage never stalls; nor does a journey followed by a later one). With
+    ago (the last stage never stalls; nor does a journey followed by a later one). Times to
+    the next stage are read from a histogram: within 0.25 % of the exact value. With
+    ``group_by``, groups without a customer counted in the window are left out. With
     ``journey`` the same counts are made of first journeys or of repeat journeys apart."""
+    selection = Selection(channel, campaign, trait_filters(request.query_params))
     now = int(time.time() * 1000)
     low, high = window(since, until, now)
     stall = duration_ms(stalled_after, "stalled_after")
@@ -84,10 +89,10 @@ async def funnel(
         trait = group_by.removeprefix(ACCOUNT)
         groups = trait_groups(trait, await reads.all_accounts(), text)
         async for group, rows in reads.funnel_rows_grouped(groups, NONE):
-            counter.add_group(group, _first_touch(rows, channel, campaign))
+            counter.add_group(group, selection.rows(rows))
     else:
         async for rows in reads.funnel_rows():
-            counter.add(_first_touch(rows, channel, campaign))
+            counter.add(selection.rows(rows))
     return JSONBody(
         {
             "since": iso(low),
@@ -95,24 +100,11 @@ async def funnel(
             "stalled_after": stalled_after,
             "journey": journey,
             "group_by": group_by,
-            "filters": {"channel": channel, "campaign": campaign},
+            "filters": selection.echo(),
+            "traits": selection.traits,
             **counter.answer(),
         }
     )
-
-
-def _first_touch(
-    rows: list[FunnelRow], channel: str | None, campaign: str | None
-) -> list[FunnelRow]:
-    """The rows of the first-touch channel and campaign (when given)."""
-    if channel is None and campaign is None:
-        return rows
-    return [
-        r
-        for r in rows
-        if (channel is None or r.channel == channel)
-        and (campaign is None or r.campaign == campaign)
-    ]
 
 
 @router.get(

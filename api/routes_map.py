@@ -6,15 +6,26 @@ an API token once and calls the read endpoints with it (funnel, flows, customers
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from importlib import resources
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from api import schemas_segments as schemas
-from api.deps import FirstTouchCampaign, FirstTouchChannel, Reads, ReadScope, Stages
+from api.deps import (
+    FirstTouchCampaign,
+    FirstTouchChannel,
+    Reads,
+    ReadScope,
+    SinceStart,
+    Stages,
+    UntilNow,
+)
 from api.flows import flows
+from api.selection import TRAIT_PARAMETER, Selection, trait_filters
+from api.timeparse import iso, window
 from infra.problems import JSONBody, Problem
 
 router = APIRouter(tags=["journey map"])
@@ -52,17 +63,34 @@ async def journey_map_asset(name: Annotated[str, Path(max_length=20)]) -> Respon
     "/v1/flows",
     summary="How customers move between first-touch channels and stages (Sankey links)",
     response_model=schemas.FlowAnswer,
+    openapi_extra={"parameters": [TRAIT_PARAMETER]},
 )
 async def stage_flows(
+    request: Request,
     reads: Reads,
     stages: Stages,
     _: ReadScope,
+    since: SinceStart = None,
+    until: UntilNow = None,
     channel: FirstTouchChannel = None,
     campaign: FirstTouchCampaign = None,
 ) -> Response:
     """Each customer's stages in the order it entered them: a link from its first-touch
     channel to its first stage, then from each stage to the next, split by the channel of
-    the event that entered the later stage."""
+    the event that entered the later stage. A link counts when the customer **entered** its
+    target stage in the window [since, until]: so a stage's inflow is the customers who
+    entered that very stage. (The funnel's *reached* also counts customers who skipped the
+    stage and entered a later one, so it can be larger.)"""
+    low, high = window(since, until, int(time.time() * 1000))
+    selection = Selection(channel, campaign, trait_filters(request.query_params))
     rows = [row async for chunk in reads.stored_rows() for row in chunk]
-    answer = flows(rows, stages.stages, channel, campaign)
-    return JSONBody({**answer, "filters": {"channel": channel, "campaign": campaign}})
+    answer = flows(rows, stages.stages, selection, low, high)
+    return JSONBody(
+        {
+            "since": iso(low),
+            "until": iso(high),
+            **answer,
+            "filters": selection.echo(),
+            "traits": selection.traits,
+        }
+    )

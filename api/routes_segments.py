@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from starlette.datastructures import QueryParams
 
 from api import schemas_segments as schemas
 from api import views
 from api.deps import Reads, ReadScope, Stages
 from api.docs import problem
 from api.pagination import Position, decode_cursor, encode_cursor, filtered_page
+from api.selection import trait_filters
 from api.timeparse import FOREVER_MS, to_ms
 from infra.problems import JSONBody, Problem
 
@@ -32,15 +32,6 @@ async def list_stages(reads: Reads, stages: Stages, _: ReadScope) -> Response:
             ]
         }
     )
-
-
-def trait_filters(query: QueryParams) -> dict[str, list[str]]:
-    """``trait.<name>=<value>`` query parameters; a name given twice accepts either value."""
-    wanted: dict[str, list[str]] = {}
-    for name, value in query.multi_items():
-        if name.startswith("trait.") and len(name) > len("trait."):
-            wanted.setdefault(name.removeprefix("trait."), []).append(value)
-    return wanted
 
 
 @router.get(

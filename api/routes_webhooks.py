@@ -60,7 +60,7 @@ async def create_subscription(
             body.description,
             allowed,
             body.triggers,
-            _trigger_names(request),
+            trigger_names(request),
         )
     except SubscriptionError as exc:
         raise Problem(400, "Bad Request", str(exc)) from None
@@ -122,7 +122,7 @@ async def delete_subscription(
     return JSONBody({"deleted": subscription_id})
 
 
-def _trigger_names(request: Request) -> tuple[str, ...]:
+def trigger_names(request: Request) -> tuple[str, ...]:
     """The rules file's trigger names (read once per process)."""
     names: tuple[str, ...] | None = getattr(request.app.state, "trigger_names", None)
     if names is None:

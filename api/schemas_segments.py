@@ -112,6 +112,7 @@ class FunnelAnswer(BaseModel):
             "journey": "all",
             "group_by": "channel",
             "filters": {"channel": None, "campaign": None},
+            "traits": {"plan": ["pro"]},
             "customers": 1000,
             "stages": _FUNNEL_STAGES,
             "groups": [{"group": "ads", "customers": 1000, "stages": _FUNNEL_STAGES}],
@@ -125,6 +126,9 @@ class FunnelAnswer(BaseModel):
     )
     group_by: str | None
     filters: dict[str, str | None]
+    traits: dict[str, list[str]] = Field(
+        description="The persona filters given (`trait.<name>=<value>`), by trait name."
+    )
     customers: int = Field(
         description="customers counted at one stage at least (journeys with `repeat`)"
     )
@@ -244,7 +248,8 @@ class SatisfactionAnswer(SatisfactionFigures):
 
 
 class FlowLink(BaseModel):
-    """Customers who went from ``source`` to ``target``, entering it through ``channel``."""
+    """Customers who went from ``source`` to ``target``, entering it through ``channel``
+    (the target entered in the window)."""
 
     source: str
     target: str
@@ -257,8 +262,11 @@ class FlowAnswer(BaseModel):
 
     model_config = documented(
         {
+            "since": "2026-01-01T00:00:00.000Z",
+            "until": "2026-04-01T00:00:00.000Z",
             "customers": 120,
             "filters": {"channel": None, "campaign": None},
+            "traits": {},
             "links": [
                 {
                     "source": "first touch: ads",
@@ -275,6 +283,11 @@ class FlowAnswer(BaseModel):
             ],
         }
     )
-    customers: int
+    since: str
+    until: str
+    customers: int = Field(description="Selected customers with a link counted in the window.")
     filters: dict[str, str | None]
+    traits: dict[str, list[str]] = Field(
+        description="The persona filters given (`trait.<name>=<value>`), by trait name."
+    )
     links: list[FlowLink]

@@ -30,7 +30,17 @@ from processor.resolver import LIVE_KEPT
 from processor.triggers import Claimed, Settled, TriggerStore
 from touchpath.keys import Keys
 from touchpath.settings import Settings
-from touchpath.triggers import Occurrence, Trigger, TriggerModel, evaluate
+from touchpath.triggers import (
+    CANCELLED_COUNT,
+    FIRED_COUNT,
+    Occurrence,
+    Trigger,
+    TriggerModel,
+    count_expiry_s,
+    count_field,
+    day_of,
+    evaluate,
+)
 
 log = logging.getLogger(__name__)
 FIRED, CANCELLED = "trigger.fired", "trigger.cancelled"
@@ -104,17 +114,26 @@ class FiringLoop:
         for occurrence in outcome.fire:
             body = _firing(trigger, item, occurrence, now)
             stored = orjson.dumps({k: body[k] for k in ("since_ms", "at_ms", "causes")})
-            settled.decisions.append(
-                ("fire", field_of(occurrence.firing_id), stored, body_of(body))
-            )
+            count = self._count(FIRED_COUNT, trigger.name, occurrence.due_ms, now)
+            fid = occurrence.firing_id
+            settled.decisions.append(("fire", field_of(fid), stored, body_of(body), *count))
             LATENESS.observe(max(0, now - occurrence.due_ms - self.lateness_ms) / 1000)
         for fid in outcome.cancel:
             body = _cancellation(trigger, item, fid, item.fired[fid], now)
-            settled.decisions.append(("cancel", field_of(fid), b"", body_of(body)))
+            count = self._count(CANCELLED_COUNT, trigger.name, body["at_ms"], now)
+            settled.decisions.append(("cancel", field_of(fid), b"", body_of(body), *count))
         kept = [fid for fid in starts if fid not in outcome.cancel]
         for fid in sorted(kept, key=starts.__getitem__)[: max(0, len(kept) - 20)]:
-            settled.decisions.append(("forget", field_of(fid), b"", b""))
+            settled.decisions.append(("forget", field_of(fid), b"", b"", "", "", 0))
         return settled
+
+    def _count(self, kind: str, trigger: str, due_ms: int, now: int) -> tuple[str, str, int]:
+        """Where the script counts a published firing (cancellation): the hash of its due
+        day, its field, the hash's expiry; none for a day older than the bound."""
+        expiry = count_expiry_s(due_ms)
+        if expiry * 1000 <= now:
+            return ("", "", 0)
+        return (self.store.keys.trigger_counts(day_of(due_ms)), count_field(kind, trigger), expiry)
 
     def wait_s(self) -> float:
         """Seconds until the earliest timer is due (at most :data:`MAX_IDLE_S`)."""

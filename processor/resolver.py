@@ -217,7 +217,8 @@ class Resolver:
                     call("SET", keys.customer_of(identity), cid)
             _index_stage(write, keys, cid, before, profile)
             _index_accounts(write, keys, cid, before, profile)
-            call("HSET", keys.funnel, cid, orjson.dumps(funnel_row(profile)))
+            persona = self.store.bounds.persona_traits
+            call("HSET", keys.funnel, cid, orjson.dumps(funnel_row(profile, persona)))
             if profile["surveys"]:
                 call("HSET", keys.surveys, cid, orjson.dumps(profile["surveys"]))
             elif before and before.get("surveys"):

@@ -62,6 +62,7 @@ class StoreBounds:
     cluster is refused and recorded once); ``max_cluster_ties``: ties per raw cluster;
     ``dedup_window_ms``: how long behind an identifier's newest event a messageId is kept for
     de-duplication (at least the touchpoint topic's retention, so a replay never counts twice);
+    ``persona_traits``: traits each funnel row keeps first (of its 20), for persona filters.
     ``max_active_days`` / ``max_purchases``: the latest active days and purchase times kept
     per identifier for the lifecycle (``touchpath/cycles.py``).
     """
@@ -71,6 +72,7 @@ class StoreBounds:
     max_cluster_ids: int = 200
     max_cluster_ties: int = 1000
     dedup_window_ms: int = 8 * 24 * 3600 * 1000
+    persona_traits: tuple[str, ...] = ()
     max_active_days: int = 1000
     max_purchases: int = 200
 
@@ -83,6 +85,7 @@ class StoreBounds:
             max_cluster_ids=settings.max_cluster_identifiers,
             max_cluster_ties=settings.max_cluster_ties,
             dedup_window_ms=settings.dedup_window_hours * 3600 * 1000,
+            persona_traits=settings.persona_traits,
         )
 
 

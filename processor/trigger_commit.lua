@@ -2,11 +2,13 @@
 -- Store what the firing loop decided for claimed timers, each only if its timer still holds
 -- the lease score of the claim (a profile change woke it meanwhile: it is evaluated again
 -- from fresh data instead). A firing is published only if its id was not stored yet
--- (HSETNX), a cancellation only if the firing was stored (HDEL): publishing is idempotent.
+-- (HSETNX), a cancellation only if the firing was stored (HDEL): publishing is idempotent,
+-- and so is counting each published one in its due day's count hash (P:trg:n:<day>).
 --
 -- KEYS: due sorted set, trigger outbox, webhook outbox, live stream.
 -- ARGV, per timer: member, lease, state key, next score ('' = none), number of decisions,
--- then each decision: kind (fire, cancel, forget), field, value, payload.
+-- then each decision: kind (fire, cancel, forget), field, value, payload, count key ('' = not
+-- counted), count field, count key's expiry (epoch s).
 -- Returns the number of messages published.
 local due, outbox, webhooks, live = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local live_kept, webhook_kept = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -19,7 +21,8 @@ while i <= #ARGV do
   local mine = score and tonumber(score) == tonumber(lease)
   for _ = 1, decisions do
     local kind, field, value, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-    i = i + 4
+    local count_key, count_field, count_expiry = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+    i = i + 7
     if mine then
       local done = 0
       if kind == 'fire' then
@@ -34,6 +37,10 @@ while i <= #ARGV do
         redis.call('XADD', webhooks, 'MAXLEN', '~', webhook_kept, '*', 'change', payload)
         redis.call('XADD', live, 'MAXLEN', '~', live_kept, '*', 'change', payload)
         published = published + 1
+        if count_key ~= '' then
+          redis.call('HINCRBY', count_key, count_field, 1)
+          redis.call('EXPIREAT', count_key, count_expiry)
+        end
       end
     end
   end

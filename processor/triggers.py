@@ -71,7 +71,8 @@ class Settled:
 
     claimed: Claimed
     next_ms: int | None
-    decisions: list[tuple[str, str, bytes, bytes]] = field(default_factory=list)
+    #: (kind, field, value, payload, count key, count field, count expiry s)
+    decisions: list[tuple[str, str, bytes, bytes, str, str, int]] = field(default_factory=list)
 
 
 class TriggerStore:

@@ -3,7 +3,11 @@
 It folds event effects exactly as ``processor/ingest.lua`` does (dedup per anchor, min stage
 candidates, max traits, min first-seen, min tie order, each active day's earliest event,
 purchase times) and derives customers per raw identity component with the same pure
-functions the processor uses.
+functions the processor uses. It does not model the store's bounds (journey cap, traits per
+identifier, identifiers and ties per cluster, de-duplication window, active days and purchase
+times kept) nor erasure. ``tests/e2e/test_store_differential.py`` compares it with the real
+scripts field by field: :meth:`ReferenceStore.anchor_fields` is ``P:a:<id>:data`` as the
+script writes it.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ from touchpath.stages import StageModel
 class ReferenceStore:
     model: StageModel
     policy: IdentityPolicy = field(default_factory=IdentityPolicy)
-    seen: set[tuple[str, str]] = field(default_factory=set)
+    seen: dict[tuple[str, str], int] = field(default_factory=dict)  # → receipt time (ms)
     anchors: dict[str, AnchorData] = field(default_factory=dict)
     journeys: dict[str, set[bytes]] = field(default_factory=dict)
+    links: dict[str, dict[str, str]] = field(default_factory=dict)  # anchor → tie → order
+    answers: dict[str, dict[str, str]] = field(default_factory=dict)  # anchor → order → answer
     first_seen: dict[str, str] = field(default_factory=dict)
     ties: dict[str, str] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -47,9 +53,14 @@ class ReferenceStore:
         effect = effects_of(event, self.model, self.policy)
         if (effect.anchor, effect.message_id) in self.seen:
             return
-        self.seen.add((effect.anchor, effect.message_id))
+        self.seen[effect.anchor, effect.message_id] = effect.received_ms
         data = self.anchors.setdefault(effect.anchor, AnchorData())
         self.journeys.setdefault(effect.anchor, set()).add(effect.entry)
+        at = f"{effect.at_ms:015d}"  # first/last seen: as anchor_data decodes them
+        if at < data.counts.get("first", "~"):
+            data.counts["first"] = at
+        if at > data.counts.get("last", ""):
+            data.counts["last"] = at
         for name, n in effect.counts.items():
             data.counts[name] = str(int(data.counts.get(name, "0")) + n)
         if effect.revenue:  # as ingest.lua's HINCRBYFLOAT c:revenue
@@ -60,6 +71,7 @@ class ReferenceStore:
         for member, at in effect.conditional.items():
             if (member, at) not in data.conditional:
                 data.conditional.append((member, at))
+            data.counts["cond"] = "1"
         for name, value in effect.traits.items():
             if value > data.traits.get(name, ""):
                 data.traits[name] = value
@@ -70,6 +82,15 @@ class ReferenceStore:
             data.purchases.append(effect.at_ms)
         if not data.first_touch or effect.first_touch < data.first_touch:
             data.first_touch = effect.first_touch
+        answers = self.answers.setdefault(effect.anchor, {})
+        for order, answer in effect.surveys.items():  # one per event: its order key
+            if order not in answers:
+                answers[order] = answer
+                data.surveys.append(answer)
+        links = self.links.setdefault(effect.anchor, {})
+        tie = effect.tie or ""  # "": the anchor alone
+        if tie not in links or effect.order < links[tie]:
+            links[tie] = effect.order
         for key in effect.identifiers:
             if key not in self.first_seen or effect.order < self.first_seen[key]:
                 self.first_seen[key] = effect.order
@@ -92,6 +113,23 @@ class ReferenceStore:
             data.conditional = [(m, at) for m, at in data.conditional if m not in gone]
             data.conditional += [(m, at) for m, at in change.cond_add.items()]
         self._resolve()
+
+    def anchor_fields(self, anchor: str) -> dict[str, str]:
+        """``P:a:<anchor>:data`` as ``ingest.lua`` writes it: ``c:<counter>``, ``first``,
+        ``last``, ``ft``, ``s:<stage>``, ``t:<trait>`` and ``nt`` (their number), ``v:<order>``
+        (survey answers), ``cond`` (gated candidates exist), ``l:<tie>`` (link markers)."""
+        data = self.anchors[anchor]
+        marks = ("first", "last", "cond")
+        fields = {f"c:{k}": v for k, v in data.counts.items() if k not in marks}
+        fields.update((k, data.counts[k]) for k in marks if k in data.counts)
+        fields["ft"] = data.first_touch
+        fields.update((f"s:{stage}", c) for stage, c in data.stages.items())
+        fields.update((f"t:{name}", value) for name, value in data.traits.items())
+        if data.traits:
+            fields["nt"] = str(len(data.traits))
+        fields.update((f"v:{order}", a) for order, a in self.answers.get(anchor, {}).items())
+        fields.update((f"l:{tie}", order) for tie, order in self.links.get(anchor, {}).items())
+        return fields
 
     def _components(self) -> list[set[str]]:
         parent = {k: k for k in self.first_seen}

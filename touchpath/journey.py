@@ -671,29 +671,36 @@ def _value(encoded: str) -> Any:
     return orjson.loads(encoded.split(FIELD_SEPARATOR, 2)[2])
 
 
-def funnel_row(profile: Mapping[str, Any]) -> list[Any]:
+def funnel_row(profile: Mapping[str, Any], persona: Sequence[str] = ()) -> list[Any]:
     """The compact row the funnel reads per customer.
 
     ``[first channel, first campaign, {stage: entered ms}, short traits, revenue, first ms,
-    {stage: channel it was entered by}, lifecycle]``, the lifecycle part being
-    :func:`touchpath.cycles.journey_times` (latest activity, first and repeat journeys).
+    {stage: channel it was entered by}, lifecycle]``; the short traits are at most 20 (values
+    of at most 64 characters), the ``persona`` traits first, then the others by name; the
+    lifecycle part is :func:`touchpath.cycles.journey_times` (latest activity, first and
+    repeat journeys).
     """
     touch = profile.get("first_touch") or {}
-    traits = {
-        k: v
-        for k, v in profile.get("traits", {}).items()
-        if isinstance(v, str | int | float | bool) and len(str(v)) <= 64
-    }
     return [
         touch.get("channel"),
         touch.get("campaign"),
         {stage: entry[0] for stage, entry in profile["history"].items()},
-        dict(list(traits.items())[:20]),
+        short_traits(profile.get("traits", {}), persona),
         profile.get("revenue", 0.0),
         touch.get("at_ms"),
         {stage: entry[2] for stage, entry in profile["history"].items()},
         journey_times(profile),
     ]
+
+
+def short_traits(traits: Mapping[str, Any], persona: Sequence[str] = ()) -> dict[str, Any]:
+    """The traits a funnel row keeps: scalar values of at most 64 characters, the
+    ``persona`` traits first, 20 at most."""
+    scalar = str | int | float | bool
+    short = {k: v for k, v in traits.items() if isinstance(v, scalar) and len(str(v)) <= 64}
+    first = {k: short[k] for k in persona if k in short}
+    rest = (item for item in short.items() if item[0] not in first)
+    return {**first, **dict(list(rest)[: max(0, 20 - len(first))])}
 
 
 def current_entry(profile: Mapping[str, Any]) -> tuple[str, int, str] | None:

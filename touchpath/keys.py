@@ -128,6 +128,11 @@ class Keys:
         Kafka)."""
         return f"{self.prefix}:trg:{part}"
 
+    def trigger_counts(self, day: str) -> str:
+        """Hash: ``fired<US><trigger>`` / ``cancelled<US><trigger>`` → firings (cancellations)
+        due on the UTC ``day`` (``YYYY-MM-DD``, event time); expires 400 days after the day."""
+        return f"{self.prefix}:trg:n:{day}"
+
     def trigger_state(self, customer_id: str) -> str:
         """Hash: ``<trigger><US><firing id>`` → the firing (JSON) of a customer's fired,
         uncancelled occurrences (at most 20 per trigger)."""

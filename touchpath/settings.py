@@ -130,6 +130,14 @@ def _items(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
+def _persona_traits(raw: str) -> tuple[str, ...]:
+    """``plan,country``: at most 20 trait names, each at most 64 characters."""
+    names = tuple(dict.fromkeys(_items(raw)))
+    if len(names) > 20 or any(len(name) > 64 for name in names):
+        raise ValueError("at most 20 trait names of at most 64 characters each")
+    return names
+
+
 def _redact(text: str) -> str:
     return text[:3] + "…" if len(text) > 3 else "…"
 
@@ -210,6 +218,10 @@ class Settings(BaseSettings):
         200, ge=2, description="identifiers tied into one raw cluster; more ties are refused"
     )
     max_cluster_ties: int = Field(1000, ge=1, description="distinct ties kept per raw cluster")
+    persona_traits: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("plan", "country", "persona", "role", "industry", "company_size"),
+        description="traits the funnel row keeps first (journey-map persona filter), at most 20",
+    )
     dedup_window_hours: int = Field(
         192, ge=1, description="messageIds kept for de-duplication; >= the topic's retention"
     )
@@ -350,6 +362,7 @@ class Settings(BaseSettings):
         "identity_priority",
         "cors_origins",
         "email_link_old_keys",
+        "persona_traits",
         mode="before",
     )
     @classmethod
@@ -412,6 +425,7 @@ _TEXT_PARSERS: dict[str, Callable[[str], object]] = {
     "identity_priority": parse_priority,
     "cors_origins": _text_list,
     "email_link_old_keys": _text_list,
+    "persona_traits": _persona_traits,
 }
 
 

@@ -27,6 +27,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ _WHEN_KEYS = {"entered", "survey", "score_at_most", "score_at_least"}
 _UNLESS_KEYS = {"entered", "any_event"}
 _WHERE_KEYS = {"channel", "campaign"}
 SURVEY_KINDS = frozenset(kind for kind, _, _ in SURVEY_EVENTS.values())
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Occurrences considered per customer and trigger (the latest); older ones are settled.
 MAX_OCCURRENCES = 20
 
@@ -369,3 +371,27 @@ def wake_ms(
         if dues:
             wakes[trigger.name] = min(dues)
     return wakes
+
+
+# --- firings over time (the journey map): a count per event-time day and trigger ------------
+
+#: Days a day's firing counts are kept after that day (``P:trg:n:<day>``): the bound.
+COUNT_DAYS = 400
+DAY_MS = 86_400_000
+FIRED_COUNT, CANCELLED_COUNT = "fired", "cancelled"
+
+
+def day_of(ms: int) -> str:
+    """The UTC day (``YYYY-MM-DD``) of an epoch-ms time."""
+    return (_EPOCH + timedelta(milliseconds=ms)).date().isoformat()
+
+
+def count_field(kind: str, trigger: str) -> str:
+    """The field of a day's count hash: ``fired<US><trigger>`` or ``cancelled<US><trigger>``."""
+    return f"{kind}\x1f{trigger}"
+
+
+def count_expiry_s(due_ms: int) -> int:
+    """When the count of a firing due at ``due_ms`` expires (epoch s): :data:`COUNT_DAYS`
+    after the end of its day, so at most that many days' counts exist."""
+    return (due_ms // DAY_MS + 1 + COUNT_DAYS) * DAY_MS // 1000

@@ -20,6 +20,7 @@ PROFILES = {
     "default": (),
     "three-brokers": ("--profile", "three-brokers"),
     "proxy": ("--profile", "proxy"),
+    "redis-cluster": ("--profile", "redis-cluster"),
 }
 
 Tool = Callable[..., Any]
@@ -152,9 +153,13 @@ def test_touchpath_healthcheck_probes_healthz_with_python(
     assert str(TOUCHPATH_PORTS[name]) in services[name]["expose"]
 
 
+ONE_SHOT = {"redis-cluster-init"}  # runs once and exits: waited for by completion
+
+
 def test_every_service_has_a_healthcheck_and_limits(services: dict[str, Any]) -> None:
     for name, service in services.items():
-        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        if name not in ONE_SHOT:
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
         limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
         assert limits.get("cpus") and limits.get("memory"), f"{name} has no resource limits"
 
@@ -187,8 +192,11 @@ def test_published_host_ports_do_not_overlap(services: dict[str, Any]) -> None:
 def test_dependencies_wait_for_health(services: dict[str, Any]) -> None:
     for name, service in services.items():
         for dependency, spec in service.get("depends_on", {}).items():
-            assert spec["condition"] == "service_healthy", f"{name} -> {dependency}"
-            if dependency in services:
+            wanted = (
+                "service_completed_successfully" if dependency in ONE_SHOT else "service_healthy"
+            )
+            assert spec["condition"] == wanted, f"{name} -> {dependency}"
+            if dependency in services and dependency not in ONE_SHOT:
                 assert services[dependency].get("healthcheck"), dependency
 
 
@@ -220,6 +228,26 @@ def test_three_broker_cluster(services: dict[str, Any], node: int) -> None:
     assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
     assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
     assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://kafka-{node}:9092"
+
+
+def test_redis_cluster_profile_has_three_masters_and_an_idempotent_init(
+    compose: Tool, services: dict[str, Any], repo_root: Path
+) -> None:
+    default = compose("config", "--services").stdout.split()
+    cluster = compose(*PROFILES["redis-cluster"], "config", "--services").stdout.split()
+    nodes = ["redis-node-1", "redis-node-2", "redis-node-3"]
+    assert not {*nodes, "redis-cluster-init"} & set(default)
+    assert {*nodes, "redis-cluster-init"} <= set(cluster)
+    config = (repo_root / "deploy" / "redis" / "cluster.conf").read_text()
+    assert "cluster-enabled yes" in config and "appendonly yes" in config
+    for node in nodes:
+        assert services[node]["command"][-2:] == ["--cluster-announce-hostname", node]
+    init = " ".join(services["redis-cluster-init"]["entrypoint"])
+    assert "cluster_state:ok ||" in init and "--cluster-replicas 0" in init
+    for name in ("collector", "processor", "webhooks", "api"):
+        waits = services[name]["depends_on"]["redis-cluster-init"]
+        assert waits["condition"] == "service_completed_successfully"
+        assert "TOUCHPATH_REDIS_CLUSTER" in services[name]["environment"]
 
 
 def test_redis_persists_with_aof(services: dict[str, Any]) -> None:

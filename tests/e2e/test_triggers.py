@@ -66,6 +66,17 @@ def firings(env: dict[str, str]) -> list[dict[str, Any]]:
     return [f for f in found if "firing_id" in f]
 
 
+def counted(env: dict[str, str]) -> dict[str, int]:
+    """The per-day firing counts (``P:trg:n:<day>``, what the journey map reads), summed."""
+    client = redis.Redis.from_url(env["TOUCHPATH_REDIS_URL"], decode_responses=True)
+    total: dict[str, int] = {}
+    for key in client.scan_iter(f"{env['TOUCHPATH_REDIS_PREFIX']}:trg:n:*"):
+        for field, value in client.hgetall(key).items():
+            total[field] = total.get(field, 0) + int(value)
+    client.close()
+    return total
+
+
 def of(env: dict[str, str], user: str) -> list[tuple[str, str]]:
     return [
         (f["kind"], f["firing_id"]) for f in firings(env) if f"user_id:{user}" in f["identities"]
@@ -120,6 +131,7 @@ def test_cart_abandonment_fires_once_is_prevented_in_time_and_cancelled_late(
         }
         assert of(env, "buys") == []  # the purchase in time prevented it
         assert of(env, "abandons") == fired  # once
+        assert counted(env) == {"fired\x1fcart-abandonment": 2, "cancelled\x1fcart-abandonment": 1}
     finally:
         processor.stop()
 
@@ -156,5 +168,7 @@ def test_sigkill_of_the_processor_mid_way_loses_and_doubles_no_firing(
         # Kafka is at least once: a record in flight at the kill may be sent again, with
         # its firing_id (receivers de-duplicate); every firing is there
         assert {r["firing_id"] for r in records} == ids
+        # the per-day counts (the journey map's firings over time) count each once
+        assert counted(env) == {"fired\x1fcart-abandonment": len(people)}
     finally:
         second.stop()

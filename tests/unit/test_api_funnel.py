@@ -196,3 +196,17 @@ def test_business_metrics_worked_example() -> None:
         "revenue": 0.0,
         "per_purchasing_customer": None,
     }
+
+
+def test_groups_without_a_customer_in_the_window_are_left_out() -> None:
+    """The journey map offered "winter-sale (0)": a campaign none of whose customers
+    reached a stage in the window is no group of the answer."""
+    rows = [
+        row({"awareness": 5 * DAY}, campaign="spring"),
+        row({"awareness": 1 * DAY}, campaign="winter-sale"),  # before the window
+        row({}, campaign="ghost"),  # never reached a stage
+    ]
+    groups = funnel(rows, STAGES, 2 * DAY, 10 * DAY, 0, "campaign")["groups"]
+    assert [(g["group"], g["customers"]) for g in groups] == [("spring", 1)]
+    everything = funnel(rows, STAGES, 0, 10 * DAY, 0, "campaign")["groups"]
+    assert {g["group"] for g in everything} == {"spring", "winter-sale"}

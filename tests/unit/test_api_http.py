@@ -91,7 +91,9 @@ def test_openapi_documents_every_operation(client: TestClient) -> None:
         for op in item.values()
         if path.startswith("/v1/") and not path.startswith("/v1/stream/")
     ]
-    assert len(operations) == 21  # incl. the split, the three account operations, the rules
+    # incl. the split, the three account operations, the rules, drop-off, personas and
+    # trigger firings
+    assert len(operations) == 24
     for path, op in operations:
         assert op["security"] == [{"bearer": []}], path
         assert "422" not in op["responses"]
@@ -105,6 +107,9 @@ def test_openapi_documents_every_operation(client: TestClient) -> None:
     assert "text/event-stream" in stream["responses"]["200"]["content"]
     stage = spec["paths"]["/v1/customers/{identifier}/stage"]["get"]
     assert [p["name"] for p in stage["parameters"]] == ["identifier", "type", "as_of"]
+    for path in ("/v1/funnel", "/v1/flows", "/v1/drop-off"):  # the persona filter
+        names = [p["name"] for p in spec["paths"][path]["get"]["parameters"]]
+        assert {"since", "until", "trait.<name>"} <= set(names), path
 
 
 def test_redis_down_is_a_503_problem(client: TestClient) -> None:

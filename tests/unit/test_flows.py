@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api.flows import FIRST_TOUCH, flows
+from api.selection import Selection
 
 STAGES = ["awareness", "consideration", "decision", "purchase"]
 rows = st.lists(
@@ -55,5 +56,5 @@ def test_paths_follow_entry_time_and_name_the_entering_channel() -> None:
         ("consideration", "decision", "chat"),
         ("first touch: email", "purchase", "(unknown)"),
     }
-    assert flows([row, old_row], STAGES, channel="email")["customers"] == 1
-    assert flows([row, old_row], STAGES, campaign="spring")["customers"] == 1
+    assert flows([row, old_row], STAGES, Selection(channel="email"))["customers"] == 1
+    assert flows([row, old_row], STAGES, Selection(campaign="spring"))["customers"] == 1

@@ -12,7 +12,9 @@ def test_text_variables_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOUCHPATH_API_TOKENS", "t1=read,t2=read+admin")
     monkeypatch.setenv("TOUCHPATH_IDENTITY_LIMITS", "user_id=1,email=3")
     monkeypatch.setenv("TOUCHPATH_CORS_ORIGINS", "https://shop.example, https://www.example")
+    monkeypatch.setenv("TOUCHPATH_PERSONA_TRAITS", "plan, country,plan")
     settings = load_settings()
+    assert settings.persona_traits == ("plan", "country")
     assert settings.write_keys["wk2"].channel == "server"
     assert settings.api_tokens["t2"].scopes == {"read", "admin"}
     assert settings.identity_limits == {"user_id": 1, "email": 3}
@@ -28,6 +30,7 @@ def test_text_variables_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
         ("TOUCHPATH_API_TOKENS", "t=write", "unknown scope"),
         ("TOUCHPATH_REDIS_URL", "http://localhost", "redis://"),
         ("TOUCHPATH_KAFKA_COMPRESSION", "brotli", "TOUCHPATH_KAFKA_COMPRESSION"),
+        ("TOUCHPATH_PERSONA_TRAITS", ",".join(f"t{n}" for n in range(21)), "at most 20"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(
