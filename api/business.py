@@ -22,9 +22,10 @@ class Metrics:
       the model; -1 for none) by ``until``.
     * **retention rate**: of the customers active in the previous period of equal length,
       the share also active in this one. A customer counts as active throughout its known
-      lifespan [first seen, latest known activity]; the latest known activity is its latest
-      stage entry (the funnel row keeps no last-seen time), so the rate is an approximation
-      that misses customers whose only recent events changed no stage.
+      lifespan [first seen, latest activity]; its latest activity is the first event of the
+      latest UTC day on which it sent *any* event the rules do not ignore (a repeat order, a
+      page view; not a machine email open), or a later stage entry: so activity is known to
+      the day, and exact for periods that start at midnight UTC.
     * **lifetime value**: revenue of every event the rules count as a purchase
       (:func:`touchpath.stages.purchase_revenue`) of the customers first seen in the window,
       per purchasing customer and per customer, overall and by first-touch channel.

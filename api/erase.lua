@@ -124,7 +124,7 @@ end
 for i, id in ipairs(ids) do
   local a = p .. ':a:' .. id
   redis.call('DEL', a .. ':seen', a .. ':journey', a .. ':data', a .. ':cond',
-             p .. ':id:' .. id, p .. ':idc:' .. id)
+             a .. ':days', a .. ':buys', p .. ':id:' .. id, p .. ':idc:' .. id)
   redis.call('SET', p .. ':erased:' .. plan.marks[i], now)
 end
 redis.call('SET', p .. ':erasures', 1)

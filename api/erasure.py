@@ -4,7 +4,8 @@ derived data other customers and the webhook machinery hold.
 Step 1, atomic (no other Redis client can observe it half-done): the profile (``P:cust``),
 its stage, reached, funnel and satisfaction entries, the last stage announcement of every
 customer id it can have had (``P:announced``); for every identifier of the customer its
-anchored data (``P:a:<id>:{journey,data,seen,cond}``) and both look-ups (``P:idc``, ``P:id``);
+anchored data (``P:a:<id>:{journey,data,seen,cond,days,buys}``) and both look-ups
+(``P:idc``, ``P:id``);
 its place in the identity cluster — its identifiers leave the cluster's ``ids``, every tie
 naming one of them leaves ``ties`` (a *refused* tie included), its derived profile leaves
 ``snap`` — and, in the anchored data of the identifiers that stay (another customer the
@@ -137,7 +138,7 @@ class Eraser:
             client, settings.redis_prefix, StoreBounds.of(settings), settings.erasure_key
         )
         policy = IdentityPolicy.of(settings)
-        self._resolver = Resolver(store, self._model, policy)
+        self._resolver = Resolver(store, self._model, policy, lapse_days=settings.lapse_days)
         return self._resolver
 
     async def _forget_changes(self, identifiers: set[str], customers: set[str]) -> None:

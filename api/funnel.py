@@ -15,6 +15,10 @@ the OpenAPI description):
   (buckets 0.5 % wide: within 0.25 % of the exact value, without sorting every duration).
 * **stalled** — customers counted at a stage that is still their furthest, entered before
   ``stalled_before`` (now - stalled_after); the last stage never stalls.
+* **journey** — ``all`` counts each customer by its stage history; ``first`` each customer's
+  first journey (the history before its second cycle began: :mod:`touchpath.cycles`);
+  ``repeat`` each repeat journey (every cycle after the first: a customer may count several
+  times), by the stages entered in that cycle. A journey followed by a later one never stalls.
 * **groups** (``group_by``) — only groups with a customer counted in the window are listed.
 
 Over all time (a window holding every entry) the reached counts never increase along the
@@ -28,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from api.rows import STEP_BITS, FunnelRow, bucket_value
+from api.rows import STEP_BITS, FunnelRow, bucket_value, journey_rows
 
 MAX_GROUPS = 100
 OTHER = "(other)"
@@ -130,17 +134,21 @@ class Funnel:
         until: int,
         stalled_before: int,
         group_by: str | None = None,
+        journey: str = "all",
     ) -> None:
         self.stages = tuple(stages)
         self.window = (since, until, stalled_before)
         self.group_by = group_by
+        self.journey = journey
         self._key: Callable[[FunnelRow], str] | None = None
         if group_by is not None and not group_by.startswith(ACCOUNT):
             self._key = group_of(group_by)
         self.groups: dict[str, Tally] = {}
 
     def add(self, rows: Iterable[FunnelRow]) -> None:
-        """Count more rows (each customer once)."""
+        """Count more rows (each customer once; each journey once for ``journey``)."""
+        if self.journey != "all":
+            rows = journey_rows(list(rows), self.journey)
         if self._key is None:
             self._tally("all").add(rows, *self.window)
             return
@@ -157,6 +165,8 @@ class Funnel:
 
     def add_group(self, group: str, rows: Iterable[FunnelRow]) -> None:
         """Count more rows of one group the caller determined (``account.<name>``)."""
+        if self.journey != "all":
+            rows = journey_rows(list(rows), self.journey)
         self._tally(group).add(rows, *self.window)
 
     def _tally(self, group: str) -> Tally:
@@ -201,9 +211,10 @@ def funnel(
     until: int,
     stalled_before: int,
     group_by: str | None = None,
+    journey: str = "all",
 ) -> dict[str, Any]:
     """:class:`Funnel` over ``rows`` in one call."""
-    counter = Funnel(stages, since, until, stalled_before, group_by)
+    counter = Funnel(stages, since, until, stalled_before, group_by, journey)
     counter.add(rows)
     return counter.answer()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -58,6 +58,17 @@ async def funnel(
     stalled_after: Annotated[
         str, Query(description="`30m`, `12h`, `7d`, `2w`.", examples=["7d"])
     ] = "7d",
+    journey: Annotated[
+        Literal["all", "first", "repeat"],
+        Query(
+            description="`all`: every customer by its stage history; `first`: each customer's "
+            "first journey (its stage entries before its second cycle began); `repeat`: each "
+            "repeat journey, i.e. every cycle after the first (a repeat purchase, or a return "
+            "after a lapse), by the stages entered in that cycle: `customers` then counts "
+            "journeys, and a customer with two repeat purchases counts twice. See the README's "
+            "lifecycle model.",
+        ),
+    ] = "all",
 ) -> Response:
     """For each stage in model order: the customers who **reached** it in the window (by the
     time they first were at that stage *or a later one*, so a purchase without a recorded
@@ -65,14 +76,15 @@ async def funnel(
     all time); the share of them that reached the next stage by ``until``
     (**conversion_to_next**, in [0, 1]) and the median and 90th percentile of the time it took;
     and how many are **stalled**: still at that stage, entered longer than ``stalled_after``
-    ago (the last stage never stalls). Times to the next stage are read from a histogram:
-    within 0.25 % of the exact value. With ``group_by``, groups without a customer counted
-    in the window are left out."""
+    ago (the last stage never stalls; nor does a journey followed by a later one). Times to
+    the next stage are read from a histogram: within 0.25 % of the exact value. With
+    ``group_by``, groups without a customer counted in the window are left out. With
+    ``journey`` the same counts are made of first journeys or of repeat journeys apart."""
     selection = Selection(channel, campaign, trait_filters(request.query_params))
     now = int(time.time() * 1000)
     low, high = window(since, until, now)
     stall = duration_ms(stalled_after, "stalled_after")
-    counter = Funnel(stages.stages, low, high, now - stall, group_by)
+    counter = Funnel(stages.stages, low, high, now - stall, group_by, journey)
     if group_by is not None and group_by.startswith(ACCOUNT):
         trait = group_by.removeprefix(ACCOUNT)
         groups = trait_groups(trait, await reads.all_accounts(), text)
@@ -86,6 +98,7 @@ async def funnel(
             "since": iso(low),
             "until": iso(high),
             "stalled_after": stalled_after,
+            "journey": journey,
             "group_by": group_by,
             "filters": selection.echo(),
             "traits": selection.traits,
@@ -111,10 +124,11 @@ async def business_metrics(
     """* **conversion_rate** — customers first seen in the period who reached the `purchase`
       stage (the last stage if the model has none) by ``until``, over those first seen.
     * **retention.rate** — customers active in the previous period of equal length who were
-      also active in this one, over those active in the previous one. *Approximation:* a
-      customer counts as active from its first touch to its latest stage entry (what the
-      compact funnel row keeps); customers whose recent events changed no stage count as
-      inactive.
+      also active in this one, over those active in the previous one. A customer counts as
+      active from its first touch to its latest activity: any event the rules do not ignore
+      (a repeat order, a page view, an email click; not a machine email open). Activity is
+      stored per UTC day (the time of the day's first event), so the rate is exact for
+      periods that start at midnight UTC.
     * **lifetime_value** — revenue of every event the rules count as a purchase (an event
       matching a rule of the rules file's purchase stage: by default `Order Completed`,
       `Subscription Started`, `Trial Converted`), read from the first numeric property of

@@ -12,6 +12,7 @@ from api.auth import authorize
 from api.deps import (
     TYPE_DESCRIPTION,
     AdminScope,
+    Config,
     CustomerRef,
     Erasing,
     Reads,
@@ -101,14 +102,20 @@ async def customer_stage(request: Request) -> Response:
     responses=NOT_FOUND,
 )
 async def customer_profile(
-    ref: CustomerRef, reads: Reads, stages: Stages, _: ReadScope
+    ref: CustomerRef, reads: Reads, stages: Stages, config: Config, _: ReadScope
 ) -> Response:
     """Identities, latest traits, current stage and stage history, first and last seen,
     first touch, events per channel and per type, orders and revenue — summed over every
-    identity of the customer."""
+    identity of the customer — and its lifecycle: the current **cycle** (`first`, `repeat`,
+    `lapsed` or `won_back`, since when) and the history of **cycles**. A cycle begins at the
+    first touch (`first`), at a purchase after the first one (`repeat`) or at the first event
+    after a lapse (`won_back`); a customer who has purchased is `lapsed` once
+    `TOUCHPATH_LAPSE_DAYS` whole UTC days (default 60) pass without any event, evaluated
+    against the clock when asked. See the README's lifecycle model."""
     profile = await _profile(reads, ref)
     counts = await reads.counters(profile["identities"])
     view = views.profile_view(profile, counts, stages)
+    view.update(views.lifecycle_view(profile, int(time.time() * 1000), config.lapse_days))
     if ref.kind == CUSTOMER_ID and ref.value != profile["id"]:
         view["merged_from"] = [ref.value]  # a former id answers with the current customer
     return JSONBody(view)

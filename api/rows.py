@@ -2,7 +2,9 @@
 
 The processor keeps one row per customer in the ``P:funnel`` hash
 (:func:`touchpath.journey.funnel_row`):
-``[first channel, first campaign, {stage: entered ms}, short traits, revenue, first ms]``.
+``[first channel, first campaign, {stage: entered ms}, short traits, revenue, first ms,
+{stage: channel}, lifecycle]``, the lifecycle part holding the latest activity and the stage
+times of the first and repeat journeys (:func:`touchpath.cycles.journey_times`).
 :class:`RowCache` turns each into a :class:`FunnelRow` and remembers it *by its raw bytes*,
 so a read of the whole hash decodes only the rows that changed since the previous read; an
 unchanged row costs one dictionary look-up. Answers are therefore always computed from the
@@ -36,7 +38,11 @@ class FunnelRow(NamedTuple):
     current: int  # index of the furthest stage entered, -1 when none
     revenue: float  # revenue of the customer's order events
     first: int | None  # first seen (first touch) ms
-    last: int | None  # latest known activity: the latest of first touch and stage entries
+    last: int | None  # latest activity: the first event of the latest active day (or entry)
+    #: The first journey when a later cycle cut it short (None: the row itself), and the
+    #: repeat journeys (touchpath/cycles.py), each a row with its own stage times.
+    first_journey: Any = None
+    repeat_journeys: tuple[Any, ...] = ()
 
 
 def duration_bucket(ms: int) -> int:
@@ -89,23 +95,59 @@ def parse_row(raw: bytes | str, stages: Sequence[str]) -> FunnelRow | None:
     revenue = row[4] if size > 4 and type(row[4]) in (int, float) else 0.0
     entered = [at for at in times.values() if type(at) is int]
     first = row[5] if size > 5 and type(row[5]) is int else min(entered, default=None)
-    return _row(
+    life = row[7] if size > 7 and type(row[7]) is dict else {}
+    active = life.get("active")
+    known: list[int] = [*entered, *([active] if type(active) is int else [])]
+    parsed = _row(
         (
             channel,
             campaign,
             traits if type(traits) is dict else {},
             reached,
-            tuple(
-                step_key(i, duration_bucket(b - a))
-                for i, (a, b) in enumerate(pairwise(reached))
-                if b != NEVER
-            ),
+            _steps(reached),
             current,
             float(revenue),
             first,
-            None if first is None else max([first, *entered]),
+            None if first is None else max([first, *known]),
+            None,
+            (),
         )
     )
+    return _with_journeys(parsed, life, stages) if "repeat" in life else parsed
+
+
+def _steps(reached: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(
+        step_key(i, duration_bucket(b - a))
+        for i, (a, b) in enumerate(pairwise(reached))
+        if b != NEVER
+    )
+
+
+def _with_journeys(row: FunnelRow, life: Mapping[str, Any], stages: Sequence[str]) -> FunnelRow:
+    """The row with its first journey and repeat journeys as rows of their own: only the
+    latest journey can still be stalled (the others were followed by a later cycle)."""
+    journeys = [t for t in (life.get("first"), *life.get("repeat", ())) if type(t) is dict]
+    views = []
+    for k, times in enumerate(journeys):
+        reached, current = _walk(times, stages)
+        latest = k == len(journeys) - 1
+        views.append(
+            row._replace(reached=reached, steps=_steps(reached), current=current if latest else -1)
+        )
+    if not views:
+        return row
+    return row._replace(first_journey=views[0], repeat_journeys=tuple(views[1:]))
+
+
+def journey_rows(rows: list[FunnelRow], journey: str) -> list[FunnelRow]:
+    """The rows a funnel of ``journey`` counts: ``all`` the customers' rows; ``first`` each
+    customer's first journey; ``repeat`` every repeat journey (a customer may have several)."""
+    if journey == "first":
+        return [r.first_journey or r for r in rows]
+    if journey == "repeat":
+        return [j for r in rows for j in r.repeat_journeys]
+    return rows
 
 
 _row = FunnelRow._make

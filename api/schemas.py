@@ -128,6 +128,24 @@ class FirstTouch(BaseModel):
     campaign: str | None
 
 
+class CurrentCycle(BaseModel):
+    number: int = Field(description="1 for the first journey; every later cycle adds one")
+    state: str = Field(description="`first`, `repeat`, `won_back` or `lapsed`")
+    since: str = Field(description="when the cycle began, or when it lapsed (`lapsed`)")
+
+
+class CycleDoc(BaseModel):
+    number: int
+    kind: str = Field(
+        description="what began it: `first` (first touch), `repeat` (a purchase "
+        "after the first one), `won_back` (the first event after a lapse)"
+    )
+    since: str
+    purchases: int = Field(description="purchases in the cycle (its first one for `repeat`)")
+    lapsed_at: str | None = Field(description="when the cycle lapsed (None: it did not)")
+    stages: dict[str, str] = Field(description="stages entered in this cycle, when")
+
+
 class Counts(BaseModel):
     events: int
     by_type: dict[str, int]
@@ -162,8 +180,28 @@ class ProfileAnswer(BaseModel):
             "first_touch": {"at": AT, "channel": "ads", "campaign": "spring"},
             "channels": {"ads": 1, "web": 7, "email": 2},
             "counts": {"events": 10, "by_type": {"page": 6, "track": 3, "identify": 1}},
-            "orders": 1,
+            "orders": 2,
             "revenue": 120.5,
+            "cycle": {"number": 2, "state": "repeat", "since": AT},
+            "cycles": [
+                {
+                    "number": 1,
+                    "kind": "first",
+                    "since": AT,
+                    "purchases": 1,
+                    "lapsed_at": None,
+                    "stages": {"awareness": AT, "purchase": AT},
+                },
+                {
+                    "number": 2,
+                    "kind": "repeat",
+                    "since": AT,
+                    "purchases": 1,
+                    "lapsed_at": None,
+                    "stages": {"purchase": AT},
+                },
+            ],
+            "last_active": AT,
             "refused_ties": [
                 {
                     "identities": [
@@ -188,6 +226,15 @@ class ProfileAnswer(BaseModel):
     orders: int
     revenue: float
     refused_ties: list[RefusedTie]
+    cycle: CurrentCycle | None = None
+    cycles: list[CycleDoc] = Field(
+        default_factory=list, description="the first cycle and the latest ones (at most 50)"
+    )
+    last_active: str | None = Field(
+        None,
+        description="the first event of the latest day (UTC) with any event the rules "
+        "do not ignore: activity is known to the day",
+    )
     rules_version: str | None = RULES_VERSION
     merged_from: list[str] = Field(
         default_factory=list,

@@ -109,6 +109,7 @@ class FunnelAnswer(BaseModel):
             "since": "2026-01-01T00:00:00.000Z",
             "until": "2026-04-01T00:00:00.000Z",
             "stalled_after": "7d",
+            "journey": "all",
             "group_by": "channel",
             "filters": {"channel": None, "campaign": None},
             "traits": {"plan": ["pro"]},
@@ -120,12 +121,17 @@ class FunnelAnswer(BaseModel):
     since: str
     until: str
     stalled_after: str
+    journey: str = Field(
+        "all", description="`all`, `first` or `repeat`: which journeys were counted"
+    )
     group_by: str | None
     filters: dict[str, str | None]
     traits: dict[str, list[str]] = Field(
         description="The persona filters given (`trait.<name>=<value>`), by trait name."
     )
-    customers: int
+    customers: int = Field(
+        description="customers counted at one stage at least (journeys with `repeat`)"
+    )
     stages: list[FunnelStage]
     groups: list[FunnelGroup] | None
 

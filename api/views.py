@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from api.timeparse import iso
+from touchpath.cycles import as_of
 from touchpath.identifiers import EXTERNAL_PREFIX, Identifier
 from touchpath.stages import StageModel
 
@@ -123,6 +124,26 @@ def profile_view(
             for tie in profile.get("refused_ties", [])
         ],
         "rules_version": profile.get("rules_version"),
+    }
+
+
+def lifecycle_view(profile: Profile, now_ms: int, lapse_days: int) -> dict[str, Any]:
+    """The profile's ``cycle`` and ``cycles`` as of ``now_ms`` (a customer quiet for longer
+    than the lapse is lapsed: :func:`touchpath.cycles.as_of`), times as ISO 8601."""
+    found = as_of(profile, now_ms, lapse_days)
+    cycle = found["cycle"]
+    return {
+        "cycle": {**cycle, "since": iso(cycle["since"])} if cycle else None,
+        "cycles": [
+            {
+                **c,
+                "since": iso(c["since"]),
+                "lapsed_at": iso(c["lapsed_at"]) if c.get("lapsed_at") is not None else None,
+                "stages": {s: iso(at) for s, at in c.get("stages", {}).items()},
+            }
+            for c in found["cycles"]
+        ],
+        "last_active": iso(profile.get("last_active")),
     }
 
 

@@ -12,11 +12,13 @@
 -- ARGV: prefix, journey_cap, one JSON array of groups: [anchor, [event, ...]], then the
 -- bounds max_traits (distinct traits per anchor), max_ids (identifiers per raw cluster),
 -- max_ties (ties per raw cluster), window_ms (de-duplication window), rules_version (stored
--- as 'rv' on an anchor's first event: its candidates are the current rules').
+-- as 'rv' on an anchor's first event: its candidates are the current rules'), max_days
+-- (active days per anchor), max_purchases (purchase times per anchor).
 -- Each event [message_id, at_ms, order_key, journey_entry, received_ms, payload] (times as
 -- strings); payload: ids[], marks[] (names of their erasure markers), tie ("" if none),
 --          counts{}, revenue, stages{}, cond{member: at},
---          traits{}, first_touch, surveys{order_key: answer}
+--          traits{}, first_touch, surveys{order_key: answer}, act (1: activity for the
+--          lifecycle, absent for an event the rules ignore)
 -- Returns per event, in argument order, 3 values: is_new (0/1), cluster id,
 -- needs_resolution (0/1), then one last value: a JSON object counting what the bounds kept
 -- out (traits, ties, window). An event received before one of its identifiers was erased (a
@@ -31,14 +33,22 @@
 -- last / t:<trait> / v:<survey> (latest wins), cond (has gated candidates), and
 -- l:<tie> (earliest order the tie, or the anchor alone for l:, was linked at: an event no
 -- earlier with the same tie has nothing to link).
+--
+-- Lifecycle (touchpath/cycles.py): P:a:<anchor>:days, a sorted set of active UTC days (member
+-- the day number, score the day's first event ms: ZADD LT), the latest max_days kept; and
+-- P:a:<anchor>:buys, purchase events (member messageId, score event ms), the latest
+-- max_purchases kept. A new day or an earlier first event of a day needs resolution; a later
+-- event of a known day does not (activity is known to the day).
 local p, cap = ARGV[1], tonumber(ARGV[2])
 local max_traits, max_ids = tonumber(ARGV[4]), tonumber(ARGV[5])
 local max_ties, window = tonumber(ARGV[6]), tonumber(ARGV[7])
 local rules_version = ARGV[8] or ''
+local max_days, max_buys = tonumber(ARGV[9]) or 1000, tonumber(ARGV[10]) or 200
+local DAY_MS = 86400000
 local SLICE = 1000  -- arguments per command: well below unpack's limit
 local any_erased = redis.call('EXISTS', p .. ':erasures') == 1
 local out = {}
-local over = {traits = 0, ids = 0, ties = 0, window = 0}
+local over = {traits = 0, ids = 0, ties = 0, window = 0, days = 0, purchases = 0}
 
 -- Run `command key args...` over a long argument list in slices of `SLICE` (even, so
 -- field/value pairs never split); returns the replies of every slice, concatenated.
@@ -204,9 +214,19 @@ local function link(ids, tie, order)
 end
 
 -- The new events of one group, folded: counters added, earliest and latest fields kept,
--- timeline entries, gated candidates, and per tie the identifiers and earliest order.
-local function fold(group, d, at, order, entry)
-  local padded = string.format('%015d', tonumber(at))
+-- timeline entries, gated candidates, active days, purchase times, and per tie the
+-- identifiers and earliest order.
+local function fold(group, d, at, order, entry, message_id)
+  local ms = tonumber(at)
+  local padded = string.format('%015d', ms)
+  if d.act then
+    local day = tostring(math.floor(ms / DAY_MS))
+    if not group.days[day] or ms < group.days[day] then group.days[day] = ms end
+  end
+  if d.counts.orders ~= nil then
+    group.buys[#group.buys + 1] = at
+    group.buys[#group.buys + 1] = message_id
+  end
   for name, n in pairs(d.counts) do
     local field = 'c:' .. name
     group.adds[field] = (group.adds[field] or 0) + n
@@ -237,6 +257,32 @@ local function fold(group, d, at, order, entry)
   end
   group.entries[#group.entries + 1] = at
   group.entries[#group.entries + 1] = entry
+end
+
+-- Add a group's active days (earliest first event per day) and purchase times, each set kept
+-- to its bound (the latest); true if a day is new or has an earlier first event.
+local function store_lifecycle(a, group)
+  local days, changed = {}, false
+  for day, ms in pairs(group.days) do
+    days[#days + 1] = ms
+    days[#days + 1] = day
+  end
+  if #days > 0 then
+    changed = redis.call('ZADD', a .. ':days', 'LT', 'CH', unpack(days)) > 0
+    local n = changed and redis.call('ZCARD', a .. ':days') or 0  -- only a change can grow it
+    if n > max_days then
+      over.days = over.days + redis.call('ZREMRANGEBYRANK', a .. ':days', 0, n - max_days - 1)
+    end
+  end
+  if #group.buys > 0 then
+    sliced('ZADD', a .. ':buys', group.buys)
+    local n = redis.call('ZCARD', a .. ':buys')
+    if n > max_buys then
+      over.purchases = over.purchases
+        + redis.call('ZREMRANGEBYRANK', a .. ':buys', 0, n - max_buys - 1)
+    end
+  end
+  return changed
 end
 
 -- Write a group's folded contributions with one read and one write of the anchor hash; a
@@ -299,6 +345,7 @@ local function store(a, group)
     changed = true
   end
   sliced('HSET', data, writes)
+  if store_lifecycle(a, group) then changed = true end
   sliced('ZADD', a .. ':journey', group.entries)
   if total > cap then redis.call('ZREMRANGEBYRANK', a .. ':journey', 0, -cap - 1) end
   return changed, before
@@ -347,13 +394,13 @@ local function apply_group(anchor, events)
   local a = p .. ':a:' .. anchor
   local seen = a .. ':seen'
   local group = {adds = {}, mins = {}, maxs = {}, ties = {}, cond = {}, entries = {},
-                 revenue = 0, changed = false, erased_before = false}
+                 days = {}, buys = {}, revenue = 0, changed = false, erased_before = false}
   local status, marks, latest = deduplicate(seen, events)
   for k, event in ipairs(events) do
     local state = status[k]
     if state == 'new' or state == 'new-after-erasure' then
       if state == 'new-after-erasure' then group.erased_before = true end
-      fold(group, event[6], event[2], event[3], event[4])
+      fold(group, event[6], event[2], event[3], event[4], event[1])
     end
   end
   local resolve, cluster = true, nil

@@ -35,10 +35,11 @@ BOUND_OVERFLOWS = Counter(
     "touchpath_processor_bound_overflows",
     "What a store bound kept out: traits (distinct traits per identifier), ids (a tie that "
     "would grow a full cluster), ties (ties per cluster), window (events older than the "
-    "de-duplication window).",
+    "de-duplication window), days / purchases (active days / purchase times per identifier, "
+    "the oldest dropped: the lifecycle).",
     ["bound"],
 )
-for _bound in ("traits", "ids", "ties", "window"):
+for _bound in ("traits", "ids", "ties", "window", "days", "purchases"):
     BOUND_OVERFLOWS.labels(_bound)
 REDIS_REGRESSIONS = Counter(
     "touchpath_processor_redis_regressions",

@@ -6,9 +6,10 @@
 -- {}) holding, per cluster that still has identifiers:
 --   {cluster, version, ids (flat id/first-seen), ties (flat), snapshot (flat cid/profile),
 --    anchors, over (flat tie/order: ties refused because the cluster was full),
---    blocked (flat identifier/record: identifiers an admin split off)}  where anchors is a flat list of {identifier, data (flat), cond (flat)}
+--    blocked (flat identifier/record: identifiers an admin split off)}  where anchors is a flat list of {identifier, data (flat), cond (flat), days (flat), buys (scores)}
 -- for each identifier that anchored events; cond holds member/score pairs, empty unless the
--- anchor has gated stage candidates.
+-- anchor has gated stage candidates; days holds day/first-event-ms pairs (active days); buys
+-- the times of its purchase events, empty unless it counted orders.
 local p = ARGV[1]
 local out = {}
 for i = 2, #ARGV do
@@ -20,14 +21,16 @@ for i = 2, #ARGV do
       local anchor = p .. ':a:' .. ids[j]
       local data = redis.call('HGETALL', anchor .. ':data')
       if #data > 0 then
-        local cond = {}
+        local cond, buys = {}, {}
         for k = 1, #data, 2 do
           if data[k] == 'cond' then
             cond = redis.call('ZRANGE', anchor .. ':cond', 0, -1, 'WITHSCORES')
-            break
+          elseif data[k] == 'c:orders' then
+            buys = redis.call('ZRANGE', anchor .. ':buys', 0, -1, 'WITHSCORES')
           end
         end
-        anchors[#anchors + 1] = {ids[j], data, cond}
+        local days = redis.call('ZRANGE', anchor .. ':days', 0, -1, 'WITHSCORES')
+        anchors[#anchors + 1] = {ids[j], data, cond, days, buys}
       end
     end
     out[#out + 1] = {

@@ -132,6 +132,7 @@ class Reevaluation:
             base.policy,
             base.chunk,
             base.triggers,
+            lapse_days=base.lapse_days,
             unversioned=base.unversioned,
         )
         own.announce = not self.silent

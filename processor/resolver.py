@@ -21,6 +21,7 @@ import orjson
 
 from processor.store import ClusterState, ClusterWrite, JourneyStore
 from processor.triggers import schedule as schedule_triggers
+from touchpath.cycles import DEFAULT_LAPSE_DAYS
 from touchpath.identity import IdentityPolicy
 from touchpath.journey import announced_record, derive_profiles, funnel_row, stage_changes
 from touchpath.keys import Keys
@@ -54,6 +55,7 @@ class Resolver:
         policy: IdentityPolicy,
         chunk: int = CHUNK,
         triggers: TriggerModel | None = None,
+        lapse_days: int = DEFAULT_LAPSE_DAYS,
         unversioned: str | None = None,
     ) -> None:
         self.store = store
@@ -61,6 +63,7 @@ class Resolver:
         self.policy = policy
         self.chunk = chunk  # clusters per read/write script call
         self.triggers = triggers or TriggerModel()  # issue #21: timers follow the profiles
+        self.lapse_days = lapse_days  # issue #21: the lifecycle's lapse (touchpath/cycles.py)
         #: the rules version of anchors stored before versions existed (None: the current)
         self.unversioned = model.version if unversioned is None else unversioned
         self.announce = True  # False: stage changes are recorded as told, not published
@@ -158,6 +161,7 @@ class Resolver:
                     self.policy,
                     over=state.over,
                     blocked=state.blocked,
+                    lapse_days=self.lapse_days,
                 ),
             )
             for state in states

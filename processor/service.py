@@ -216,7 +216,13 @@ def build_resolver(settings: Settings, client: redis.Redis) -> Resolver:
         rules_version=model.version,
     )
     policy = IdentityPolicy.of(settings)
-    return Resolver(store, model, policy, triggers=load_triggers(settings.rules_file))
+    return Resolver(
+        store,
+        model,
+        policy,
+        triggers=load_triggers(settings.rules_file),
+        lapse_days=settings.lapse_days,
+    )
 
 
 def build_processor(settings: Settings, client: redis.Redis) -> Processor:

@@ -2,8 +2,9 @@
 
 Layout (``P`` is the configured prefix):
 
-* ``P:a:<identifier>:{seen,journey,data,cond}`` — contributions of the events anchored at an
-  identifier: de-duplication set, timeline, counters/stage candidates/traits, gated candidates.
+* ``P:a:<identifier>:{seen,journey,data,cond,days,buys}`` — contributions of the events
+  anchored at an identifier: de-duplication set, timeline, counters/stage candidates/traits,
+  gated candidates, active days and purchase times (the lifecycle).
 * ``P:id:<identifier>`` → raw cluster id; ``P:cl:<cluster>:{ids,ties,ver,snap}`` — the raw
   identity cluster (every identifier ever tied together), its ties, a version bumped on every
   identity or stage change, and the customer profiles last derived from it.
@@ -62,6 +63,8 @@ class StoreBounds:
     ``dedup_window_ms``: how long behind an identifier's newest event a messageId is kept for
     de-duplication (at least the touchpoint topic's retention, so a replay never counts twice);
     ``persona_traits``: traits each funnel row keeps first (of its 20), for persona filters.
+    ``max_active_days`` / ``max_purchases``: the latest active days and purchase times kept
+    per identifier for the lifecycle (``touchpath/cycles.py``).
     """
 
     journey_cap: int = 1000
@@ -70,6 +73,8 @@ class StoreBounds:
     max_cluster_ties: int = 1000
     dedup_window_ms: int = 8 * 24 * 3600 * 1000
     persona_traits: tuple[str, ...] = ()
+    max_active_days: int = 1000
+    max_purchases: int = 200
 
     @classmethod
     def of(cls, settings: Settings) -> StoreBounds:
@@ -215,6 +220,8 @@ class JourneyStore:
             bounds.max_cluster_ties,
             bounds.dedup_window_ms,
             self.rules_version,
+            bounds.max_active_days,
+            bounds.max_purchases,
         ]
 
     def read_clusters(self, clusters: Sequence[str]) -> list[ClusterState]:
@@ -232,7 +239,7 @@ class JourneyStore:
                 _pairs(ids),
                 _pairs(ties),
                 {cid: orjson.loads(profile) for cid, profile in _pairs(snap).items()},
-                {anchor: _anchor(data, cond) for anchor, data, cond in anchors or ()},
+                {anchor: _anchor(*parts) for anchor, *parts in anchors or ()},
                 _pairs(over),
                 _pairs(blocked),
             )
@@ -362,6 +369,8 @@ def _event_args(effect: EventEffects, marks: Marks) -> list[Any]:
     }
     if effect.surveys:
         fields["surveys"] = effect.surveys
+    if effect.active:
+        fields["act"] = 1
     return [
         effect.message_id,
         str(effect.at_ms),
@@ -399,8 +408,14 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
 
 
-def _anchor(data: Sequence[str], cond: Sequence[str]) -> AnchorData:
+def _anchor(
+    data: Sequence[str], cond: Sequence[str], days: Sequence[str] = (), buys: Sequence[str] = ()
+) -> AnchorData:
     decoded = anchor_data(_pairs(data))
     if cond:
         decoded.conditional = [(m, int(s)) for m, s in zip(cond[::2], cond[1::2], strict=True)]
+    if days:
+        decoded.days = {int(d): int(float(s)) for d, s in zip(days[::2], days[1::2], strict=True)}
+    if buys:
+        decoded.purchases = [int(float(s)) for s in buys[1::2]]
     return decoded

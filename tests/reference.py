@@ -1,10 +1,11 @@
 """An in-memory mirror of the journey store's semantics, for property tests of the pure core.
 
 It folds event effects exactly as ``processor/ingest.lua`` does (dedup per anchor, min stage
-candidates, max traits, min first-seen, min tie order) and derives customers per raw identity
-component with the same pure functions the processor uses. It does not model the store's
-bounds (journey cap, traits per identifier, identifiers and ties per cluster, de-duplication
-window) nor erasure. ``tests/e2e/test_store_differential.py`` compares it with the real
+candidates, max traits, min first-seen, min tie order, each active day's earliest event,
+purchase times) and derives customers per raw identity component with the same pure
+functions the processor uses. It does not model the store's bounds (journey cap, traits per
+identifier, identifiers and ties per cluster, de-duplication window, active days and purchase
+times kept) nor erasure. ``tests/e2e/test_store_differential.py`` compares it with the real
 scripts field by field: :meth:`ReferenceStore.anchor_fields` is ``P:a:<id>:data`` as the
 script writes it.
 """
@@ -74,6 +75,11 @@ class ReferenceStore:
         for name, value in effect.traits.items():
             if value > data.traits.get(name, ""):
                 data.traits[name] = value
+        if effect.active:  # as ingest.lua's P:a:<anchor>:days (ZADD LT)
+            day = effect.at_ms // 86_400_000
+            data.days[day] = min(effect.at_ms, data.days.get(day, effect.at_ms))
+        if "orders" in effect.counts:  # as P:a:<anchor>:buys
+            data.purchases.append(effect.at_ms)
         if not data.first_touch or effect.first_touch < data.first_touch:
             data.first_touch = effect.first_touch
         answers = self.answers.setdefault(effect.anchor, {})
@@ -162,7 +168,13 @@ class ReferenceStore:
         for profile in self.profiles.values():
             ids = frozenset(profile["identities"])
             journey = frozenset(e for i in ids for e in self.journeys.get(i, ()))
-            result[ids] = (profile["id"], profile["stage"], repr(profile["history"]), journey)
+            result[ids] = (
+                profile["id"],
+                profile["stage"],
+                repr(profile["history"]),
+                journey,
+                repr((profile["cycle"], profile["cycles"], profile["last_active"])),
+            )
         return result
 
 

@@ -17,6 +17,13 @@ from typing import Any
 
 import orjson
 
+from touchpath.cycles import (
+    DEFAULT_LAPSE_DAYS,
+    add_stages,
+    cycles_of,
+    journey_times,
+    profile_fields,
+)
 from touchpath.events import event_millis
 from touchpath.identifiers import (
     CONTROL_CHARACTER,
@@ -33,12 +40,14 @@ from touchpath.identity import (
     resolve,
 )
 from touchpath.stages import (
+    NO_MATCH,
     Match,
     StageCandidate,
     StageEntry,
     StageModel,
     current_stage,
     gate_passes,
+    is_ignored,
     match_event,
     purchase_revenue,
     stage_history,
@@ -97,6 +106,7 @@ class EventEffects:
     received_ms: int
     first_touch: str
     surveys: dict[str, str] = field(default_factory=dict)
+    active: bool = True  # activity for the lifecycle: any event the rules do not ignore
 
 
 def effects_of(
@@ -140,6 +150,7 @@ def effects_of(
             (encode_candidate(at_ms, message_id, channel, tie_order), _campaign_name(event))
         ),
         surveys=_survey(event, order, at_ms),
+        active=match is not NO_MATCH or not is_ignored(event, model),
     )
 
 
@@ -365,6 +376,8 @@ class AnchorData:
     traits: dict[str, str] = field(default_factory=dict)
     first_touch: str = ""
     surveys: list[str] = field(default_factory=list)
+    purchases: list[int] = field(default_factory=list)  # times of purchase events (bounded)
+    days: dict[int, int] = field(default_factory=dict)  # active UTC day → its first event ms
     rules_version: str = ""  # the rules its candidates follow ("" if stored before versions)
 
 
@@ -454,6 +467,7 @@ def build_customer(
     refused: Sequence[RefusedTie],
     model: StageModel,
     policy: IdentityPolicy,
+    lapse_days: int = DEFAULT_LAPSE_DAYS,
 ) -> dict[str, Any]:
     """A customer's stage profile, a pure function of its identities and their candidates."""
     keys = [
@@ -461,15 +475,17 @@ def build_customer(
         for i in sort_by_priority((Identifier.parse(k) for k in identities), policy.priority)
     ]
     data = [anchors[k] for k in keys if k in anchors]
-    history = stage_history(_candidates(data), model)
+    candidates = _candidates(data)
+    history = stage_history(candidates, model)
     totals = sum_counts(data)
     mine = set(keys)
+    touch = first_touch(data)
     return {
         "id": customer_id(keys, first_seen, policy.priority),
         "identities": keys,
         "stage": current_stage(history, model),
         "history": {s: history_entry(e) for s, e in history.items()},
-        "first_touch": first_touch(data),
+        "first_touch": touch,
         "traits": latest_traits(data),
         "accounts": accounts_of(data),
         "surveys": survey_answers(data, history, model),
@@ -480,8 +496,42 @@ def build_customer(
             for r in sorted(refused, key=lambda r: (r.order, r.identifiers))
             if r.identifiers[0] in mine or r.identifiers[1] in mine
         ][:MAX_REFUSED_TIES],
+        **lifecycle(data, touch, history, candidates, model, lapse_days, totals),
         "rules_version": model.version,
     }
+
+
+def lifecycle(
+    data: Sequence[AnchorData],
+    touch: Mapping[str, Any] | None,
+    history: Mapping[str, StageEntry],
+    candidates: Sequence[tuple[str, StageCandidate]],
+    model: StageModel,
+    lapse_days: int,
+    totals: Mapping[str, float],
+) -> dict[str, Any]:
+    """The profile's ``cycle``, ``cycles`` and ``last_active`` (:mod:`touchpath.cycles`)."""
+    days: dict[int, int] = {}
+    for anchor in data:
+        for day, ms in anchor.days.items():
+            days[day] = min(ms, days.get(day, ms))
+    purchases = sorted(ms for anchor in data for ms in anchor.purchases)
+    dropped = max(0, int(totals.get("orders", 0)) - len(purchases))
+    first = touch["at_ms"] if touch else None
+    cycles = cycles_of(first, purchases, days, lapse_days, dropped)
+    add_stages(
+        cycles,
+        {stage: entry.at_ms for stage, entry in history.items()},
+        [(stage, c.at_ms) for stage, c in candidates if _after_met(c, history)],
+        model.stages,
+        model.purchase_stage,
+    )
+    return profile_fields(cycles, days)
+
+
+def _after_met(candidate: StageCandidate, history: Mapping[str, StageEntry]) -> bool:
+    after = candidate.after
+    return after is None or (after in history and history[after].at_ms <= candidate.at_ms)
 
 
 def survey_answers(
@@ -506,11 +556,13 @@ def derive_profiles(
     policy: IdentityPolicy,
     over: Mapping[str, str] | None = None,
     blocked: Mapping[str, str] | None = None,
+    lapse_days: int = DEFAULT_LAPSE_DAYS,
 ) -> dict[str, dict[str, Any]]:
     """Every customer profile of a raw cluster, keyed by customer id; ``over`` holds the ties
     the store refused because the raw cluster was full (tie → order); ``blocked`` the
     identifiers an admin split off (identifier → ``{"by", "at_ms"}`` JSON): no tie naming one
-    is made, whatever events arrive later."""
+    is made, whatever events arrive later; ``lapse_days`` is the lifecycle's lapse
+    (:mod:`touchpath.cycles`)."""
     kept, split = _without_blocked(ties, blocked or {})
     resolution = resolve(first_seen, kept, policy)
     refused = (
@@ -522,7 +574,8 @@ def derive_profiles(
         + split
     )
     profiles = (
-        build_customer(c, anchors, first_seen, refused, model, policy) for c in resolution.customers
+        build_customer(c, anchors, first_seen, refused, model, policy, lapse_days)
+        for c in resolution.customers
     )
     return {p["id"]: p for p in profiles}
 
@@ -622,8 +675,10 @@ def funnel_row(profile: Mapping[str, Any], persona: Sequence[str] = ()) -> list[
     """The compact row the funnel reads per customer.
 
     ``[first channel, first campaign, {stage: entered ms}, short traits, revenue, first ms,
-    {stage: channel it was entered by}]``; the short traits are at most 20 (values of at most
-    64 characters), the ``persona`` traits first, then the others by name.
+    {stage: channel it was entered by}, lifecycle]``; the short traits are at most 20 (values
+    of at most 64 characters), the ``persona`` traits first, then the others by name; the
+    lifecycle part is :func:`touchpath.cycles.journey_times` (latest activity, first and
+    repeat journeys).
     """
     touch = profile.get("first_touch") or {}
     return [
@@ -634,6 +689,7 @@ def funnel_row(profile: Mapping[str, Any], persona: Sequence[str] = ()) -> list[
         profile.get("revenue", 0.0),
         touch.get("at_ms"),
         {stage: entry[2] for stage, entry in profile["history"].items()},
+        journey_times(profile),
     ]
 
 

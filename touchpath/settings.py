@@ -307,6 +307,13 @@ class Settings(BaseSettings):
         8, ge=1, le=1000, description="attempts in flight per subscription and dispatcher"
     )
     stream_max_clients: int = Field(100, ge=1, le=100_000, description="SSE streams per process")
+    # --- lifecycle (issue #21): cycles after the first purchase (touchpath/cycles.py) ------
+    lapse_days: int = Field(
+        60,
+        ge=1,
+        le=3650,
+        description="whole days without an event after which a customer who purchased is lapsed",
+    )
     # --- triggers (issue #21): timers on time and absence, fired by the processor ----------
     topic_trigger_firings: str = "touchpath.trigger-firings"
     trigger_allowed_lateness_s: float = Field(

@@ -403,6 +403,11 @@ def match_event(event: Mapping[str, Any], model: StageModel) -> Match:
     return found
 
 
+def is_ignored(event: Mapping[str, Any], model: StageModel) -> bool:
+    """Whether the rules' ``ignore`` list holds the event (it is then no activity either)."""
+    return any(_matches(event, ign) for ign in model.ignore)
+
+
 def _field(event: Mapping[str, Any], path: Sequence[str]) -> Any:
     """The value at a path of keys (None where the path leaves the event's objects)."""
     value: Any = event

@@ -169,3 +169,30 @@ def test_a_store_of_the_previous_layout_is_migrated_and_still_deduplicates(
     assert migrate_layout(client, keys.prefix, T0) == 0  # once
     store.send([event(1, userId="old"), event(2, userId="old")])
     assert store.counters("user_id:old")["c:events"] == "2"
+
+
+def test_active_days_and_purchase_times_keep_the_latest_within_their_bounds(
+    client: redis.Redis,
+) -> None:
+    """An order on each of 5 days, one per day on the first 3 sent in one chunk: the 3 latest
+    days and 2 latest purchases stay, the rest is counted; cycle numbers still count the
+    purchases dropped; a second event of a known day needs no resolution."""
+    store = Store(client, StoreBounds(max_active_days=3, max_purchases=2))
+    orders = [
+        event(n, userId="u", timestamp=at(T0 + n * DAY_MS), event="Order Completed")
+        for n in range(5)
+    ]
+    store.send(orders[:3])
+    store.send(orders[3:])
+    keys = store.store.keys
+    days = client.zrange(keys.anchor("user_id:u", "days"), 0, -1, withscores=True)
+    assert [int(score) for _, score in days] == [T0 + n * DAY_MS for n in (2, 3, 4)]
+    buys = client.zrange(keys.anchor("user_id:u", "buys"), 0, -1)
+    assert buys == [b"m-3", b"m-4"]
+    assert (store.overflows["days"], store.overflows["purchases"]) == (2, 3)
+    profile = store.customer("user_id:u")
+    assert profile is not None
+    assert profile["cycle"] == {"number": 5, "state": "repeat", "since": T0 + 4 * DAY_MS}
+    same_day = event(9, userId="u", timestamp=at(T0 + 4 * DAY_MS + 60_000), event="Page Left")
+    outcome = store.store.apply([effects_of(same_day, MODEL, POLICY)])
+    assert outcome.applied[0].new and not outcome.applied[0].needs_resolution

@@ -93,6 +93,11 @@ def test_the_store_ends_the_same_whatever_the_order_redelivery_and_batching(
     assert found == expected
     assert expected["profiles"], "every generated event has an identifier, so someone exists"
     assert_account_index(found)
+    reference = ReferenceStore(MODEL)  # active days and purchase times as the Lua stores them
+    reference.apply_batch(base)
+    assert {p["id"]: (p["cycles"], p["last_active"]) for p in reference.profiles.values()} == {
+        cid: (p["cycles"], p["last_active"]) for cid, p in expected["profiles"].items()
+    }
 
 
 @settings(

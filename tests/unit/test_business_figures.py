@@ -89,3 +89,33 @@ def test_the_revenue_properties_and_the_purchase_stage_come_from_the_rules() -> 
     model = parse_stage_model(rules + "\nrevenue: {stage: purchase, properties: [total]}\n")
     assert model.revenue_properties == ("total",)
     assert figures(model)["lifetime_value"]["revenue"] == 20.0  # only dee's total counts
+
+
+FEB = JAN + 31 * DAY  # 2026-02-01: the period is February, the previous one the 28 days before
+RETENTION = [
+    page("pia", "p1", 4),  # Jan 5
+    page("pia", "p2", 40),  # Feb 10: active in both periods
+    order("raj", "r1", 9, "Order Completed", "web", revenue=10),  # Jan 10: purchase
+    order("raj", "r2", 33, "Order Completed", "web", revenue=20),  # Feb 3: a repeat order
+    page("sol", "s1", 7),  # Jan 8
+    order("sol", "s2", 42, "Email Opened", "email", machine_open=True),  # Feb 12: a machine
+    page("tom", "t1", 19),  # Jan 20 only
+    page("uma", "u1", -31),  # Dec 1, 2025: before the previous period
+]
+
+
+def test_retention_counts_any_event_as_activity() -> None:
+    """Previous period [Jan 4, Feb 1): pia, raj, sol and tom were active in it (uma's last
+    event was in December). Of them pia (a page) and raj (a repeat order, which changes no
+    stage) were active in February; sol's only February event is a machine email open,
+    which the rules ignore: 2 of 4 = 0.5 (counting stage entries only gave 0, counting
+    every event 0.75)."""
+    store = ReferenceStore(MODEL)
+    store.apply_batch(RETENTION)
+    rows = [
+        parse_row(__import__("orjson").dumps(funnel_row(p)), MODEL.stages)
+        for p in store.profiles.values()
+    ]
+    purchase = MODEL.index(MODEL.purchase_stage)
+    answer = business_metrics([r for r in rows if r], FEB, FEB + 28 * DAY, purchase)
+    assert answer["retention"] == {"active_previous_period": 4, "retained": 2, "rate": 0.5}

@@ -16,7 +16,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.reference import ReferenceStore, make_event
+from tests.reference import ReferenceStore, format_time_ms, make_event
+from touchpath.cycles import DAY_MS
 from touchpath.stages import StageModel, load_stage_model, parse_stage_model
 
 MODEL = load_stage_model()
@@ -84,8 +85,10 @@ def events(draw: st.DrawFn) -> list[dict[str, Any]]:
             }
         if kind == "group":
             fields["groupId"] = draw(st.sampled_from(["g0", "g1"]))
-        at_ms = 1_700_000_000_000 + draw(st.integers(0, 40)) * 60_000
-        event = make_event(kind, f"m{index}", at_ms, **fields)
+        received = 1_700_000_000_000 + draw(st.integers(0, 40)) * 60_000
+        days = draw(st.sampled_from([0, 0, 0, 1, 62, 130]))  # lifecycle: lapses and returns
+        event = make_event(kind, f"m{index}", received - days * DAY_MS, **fields)
+        event["receivedAt"] = format_time_ms(received)  # one de-duplication window
         if kind == "track" and draw(st.booleans()):
             event["context"]["traits"] = {"plan": draw(st.sampled_from(["free", "pro"]))}
         found.append(event)
