@@ -459,11 +459,21 @@ def stage_history(
             if c.after is None or (c.after in history and history[c.after].at_ms <= c.at_ms):
                 ok.append(c)
         if ok:
-            best = min(ok, key=lambda c: (c.at_ms, c.message_id))
+            best = min(ok, key=_earliest)
             history[stage] = StageEntry(
                 stage, best.at_ms, best.message_id, best.channel, best.cause
             )
     return history
+
+
+def _earliest(candidate: StageCandidate) -> tuple[int, str, int, str]:
+    """Earliest event first; of one event's candidates (gates of several rules), the rule
+    written first: never the order in which they arrived."""
+    try:
+        rule = int(orjson.loads(candidate.cause)[2]) if candidate.cause else -1
+    except (ValueError, TypeError, IndexError):
+        rule = -1
+    return candidate.at_ms, candidate.message_id, rule, candidate.cause
 
 
 def current_stage(history: Mapping[str, StageEntry], model: StageModel) -> str | None:
