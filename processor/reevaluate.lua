@@ -6,9 +6,12 @@
 --
 -- ARGV: prefix, rules version, then per anchor: identifier, the 'c:events' read, and a JSON
 -- rewrite {delete = [field…], set = {field = value}, cond_remove = [member…],
--- cond_add = [score, member, …]}.
+-- cond_add = [score, member, …], buys_remove = [messageId…], buys_add = [ms, messageId, …],
+-- days_remove = [day…], days_set = [ms, day, …]} (the lifecycle's sets, kept to the same
+-- bounds as ingest.lua keeps them: ARGV max_days, max_purchases after the version).
 -- Returns the identifiers that changed since they were read (to read and rewrite again).
 local p, version = ARGV[1], ARGV[2]
+local max_days, max_buys = tonumber(ARGV[3]), tonumber(ARGV[4])
 local SLICE = 1000
 local stale = {}
 
@@ -18,7 +21,13 @@ local function sliced(command, key, args)
   end
 end
 
-for i = 3, #ARGV, 3 do
+-- Keep the latest `bound` members of a sorted set.
+local function bounded(key, bound)
+  local n = redis.call('ZCARD', key)
+  if n > bound then redis.call('ZREMRANGEBYRANK', key, 0, n - bound - 1) end
+end
+
+for i = 5, #ARGV, 3 do
   local a = p .. ':a:' .. ARGV[i]
   local data = a .. ':data'
   local events = redis.call('HGET', data, 'c:events')
@@ -38,6 +47,16 @@ for i = 3, #ARGV, 3 do
       sliced('ZADD', a .. ':cond', w.cond_add)
       redis.call('ZREMRANGEBYRANK', a .. ':cond', 2000, -1)
       redis.call('HSET', data, 'cond', '1')
+    end
+    if #w.buys_remove > 0 then sliced('ZREM', a .. ':buys', w.buys_remove) end
+    if #w.buys_add > 0 then
+      sliced('ZADD', a .. ':buys', w.buys_add)
+      bounded(a .. ':buys', max_buys)
+    end
+    if #w.days_remove > 0 then sliced('ZREM', a .. ':days', w.days_remove) end
+    if #w.days_set > 0 then
+      sliced('ZADD', a .. ':days', w.days_set)
+      bounded(a .. ':days', max_days)
     end
   end
 end

@@ -270,31 +270,40 @@ class JourneyStore:
         for _ in range(REEVALUATE_ATTEMPTS):
             if not pending:
                 return rewritten
-            args: list[Any] = [self.keys.prefix, model.version]
+            bounds = self.bounds
+            args: list[Any] = [
+                self.keys.prefix,
+                model.version,
+                bounds.max_active_days,
+                bounds.max_purchases,
+            ]
             read = self._read_anchors(pending)
-            for anchor, (fields, cond, entries) in zip(pending, read, strict=True):
-                change = rewrite(entries_of(entries), fields, cond, model)
+            for anchor, (fields, cond, entries, buys, days) in zip(pending, read, strict=True):
+                change = rewrite(entries_of(entries), fields, cond, model, buys, days)
                 args += (anchor, fields.get("c:events", ""), orjson.dumps(_rewrite_doc(change)))
             stale = {_text(a) for a in self._reevaluate(keys=route(self.keys.prefix), args=args)}
             rewritten += len(pending) - len(stale)
             pending = sorted(stale)
         raise RuntimeError(f"{len(pending)} anchors kept changing while being re-evaluated")
 
-    def _read_anchors(
-        self, anchors: Sequence[str]
-    ) -> list[tuple[dict[str, str], list[tuple[str, int]], list[bytes]]]:
-        """Each anchor's hash, ``cond`` set and timeline, in one pipelined round trip."""
+    def _read_anchors(self, anchors: Sequence[str]) -> list[AnchorRead]:
+        """Each anchor's hash, ``cond`` set, timeline, purchases and active days, in one
+        pipelined round trip."""
         pipe = self.client.pipeline(transaction=False)
         for anchor in anchors:
             pipe.hgetall(self.keys.anchor(anchor, "data"))
             pipe.zrange(self.keys.anchor(anchor, "cond"), 0, -1, withscores=True)
             pipe.zrange(self.keys.anchor(anchor, "journey"), 0, -1)
+            pipe.zrange(self.keys.anchor(anchor, "buys"), 0, -1, withscores=True)
+            pipe.zrange(self.keys.anchor(anchor, "days"), 0, -1, withscores=True)
         replies = pipe.execute()
         found = []
-        for k in range(0, len(replies), 3):
+        for k in range(0, len(replies), 5):
             fields = {_text(f): _text(v) for f, v in replies[k].items()}
             cond = [(_text(m), int(s)) for m, s in replies[k + 1]]
-            found.append((fields, cond, replies[k + 2]))
+            buys = {_text(m): int(s) for m, s in replies[k + 3]}
+            days = {_text(m): int(s) for m, s in replies[k + 4]}
+            found.append((fields, cond, replies[k + 2], buys, days))
         return found
 
     def read_announced(self, customer_ids: Iterable[str]) -> dict[str, Any]:
@@ -382,6 +391,10 @@ def _event_args(effect: EventEffects, marks: Marks) -> list[Any]:
 
 
 REEVALUATE_ATTEMPTS = 20
+#: what re-evaluation reads of an anchor: hash, cond set, timeline, purchases, active days
+AnchorRead = tuple[
+    dict[str, str], list[tuple[str, int]], list[bytes], dict[str, int], dict[str, int]
+]
 
 
 def _rewrite_doc(change: Rewrite) -> dict[str, Any]:
@@ -394,6 +407,10 @@ def _rewrite_doc(change: Rewrite) -> dict[str, Any]:
         "set": change.set,
         "cond_remove": list(change.cond_remove),
         "cond_add": cond_add,
+        "buys_remove": list(change.buys_remove),
+        "buys_add": [x for m, at in sorted(change.buys_add.items()) for x in (at, m)],
+        "days_remove": list(change.days_remove),
+        "days_set": [x for d, ms in sorted(change.days_set.items()) for x in (ms, d)],
     }
 
 

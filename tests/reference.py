@@ -28,6 +28,8 @@ from touchpath.journey import (
 from touchpath.reevaluation import entries_of, rewrite
 from touchpath.stages import StageModel
 
+_MARKS = ("first", "last", "cond")  # anchor fields that are not counters
+
 
 @dataclass
 class ReferenceStore:
@@ -35,6 +37,7 @@ class ReferenceStore:
     policy: IdentityPolicy = field(default_factory=IdentityPolicy)
     seen: dict[tuple[str, str], int] = field(default_factory=dict)  # → receipt time (ms)
     anchors: dict[str, AnchorData] = field(default_factory=dict)
+    buys: dict[str, dict[str, int]] = field(default_factory=dict)
     journeys: dict[str, set[bytes]] = field(default_factory=dict)
     links: dict[str, dict[str, str]] = field(default_factory=dict)  # anchor → tie → order
     answers: dict[str, dict[str, str]] = field(default_factory=dict)  # anchor → order → answer
@@ -78,8 +81,9 @@ class ReferenceStore:
         if effect.active:  # as ingest.lua's P:a:<anchor>:days (ZADD LT)
             day = effect.at_ms // 86_400_000
             data.days[day] = min(effect.at_ms, data.days.get(day, effect.at_ms))
-        if "orders" in effect.counts:  # as P:a:<anchor>:buys
+        if "orders" in effect.counts:  # as P:a:<anchor>:buys (messageId → time)
             data.purchases.append(effect.at_ms)
+            self.buys.setdefault(effect.anchor, {})[effect.message_id] = effect.at_ms
         if not data.first_touch or effect.first_touch < data.first_touch:
             data.first_touch = effect.first_touch
         answers = self.answers.setdefault(effect.anchor, {})
@@ -105,13 +109,24 @@ class ReferenceStore:
             entries = entries_of(self.journeys.get(anchor, ()))
             fields = {f"s:{stage}": value for stage, value in data.stages.items()}
             fields.update({f"t:{name}": value for name, value in data.traits.items()})
-            change = rewrite(entries, fields, data.conditional, model)
+            fields.update({f"c:{k}": v for k, v in data.counts.items() if k not in _MARKS})
+            buys = self.buys.setdefault(anchor, {})
+            days = {str(day): ms for day, ms in data.days.items()}
+            change = rewrite(entries, fields, data.conditional, model, buys, days)
             for name in change.delete:
-                data.stages.pop(name[2:], None)
-            data.stages.update({name[2:]: value for name, value in change.set.items()})
+                (data.stages if name[0] == "s" else data.counts).pop(name[2:], None)
+            for name, value in change.set.items():
+                (data.stages if name[0] == "s" else data.counts)[name[2:]] = value
             gone = set(change.cond_remove)
             data.conditional = [(m, at) for m, at in data.conditional if m not in gone]
             data.conditional += [(m, at) for m, at in change.cond_add.items()]
+            for message_id in change.buys_remove:
+                buys.pop(message_id, None)
+            buys.update(change.buys_add)
+            data.purchases = sorted(buys.values())
+            for day in change.days_remove:
+                data.days.pop(int(day), None)
+            data.days.update((int(day), ms) for day, ms in change.days_set.items())
         self._resolve()
 
     def anchor_fields(self, anchor: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ rules read starts from the latest value the anchor holds.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -27,7 +27,9 @@ from touchpath.journey import (
     stage_contributions,
     time_order,
 )
-from touchpath.stages import StageModel, match_event
+from touchpath.stages import NO_MATCH, StageModel, is_ignored, match_event, purchase_revenue
+
+DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +41,25 @@ class Rewrite:
     set: dict[str, str]
     cond_remove: tuple[str, ...]
     cond_add: dict[str, int]
+    #: the lifecycle's facts (touchpath/cycles.py): purchase events (messageId → time) and
+    #: active UTC days (day → its first event's time) to add or set, and to remove
+    buys_add: dict[str, int] = field(default_factory=dict)
+    buys_remove: tuple[str, ...] = ()
+    days_set: dict[str, int] = field(default_factory=dict)
+    days_remove: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.delete or self.set or self.cond_remove or self.cond_add)
+        return not (
+            self.delete
+            or self.set
+            or self.cond_remove
+            or self.cond_add
+            or self.buys_add
+            or self.buys_remove
+            or self.days_set
+            or self.days_remove
+        )
 
 
 def event_of(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -99,9 +116,12 @@ def rewrite(
     fields: Mapping[str, str],
     cond: Iterable[tuple[str, int]],
     model: StageModel,
+    buys: Mapping[str, int] | None = None,
+    days: Mapping[str, int] | None = None,
 ) -> Rewrite:
-    """How to bring an anchor (its timeline ``entries``, hash ``fields`` and ``cond`` set)
-    to the candidates ``model`` gives, keeping what cannot be checked again."""
+    """How to bring an anchor (its timeline ``entries``, hash ``fields``, ``cond`` set and
+    lifecycle facts ``buys`` and ``days``) to what ``model`` gives, keeping what cannot be
+    checked again."""
     checked = {str(entry["id"]) for entry in entries}
     stages = set(model.stages)
     fresh, gated = candidates_of(entries, model)
@@ -116,8 +136,14 @@ def rewrite(
         keep = stage in stages and message_id not in checked
         if keep and (stage not in final or value < final[stage]):
             final[stage] = value
-    delete = tuple(sorted(f"s:{stage}" for stage in stored if stage not in final))
+    deleted = [f"s:{stage}" for stage in stored if stage not in final]
     changed = {f"s:{s}": v for s, v in sorted(final.items()) if stored.get(s) != v}
+    for name, total in _totals(entries, fields, model).items():
+        if total is None and name in fields:
+            deleted.append(name)
+        elif total is not None and fields.get(name) != total:
+            changed[name] = total
+    delete = tuple(sorted(deleted))
     remove, present = [], set()
     traits_kept = set()
     for member, _ in cond:
@@ -131,7 +157,68 @@ def rewrite(
         present.add(member)
     add = {m: at for m, at in gated.items() if m not in present}
     add.update(_trait_starts(fields, model, traits_kept))
-    return Rewrite(delete, changed, tuple(sorted(remove)), add)
+    lifecycle = _lifecycle(entries, model, buys or {}, days or {})
+    return Rewrite(delete, changed, tuple(sorted(remove)), add, *lifecycle)
+
+
+def _totals(
+    entries: Sequence[Mapping[str, Any]], fields: Mapping[str, str], model: StageModel
+) -> dict[str, str | None]:
+    """``c:orders`` and ``c:revenue`` again when the timeline still holds every event of the
+    anchor (else nothing: the trimmed events' share is unknown); None: no such field."""
+    if int(fields.get("c:events") or 0) != len(entries):
+        return {}
+    orders, revenue = 0, 0.0
+    for entry in entries:
+        event = event_of(entry)
+        value = purchase_revenue(event, match_event(event, model), model)
+        if value is not None:
+            orders, revenue = orders + 1, revenue + value
+    found: dict[str, str | None] = {"c:orders": str(orders) if orders else None}
+    old = fields.get("c:revenue")
+    if old is None or float(old) != revenue:
+        found["c:revenue"] = repr(revenue) if revenue or old is not None else None
+    return found
+
+
+def _lifecycle(
+    entries: Sequence[Mapping[str, Any]],
+    model: StageModel,
+    buys: Mapping[str, int],
+    days: Mapping[str, int],
+) -> tuple[dict[str, int], tuple[str, ...], dict[str, int], tuple[str, ...]]:
+    """Purchases and active days again under ``model``: an event in the timeline is a
+    purchase when the rules count it as one and is activity unless they ignore it; a day
+    whose first event left the timeline keeps it."""
+    buys_add: dict[str, int] = {}
+    buys_remove: list[str] = []
+    active: dict[str, int] = {}
+    checked_at: dict[str, set[int]] = {}
+    for entry in entries:
+        event, at_ms, message_id = event_of(entry), int(entry["at"]), str(entry["id"])
+        match = match_event(event, model)
+        day = str(at_ms // DAY_MS)
+        checked_at.setdefault(day, set()).add(at_ms)
+        if purchase_revenue(event, match, model) is not None:
+            if buys.get(message_id) != at_ms:
+                buys_add[message_id] = at_ms
+        elif message_id in buys:
+            buys_remove.append(message_id)
+        if (match is not NO_MATCH or not is_ignored(event, model)) and at_ms < active.get(
+            day, at_ms + 1
+        ):
+            active[day] = at_ms
+    days_set: dict[str, int] = {}
+    days_remove: list[str] = []
+    for day, first in days.items():
+        from_checked = first in checked_at.get(day, ())
+        wanted = active.get(day) if from_checked else min(first, active.get(day, first))
+        if wanted is None:
+            days_remove.append(day)
+        elif wanted != first:
+            days_set[day] = wanted
+    days_set.update((day, ms) for day, ms in active.items() if day not in days)
+    return buys_add, tuple(sorted(buys_remove)), days_set, tuple(sorted(days_remove))
 
 
 def _trait_starts(fields: Mapping[str, str], model: StageModel, known: set[str]) -> dict[str, int]:

@@ -70,7 +70,9 @@ class StageModel:
         paths = self.__dict__.get("_read_paths")
         if paths is None:
             whens = (*self.ignore, *(r.when for r in self.rules))
-            paths = frozenset(p for when in whens for p in _paths(when))
+            paths = frozenset(p for when in whens for p in _paths(when)) | {
+                f"properties.{name}" for name in self.revenue_properties
+            }
             object.__setattr__(self, "_read_paths", paths)
         return paths
 

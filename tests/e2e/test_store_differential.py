@@ -31,6 +31,7 @@ from processor.resolver import Resolver
 from processor.store import JourneyStore
 from tests.reference import ReferenceStore, make_event
 from tests.unit.test_processing_invariants import TRAIT_MODEL
+from tests.unit.test_reevaluation import OTHER
 from touchpath.events import event_millis
 from touchpath.identity import TIE_SEPARATOR, IdentityPolicy
 from touchpath.journey import effects_of, funnel_row
@@ -385,3 +386,39 @@ def test_revenue_is_compared_as_a_number() -> None:
         _numeric_revenue({"c:revenue": "10"})["c:revenue"],
         _numeric_revenue({"c:revenue": "10.5"})["c:revenue"],
     )
+
+
+@COMMON
+@given(batches=deliveries())
+def test_the_scripts_re_evaluate_as_the_reference_does(
+    client: redis.Redis, batches: list[list[dict[str, Any]]]
+) -> None:
+    """Stored under one rules file, then re-evaluated under another through the real
+    reevaluate.lua (on demand, by the resolver): the customers equal the reference's, which
+    equal a store that always had the new rules (tests/unit/test_reevaluation.py)."""
+    keys, reference = run_both(client, batches, TRAIT_MODEL)
+    try:
+        store = JourneyStore(client, keys.prefix)
+        resolver = Resolver(store, OTHER, POLICY, chunk=2, unversioned=TRAIT_MODEL.version)
+        clusters = [name.split(":")[-2] for name in _under(client, keys, "cl:*:ids")]
+        resolver.resolve(clusters)
+        reference.reevaluate(OTHER)
+        names = [f"{keys.prefix}:{name}" for name in _under(client, keys, "cust:*")]
+        stored = [orjson.loads(client.get(name) or b"null") for name in names]
+        assert _customers(stored) == _customers(list(reference.profiles.values()))
+        assert resolver.reevaluated == len(reference.anchors)
+    finally:
+        drop(client, keys)
+
+
+def _customers(profiles: list[dict[str, Any]]) -> dict[frozenset[str], tuple[Any, ...]]:
+    return {
+        frozenset(p["identities"]): (
+            p["stage"],
+            orjson.dumps(p["history"]),
+            orjson.dumps(p["cycles"]),
+            p["orders"],
+            round(p["revenue"], 6),
+        )
+        for p in profiles
+    }

@@ -37,7 +37,14 @@ rules:
 
 def profiles(store: ReferenceStore) -> dict[frozenset[str], tuple[Any, ...]]:
     return {
-        frozenset(p["identities"]): (p["id"], p["stage"], orjson.dumps(p["history"]))
+        frozenset(p["identities"]): (
+            p["id"],
+            p["stage"],
+            orjson.dumps(p["history"]),
+            orjson.dumps(p["cycles"]),
+            p["orders"],
+            round(p["revenue"], 6),
+        )
         for p in store.profiles.values()
     }
 
