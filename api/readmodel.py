@@ -18,8 +18,9 @@ import redis.asyncio as aioredis
 from api.lookups import ProfileLookups
 from api.pagination import Position
 from api.rows import FunnelRow, RowCache
-from touchpath.journey import anchor_data, sum_counts
+from touchpath.anchors import anchor_data
 from touchpath.keys import Keys
+from touchpath.profiles import sum_counts
 from touchpath.reevaluation import RulesState
 from touchpath.stages import StageModel
 

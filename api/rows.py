@@ -1,7 +1,7 @@
 """Compact funnel rows, decoded once: what /v1/funnel and /v1/metrics compute over.
 
 The processor keeps one row per customer in the ``P:funnel`` hash
-(:func:`touchpath.journey.funnel_row`):
+(:func:`touchpath.funnel_rows.funnel_row`):
 ``[first channel, first campaign, {stage: entered ms}, short traits, revenue, first ms,
 {stage: channel}, lifecycle]``, the lifecycle part holding the latest activity and the stage
 times of the first and repeat journeys (:func:`touchpath.cycles.journey_times`).

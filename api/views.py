@@ -100,7 +100,7 @@ def profile_view(
     profile: Profile, counts: Mapping[str, float], stages: StageModel
 ) -> dict[str, Any]:
     """The answer of ``GET /v1/customers/{identifier}``; ``counts`` are the customer's
-    counters summed over its identities (:func:`touchpath.journey.sum_counts`)."""
+    counters summed over its identities (:func:`touchpath.profiles.sum_counts`)."""
     touch = profile.get("first_touch")
     return {
         "customer_id": profile["id"],
@@ -166,7 +166,7 @@ def journey_key(entry: Mapping[str, Any]) -> tuple[int, str]:
 
 def journey_view(entry: Mapping[str, Any]) -> dict[str, Any]:
     """One timeline entry as answered: ``at`` as ISO-8601, without the fields kept for
-    re-evaluating stages (``tb``, ``r``: :func:`touchpath.journey.journey_entry`)."""
+    re-evaluating stages (``tb``, ``r``: :func:`touchpath.effects.journey_entry`)."""
     shown = {k: v for k, v in entry.items() if k not in _ENTRY_INTERNALS}
     shown["at"] = iso(entry["at"])
     return shown

@@ -50,7 +50,7 @@ def load_customers(redis_url: str, prefix: str, count: int) -> None:
     import orjson
     import redis
 
-    from touchpath.journey import funnel_row
+    from touchpath.funnel_rows import funnel_row
 
     client = redis.Redis.from_url(redis_url)
     rnd = random.Random(1)

@@ -26,7 +26,7 @@ import json, sys, time
 from datetime import UTC, datetime
 sys.path.insert(0, ".")
 from touchpath.events import IngestContext, normalize_event
-from touchpath.journey import effects_of
+from touchpath.effects import effects_of
 from touchpath.records import encode_touchpoints
 from touchpath.stages import load_stage_model
 

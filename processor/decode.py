@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from touchpath.effects import EventEffects, effects_of
 from touchpath.identity import IdentityPolicy
-from touchpath.journey import EventEffects, effects_of
 from touchpath.records import RecordError, decode_touchpoints
 from touchpath.stages import StageModel
 

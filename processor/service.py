@@ -48,9 +48,9 @@ from processor.store import (
     StoreBounds,
     migrate_layout,
 )
+from touchpath.effects import EventEffects
 from touchpath.events import metric_channel
 from touchpath.identity import IdentityPolicy
-from touchpath.journey import EventEffects
 from touchpath.settings import Settings
 from touchpath.stages import StageModel, load_stage_model
 from touchpath.triggers import load_triggers

@@ -16,15 +16,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from touchpath.anchors import AnchorData
+from touchpath.announcements import announced_record, stage_changes
+from touchpath.effects import effects_of
 from touchpath.events import format_time
 from touchpath.identity import TIE_SEPARATOR, IdentityPolicy
-from touchpath.journey import (
-    AnchorData,
-    announced_record,
-    derive_profiles,
-    effects_of,
-    stage_changes,
-)
+from touchpath.profiles import derive_profiles
 from touchpath.reevaluation import entries_of, rewrite
 from touchpath.stages import StageModel
 

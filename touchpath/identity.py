@@ -69,7 +69,7 @@ def tie_key(identifiers: Iterable[Identifier], policy: IdentityPolicy | None = N
 
 def order_key(at_ms: int, message_id: str, tiebreak: str = "", browser: bool = False) -> str:
     """Canonical order of events: a server key's before a browser key's (its ties are made
-    first), then event time, then ``tiebreak`` (:func:`touchpath.journey.tiebreak`: the
+    first), then event time, then ``tiebreak`` (:func:`touchpath.effects.tiebreak`: the
     call type and a digest of the content, so same-millisecond events do not depend on their
     random messageIds), then the messageId (it only separates events of equal content)."""
     return f"{1 if browser else 0}{max(at_ms, 0):015d}{tiebreak}\x1f{message_id}"

@@ -2,10 +2,10 @@
 
 When the rules file changes (:attr:`touchpath.stages.StageModel.version`), the stage
 candidates folded into each anchor under the old rules no longer say the truth. An anchor's
-timeline keeps, per event, what the rules can read (:func:`touchpath.journey.journey_entry`:
+timeline keeps, per event, what the rules can read (:func:`touchpath.effects.journey_entry`:
 type, name, channel, key properties, campaign, the event's same-millisecond tiebreak and the
 other fields the rules in force read), so every event still in the timeline is matched again
-under the new rules, exactly as :func:`touchpath.journey.effects_of` would have on arrival.
+under the new rules, exactly as :func:`touchpath.effects.effects_of` would have on arrival.
 
 What cannot be checked again is kept, never wiped: a candidate whose event has left the
 timeline (``TOUCHPATH_JOURNEY_CAP``) stays as it was when its stage still exists. Trait
@@ -21,12 +21,7 @@ from typing import Any
 
 import orjson
 
-from touchpath.journey import (
-    FIELD_SEPARATOR,
-    TRAIT_MARK,
-    stage_contributions,
-    time_order,
-)
+from touchpath.effects import FIELD_SEPARATOR, TRAIT_MARK, stage_contributions, time_order
 from touchpath.stages import NO_MATCH, StageModel, is_ignored, match_event, purchase_revenue
 
 DAY_MS = 86_400_000

@@ -17,8 +17,8 @@ import redis
 
 from processor.resolver import Resolver
 from processor.store import JourneyStore, StoreBounds, migrate_layout
+from touchpath.effects import effects_of
 from touchpath.identity import IdentityPolicy
-from touchpath.journey import effects_of
 from touchpath.stages import load_stage_model
 
 MODEL = load_stage_model()

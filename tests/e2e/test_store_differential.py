@@ -32,9 +32,10 @@ from processor.store import JourneyStore
 from tests.reference import ReferenceStore, make_event
 from tests.unit.test_processing_invariants import TRAIT_MODEL
 from tests.unit.test_reevaluation import OTHER
+from touchpath.effects import effects_of
 from touchpath.events import event_millis
+from touchpath.funnel_rows import funnel_row
 from touchpath.identity import TIE_SEPARATOR, IdentityPolicy
-from touchpath.journey import effects_of, funnel_row
 from touchpath.keys import Keys
 from touchpath.stages import StageModel, load_stage_model
 

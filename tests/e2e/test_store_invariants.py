@@ -25,8 +25,8 @@ from tests.conftest import redis_for_keys
 from tests.reference import ReferenceStore
 from tests.unit.test_announcements import PATTERNS, track
 from tests.unit.test_processing_invariants import TRAIT_MODEL, events
+from touchpath.effects import effects_of
 from touchpath.identity import IdentityPolicy
-from touchpath.journey import effects_of
 from touchpath.stages import StageModel, load_stage_model
 
 MODEL = load_stage_model()

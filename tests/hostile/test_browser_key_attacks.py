@@ -28,8 +28,9 @@ from infra.embedded import Child
 from tests.e2e.conftest import BROWSER_KEY as WRITE_KEY
 from tests.e2e.conftest import stack_env, start_service, wait_for
 from tests.fuzz.test_collector_parsers import refuse_bad_requests
+from touchpath.effects import MAX_ENTRY_TEXT
 from touchpath.events import CHANNELS, MAX_NESTING
-from touchpath.journey import MAX_ENTRY_TEXT, MAX_PROFILE_TRAITS
+from touchpath.profiles import MAX_PROFILE_TRAITS
 
 MAX_NORMAL_DELAY_S = 2.0
 CLUSTER_IDS = 50

@@ -11,7 +11,7 @@ from api import views
 from api.rows import NEVER, RowCache, effective_times, parse_row
 from api.timeparse import FIRST_MS, FOREVER_MS, duration_ms, iso, to_ms
 from infra.problems import Problem
-from touchpath.journey import funnel_row
+from touchpath.funnel_rows import funnel_row
 from touchpath.stages import load_stage_model
 
 MODEL = load_stage_model()

@@ -25,7 +25,7 @@ from typing import Any
 from api.business import business_metrics
 from api.rows import parse_row
 from tests.reference import ReferenceStore, make_event
-from touchpath.journey import funnel_row
+from touchpath.funnel_rows import funnel_row
 from touchpath.stages import load_stage_model, parse_stage_model
 
 MODEL = load_stage_model()

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from touchpath.adapters import chat, intercom, mailgun, sendgrid, zendesk
 from touchpath.adapters.common import PayloadError
+from touchpath.effects import effects_of
 from touchpath.email_links import (
     EmailLink,
     InvalidToken,
@@ -29,7 +30,6 @@ from touchpath.email_links import (
 )
 from touchpath.events import IngestContext, normalize_event
 from touchpath.identifiers import identifiers_of
-from touchpath.journey import effects_of
 from touchpath.signatures import (
     SignatureError,
     hmac_base64,

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from api.funnel import funnel
 from api.rows import parse_row
 from tests.reference import ReferenceStore, make_event
+from touchpath.anchors import AnchorData
 from touchpath.cycles import (
     DAY_MS,
     FIRST,
@@ -42,7 +43,9 @@ from touchpath.cycles import (
     journey_times,
     lapse_moment,
 )
-from touchpath.journey import AnchorData, effects_of, funnel_row, lifecycle
+from touchpath.effects import effects_of
+from touchpath.funnel_rows import funnel_row
+from touchpath.profiles import lifecycle
 from touchpath.stages import load_stage_model
 
 MODEL = load_stage_model()

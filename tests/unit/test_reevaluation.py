@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.reference import ReferenceStore, make_event
 from tests.unit.test_processing_invariants import TRAIT_MODEL, events
-from touchpath.journey import effects_of
+from touchpath.effects import effects_of
 from touchpath.reevaluation import candidates_of, event_of, rewrite
 from touchpath.stages import load_stage_model, parse_stage_model
 

@@ -9,9 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from touchpath.anchors import AnchorData
+from touchpath.effects import effects_of
 from touchpath.events import IngestContext, InvalidEvent, normalize_event
 from touchpath.identity import IdentityPolicy
-from touchpath.journey import AnchorData, build_customer, effects_of
+from touchpath.profiles import build_customer
 from touchpath.stages import load_stage_model
 from touchpath.surveys import NO_STAGE, Satisfaction, stage_at, survey_answer
 

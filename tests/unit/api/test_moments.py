@@ -15,7 +15,7 @@ from api.funnel import funnel
 from api.moments import DropOff, Personas, days_between, firing_counts
 from api.rows import FunnelRow, parse_row
 from api.selection import Selection
-from touchpath.journey import short_traits
+from touchpath.funnel_rows import short_traits
 
 STAGES = ("awareness", "consideration", "decision", "purchase")
 

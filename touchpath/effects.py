@@ -1,0 +1,337 @@
+"""What one event adds to the store (pure): its effects, timeline entry, stage
+candidates and the order of same-millisecond events."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from touchpath.events import event_millis
+from touchpath.identifiers import (
+    CONTROL_CHARACTER,
+    identifiers_of,
+)
+from touchpath.identity import (
+    TIE_SEPARATOR,
+    IdentityPolicy,
+    order_key,
+)
+from touchpath.stages import (
+    NO_MATCH,
+    Match,
+    StageModel,
+    is_ignored,
+    match_event,
+    purchase_revenue,
+)
+from touchpath.surveys import survey_answer
+
+_KEY_PROPERTIES = (
+    "path",
+    "url",
+    "title",
+    "referrer",
+    "product_id",
+    "sku",
+    "name",
+    "category",
+    "order_id",
+    "revenue",
+    "total",
+    "currency",
+    "plan",
+    "score",
+    "rating",
+    "campaign_id",
+    "email_id",
+    "conversation_id",
+    "machine_open",
+    "link_scanner",
+)
+FIELD_SEPARATOR = "\x1f"  # never inside messageIds or channels (the collector rejects it)
+#: Event names and text property values longer than this are cut in timeline entries.
+MAX_ENTRY_TEXT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class EventEffects:
+    """Everything an event adds to the store, keyed by its anchor identifier."""
+
+    anchor: str
+    message_id: str
+    at_ms: int
+    order: str
+    channel: str
+    identifiers: tuple[str, ...]
+    tie: str | None
+    entry: bytes
+    counts: dict[str, int]
+    revenue: float
+    stages: dict[str, str]
+    conditional: dict[str, int]
+    traits: dict[str, str]
+    received_ms: int
+    first_touch: str
+    surveys: dict[str, str] = field(default_factory=dict)
+    active: bool = True  # activity for the lifecycle: any event the rules do not ignore
+
+
+def effects_of(
+    event: Mapping[str, Any], model: StageModel, policy: IdentityPolicy | None = None
+) -> EventEffects:
+    """The store contributions of one normalised event (ValueError if it has no identifier)."""
+    policy = policy or IdentityPolicy()
+    ids = identifiers_of(event, policy.priority, policy.phone_region)
+    if not ids:
+        raise ValueError("event has no usable identifier")
+    keys = tuple(i.key() for i in ids)
+    at_ms = event_millis(event)
+    message_id = str(event["messageId"])
+    channel = str(event.get("context", {}).get("channel") or "other")
+    browser = event.get("trust") == "browser"
+    tie_order = tiebreak(event)
+    order = order_key(at_ms, message_id, tie_order, browser)
+    match = match_event(event, model)
+    stages, conditional = stage_contributions(event, match, at_ms, message_id, channel, tie_order)
+    if model.trait_names:
+        conditional.update(
+            trait_history(event, model.trait_names, time_order(at_ms, message_id), at_ms)
+        )
+    revenue = purchase_revenue(event, match, model)
+    return EventEffects(
+        anchor=keys[0],
+        message_id=message_id,
+        at_ms=at_ms,
+        order=order,
+        channel=channel,
+        identifiers=keys,
+        tie=TIE_SEPARATOR.join(keys) if len(keys) > 1 else None,  # tie_key: already sorted
+        entry=journey_entry(event, at_ms, channel, tie_order, model),
+        counts=_counts(event, channel, revenue is not None),
+        revenue=revenue or 0.0,
+        stages=stages,
+        conditional=conditional,
+        traits=_traits(event, ("0" if browser else "1") + order[1:]),
+        received_ms=_received_ms(event, at_ms),
+        first_touch=FIELD_SEPARATOR.join(
+            (encode_candidate(at_ms, message_id, channel, tie_order), _campaign_name(event))
+        ),
+        surveys=_survey(event, order, at_ms),
+        active=match is not NO_MATCH or not is_ignored(event, model),
+    )
+
+
+#: Same-millisecond events in this order of call types (then by content: :func:`tiebreak`).
+TYPE_RANKS = {"alias": "0", "identify": "1", "group": "2", "page": "3", "screen": "4", "track": "5"}
+#: Account (``group``) traits are stored among a person's traits under this prefix: the
+#: account's groupId, the separator, the trait's name (the name alone marks membership).
+ACCOUNT_TRAIT = "\x1d"
+
+
+def tiebreak(event: Mapping[str, Any]) -> str:
+    """What orders events of the same millisecond, after the trust of their key: the call
+    type, then a digest of what the event says (never its random messageId)."""
+    content = [event.get(name) for name in ("event", "name", "userId", "anonymousId", "groupId")]
+    content += [
+        event.get("traits"),
+        event.get("properties"),
+        (event.get("context") or {}).get("traits"),
+    ]
+    digest = hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=5)
+    return TYPE_RANKS.get(str(event.get("type")), "9") + digest.hexdigest()
+
+
+def journey_entry(
+    event: Mapping[str, Any],
+    at_ms: int,
+    channel: str,
+    tiebreak_key: str = "",
+    model: StageModel | None = None,
+) -> bytes:
+    """The compact timeline entry of an event (what the journey endpoint shows): its name and
+    key properties, scalars only, text cut at :data:`MAX_ENTRY_TEXT` characters.
+
+    Two fields are for re-evaluating stages when the rules change (the API does not show
+    them): ``tb``, the event's same-millisecond :func:`tiebreak`, and ``r``, the values of
+    the fields the rules read that the entry does not otherwise keep (dotted path → scalar).
+    """
+    properties = event.get("properties") or {}
+    key_props = {
+        k: _short(properties[k])
+        for k in _KEY_PROPERTIES
+        if k in properties and isinstance(properties[k], str | int | float | bool)
+    }
+    campaign = (event.get("context") or {}).get("campaign")
+    entry: dict[str, Any] = {
+        "id": event["messageId"],
+        "at": at_ms,
+        "channel": channel,
+        "type": event["type"],
+        "source": event.get("source"),
+    }
+    name = event.get("event") or event.get("name")
+    if name:
+        entry["event"] = _short(name)
+    if key_props:
+        entry["properties"] = key_props
+    if isinstance(campaign, Mapping) and campaign:
+        entry["campaign"] = {
+            k: _short(campaign[k]) for k in ("name", "source", "medium") if k in campaign
+        }
+    if tiebreak_key:
+        entry["tb"] = tiebreak_key
+    read = _rule_fields(event, model) if model else None
+    if read:
+        entry["r"] = read
+    return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+
+
+#: Fields every timeline entry keeps (or that rules cannot read), never repeated in ``r``.
+_KEPT_PATHS = frozenset(
+    {"type", "event", "name", "context.channel"} | {f"properties.{k}" for k in _KEY_PROPERTIES}
+)
+
+
+def _rule_fields(event: Mapping[str, Any], model: StageModel) -> dict[str, Any]:
+    """The scalar values of the fields the rules read beyond what an entry keeps."""
+    found: dict[str, Any] = {}
+    for path in model.read_paths - _KEPT_PATHS:
+        value: Any = event
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if isinstance(value, str | int | float | bool):
+            found[path] = _short(value)
+    return found
+
+
+def _short(value: Any) -> Any:
+    """Text cut to :data:`MAX_ENTRY_TEXT` characters; other scalars as they are."""
+    return value[:MAX_ENTRY_TEXT] if isinstance(value, str) else value
+
+
+def stage_contributions(
+    event: Mapping[str, Any],
+    match: Match,
+    at_ms: int,
+    message_id: str,
+    channel: str,
+    tiebreak: str = "",
+) -> tuple[dict[str, str], dict[str, int]]:
+    """Earliest-wins candidates (``s:<stage>``: time, messageId, channel, cause) and gated
+    ones (after a stage and/or on traits), stored as members of the anchor's ``cond`` set:
+    ``stage<US>after<US>messageId<US>channel<US>cause[<US>trait conditions]`` → time."""
+    unconditional: dict[str, str] = {}
+    conditional: dict[str, int] = {}
+    for stage, after in match.stages.items():
+        cause = _cause(event, match.rules.get(stage, -1))
+        if after is None:
+            unconditional[stage] = FIELD_SEPARATOR.join(
+                (encode_candidate(at_ms, message_id, channel, tiebreak), cause)
+            )
+        else:
+            conditional[FIELD_SEPARATOR.join((stage, after, message_id, channel, cause))] = at_ms
+    for gate in match.gates:
+        cause = _cause(event, gate.rule)
+        member = (gate.stage, gate.after or "", message_id, channel, cause, gate.conditions)
+        conditional[FIELD_SEPARATOR.join(member)] = at_ms
+    return unconditional, conditional
+
+
+def _cause(event: Mapping[str, Any], rule: int) -> str:
+    """What caused a stage candidate, as JSON: ``[type, event or page name, rule number]``."""
+    name = event.get("event") or event.get("name")
+    return orjson.dumps([event.get("type"), _short(name) if name else None, rule]).decode()
+
+
+TRAIT_MARK = "~t"  # cond members holding a trait's value from an event (stage names are slugs)
+
+
+def trait_history(
+    event: Mapping[str, Any], names: frozenset[str], order: str, at_ms: int
+) -> dict[str, int]:
+    """The values an event gives the traits some rule reads (``context.traits`` then its own
+    ``traits``), kept in the anchor's ``cond`` set as ``~t<US>name<US>order<US>value``."""
+    given: dict[str, Any] = {}
+    for source in ((event.get("context") or {}).get("traits"), event.get("traits")):
+        if isinstance(source, Mapping):
+            given.update((k, v) for k, v in source.items() if k in names)
+    found = {}
+    for name, value in given.items():
+        encoded = orjson.dumps(value).decode()
+        if len(encoded) <= MAX_ENTRY_TEXT:
+            found[FIELD_SEPARATOR.join((TRAIT_MARK, name, order, encoded))] = at_ms
+    return found
+
+
+def encode_candidate(at_ms: int, message_id: str, channel: str, tiebreak: str = "") -> str:
+    """A stage candidate as a string whose lexicographic order is (time, tiebreak,
+    messageId); the first 15 characters are the time."""
+    return FIELD_SEPARATOR.join((f"{max(at_ms, 0):015d}{tiebreak}", message_id, channel))
+
+
+def time_order(at_ms: int, message_id: str) -> str:
+    """Event time then messageId: orders trait values against the events they gate."""
+    return f"{max(at_ms, 0):015d}\x1f{message_id}"
+
+
+def _counts(event: Mapping[str, Any], channel: str, is_order: bool) -> dict[str, int]:
+    counts = {"events": 1, f"channel:{channel}": 1, f"type:{event['type']}": 1}
+    if is_order:
+        counts["orders"] = 1
+    return counts
+
+
+def _traits(event: Mapping[str, Any], order: str) -> dict[str, str]:
+    """The person's traits (``context.traits``, then ``traits`` except on a ``group`` call),
+    and a ``group`` call's account traits under :data:`ACCOUNT_TRAIT`, each encoded as
+    ``order<US>json`` (latest wins). Control characters in names become spaces."""
+    traits: dict[str, Any] = {}
+    context_traits = (event.get("context") or {}).get("traits")
+    if isinstance(context_traits, Mapping):
+        traits.update(context_traits)
+    own = event.get("traits")
+    group = event.get("type") == "group"
+    if isinstance(own, Mapping) and not group:
+        traits.update(own)
+    encoded = {
+        _name(k): order + FIELD_SEPARATOR + orjson.dumps(v).decode()
+        for k, v in list(traits.items())[:100]
+    }
+    group_id = event.get("groupId")
+    if group and isinstance(group_id, str) and group_id:
+        account = ACCOUNT_TRAIT + group_id
+        encoded[account] = order + FIELD_SEPARATOR + "true"
+        for k, v in list(own.items())[:100] if isinstance(own, Mapping) else ():
+            encoded[account + FIELD_SEPARATOR + _name(k)] = (
+                order + FIELD_SEPARATOR + orjson.dumps(v).decode()
+            )
+    return encoded
+
+
+def _name(key: object) -> str:
+    return CONTROL_CHARACTER.sub(" ", str(key)[:128])
+
+
+def _survey(event: Mapping[str, Any], order: str, at_ms: int) -> dict[str, str]:
+    """A survey answer stored under its event's order key: ``kind<US>score<US>at_ms``."""
+    answer = survey_answer(event)
+    if answer is None:
+        return {}
+    return {order: FIELD_SEPARATOR.join((answer[0], str(answer[1]), str(at_ms)))}
+
+
+def _campaign_name(event: Mapping[str, Any]) -> str:
+    campaign = (event.get("context") or {}).get("campaign")
+    name = campaign.get("name") if isinstance(campaign, Mapping) else None
+    return str(name)[:100].replace(FIELD_SEPARATOR, " ") if name else ""
+
+
+def _received_ms(event: Mapping[str, Any], fallback: int) -> int:
+    received = event.get("receivedAt")
+    if not isinstance(received, str):
+        return fallback
+    return event_millis({"timestamp": received})
