@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 import redis
-from kafka import KafkaProducer
 from prometheus_client import Counter, Histogram
 
+from infra.streams import Producer
 from processor.publisher import OutboxPublisher
 from processor.resolver import LIVE_KEPT
 from processor.triggers import Claimed, Settled, TriggerStore
@@ -194,7 +194,7 @@ def run_firing_loop(loop: FiringLoop, publisher: FiringPublisher, stop: threadin
 
 
 def start_firing(
-    settings: Settings, client: redis.Redis, producer: KafkaProducer, stop: threading.Event
+    settings: Settings, client: redis.Redis, producer: Producer, stop: threading.Event
 ) -> threading.Thread | None:
     """Start the firing loop's thread (None when the rules have no triggers)."""
     from touchpath.triggers import load_triggers
