@@ -1,4 +1,8 @@
-"""The processor's flow: stage batches on the polling thread, resolve on one resolver thread.
+"""The processor's flow: the chain of steps and when each runs — poll, then decode and apply
+part by part on the polling thread (:mod:`processor.decode`, :mod:`processor.apply`), resolve
+on one resolver thread (:mod:`processor.resolve`), commit (:mod:`processor.commit`); dead
+letters (:mod:`processor.dead_letters`), backpressure (:mod:`processor.backpressure`) and
+retries (:mod:`processor.durable`) are policies of those steps.
 
 The polling thread polls and stages batches part by part (decode, then apply on the applier
 thread). When the resolver thread is free and the processor has caught up with the broker (or
@@ -23,53 +27,21 @@ import contextlib
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TypeVar
 
-import redis
-
-from infra.observability import DEPENDENCY_UP
-from infra.retry import retry
 from infra.streams import Batch, Consumer, Partition, StreamError
 from processor import metrics
-from processor.dead_letters import SentLetter
+from processor.apply import Staged
+from processor.backpressure import hold_back
+from processor.commit import Commits, Record
+from processor.decode import Offsets
+from processor.durable import until_durable
 from processor.offsets import seek_to_stored
-from processor.pauses import DEAD_LETTER_LIMIT, REDIS_FULL, Pauses
+from processor.pauses import Pauses
 
 log = logging.getLogger(__name__)
 MAX_ROUND_WAIT_S = 10.0  # a backlog delays visibility at most this long beyond staging
-Offsets = dict[Partition, int]
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-@dataclass(slots=True)
-class Staged:
-    """Batches applied to Redis whose touched clusters are still to be resolved."""
-
-    started: float
-    offsets: Offsets  # next offset to consume per partition
-    clusters: set[str]
-    events: int = 0
-    channels: Counter[str] = field(default_factory=Counter)  # new events by channel
-    received_ms: list[int] = field(default_factory=list)  # collector receipt of new events
-    duplicates: int = 0
-    letters: list[SentLetter] = field(default_factory=list)  # to confirm before committing
-    sequence: int = 0  # the incarnation counter after its last part (processor/offsets.py)
-
-    def absorb(self, later: Staged) -> None:
-        """Fold a later staged batch into this one."""
-        self.offsets.update(later.offsets)
-        self.clusters |= later.clusters
-        self.events += later.events
-        self.channels.update(later.channels)
-        self.received_ms += later.received_ms
-        self.duplicates += later.duplicates
-        self.letters += later.letters
-        self.sequence = max(self.sequence, later.sequence)
 
 
 def partition_lags(consumer: Consumer, timeout_ms: int) -> dict[Partition, int]:
@@ -105,10 +77,10 @@ class Flow:
         pauses: Pauses,
         batch_records: int,
         max_pending_events: int,
-        record: Callable[[dict[int, int], int], None] = lambda offsets, sequence: None,
+        record: Record = lambda offsets, sequence: None,
     ) -> None:
         self.consumer = consumer
-        self._record = record  # durable offsets into Redis, before Kafka
+        self._commits = Commits(consumer, record)  # durable offsets: Redis, then Kafka
         self._stage, self._resolve, self._stop = stage, resolve, stop
         self._pauses = pauses
         self._batch_records = batch_records
@@ -116,31 +88,19 @@ class Flow:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="resolver")
         self._pending: Staged | None = None
         self._in_flight: tuple[Offsets, int, Future[int | None]] | None = None
-        self._durable: Offsets = {}  # resolved rounds' offsets, committed after staging
-        self._durable_sequence = 0
 
     def step(self) -> None:
         """Poll → stage part by part, handing work to the resolver whenever it is free →
         commit the rounds that finished. While paused, nothing is fetched and what is staged
         is resolved without waiting for more."""
-        paused = self._hold_back()
+        paused = hold_back(self.consumer, self._pauses)
         batch = self.consumer.poll(timeout_ms=self._poll_timeout(), max_records=self._batch_records)
         metrics.PARTITIONS_ASSIGNED.set(len(self.consumer.assignment()))
         if batch and until_durable(self._stage_parts, batch, self._stop, self._pauses) is None:
             return
         # an empty poll may await a fetch
         self._advance(caught_up=paused or not behind(self.consumer))
-        self._commit_durable()
-
-    def _hold_back(self) -> bool:
-        """Pause every assigned partition while the dead-letter limit holds, resume after;
-        True while paused."""
-        if self._pauses.holding(DEAD_LETTER_LIMIT):
-            self.consumer.pause(*self.consumer.assignment())  # again: a rebalance adds some
-            return True
-        if self.consumer.paused():
-            self.consumer.resume(*self.consumer.paused())
-        return False
+        self._commits.commit()
 
     def _stage_parts(self, batch: Batch) -> bool:
         """Stage a batch part by part (a failed part restages the whole batch: idempotent)."""
@@ -181,23 +141,7 @@ class Flow:
             return
         self._in_flight = None
         if done.result() is not None:  # None: stopped before it was durable
-            self._durable.update(offsets)
-            self._durable_sequence = max(self._durable_sequence, sequence)
-
-    def _commit_durable(self) -> None:
-        """Durable rounds' offsets go to Redis (beside their effects), then to Kafka (the lower
-        bound monitoring reads); while Redis is away both wait for the next step."""
-        if not self._durable:
-            return
-        try:
-            offsets = {tp.partition: offset for tp, offset in self._durable.items()}
-            self._record(offsets, self._durable_sequence)
-        except redis.RedisError as exc:
-            log.warning("offsets not recorded yet, retrying", extra={"error": repr(exc)})
-            return
-        self.consumer.commit(self._durable)
-        self._durable = {}
-        DEPENDENCY_UP.labels("kafka").set(1)
+            self._commits.add(offsets, sequence)
 
     def _hand_over(self, staged: Staged) -> None:
         log.debug(
@@ -214,7 +158,7 @@ class Flow:
             with contextlib.suppress(Exception):
                 self._in_flight[2].result()
         self._in_flight = self._pending = None
-        self._durable = {}
+        self._commits.forget()
 
     def reposition(self, stored: dict[int, int]) -> None:
         """Forget everything not committed and read every assigned partition again from
@@ -226,34 +170,6 @@ class Flow:
         """Commit the rounds that finished, then stop the resolver thread."""
         with contextlib.suppress(Exception):
             self._finish(wait=True)
-            self._commit_durable()
+            self._commits.commit()
         self.drop()
         self._executor.shutdown()
-
-
-def until_durable(
-    step: Callable[[T], R], work: T, stop: threading.Event, pauses: Pauses
-) -> R | None:
-    """Retry a step on Redis and Kafka errors (same input, nothing committed) until it lands;
-    None when stopped first; any other error is a bug and surfaces. While Redis refuses
-    writes (``maxmemory`` reached), ``redis_full`` holds: the processor is unready but Redis
-    is reachable."""
-
-    def failed(exc: BaseException) -> None:
-        if isinstance(exc, redis.OutOfMemoryError):  # (its text quotes the arguments)
-            DEPENDENCY_UP.labels("redis").set(1)
-            pauses.hold(REDIS_FULL, float("inf"), "used memory > maxmemory")
-            log.warning("Redis refuses writes (maxmemory reached), retrying")
-        elif isinstance(exc, redis.RedisError | OSError):
-            DEPENDENCY_UP.labels("redis").set(0)
-            log.warning("batch not durable yet, retrying", extra={"error": repr(exc)})
-        else:  # Kafka errors while dead-lettering
-            log.warning("batch not finished, retrying", extra={"error": repr(exc)})
-
-    def landed() -> R:
-        result = step(work)
-        DEPENDENCY_UP.labels("redis").set(1)
-        pauses.release(REDIS_FULL)
-        return result
-
-    return retry(landed, (redis.RedisError, OSError, StreamError), stop, failed)

@@ -1,9 +1,11 @@
-"""The processor: its steps (stage: decode, apply, dead-letter; resolve), wiring and loop.
+"""The processor: wiring of its steps and its loop.
 
-How the steps overlap and when offsets are committed is :mod:`processor.flow`'s part. No
-input stops the processor: what it cannot use is dead-lettered and the partition moves on; a
-dead-letter rate above the configured limit pauses consumption for a while
-(:mod:`processor.pauses`), and ``/readyz`` answers 503 with the reasons while it holds back.
+The steps are modules of their own — decode, apply, resolve, commit, with dead letters,
+backpressure and retries as policies — and how they overlap and when offsets are committed is
+:mod:`processor.flow`'s part. No input stops the processor: what it cannot use is
+dead-lettered and the partition moves on; a dead-letter rate above the configured limit
+pauses consumption for a while (:mod:`processor.pauses`), and ``/readyz`` answers 503 with
+the reasons while it holds back.
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
@@ -27,39 +27,32 @@ from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP
 from infra.retry import Backoff, retry
 from infra.service_kit import serve_health
-from infra.streams import Batch, Consumer, Producer, StreamError
+from infra.streams import Consumer, Producer, StreamError
 from infra.streams.kafka import stream_consumer, stream_producer
 from processor import metrics
+from processor.apply import Applier
 from processor.dead_letters import DeadLetters
-from processor.decode import Decoded, decode_batch
+from processor.durable import until_durable
 from processor.firing import start_firing
-from processor.flow import Flow, Offsets, Staged, until_durable
+from processor.flow import Flow
 from processor.lag import LagProbe, start_lag_monitor  # lag from durable offsets
 from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAssignment
 from processor.pauses import DeadLetterBrake, Pauses
 from processor.publisher import OutboxPublisher
+from processor.resolve import Resolve
 from processor.resolver import Resolver
-from processor.store import (
-    Applied,
-    JourneyStore,
-    PreparedApply,
-    StoreBounds,
-    migrate_layout,
-)
-from touchpath.events import metric_channel
+from processor.store import JourneyStore, StoreBounds, migrate_layout
 from touchpath.identity import IdentityPolicy
-from touchpath.journey import EventEffects
 from touchpath.settings import Settings
 from touchpath.stages import StageModel, load_stage_model
 from touchpath.triggers import load_triggers
 
 log = logging.getLogger(__name__)
-STAGE_PART_EVENTS = 5000  # small enough to overlap, large enough to group by anchor
 
 
 @dataclass
 class Processor:
-    """One consumer-group member's processing steps, each small and testable."""
+    """One consumer-group member: its steps (each a module of its own) and what they share."""
 
     settings: Settings
     store: JourneyStore
@@ -73,118 +66,18 @@ class Processor:
     incarnation: Incarnation
 
     def __post_init__(self) -> None:
-        # applies run here, in order, while the polling thread decodes the next part
-        self._applier = ThreadPoolExecutor(1, thread_name_prefix="applier")
-
-    def stage(self, batch: Batch) -> Iterator[Staged]:
-        """Decode and apply a polled batch a part (about ``STAGE_PART_EVENTS`` events) at a
-        time, dead-letter what cannot be processed, and yield each part once it is durable,
-        with the clusters it leaves to resolve (raises on Redis/Kafka errors).
-
-        A part's arguments are built here and it is applied on the applier thread while the
-        next one is decoded, so Redis and Python work at once; when resolution starts is
-        :class:`processor.flow.Flow`'s decision."""
-        previous: tuple[float, Part, PreparedApply, Future[list[Any]]] | None = None
-        for part in _parts(batch, self.model, self.policy):
-            prepared = self.store.prepare_apply(part.decoded.effects)
-            applying = self._applier.submit(self.store.run_apply, prepared, self.incarnation)
-            if previous is not None:
-                yield self._applied(*previous)
-            previous = (time.perf_counter(), part, prepared, applying)
-        if previous is not None:
-            yield self._applied(*previous)
-
-    def _applied(
-        self, started: float, part: Part, prepared: PreparedApply, applying: Future[list[Any]]
-    ) -> Staged:
-        """A part as staged once its apply is done, its bad input sent to the dead-letter
-        topic (confirmed by the round that resolves it)."""
-        outcome = self.store.applied_of(prepared, applying.result())
-        applied = outcome.applied
-        for bound, count in outcome.overflows.items():
-            metrics.BOUND_OVERFLOWS.labels(bound).inc(count)
-        staged = Staged(started, part.offsets, set(), sequence=self.incarnation.applied)
-        staged.letters = self.dead_letters.send(part.decoded.dead)
-        _account(staged, part.decoded.effects, applied)
-        log.debug(
-            "part applied",
-            extra={"events": staged.events, "seconds": round(time.perf_counter() - started, 3)},
+        self.stage = Applier(
+            self.store, self.model, self.policy, self.dead_letters, self.incarnation
         )
-        return staged
+        self.resolve = Resolve(self.dead_letters, self.resolver)
 
     def close(self) -> None:
         """Stop the applier thread."""
-        self._applier.shutdown()
-
-    def resolve(self, staged: Staged) -> int:
-        """Confirm the dead letters of a staged batch, derive and store its customers; returns
-        how many clusters were resolved (raises on Redis and Kafka errors)."""
-        self.dead_letters.confirm(staged.letters)
-        report = self.resolver.resolve(staged.clusters)
-        _observe(staged)  # processed = visible in the customer's stage
-        metrics.MERGES.inc(report.merges)
-        for reason, count in report.refused.items():
-            metrics.MERGES_REFUSED.labels(reason).inc(count)
-        elapsed = time.perf_counter() - staged.started
-        metrics.BATCH_SECONDS.observe(elapsed)
-        log.debug(
-            "batch resolved",
-            extra={
-                "resolved": report.resolved,
-                "retries": report.retries,
-                "seconds": round(elapsed, 3),
-            },
-        )
-        return report.resolved
+        self.stage.close()
 
     def publish(self) -> int:
         """Move waiting stage changes to Kafka."""
         return self.publisher.drain()
-
-
-@dataclass(slots=True)
-class Part:
-    """Consecutive records of a batch, decoded, and the offsets that follow them."""
-
-    decoded: Decoded
-    offsets: Offsets
-
-
-def _parts(batch: Batch, model: StageModel, policy: IdentityPolicy) -> Iterator[Part]:
-    """A batch's records decoded a part (about ``STAGE_PART_EVENTS`` events) at a time."""
-    part = Part(Decoded(), {})
-    for tp, records in batch.items():
-        for record in records:
-            decoded = decode_batch([record.value], model, policy)
-            part.decoded.effects += decoded.effects
-            part.decoded.dead += decoded.dead
-            part.offsets[tp] = record.offset + 1
-            if len(part.decoded.effects) >= STAGE_PART_EVENTS:
-                yield part
-                part = Part(Decoded(), {})
-    if part.offsets:
-        yield part
-
-
-def _account(staged: Staged, effects: Sequence[EventEffects], applied: Sequence[Applied]) -> None:
-    """Add a part's outcome to the staged batch: clusters to resolve and new-event counts."""
-    staged.events += len(effects)
-    staged.clusters.update(a.cluster for a in applied if a.needs_resolution)
-    for effect, result in zip(effects, applied, strict=True):
-        if result.new:
-            staged.channels[metric_channel(effect.channel)] += 1
-            staged.received_ms.append(effect.received_ms)
-        else:
-            staged.duplicates += 1
-
-
-def _observe(staged: Staged) -> None:
-    now_ms = time.time() * 1000
-    for received in staged.received_ms:
-        metrics.EVENT_TO_STAGE.observe(max(0.0, now_ms - received) / 1000)
-    for channel, count in staged.channels.items():
-        metrics.EVENTS_PROCESSED.labels(channel).inc(count)
-    metrics.EVENTS_DUPLICATE.inc(staged.duplicates)
 
 
 def update_stage_gauges(store: JourneyStore, model: StageModel) -> None:

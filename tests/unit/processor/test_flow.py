@@ -15,7 +15,8 @@ import redis
 from infra.streams import Batch, Partition
 from infra.streams.memory import MemoryBroker, MemoryConsumer, MemoryProducer
 from processor import flow as flow_module
-from processor.flow import Flow, Staged
+from processor.apply import Staged
+from processor.flow import Flow
 from processor.pauses import DEAD_LETTER_LIMIT, Pauses
 
 TOPIC = "touchpoints"
@@ -186,7 +187,7 @@ def test_offsets_not_recorded_in_redis_are_not_committed_to_kafka(setup: Setup) 
         if len(attempts) == 1:
             raise redis.ConnectionError("away")
 
-    setup.flow._record = record
+    setup.flow._commits._record = record
     setup.produce("a")
     setup.step_until(lambda: attempts)
     assert setup.consumer.committed(TP) is None
