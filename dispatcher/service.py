@@ -40,6 +40,7 @@ from infra.retry import Backoff
 from infra.service_kit import serve_health
 from infra.webhook_store import WebhookStore, now_ms
 from touchpath.settings import Settings
+from touchpath.settings_views import DispatcherSettings
 from touchpath.webhooks import RetryPolicy, Subscription
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,11 @@ class Dispatcher:
     """One dispatcher instance: a fan-out loop and a delivery loop."""
 
     def __init__(
-        self, settings: Settings, client: aioredis.Redis, deliverer: Deliverer, name: str
+        self,
+        settings: DispatcherSettings,
+        client: aioredis.Redis,
+        deliverer: Deliverer,
+        name: str,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -209,10 +214,10 @@ class Dispatcher:
 def run_dispatcher(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT."""
     configure_logging("webhooks", settings.log_level)
-    return asyncio.run(_main(settings))
+    return asyncio.run(_main(DispatcherSettings.of(settings)))
 
 
-async def _main(settings: Settings) -> int:
+async def _main(settings: DispatcherSettings) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

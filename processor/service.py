@@ -44,6 +44,7 @@ from processor.resolver import Resolver
 from processor.store import JourneyStore, StoreBounds, migrate_layout
 from touchpath.identity import IdentityPolicy
 from touchpath.settings import Settings
+from touchpath.settings_views import ProcessorSettings
 from touchpath.stages import StageModel, load_stage_model
 from touchpath.triggers import load_triggers
 
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 class Processor:
     """One consumer-group member: its steps (each a module of its own) and what they share."""
 
-    settings: Settings
+    settings: ProcessorSettings
     store: JourneyStore
     resolver: Resolver
     producer: Producer
@@ -98,31 +99,30 @@ def update_redis_memory(client: redis.Redis) -> None:
 
 def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     """Wire a Processor from settings (rules file validated here, at start-up)."""
-    model = load_stage_model(settings.rules_file)
+    own = ProcessorSettings.of(settings)
+    model = load_stage_model(own.rules_file)
     metrics.declare_stages(model.stages)
     policy = IdentityPolicy.of(settings)
-    store = JourneyStore(
-        client, settings.redis_prefix, StoreBounds.of(settings), settings.erasure_key
-    )
+    store = JourneyStore(client, own.redis_prefix, StoreBounds.of(settings), own.erasure_key)
     producer = stream_producer(
         settings, delivery_timeout_ms=30_000, request_timeout_ms=10_000, max_block_ms=10_000
     )
     consumer_name = f"{socket.gethostname()}-{os.getpid()}"
     publisher = OutboxPublisher(
-        client, store.keys.outbox, producer, settings.topic_stage_changes, consumer_name
+        client, store.keys.outbox, producer, own.topic_stage_changes, consumer_name
     )
     pauses = Pauses()
     brake = DeadLetterBrake(
         pauses,
-        settings.processor_max_dead_letters_per_minute,
-        settings.processor_dead_letter_pause_s,
-        settings.processor_dead_letter_max_pause_s,
+        own.processor_max_dead_letters_per_minute,
+        own.processor_dead_letter_pause_s,
+        own.processor_dead_letter_max_pause_s,
     )
-    dead_letters = DeadLetters(producer, settings.topic_dead_letter, brake)
-    resolver = Resolver(store, model, policy, triggers=load_triggers(settings.rules_file))
-    incarnation = Incarnation(client, settings.redis_prefix, consumer_name)
+    dead_letters = DeadLetters(producer, own.topic_dead_letter, brake)
+    resolver = Resolver(store, model, policy, triggers=load_triggers(own.rules_file))
+    incarnation = Incarnation(client, own.redis_prefix, consumer_name)
     return Processor(
-        settings,
+        own,
         store,
         resolver,
         producer,
@@ -137,32 +137,31 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
 
 def run_processor(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT (non-zero exit only on an unexpected error)."""
-    configure_logging("processor", settings.log_level)
+    own = ProcessorSettings.of(settings)
+    configure_logging("processor", own.log_level)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=10)
+    client = redis.Redis.from_url(own.redis_url, socket_timeout=10, health_check_interval=10)
     if not wait_for_kafka(lambda: ensure_topics(settings), stop):
         return 0  # stopped while waiting for Kafka
     processor = build_processor(settings, client)
     server = serve_health(  # first: while Redis is full or away, /readyz says why
-        settings.processor_host,
-        settings.processor_metrics_port,
+        own.processor_host,
+        own.processor_metrics_port,
         lambda: _unready(client, processor.pauses),
     )
     until_redis_takes(
-        lambda: migrate_layout(client, settings.redis_prefix, _now_ms()), processor.pauses, stop
+        lambda: migrate_layout(client, own.redis_prefix, _now_ms()), processor.pauses, stop
     )
     until_redis_takes(processor.incarnation.start, processor.pauses, stop)
-    offsets = OffsetStore(
-        client, settings.redis_prefix, settings.topic_touchpoints, processor.incarnation
-    )
-    start_lag_monitor(LagProbe.of(settings, offsets.read), settings.processor_lag_interval_s, stop)
+    offsets = OffsetStore(client, own.redis_prefix, own.topic_touchpoints, processor.incarnation)
+    start_lag_monitor(LagProbe.of(settings, offsets.read), own.processor_lag_interval_s, stop)
     consumer = stream_consumer(settings)
-    consumer.subscribe([settings.topic_touchpoints], SeekOnAssignment(offsets, consumer, stop))
-    firing = start_firing(settings, client, processor.producer, stop)  # issue #21
+    consumer.subscribe([own.topic_touchpoints], SeekOnAssignment(offsets, consumer, stop))
+    firing = start_firing(own, client, processor.producer, stop)  # issue #21
     gc_tuning.tune_gc()  # a batch allocates millions of short-lived objects
-    log.info("processor started", extra={"group": settings.consumer_group})
+    log.info("processor started", extra={"group": own.consumer_group})
     try:
         return _loop(processor, consumer, offsets, stop)
     except Exception:

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from dispatcher.delivery import BLOCKED
 from dispatcher.service import Dispatcher
 from touchpath.settings import Settings
+from touchpath.settings_views import DispatcherSettings
 from touchpath.signatures import verify_standard
 from touchpath.webhooks import new_subscription
 
@@ -35,11 +36,13 @@ class Receiver:
 
 async def dispatch(redis_url: str, outcomes: list[str | None]) -> Dispatcher:
     """One change, one subscription, rounds of delivery (each once due) until it settled."""
-    settings = Settings(
-        redis_prefix=f"unit-{uuid.uuid4().hex[:8]}",
-        webhook_max_attempts=len(outcomes),
-        webhook_backoff_base_s=0.01,
-        webhook_backoff_cap_s=0.01,
+    settings = DispatcherSettings.of(
+        Settings(
+            redis_prefix=f"unit-{uuid.uuid4().hex[:8]}",
+            webhook_max_attempts=len(outcomes),
+            webhook_backoff_base_s=0.01,
+            webhook_backoff_cap_s=0.01,
+        )
     )
     client = aioredis.Redis.from_url(redis_url)
     dispatcher = Dispatcher(settings, client, Receiver(outcomes), "d1")  # type: ignore[arg-type]
