@@ -62,9 +62,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(
-            own.redis_url, socket_connect_timeout=2, socket_timeout=10
-        )
+        client = aioredis.Redis.from_url(own.redis_url, socket_connect_timeout=2, socket_timeout=10)
         app.state.redis = client
         app.state.read_model = ReadModel(client, own.redis_prefix, stage_model)
         app.state.eraser = Eraser(client, settings, stage_model)
@@ -74,9 +72,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         app.state.stream_hub = StreamHub(client, live, own.stream_max_clients)
         if tune_gc:
             gc_tuning.tune_gc()
-        started_line(
-            "api", own.api_host, own.api_port, redis=redacted(own.redis_url)
-        )
+        started_line("api", own.api_host, own.api_port, redis=redacted(own.redis_url))
         try:
             with worker_metrics():
                 yield

@@ -2,7 +2,7 @@
 
 Each part's arguments are built on the polling thread and the part is applied (one Lua script
 per chunk, :mod:`processor.store`) on the applier thread while the next part is decoded, so
-Redis and Python work at once. A part comes out as :class:`Staged` once its effects are
+Redis and Python work at once. A part comes out as :class:`Pending` once its effects are
 durable, with the clusters it leaves to resolve; its dead letters are sent without waiting
 and confirmed by the round that resolves it (:mod:`processor.resolve`).
 """
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
-class Staged:
+class Pending:
     """Batches applied to Redis whose touched clusters are still to be resolved."""
 
     started: float
@@ -45,8 +45,8 @@ class Staged:
     letters: list[SentLetter] = field(default_factory=list)  # to confirm before committing
     sequence: int = 0  # the incarnation counter after its last part (processor/offsets.py)
 
-    def absorb(self, later: Staged) -> None:
-        """Fold a later staged batch into this one."""
+    def absorb(self, later: Pending) -> None:
+        """Fold a later pending part into this one."""
         self.offsets.update(later.offsets)
         self.clusters |= later.clusters
         self.events += later.events
@@ -73,10 +73,10 @@ class Applier:
         # applies run here, in order, while the polling thread decodes the next part
         self._applier = ThreadPoolExecutor(1, thread_name_prefix="applier")
 
-    def __call__(self, batch: Batch) -> Iterator[Staged]:
+    def __call__(self, batch: Batch) -> Iterator[Pending]:
         """Decode and apply a polled batch a part at a time, dead-letter what cannot be
         processed, and yield each part once it is durable, with the clusters it leaves to
-        resolve. When resolution starts is :class:`processor.flow.Flow`'s decision."""
+        resolve. When resolution starts is :class:`processor.pipeline.Pipeline`'s decision."""
         previous: tuple[float, Part, PreparedApply, Future[list[Any]]] | None = None
         for part in parts(batch, self.model, self.policy):
             prepared = self.store.prepare_apply(part.decoded.effects)
@@ -89,34 +89,34 @@ class Applier:
 
     def _applied(
         self, started: float, part: Part, prepared: PreparedApply, applying: Future[list[Any]]
-    ) -> Staged:
-        """A part as staged once its apply is done, its bad input sent to the dead-letter
+    ) -> Pending:
+        """A part as pending once its apply is done, its bad input sent to the dead-letter
         topic (confirmed by the round that resolves it)."""
         outcome = self.store.applied_of(prepared, applying.result())
         applied = outcome.applied
         for bound, count in outcome.overflows.items():
             metrics.BOUND_OVERFLOWS.labels(bound).inc(count)
-        staged = Staged(started, part.offsets, set(), sequence=self.incarnation.applied)
-        staged.letters = self.dead_letters.send(part.decoded.dead)
-        account(staged, part.decoded.effects, applied)
+        pending = Pending(started, part.offsets, set(), sequence=self.incarnation.applied)
+        pending.letters = self.dead_letters.send(part.decoded.dead)
+        account(pending, part.decoded.effects, applied)
         log.debug(
             "part applied",
-            extra={"events": staged.events, "seconds": round(time.perf_counter() - started, 3)},
+            extra={"events": pending.events, "seconds": round(time.perf_counter() - started, 3)},
         )
-        return staged
+        return pending
 
     def close(self) -> None:
         """Stop the applier thread."""
         self._applier.shutdown()
 
 
-def account(staged: Staged, effects: Sequence[EventEffects], applied: Sequence[Applied]) -> None:
-    """Add a part's outcome to the staged batch: clusters to resolve and new-event counts."""
-    staged.events += len(effects)
-    staged.clusters.update(a.cluster for a in applied if a.needs_resolution)
+def account(pending: Pending, effects: Sequence[EventEffects], applied: Sequence[Applied]) -> None:
+    """Add a part's outcome to the pending work: clusters to resolve and new-event counts."""
+    pending.events += len(effects)
+    pending.clusters.update(a.cluster for a in applied if a.needs_resolution)
     for effect, result in zip(effects, applied, strict=True):
         if result.new:
-            staged.channels[metric_channel(effect.channel)] += 1
-            staged.received_ms.append(effect.received_ms)
+            pending.channels[metric_channel(effect.channel)] += 1
+            pending.received_ms.append(effect.received_ms)
         else:
-            staged.duplicates += 1
+            pending.duplicates += 1

@@ -2,7 +2,7 @@
 
 The steps are modules of their own — decode, apply, resolve, commit, with dead letters,
 backpressure and retries as policies — and how they overlap and when offsets are committed is
-:mod:`processor.flow`'s part. No input stops the processor: what it cannot use is
+:mod:`processor.pipeline`'s part. No input stops the processor: what it cannot use is
 dead-lettered and the partition moves on; a dead-letter rate above the configured limit
 pauses consumption for a while (:mod:`processor.pauses`), and ``/readyz`` answers 503 with
 the reasons while it holds back.
@@ -34,10 +34,10 @@ from processor.apply import Applier
 from processor.dead_letters import DeadLetters
 from processor.durable import until_durable
 from processor.firing import start_firing
-from processor.flow import Flow
 from processor.lag import LagProbe, start_lag_monitor  # lag from durable offsets
 from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAssignment
 from processor.pauses import DeadLetterBrake, Pauses
+from processor.pipeline import Pipeline
 from processor.publisher import OutboxPublisher
 from processor.resolve import Resolve
 from processor.resolver import Resolver
@@ -67,14 +67,14 @@ class Processor:
     incarnation: Incarnation
 
     def __post_init__(self) -> None:
-        self.stage = Applier(
+        self.apply = Applier(
             self.store, self.model, self.policy, self.dead_letters, self.incarnation
         )
         self.resolve = Resolve(self.dead_letters, self.resolver)
 
     def close(self) -> None:
         """Stop the applier thread."""
-        self.stage.close()
+        self.apply.close()
 
     def publish(self) -> int:
         """Move waiting stage changes to Kafka."""
@@ -190,9 +190,9 @@ def _now_ms() -> int:
 def _loop(
     processor: Processor, consumer: Consumer, offsets: OffsetStore, stop: threading.Event
 ) -> int:
-    flow = Flow(
+    pipeline = Pipeline(
         consumer,
-        processor.stage,
+        processor.apply,
         processor.resolve,
         stop,
         processor.pauses,
@@ -205,31 +205,31 @@ def _loop(
     try:
         while not stop.is_set():
             try:
-                flow.step()
+                pipeline.step()
                 backoff.reset()
                 if time.monotonic() - last_housekeeping > 5:
                     last_housekeeping = time.monotonic()
                     _housekeeping(processor, consumer)
             except RedisRegressed as exc:
-                _read_again(flow, offsets, processor.incarnation, stop, exc)
+                _read_again(pipeline, offsets, processor.incarnation, stop, exc)
                 continue
             except (StreamError, OSError) as exc:
                 # broker unreachable or a rebalance took our partitions: nothing was
                 # committed for the batches in hand, so they are delivered again
                 # (idempotently) after recovery
-                flow.drop()
+                pipeline.drop()
                 DEPENDENCY_UP.labels("kafka").set(0)
                 log.warning("Kafka unavailable, retrying", extra={"error": repr(exc)})
                 stop.wait(backoff.next())
                 continue
             _publish(processor)
     finally:
-        flow.close()
+        pipeline.close()
     return 0
 
 
 def _read_again(
-    flow: Flow,
+    pipeline: Pipeline,
     offsets: OffsetStore,
     incarnation: Incarnation,
     stop: threading.Event,
@@ -243,7 +243,7 @@ def _read_again(
 
     def again() -> None:
         incarnation.start()
-        flow.reposition(offsets.read())
+        pipeline.reposition(offsets.read())
 
     retry(again, (redis.RedisError,), stop, _redis_away)
 

@@ -9,7 +9,7 @@ import pytest
 
 from infra.streams import Partition
 from processor import apply as apply_module
-from processor.apply import Staged
+from processor.apply import Pending
 from processor.decode import parts
 from tests.unit.processor.records import TOPIC, batch, event, record
 from tests.unit.processor.steps import DEAD, steps
@@ -55,8 +55,8 @@ def test_parts_come_out_in_order_each_durable(
 
 
 def test_absorb_folds_a_later_part_into_an_earlier_one() -> None:
-    first = Staged(1.0, {TP: 3}, {"a"}, 2, Counter({"web": 1}), [10], 1, [], 4)
-    later = Staged(2.0, {TP: 5}, {"b"}, 3, Counter({"web": 2}), [20], 0, [], 6)
+    first = Pending(1.0, {TP: 3}, {"a"}, 2, Counter({"web": 1}), [10], 1, [], 4)
+    later = Pending(2.0, {TP: 5}, {"b"}, 3, Counter({"web": 2}), [20], 0, [], 6)
     first.absorb(later)
     assert (first.started, first.offsets, first.clusters) == (1.0, {TP: 5}, {"a", "b"})
     assert (first.events, first.channels, first.received_ms) == (5, Counter({"web": 3}), [10, 20])
