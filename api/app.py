@@ -23,7 +23,7 @@ from api.routes_analytics import router as analytics_router
 from api.routes_customers import hot as customers_hot_router
 from api.routes_customers import router as customers_router
 from api.routes_map import router as map_router
-from api.routes_segments import router as segments_router
+from api.routes_stages import router as stages_router
 from api.routes_stream import router as stream_router
 from api.routes_webhooks import router as webhooks_router
 from api.splits import Splitter
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     app.router.routes.extend(customers_hot_router.routes)
     for router in (
         customers_router,
-        segments_router,
+        stages_router,
         accounts_router,
         analytics_router,
         stream_router,

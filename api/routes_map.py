@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from api import schemas_segments as schemas
+from api import schemas_analytics as schemas
 from api.deps import FirstTouchCampaign, FirstTouchChannel, Reads, ReadScope, Stages
 from api.flows import flows
 from infra.problems import JSONBody, Problem

@@ -1,4 +1,4 @@
-"""Segment endpoints: the stages with their sizes, and the customers now in a stage."""
+"""Stage endpoints: the stages with their sizes, and the customers now in a stage."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import QueryParams
 
-from api import schemas_segments as schemas
+from api import schemas_stages as schemas
 from api import views
 from api.deps import Reads, ReadScope, Stages
 from api.docs import problem
@@ -46,7 +46,7 @@ def trait_filters(query: QueryParams) -> dict[str, list[str]]:
 @router.get(
     "/{stage}/customers",
     summary="The customers now in a stage (a segment to target)",
-    response_model=schemas.SegmentPage,
+    response_model=schemas.StagePage,
     responses=problem(404, "The stage is not in the model."),
     openapi_extra={
         "parameters": [
