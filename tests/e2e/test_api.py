@@ -256,7 +256,7 @@ def test_funnel(stack: dict[str, Any], population: None) -> None:
     assert [s["reached"] for s in late["stages"]] == [0, 1, 2, 1, 0]  # bob d5, ada d4
 
 
-def test_business_metrics(stack: dict[str, Any], population: None) -> None:
+def test_business_figures(stack: dict[str, Any], population: None) -> None:
     everything = valid(schemas_analytics.FiguresAnswer, get(stack, "/v1/metrics", **WINDOW))
     assert (everything["customers_seen"], everything["purchasers"]) == (4, 1)
     assert everything["conversion_rate"] == 0.25

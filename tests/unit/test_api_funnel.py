@@ -159,7 +159,7 @@ def test_many_groups_fold_into_other() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(customers, windows)
-def test_business_metrics_invariants(rows: list[FunnelRow], window: list[int]) -> None:
+def test_business_figures_invariants(rows: list[FunnelRow], window: list[int]) -> None:
     since, until = window
     figures = business_figures(rows, since, until, STAGES.index("purchase"))
     seen = [r for r in rows if r.first is not None and since <= r.first <= until]
@@ -176,7 +176,7 @@ def test_business_metrics_invariants(rows: list[FunnelRow], window: list[int]) -
     assert value["revenue"] == pytest.approx(sum(r.revenue for r in seen))
 
 
-def test_business_metrics_worked_example() -> None:
+def test_business_figures_worked_example() -> None:
     ada = row({"awareness": 1 * DAY, "purchase": 4 * DAY}, revenue=120.5, first=1 * DAY)
     bob = row({"awareness": 1 * DAY, "decision": 5 * DAY}, channel="email", first=1 * DAY)
     cy = row({"awareness": 2 * DAY}, first=2 * DAY)
