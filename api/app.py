@@ -23,6 +23,7 @@ from api.routes_analytics import router as analytics_router
 from api.routes_customers import hot as customers_hot_router
 from api.routes_customers import router as customers_router
 from api.routes_map import router as map_router
+from api.routes_rules import router as rules_router
 from api.routes_stages import router as stages_router
 from api.routes_stream import router as stream_router
 from api.routes_webhooks import router as webhooks_router
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         stream_router,
         webhooks_router,
         map_router,
+        rules_router,
     ):
         app.include_router(router)
     add_ops_routes(app, "redis", _redis_reachable)

@@ -20,6 +20,7 @@ from api.pagination import Position
 from api.rows import FunnelRow, RowCache
 from touchpath.journey import anchor_data, sum_counts
 from touchpath.keys import Keys
+from touchpath.reevaluation import RulesState
 from touchpath.stages import StageModel
 
 ROWS_CHUNK = 10_000
@@ -33,6 +34,11 @@ class ReadModel:
         self.keys = Keys(prefix)
         self._lookups = ProfileLookups(client, prefix)
         self._rows = RowCache(stages.stages)
+
+    async def rules_state(self) -> RulesState:
+        """What ``P:rules`` says: the rules version in force and the re-evaluation."""
+        raw = await self.client.hgetall(self.keys.rules)
+        return RulesState.of({_text(k): _text(v) for k, v in raw.items()})
 
     async def profile_of(self, identifier: str) -> dict[str, Any] | None:
         """The profile of the customer holding ``identifier`` (``kind:value``), or None."""

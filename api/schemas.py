@@ -70,6 +70,14 @@ class CausedBy(BaseModel):
     )
 
 
+RULES_VERSION = Field(
+    None,
+    description="The rules version this answer was derived under (`GET /v1/rules`); while a "
+    "changed rules file is being re-evaluated, customers not yet reached show the previous "
+    "one. Null for customers derived before rules were versioned.",
+)
+
+
 class StageAnswer(BaseModel):
     """A customer's current stage."""
 
@@ -98,6 +106,7 @@ class StageAnswer(BaseModel):
     entered_at: str | None
     previous_stage: str | None
     caused_by: CausedBy | None
+    rules_version: str | None = RULES_VERSION
 
 
 class IdentityDoc(BaseModel):
@@ -179,6 +188,7 @@ class ProfileAnswer(BaseModel):
     orders: int
     revenue: float
     refused_ties: list[RefusedTie]
+    rules_version: str | None = RULES_VERSION
     merged_from: list[str] = Field(
         default_factory=list,
         description="When asked by a former customer id (`type=customer_id`): that id. A "
@@ -271,3 +281,36 @@ class Erased(BaseModel):
     customer_id: str
     erased_identities: list[IdentityDoc]
     erased_at: str
+
+
+class RulesAnswer(BaseModel):
+    """The rules in force and the re-evaluation of customers after they changed."""
+
+    model_config = documented(
+        {
+            "version": "3f9a1c0d2b7e",
+            "api_version": "3f9a1c0d2b7e",
+            "stages": ["awareness", "consideration", "decision", "purchase", "post-purchase"],
+            "previous_version": "8d02e6b4a911",
+            "state": "reevaluating",
+            "reevaluated_clusters": 41200,
+            "clusters_estimate": 120000,
+            "started_ms": 1764547200000,
+            "finished_ms": None,
+        }
+    )
+    version: str = Field(
+        description="The rules version the processors run (a digest of the rules file's "
+        "stages, rules and ignore); empty before a processor started."
+    )
+    api_version: str = Field(description="The rules version this API loaded (stage names).")
+    stages: list[str]
+    previous_version: str | None
+    state: str = Field(
+        description="`current`: every customer follows `version`; `reevaluating`: customers "
+        "are being derived again (answers carry the `rules_version` they come from)."
+    )
+    reevaluated_clusters: int
+    clusters_estimate: int = Field(description="About how many (customers at the start).")
+    started_ms: int | None
+    finished_ms: int | None

@@ -47,6 +47,7 @@ def stage_view(profile: Profile, stages: StageModel, as_of: int | None = None) -
             "entered_at": None,
             "previous_stage": None,
             "caused_by": None,
+            "rules_version": profile.get("rules_version"),
         }
     at = iso(entry[0])
     return {
@@ -55,6 +56,7 @@ def stage_view(profile: Profile, stages: StageModel, as_of: int | None = None) -
         "entered_at": at,
         "previous_stage": previous_stage(stage, history, stages),
         "caused_by": caused_by(str(stage), entry, stages),
+        "rules_version": profile.get("rules_version"),
     }
 
 
@@ -120,6 +122,7 @@ def profile_view(
             {"identities": [identity(k) for k in tie["identifiers"]], "reason": tie["reason"]}
             for tie in profile.get("refused_ties", [])
         ],
+        "rules_version": profile.get("rules_version"),
     }
 
 
@@ -141,8 +144,14 @@ def journey_key(entry: Mapping[str, Any]) -> tuple[int, str]:
 
 
 def journey_view(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """One timeline entry as answered: ``at`` as ISO-8601."""
-    return {**entry, "at": iso(entry["at"])}
+    """One timeline entry as answered: ``at`` as ISO-8601, without the fields kept for
+    re-evaluating stages (``tb``, ``r``: :func:`touchpath.journey.journey_entry`)."""
+    shown = {k: v for k, v in entry.items() if k not in _ENTRY_INTERNALS}
+    shown["at"] = iso(entry["at"])
+    return shown
+
+
+_ENTRY_INTERNALS = frozenset({"tb", "r"})
 
 
 def trait_text(value: object) -> str:

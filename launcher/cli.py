@@ -80,6 +80,12 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     return run_dispatcher(settings)
 
 
+def cmd_reevaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from processor.reevaluation import run_by_hand
+
+    return run_by_hand(settings, silent=args.silent, everyone=args.all)
+
+
 def cmd_check(unknown: list[str]) -> int:
     """``touchpath check``: what holds on stdout, one line per problem on stderr; 1 if any."""
     from launcher.stack import redis_configured
@@ -166,6 +172,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Variables: TOUCHPATH_REDIS_URL, TOUCHPATH_WEBHOOK_TIMEOUT_S,\n"
         "TOUCHPATH_WEBHOOK_MAX_ATTEMPTS, TOUCHPATH_WEBHOOKS_METRICS_PORT.",
     ),
+    "reevaluate": (
+        "re-evaluate every customer under the rules file now, with progress, then exit",
+        "What a processor does in the background when it starts with changed rules\n"
+        "(TOUCHPATH_REEVALUATE=manual leaves it to this command): every cluster is resolved\n"
+        "again, anchors rewritten from their timelines, corrections announced (unless\n"
+        "--silent). Resumes an interrupted re-evaluation; --all also when none is due.\n"
+        "Variables: TOUCHPATH_REDIS_URL, TOUCHPATH_REDIS_PREFIX, TOUCHPATH_RULES_FILE.",
+    ),
     "check": (
         "validate the configuration, the rules file and the connections, then exit",
         "Exits 0 when everything holds, 1 with one line per problem otherwise. Checks\n"
@@ -207,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
         service.set_defaults(run=run)
     _command(sub, "processor").set_defaults(run=cmd_processor)
     _command(sub, "webhooks").set_defaults(run=cmd_webhooks)
+    again = _command(sub, "reevaluate")
+    again.add_argument("--silent", action="store_true", help="announce no corrections")
+    again.add_argument("--all", action="store_true", help="even when the rules did not change")
+    again.set_defaults(run=cmd_reevaluate)
     _command(sub, "check")
     _email_links_parser(sub)
     return parser

@@ -11,7 +11,8 @@
 --
 -- ARGV: prefix, journey_cap, one JSON array of groups: [anchor, [event, ...]], then the
 -- bounds max_traits (distinct traits per anchor), max_ids (identifiers per raw cluster),
--- max_ties (ties per raw cluster), window_ms (de-duplication window).
+-- max_ties (ties per raw cluster), window_ms (de-duplication window), rules_version (stored
+-- as 'rv' on an anchor's first event: its candidates are the current rules').
 -- Each event [message_id, at_ms, order_key, journey_entry, received_ms, payload] (times as
 -- strings); payload: ids[], marks[] (names of their erasure markers), tie ("" if none),
 --          counts{}, revenue, stages{}, cond{member: at},
@@ -25,13 +26,15 @@
 -- kept for window_ms behind the newest receipt (the window is at least the topic's retention,
 -- so an event that can still be replayed is still remembered).
 --
--- Anchor hash fields: c:<counter> (added), first / ft / s:<stage> (earliest wins),
+-- Anchor hash fields: c:<counter> (added), first / ft / s:<stage> (earliest wins), rv (the
+-- rules version its candidates follow: processor/reevaluation.py),
 -- last / t:<trait> / v:<survey> (latest wins), cond (has gated candidates), and
 -- l:<tie> (earliest order the tie, or the anchor alone for l:, was linked at: an event no
 -- earlier with the same tie has nothing to link).
 local p, cap = ARGV[1], tonumber(ARGV[2])
 local max_traits, max_ids = tonumber(ARGV[4]), tonumber(ARGV[5])
 local max_ties, window = tonumber(ARGV[6]), tonumber(ARGV[7])
+local rules_version = ARGV[8] or ''
 local SLICE = 1000  -- arguments per command: well below unpack's limit
 local any_erased = redis.call('EXISTS', p .. ':erasures') == 1
 local out = {}
@@ -282,6 +285,10 @@ local function store(a, group)
   if traits ~= counted then
     writes[#writes + 1] = 'nt'
     writes[#writes + 1] = traits
+  end
+  if not before['first'] and rules_version ~= '' then  -- a new anchor
+    writes[#writes + 1] = 'rv'
+    writes[#writes + 1] = rules_version
   end
   if group.revenue ~= 0 then redis.call('HINCRBYFLOAT', data, 'c:revenue', group.revenue) end
   if #group.cond > 0 then

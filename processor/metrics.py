@@ -104,3 +104,12 @@ REDIS_MEMORY_MAX = Gauge(
     "Redis's maxmemory (0: no limit), as the processor last read it.",
     multiprocess_mode="livemax",
 )
+REEVALUATED_CLUSTERS = Counter(
+    "touchpath_processor_reevaluated_clusters",
+    "Clusters resolved again because the rules changed (processor/reevaluation.py).",
+)
+REEVALUATION_PROGRESS = Gauge(
+    "touchpath_processor_reevaluation_progress_ratio",
+    "Share of the clusters re-evaluated under the current rules (1: none due).",
+    multiprocess_mode="livemax",
+)

@@ -54,12 +54,17 @@ class Resolver:
         policy: IdentityPolicy,
         chunk: int = CHUNK,
         triggers: TriggerModel | None = None,
+        unversioned: str | None = None,
     ) -> None:
         self.store = store
         self.model = model
         self.policy = policy
         self.chunk = chunk  # clusters per read/write script call
         self.triggers = triggers or TriggerModel()  # issue #21: timers follow the profiles
+        #: the rules version of anchors stored before versions existed (None: the current)
+        self.unversioned = model.version if unversioned is None else unversioned
+        self.announce = True  # False: stage changes are recorded as told, not published
+        self.reevaluated = 0  # anchors rewritten under the current rules so far
 
     def resolve(self, clusters: Iterable[str]) -> ResolveReport:
         """Resolve every given cluster; returns the stage changes announced.
@@ -80,7 +85,8 @@ class Resolver:
                 states = reads[k].result()
                 if k + 1 < len(chunks):
                     reads.append(io.submit(self.store.read_clusters, chunks[k + 1]))
-                planned = self._derive(states)
+                planned, redo = self._derive(states)
+                stale += redo
                 writes.append((planned, io.submit(self.store.write_clusters, _writes(planned))))
             for planned, done in writes:
                 stale += self._settle(planned, done.result(), report)
@@ -92,8 +98,9 @@ class Resolver:
         pending = list(chunk)
         for _ in range(MAX_ATTEMPTS):
             report.retries += 1
-            planned = self._derive(self.store.read_clusters(pending))
-            pending = self._settle(planned, self.store.write_clusters(_writes(planned)), report)
+            planned, redo = self._derive(self.store.read_clusters(pending))
+            written = self.store.write_clusters(_writes(planned))
+            pending = sorted({*self._settle(planned, written, report), *redo})
             if not pending:
                 return
         raise RuntimeError(f"could not resolve {len(pending)} clusters after {MAX_ATTEMPTS} tries")
@@ -113,8 +120,33 @@ class Resolver:
                 report.refused.update(partial.refused)
         return sorted(stale)
 
-    def _derive(self, states: Sequence[ClusterState]) -> list[tuple[ClusterWrite, ResolveReport]]:
-        """Derive with the pure core and plan each cluster's writes."""
+    def _current(self, states: Sequence[ClusterState]) -> tuple[list[ClusterState], list[str]]:
+        """The clusters whose anchors all follow the current rules, and the others, whose
+        anchors are first re-evaluated (so that nobody is derived from candidates of stages
+        the rules no longer have, and nobody is wiped while their events exist)."""
+        version = self.model.version
+        outdated = {
+            state.cluster: [
+                anchor
+                for anchor, data in state.anchors.items()
+                if (data.rules_version or self.unversioned) != version
+            ]
+            for state in states
+        }
+        anchors = [anchor for found in outdated.values() for anchor in found]
+        if not anchors:
+            return list(states), []
+        self.reevaluated += self.store.reevaluate(anchors, self.model)
+        return [s for s in states if not outdated[s.cluster]], sorted(
+            cluster for cluster, found in outdated.items() if found
+        )
+
+    def _derive(
+        self, states: Sequence[ClusterState]
+    ) -> tuple[list[tuple[ClusterWrite, ResolveReport]], list[str]]:
+        """Derive with the pure core and plan each cluster's writes; also returns the
+        clusters to read again (their anchors were just re-evaluated)."""
+        states, redo = self._current(states)
         derived = [
             (
                 state,
@@ -142,7 +174,7 @@ class Resolver:
             self._write(write, state.profiles, new, partial.changes)
             _record_announced(write, self.store.keys, state.profiles, new, announced)
             planned.append((write, partial))
-        return planned
+        return planned, redo
 
     def _write(
         self,
@@ -187,7 +219,7 @@ class Resolver:
             elif before and before.get("surveys"):
                 call("HDEL", keys.surveys, cid)
         schedule_triggers(call, keys, self.triggers, old, new)
-        for change in changes:
+        for change in changes if self.announce else ():
             encoded = orjson.dumps(change)
             call("XADD", keys.outbox, "*", "change", encoded)
             # webhook fan-out reads its own copy (the Kafka publisher deletes what it sent)

@@ -39,6 +39,7 @@ from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAs
 from processor.pauses import DeadLetterBrake, Pauses
 from processor.pipeline import Pipeline
 from processor.publisher import OutboxPublisher
+from processor.reevaluation import read_state, record_start, start_reevaluation
 from processor.resolve import Resolve
 from processor.resolver import Resolver
 from processor.store import JourneyStore, StoreBounds, migrate_layout
@@ -97,13 +98,26 @@ def update_redis_memory(client: redis.Redis) -> None:
     metrics.REDIS_MEMORY_MAX.set(int(info["maxmemory"]))
 
 
+def build_resolver(settings: Settings, client: redis.Redis) -> Resolver:
+    """The store and the resolver with the rules file (validated here, at start-up)."""
+    model = load_stage_model(settings.rules_file)
+    store = JourneyStore(
+        client,
+        settings.redis_prefix,
+        StoreBounds.of(settings),
+        settings.erasure_key,
+        rules_version=model.version,
+    )
+    policy = IdentityPolicy.of(settings)
+    return Resolver(store, model, policy, triggers=load_triggers(settings.rules_file))
+
+
 def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     """Wire a Processor from settings (rules file validated here, at start-up)."""
     own = ProcessorSettings.of(settings)
-    model = load_stage_model(own.rules_file)
+    resolver = build_resolver(settings, client)
+    store, model, policy = resolver.store, resolver.model, resolver.policy
     metrics.declare_stages(model.stages)
-    policy = IdentityPolicy.of(settings)
-    store = JourneyStore(client, own.redis_prefix, StoreBounds.of(settings), own.erasure_key)
     producer = stream_producer(
         settings, delivery_timeout_ms=30_000, request_timeout_ms=10_000, max_block_ms=10_000
     )
@@ -119,7 +133,6 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
         own.processor_dead_letter_max_pause_s,
     )
     dead_letters = DeadLetters(producer, own.topic_dead_letter, brake)
-    resolver = Resolver(store, model, policy, triggers=load_triggers(own.rules_file))
     incarnation = Incarnation(client, own.redis_prefix, consumer_name)
     return Processor(
         own,
@@ -155,6 +168,7 @@ def run_processor(settings: Settings) -> int:
         lambda: migrate_layout(client, own.redis_prefix, _now_ms()), processor.pauses, stop
     )
     until_redis_takes(processor.incarnation.start, processor.pauses, stop)
+    reevaluation = start_rules(processor, own, stop)  # issue #15: rules versions
     offsets = OffsetStore(client, own.redis_prefix, own.topic_touchpoints, processor.incarnation)
     start_lag_monitor(LagProbe.of(settings, offsets.read), own.processor_lag_interval_s, stop)
     consumer = stream_consumer(settings)
@@ -171,10 +185,35 @@ def run_processor(settings: Settings) -> int:
         stop.set()
         if firing is not None:
             firing.join(10)
+        if reevaluation is not None:
+            reevaluation.join(10)
         processor.close()
         consumer.close()
         processor.producer.close(10)
         server.shutdown()
+
+
+def start_rules(
+    processor: Processor, settings: ProcessorSettings, stop: threading.Event
+) -> threading.Thread | None:
+    """Record the rules version in force; when it changed, re-evaluate every customer in the
+    background (unless ``TOUCHPATH_REEVALUATE=manual``)."""
+    client, keys = processor.store.client, processor.store.keys
+    version = processor.model.version
+    until_redis_takes(lambda: record_start(client, keys, version), processor.pauses, stop)
+    state = read_state(client, keys)
+    processor.resolver.unversioned = state.unversioned or version
+    if state.state == "reevaluating":
+        log.warning(
+            "the rules changed (%s → %s): customers are re-evaluated %s",
+            state.previous,
+            version,
+            "in the background" if settings.reevaluate == "background" else "on their next event",
+        )
+    if settings.reevaluate != "background":
+        return None
+    owner = f"{socket.gethostname()}-{os.getpid()}"
+    return start_reevaluation(client, processor.resolver, owner, stop, settings.reevaluate_silently)
 
 
 def until_redis_takes(write: Callable[[], object], pauses: Pauses, stop: threading.Event) -> None:

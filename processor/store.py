@@ -37,7 +37,9 @@ from processor.offsets import Incarnation
 from touchpath.erasure import Marks
 from touchpath.journey import AnchorData, EventEffects, anchor_data
 from touchpath.keys import Keys
+from touchpath.reevaluation import Rewrite, entries_of, rewrite
 from touchpath.settings import Settings
+from touchpath.stages import StageModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,14 +136,17 @@ class JourneyStore:
         prefix: str,
         bounds: StoreBounds | None = None,
         erasure_key: str = "",
+        rules_version: str = "",
     ) -> None:
         self.client = client
         self.keys = Keys(prefix)
         self.bounds = bounds or StoreBounds()
+        self.rules_version = rules_version  # stored on new anchors ('rv')
         self._marks = Marks(lambda: infra_erasure_key(client, prefix, erasure_key))
         self._ingest = client.register_script(_script_source("ingest.lua"))
         self._read_clusters = client.register_script(_script_source("read_clusters.lua"))
         self._write_clusters = client.register_script(_script_source("write_clusters.lua"))
+        self._reevaluate = client.register_script(_script_source("reevaluate.lua"))
 
     def apply(self, effects: Sequence[EventEffects], chunk: int = 200) -> ApplyOutcome:
         """Apply events: :meth:`prepare_apply`, :meth:`run_apply`, :meth:`applied_of`."""
@@ -205,6 +210,7 @@ class JourneyStore:
             bounds.max_cluster_ids,
             bounds.max_cluster_ties,
             bounds.dedup_window_ms,
+            self.rules_version,
         ]
 
     def read_clusters(self, clusters: Sequence[str]) -> list[ClusterState]:
@@ -239,6 +245,41 @@ class JourneyStore:
         if not args:
             return []
         return [writes[int(position) - 1] for position in self._write_clusters(args=args)]
+
+    def reevaluate(self, anchors: Sequence[str], model: StageModel) -> int:
+        """Rewrite the stage candidates of these anchors under ``model`` from their timelines
+        (:func:`touchpath.reevaluation.rewrite`), each atomically and only if no event landed
+        on it meanwhile (then it is read again); returns how many were rewritten."""
+        pending, rewritten = sorted(set(anchors)), 0
+        for _ in range(REEVALUATE_ATTEMPTS):
+            if not pending:
+                return rewritten
+            args: list[Any] = [self.keys.prefix, model.version]
+            read = self._read_anchors(pending)
+            for anchor, (fields, cond, entries) in zip(pending, read, strict=True):
+                change = rewrite(entries_of(entries), fields, cond, model)
+                args += (anchor, fields.get("c:events", ""), orjson.dumps(_rewrite_doc(change)))
+            stale = {_text(a) for a in self._reevaluate(args=args)}
+            rewritten += len(pending) - len(stale)
+            pending = sorted(stale)
+        raise RuntimeError(f"{len(pending)} anchors kept changing while being re-evaluated")
+
+    def _read_anchors(
+        self, anchors: Sequence[str]
+    ) -> list[tuple[dict[str, str], list[tuple[str, int]], list[bytes]]]:
+        """Each anchor's hash, ``cond`` set and timeline, in one pipelined round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for anchor in anchors:
+            pipe.hgetall(self.keys.anchor(anchor, "data"))
+            pipe.zrange(self.keys.anchor(anchor, "cond"), 0, -1, withscores=True)
+            pipe.zrange(self.keys.anchor(anchor, "journey"), 0, -1)
+        replies = pipe.execute()
+        found = []
+        for k in range(0, len(replies), 3):
+            fields = {_text(f): _text(v) for f, v in replies[k].items()}
+            cond = [(_text(m), int(s)) for m, s in replies[k + 1]]
+            found.append((fields, cond, replies[k + 2]))
+        return found
 
     def read_announced(self, customer_ids: Iterable[str]) -> dict[str, Any]:
         """What was announced for each customer id (absent when nothing)."""
@@ -320,6 +361,22 @@ def _event_args(effect: EventEffects, marks: Marks) -> list[Any]:
         str(effect.received_ms),
         fields,
     ]
+
+
+REEVALUATE_ATTEMPTS = 20
+
+
+def _rewrite_doc(change: Rewrite) -> dict[str, Any]:
+    """A rewrite as reevaluate.lua reads it."""
+    cond_add: list[Any] = []
+    for member, at_ms in sorted(change.cond_add.items()):
+        cond_add += (at_ms, member)
+    return {
+        "delete": list(change.delete),
+        "set": change.set,
+        "cond_remove": list(change.cond_remove),
+        "cond_add": cond_add,
+    }
 
 
 def _text(value: bytes | str | None) -> str:

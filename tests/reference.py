@@ -20,6 +20,7 @@ from touchpath.journey import (
     effects_of,
     stage_changes,
 )
+from touchpath.reevaluation import entries_of, rewrite
 from touchpath.stages import StageModel
 
 
@@ -68,6 +69,23 @@ class ReferenceStore:
                 self.first_seen[key] = effect.order
         if effect.tie and (effect.tie not in self.ties or effect.order < self.ties[effect.tie]):
             self.ties[effect.tie] = effect.order
+
+    def reevaluate(self, model: StageModel) -> None:
+        """Switch to other rules and bring every anchor's candidates to them from its
+        timeline, as the processor does (:func:`touchpath.reevaluation.rewrite`)."""
+        self.model = model
+        for anchor, data in self.anchors.items():
+            entries = entries_of(self.journeys.get(anchor, ()))
+            fields = {f"s:{stage}": value for stage, value in data.stages.items()}
+            fields.update({f"t:{name}": value for name, value in data.traits.items()})
+            change = rewrite(entries, fields, data.conditional, model)
+            for name in change.delete:
+                data.stages.pop(name[2:], None)
+            data.stages.update({name[2:]: value for name, value in change.set.items()})
+            gone = set(change.cond_remove)
+            data.conditional = [(m, at) for m, at in data.conditional if m not in gone]
+            data.conditional += [(m, at) for m, at in change.cond_add.items()]
+        self._resolve()
 
     def _components(self) -> list[set[str]]:
         parent = {k: k for k in self.first_seen}

@@ -115,7 +115,7 @@ def effects_of(
     tie_order = tiebreak(event)
     order = order_key(at_ms, message_id, tie_order, browser)
     match = match_event(event, model)
-    stages, conditional = _stage_contributions(event, match, at_ms, message_id, channel, tie_order)
+    stages, conditional = stage_contributions(event, match, at_ms, message_id, channel, tie_order)
     if model.trait_names:
         conditional.update(
             trait_history(event, model.trait_names, time_order(at_ms, message_id), at_ms)
@@ -129,7 +129,7 @@ def effects_of(
         channel=channel,
         identifiers=keys,
         tie=TIE_SEPARATOR.join(keys) if len(keys) > 1 else None,  # tie_key: already sorted
-        entry=journey_entry(event, at_ms, channel),
+        entry=journey_entry(event, at_ms, channel, tie_order, model),
         counts=_counts(event, channel, revenue is not None),
         revenue=revenue or 0.0,
         stages=stages,
@@ -163,9 +163,20 @@ def tiebreak(event: Mapping[str, Any]) -> str:
     return TYPE_RANKS.get(str(event.get("type")), "9") + digest.hexdigest()
 
 
-def journey_entry(event: Mapping[str, Any], at_ms: int, channel: str) -> bytes:
+def journey_entry(
+    event: Mapping[str, Any],
+    at_ms: int,
+    channel: str,
+    tiebreak_key: str = "",
+    model: StageModel | None = None,
+) -> bytes:
     """The compact timeline entry of an event (what the journey endpoint shows): its name and
-    key properties, scalars only, text cut at :data:`MAX_ENTRY_TEXT` characters."""
+    key properties, scalars only, text cut at :data:`MAX_ENTRY_TEXT` characters.
+
+    Two fields are for re-evaluating stages when the rules change (the API does not show
+    them): ``tb``, the event's same-millisecond :func:`tiebreak`, and ``r``, the values of
+    the fields the rules read that the entry does not otherwise keep (dotted path → scalar).
+    """
     properties = event.get("properties") or {}
     key_props = {
         k: _short(properties[k])
@@ -189,7 +200,30 @@ def journey_entry(event: Mapping[str, Any], at_ms: int, channel: str) -> bytes:
         entry["campaign"] = {
             k: _short(campaign[k]) for k in ("name", "source", "medium") if k in campaign
         }
+    if tiebreak_key:
+        entry["tb"] = tiebreak_key
+    read = _rule_fields(event, model) if model else None
+    if read:
+        entry["r"] = read
     return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+
+
+#: Fields every timeline entry keeps (or that rules cannot read), never repeated in ``r``.
+_KEPT_PATHS = frozenset(
+    {"type", "event", "name", "context.channel"} | {f"properties.{k}" for k in _KEY_PROPERTIES}
+)
+
+
+def _rule_fields(event: Mapping[str, Any], model: StageModel) -> dict[str, Any]:
+    """The scalar values of the fields the rules read beyond what an entry keeps."""
+    found: dict[str, Any] = {}
+    for path in model.read_paths - _KEPT_PATHS:
+        value: Any = event
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if isinstance(value, str | int | float | bool):
+            found[path] = _short(value)
+    return found
 
 
 def _short(value: Any) -> Any:
@@ -197,7 +231,7 @@ def _short(value: Any) -> Any:
     return value[:MAX_ENTRY_TEXT] if isinstance(value, str) else value
 
 
-def _stage_contributions(
+def stage_contributions(
     event: Mapping[str, Any],
     match: Match,
     at_ms: int,
@@ -331,6 +365,7 @@ class AnchorData:
     traits: dict[str, str] = field(default_factory=dict)
     first_touch: str = ""
     surveys: list[str] = field(default_factory=list)
+    rules_version: str = ""  # the rules its candidates follow ("" if stored before versions)
 
 
 def anchor_data(fields: Mapping[str, str]) -> AnchorData:
@@ -348,6 +383,8 @@ def anchor_data(fields: Mapping[str, str]) -> AnchorData:
             data.surveys.append(value)
         elif name == "ft":
             data.first_touch = value
+        elif name == "rv":
+            data.rules_version = value
         elif name in ("first", "last", "cond"):
             data.counts[name] = value
     return data
@@ -443,6 +480,7 @@ def build_customer(
             for r in sorted(refused, key=lambda r: (r.order, r.identifiers))
             if r.identifiers[0] in mine or r.identifiers[1] in mine
         ][:MAX_REFUSED_TIES],
+        "rules_version": model.version,
     }
 
 

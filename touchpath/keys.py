@@ -64,6 +64,16 @@ class Keys:
         """Set of clusters an erasure changed, whose profiles are derived again."""
         return f"{self.prefix}:rederive"
 
+    @property
+    def rules(self) -> str:
+        """Hash: the rules version in force and the re-evaluation's progress."""
+        return f"{self.prefix}:rules"
+
+    @property
+    def rules_lease(self) -> str:
+        """Which processor runs the re-evaluation (expires unless renewed)."""
+        return f"{self.prefix}:rules:lease"
+
     def stage(self, stage: str) -> str:
         return f"{self.prefix}:stage:{stage}"
 

@@ -176,6 +176,14 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(500 * 1024, ge=1024)
 
     rules_file: Path | None = None
+    reevaluate: Literal["background", "manual"] = Field(
+        "background",
+        description="when the rules changed: re-evaluate every customer in the background, "
+        "or only by hand (`touchpath reevaluate`; customers with new events still are)",
+    )
+    reevaluate_silently: bool = Field(
+        False, description="re-evaluation records what changed without announcing corrections"
+    )
     consumer_group: str = "touchpath-processor"
     consumer_session_timeout_ms: int = Field(10_000, ge=1000)
     processor_batch_size: int = Field(2000, ge=1, le=100_000)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from touchpath.destinations import Network
 from touchpath.settings import ApiToken, Settings, WriteKeySource
@@ -88,6 +88,8 @@ class ProcessorSettings(_View):
     trigger_allowed_lateness_s: float
     trigger_recheck_s: float
     trigger_lease_s: float
+    reevaluate: Literal["background", "manual"]
+    reevaluate_silently: bool
 
 
 @dataclass(frozen=True, slots=True)

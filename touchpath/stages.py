@@ -14,6 +14,7 @@ checks against the customer's trait history (:func:`gate_passes`).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,11 +53,26 @@ class StageModel:
     #: properties read for the revenue, the first numeric one counting (rules' ``revenue:``).
     purchase_stage: str = ""
     revenue_properties: tuple[str, ...] = REVENUE_PROPERTIES
+    #: The rules version: a digest of what decides stage candidates (stages, rules, ignore),
+    #: so a changed rules file is noticed at start-up (:mod:`processor.reevaluation`); layout,
+    #: comments, ``revenue`` and ``triggers`` do not change it. "" for models built in code.
+    version: str = ""
 
     @property
     def trait_names(self) -> frozenset[str]:
         """The traits some rule's conditions read (their history is kept for the gates)."""
         return frozenset(name for r in self.rules if r.gate for name in orjson.loads(r.gate))
+
+    @property
+    def read_paths(self) -> frozenset[str]:
+        """The dotted event fields the rules and ignore rules read (``type``, ``event``,
+        ``context.channel``, ``properties.path`` …)."""
+        paths = self.__dict__.get("_read_paths")
+        if paths is None:
+            whens = (*self.ignore, *(r.when for r in self.rules))
+            paths = frozenset(p for when in whens for p in _paths(when))
+            object.__setattr__(self, "_read_paths", paths)
+        return paths
 
     def index(self, stage: str) -> int:
         return self.stages.index(stage)
@@ -192,7 +208,16 @@ def parse_stage_model(text: str, origin: str = "<rules>") -> StageModel:
         for i, w in enumerate(_list(doc, "ignore", origin, required=False))
     )
     purchase, properties = _revenue(doc.get("revenue"), stages, origin)
-    return StageModel(stages, rules, ignore, purchase, properties)
+    version = rules_version(doc)
+    return StageModel(stages, rules, ignore, purchase, properties, version)
+
+
+def rules_version(doc: Mapping[str, Any]) -> str:
+    """The version of a rules document: 12 hex digits of the SHA-256 of its ``stages``,
+    ``rules`` and ``ignore`` as canonical JSON."""
+    decisive = {key: doc.get(key) for key in ("stages", "rules", "ignore")}
+    canonical = orjson.dumps(decisive, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(canonical).hexdigest()[:12]
 
 
 def _revenue(raw: object, stages: tuple[str, ...], origin: str) -> tuple[str, tuple[str, ...]]:

@@ -91,7 +91,7 @@ def test_openapi_documents_every_operation(client: TestClient) -> None:
         for op in item.values()
         if path.startswith("/v1/") and not path.startswith("/v1/stream/")
     ]
-    assert len(operations) == 20  # incl. the split and the three account operations
+    assert len(operations) == 21  # incl. the split, the three account operations, the rules
     for path, op in operations:
         assert op["security"] == [{"bearer": []}], path
         assert "422" not in op["responses"]

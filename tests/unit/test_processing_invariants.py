@@ -21,16 +21,23 @@ from touchpath.stages import StageModel, load_stage_model, parse_stage_model
 
 MODEL = load_stage_model()
 #: The default rules and two trait conditions (the customer's plan at the event's time).
+_DEFAULT = resources.files("touchpath").joinpath("rules/default.yaml").read_text()
+#: (inserted before the default file's ``triggers:`` section, which would swallow them)
 TRAIT_MODEL = parse_stage_model(
-    resources.files("touchpath").joinpath("rules/default.yaml").read_text()
-    + """
+    _DEFAULT.replace(
+        "\ntriggers:",
+        """
   - stage: decision
     when: {type: track, event: "Email Link Clicked", traits: {plan: [pro]}}
   - stage: post-purchase
     after: purchase
     when: {type: page, traits: {plan: {exists: true}}}
-"""
+
+triggers:""",
+        1,
+    )
 )
+assert TRAIT_MODEL.trait_names == {"plan"}, "the trait rules must be among the rules"
 NAMES = [
     "Product Viewed",
     "Product Added",
