@@ -77,7 +77,7 @@ def test_a_delivered_change_is_signed_and_removed(redis_url: str) -> None:
         verify_standard(sub.secret, headers, body, now=int(headers["webhook-timestamp"]))
         assert url == sub.url and orjson.loads(body)["data"] == CHANGE
         assert await dispatcher.store.claim(10, 1000) == ([], None)
-        assert await dispatcher.store.dead_letters() == []
+        assert await dispatcher.store.failed_deliveries() == []
         await _cleanup(dispatcher)
 
     asyncio.run(run())
@@ -89,7 +89,7 @@ def test_failures_are_retried_then_kept_as_a_failed_delivery(redis_url: str) -> 
         receiver = dispatcher.deliverer
         assert isinstance(receiver, Receiver) and len(receiver.posts) == 3
         assert len({p[2]["webhook-id"] for p in receiver.posts}) == 1  # same id each try
-        [(_, failed)] = await dispatcher.store.dead_letters()
+        [(_, failed)] = await dispatcher.store.failed_deliveries()
         assert failed["attempts"] == 3 and failed["last_error"] == "refused"
         await _cleanup(dispatcher)
 
@@ -101,7 +101,7 @@ def test_a_blocked_destination_is_not_tried_again(redis_url: str) -> None:
         dispatcher = await dispatch(redis_url, [BLOCKED, None])
         receiver = dispatcher.deliverer
         assert isinstance(receiver, Receiver) and len(receiver.posts) == 1
-        [(_, failed)] = await dispatcher.store.dead_letters()
+        [(_, failed)] = await dispatcher.store.failed_deliveries()
         assert failed["attempts"] == 1 and failed["last_error"] == BLOCKED
         await _cleanup(dispatcher)
 
