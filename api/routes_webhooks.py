@@ -77,7 +77,7 @@ async def list_subscriptions(store: Store, _: AdminScope) -> Response:
     "/dead-letters",
     summary="Deliveries given up after their retries",
     response_model=schemas.DeadLetterList,
-    operation_id="dead_letters_v1_webhooks_dead_letters_get",  # the path predates the glossary
+    operation_id="dead_letters_v1_subscriptions_dead_letters_get",  # the path predates the glossary
 )
 async def failed_deliveries(store: Store, _: AdminScope) -> Response:
     failed = await store.failed_deliveries()

@@ -165,7 +165,7 @@ class WebhookStore:
     def _settle_keys(self) -> list[str]:
         return [self._key("jobs"), self._key("due"), self._key("dead")]
 
-    # --- failed deliveries (kept under P:wh:dead; served at /v1/webhooks/dead-letters) -------
+    # --- failed deliveries (kept under P:wh:dead; served at /v1/subscriptions/dead-letters) -------
 
     async def failed_deliveries(self) -> list[tuple[str, dict[str, Any]]]:
         """Deliveries given up, oldest first."""
