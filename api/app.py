@@ -25,7 +25,7 @@ from api.routes_customers import router as customers_router
 from api.routes_map import router as map_router
 from api.routes_moments import router as moments_router
 from api.routes_rules import router as rules_router
-from api.routes_segments import router as segments_router
+from api.routes_stages import router as stages_router
 from api.routes_stream import router as stream_router
 from api.routes_webhooks import router as webhooks_router
 from api.splits import Splitter
@@ -40,6 +40,7 @@ from infra.service_kit import add_ops_routes, handle_problems, problem_answer, u
 from infra.webhook_store import WebhookStore
 from touchpath.keys import Keys
 from touchpath.settings import Settings, load_settings
+from touchpath.settings_views import ApiSettings
 from touchpath.stages import StageModel, load_stage_model
 
 log = logging.getLogger(__name__)
@@ -58,24 +59,23 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     ``tune_gc`` (on for the service, off in tests sharing a process) applies
     :data:`infra.gc_tuning.GC_THRESHOLDS` and freezes the start-up objects."""
     settings = settings or load_settings()
-    configure_logging("api", settings.log_level)
+    own = ApiSettings.of(settings)  # what the API reads; the eraser's re-derivation: settings
+    configure_logging("api", own.log_level)
     stage_model = _load_stage_model(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = async_client(settings, socket_connect_timeout=2, socket_timeout=10)
         app.state.redis = client
-        app.state.read_model = ReadModel(client, settings.redis_prefix, stage_model)
+        app.state.read_model = ReadModel(client, own.redis_prefix, stage_model)
         app.state.eraser = Eraser(client, settings, stage_model)
-        app.state.splitter = Splitter(client, settings.redis_prefix, app.state.eraser.rederive)
-        app.state.webhooks = WebhookStore(client, settings.redis_prefix)
-        live = Keys(settings.redis_prefix).live_changes
-        app.state.stream_hub = StreamHub(client, live, settings.stream_max_clients)
+        app.state.splitter = Splitter(client, own.redis_prefix, app.state.eraser.rederive)
+        app.state.webhooks = WebhookStore(client, own.redis_prefix)
+        live = Keys(own.redis_prefix).live_changes
+        app.state.stream_hub = StreamHub(client, live, own.stream_max_clients)
         if tune_gc:
             gc_tuning.tune_gc()
-        started_line(
-            "api", settings.api_host, settings.api_port, redis=redacted(settings.redis_url)
-        )
+        started_line("api", own.api_host, own.api_port, redis=redacted(own.redis_url))
         try:
             with worker_metrics():
                 yield
@@ -90,15 +90,15 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         lifespan=lifespan,
         default_response_class=JSONBody,
     )
-    app.state.settings = settings
-    app.state.hash_key = settings.identifier_hash_key.encode() or None
+    app.state.settings = own  # what the routes read
+    app.state.hash_key = own.identifier_hash_key.encode() or None
     app.state.stage_model = stage_model
     # the hot path sits directly on the app's router, first of the API's routes (included
     # routers are reached through one more routing layer each)
     app.router.routes.extend(customers_hot_router.routes)
     for router in (
         customers_router,
-        segments_router,
+        stages_router,
         accounts_router,
         analytics_router,
         stream_router,
@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         RequestMetrics,
         requests=metrics.REQUESTS,
         seconds=metrics.REQUEST_SECONDS,
-        access_log=settings.access_log,
+        access_log=own.access_log,
     )
     install_openapi(app)
     return app

@@ -15,7 +15,8 @@ from fastapi import Request
 
 from infra.problems import Problem
 from touchpath.secrets import lookup_secret
-from touchpath.settings import ApiToken, Settings
+from touchpath.settings import ApiToken
+from touchpath.settings_views import ApiSettings
 
 REALM = 'Bearer realm="touchpath"'
 INVALID = f'{REALM}, error="invalid_token"'
@@ -24,7 +25,7 @@ INVALID = f'{REALM}, error="invalid_token"'
 def authorize(request: Request, scope: str) -> ApiToken:
     """The token a request carries if it grants ``scope``: a 401 problem (with a
     ``WWW-Authenticate`` challenge) when it is missing or unknown, a 403 when it lacks it."""
-    settings: Settings = request.app.state.settings
+    settings: ApiSettings = request.app.state.settings
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     candidate = credentials.strip() if scheme.lower() == "bearer" else None
     token = lookup_secret(candidate, settings.api_tokens)

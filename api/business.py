@@ -1,5 +1,5 @@
-"""The business metrics behind /v1/metrics: a pure accumulator over
-:class:`api.rows.FunnelRow` (see :class:`Metrics` for the definitions)."""
+"""The business figures behind /v1/metrics: a pure accumulator over
+:class:`api.rows.FunnelRow` (see :class:`Figures` for the definitions)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def _money(total: float, count: int) -> float | None:
     return round(total / count, 2) if count else None
 
 
-class Metrics:
+class Figures:
     """Conversion, retention and lifetime value for the window [since, until].
 
     * **customers seen**: customers first seen in the window (their first touch).
@@ -88,10 +88,10 @@ class Metrics:
         }
 
 
-def business_metrics(
+def business_figures(
     rows: Iterable[FunnelRow], since: int, until: int, purchase: int
 ) -> dict[str, Any]:
-    """:class:`Metrics` over ``rows`` in one call."""
-    counter = Metrics(since, until, purchase)
+    """:class:`Figures` over ``rows`` in one call."""
+    counter = Figures(since, until, purchase)
     counter.add(rows)
     return counter.answer()

@@ -15,7 +15,8 @@ from api.erasure import Eraser
 from api.readmodel import ReadModel
 from infra.problems import Problem
 from touchpath.identifiers import Identifier, identifier_from_query
-from touchpath.settings import ApiToken, Settings
+from touchpath.settings import ApiToken
+from touchpath.settings_views import ApiSettings
 from touchpath.stages import StageModel
 
 TYPE_DESCRIPTION = (
@@ -37,8 +38,8 @@ def parse_identifier(
     return found
 
 
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
+async def _settings(request: Request) -> ApiSettings:
+    settings: ApiSettings = request.app.state.settings
     return settings
 
 
@@ -75,7 +76,7 @@ UntilNow = Annotated[str | None, Query(description=TIME + " Default: now.")]
 FirstTouchChannel = Annotated[str | None, Query(description="Only this first-touch channel.")]
 FirstTouchCampaign = Annotated[str | None, Query(description="Only this first-touch campaign.")]
 
-Config = Annotated[Settings, Depends(_settings)]
+Config = Annotated[ApiSettings, Depends(_settings)]
 Reads = Annotated[ReadModel, Depends(_read_model)]
 Erasing = Annotated[Eraser, Depends(_eraser)]
 Stages = Annotated[StageModel, Depends(_stage_model)]

@@ -1,4 +1,4 @@
-"""Analytics endpoints: the funnel and the business metrics, computed from ``P:funnel``."""
+"""Analytics endpoints: the funnel and the business figures, computed from ``P:funnel``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api import schemas_segments as schemas
+from api import schemas_analytics as schemas
 from api.accounts import trait_groups
-from api.business import Metrics
+from api.business import Figures
 from api.deps import (
     TIME,
     FirstTouchCampaign,
@@ -110,9 +110,10 @@ async def funnel(
 @router.get(
     "/metrics",
     summary="Conversion rate, retention rate and customer lifetime value",
-    response_model=schemas.MetricsAnswer,
+    response_model=schemas.FiguresAnswer,
+    operation_id="business_metrics_v1_metrics_get",  # as before the rename: clients keep it
 )
-async def business_metrics(
+async def business_figures(
     reads: Reads,
     stages: Stages,
     _: ReadScope,
@@ -137,7 +138,7 @@ async def business_metrics(
       purchasing customer (those who reached the purchase stage by ``until``), per customer,
       and by first-touch channel."""
     low, high = window(since, until, int(time.time() * 1000), lookback_ms=30 * DAY_MS)
-    counter = Metrics(low, high, stages.index(stages.purchase_stage or stages.stages[-1]))
+    counter = Figures(low, high, stages.index(stages.purchase_stage or stages.stages[-1]))
     async for rows in reads.funnel_rows():
         counter.add(rows)
     previous = low - (high - low)

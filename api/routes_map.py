@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
-from api import schemas_segments as schemas
+from api import schemas_analytics as schemas
 from api.deps import (
     FirstTouchCampaign,
     FirstTouchChannel,

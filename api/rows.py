@@ -28,7 +28,7 @@ STEP_BITS = 20  # duration buckets stay below 2**20 (up to ~10**2000 ms)
 
 
 class FunnelRow(NamedTuple):
-    """One customer, as the funnel and the business metrics need it."""
+    """One customer, as the funnel and the business figures need it."""
 
     channel: str | None  # first-touch channel
     campaign: str | None  # first-touch UTM campaign

@@ -25,14 +25,16 @@ from infra.problems import JSONBody
 from infra.redis_clients import async_client
 from infra.service_kit import add_ops_routes, handle_problems, problem_answer, unavailable
 from touchpath.settings import Settings, load_settings
+from touchpath.settings_views import CollectorSettings
 
 
 def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAPI:
     """Build the collector app; settings come from the environment unless given. ``tune_gc``
     (on for the service, off in tests sharing a process): see :mod:`infra.gc_tuning`."""
     settings = settings or load_settings()
-    configure_logging("collector", settings.log_level)
-    if not settings.write_keys:
+    own = CollectorSettings.of(settings)  # what the collector reads; Kafka clients: settings
+    configure_logging("collector", own.log_level)
+    if not own.write_keys:
         logging.getLogger("collector").warning(
             "no write keys configured: every ingestion request will be answered 401; "
             "set TOUCHPATH_WRITE_KEYS (key=source:channel,…)"
@@ -41,25 +43,23 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer = AsyncProducer(settings)
-        app.state.ingestor = Ingestor(settings, producer)
-        app.state.limits = RequestLimits(settings)
+        app.state.ingestor = Ingestor(own, producer)
+        app.state.limits = RequestLimits(own)
         replay_redis = async_client(
             settings,
-            settings.replay_redis_url or settings.redis_url,
+            own.replay_redis_url or own.redis_url,
             socket_connect_timeout=2,
             socket_timeout=5,
         )
-        app.state.replays = ReplayGuard(
-            replay_redis, settings.redis_prefix, 2 * settings.webhook_tolerance_s
-        )
+        app.state.replays = ReplayGuard(replay_redis, own.redis_prefix, 2 * own.webhook_tolerance_s)
         if tune_gc:
             gc_tuning.tune_gc()
         started_line(
             "collector",
-            settings.collector_host,
-            settings.collector_port,
-            kafka=settings.kafka_bootstrap,
-            write_keys=len(settings.write_keys),
+            own.collector_host,
+            own.collector_port,
+            kafka=own.kafka_bootstrap,
+            write_keys=len(own.write_keys),
         )
         try:
             with worker_metrics():
@@ -84,13 +84,13 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
     app.include_router(webhooks_router, dependencies=limited)
     app.include_router(web_router, dependencies=limited)
     add_ops_routes(
-        app, "kafka", lambda r: r.app.state.ingestor.producer.ready(settings.topic_touchpoints)
+        app, "kafka", lambda r: r.app.state.ingestor.producer.ready(own.topic_touchpoints)
     )
     handle_problems(app)
     app.add_exception_handler(BrokerUnavailable, _unavailable)  # type: ignore[arg-type]
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=list(settings.cors_origins),
+        allow_origins=list(own.cors_origins),
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["*"],
         max_age=600,
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None, tune_gc: bool = True) -> FastAP
         RequestMetrics,
         requests=metrics.REQUESTS,
         seconds=metrics.REQUEST_SECONDS,
-        access_log=settings.access_log,
+        access_log=own.access_log,
     )
     return app
 

@@ -24,7 +24,7 @@ from touchpath.events import IngestContext, InvalidEvent, metric_channel, normal
 from touchpath.identifiers import normalizers
 from touchpath.pseudonyms import pseudonymize_event
 from touchpath.records import encode_dead_letter
-from touchpath.settings import Settings
+from touchpath.settings_views import CollectorSettings
 
 
 @dataclass(slots=True)
@@ -38,7 +38,7 @@ class IngestResult:
 class Ingestor:
     """Validates events and writes them durably; shared by every ingest endpoint."""
 
-    def __init__(self, settings: Settings, producer: AsyncProducer) -> None:
+    def __init__(self, settings: CollectorSettings, producer: AsyncProducer) -> None:
         self.settings = settings
         self.producer = producer
         self._hash_key = settings.identifier_hash_key.encode() or None

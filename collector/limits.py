@@ -9,13 +9,13 @@ from fastapi import Request
 
 from infra.problems import Problem
 from touchpath.ratelimit import RateLimiter
-from touchpath.settings import Settings
+from touchpath.settings_views import CollectorSettings
 
 
 class RequestLimits:
     """Both limits; a rate of 0 switches one off. Bursts allow two seconds' worth."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: CollectorSettings) -> None:
         tracked = settings.rate_limit_max_clients
         self.by_key = _limiter(settings.rate_limit_per_key, tracked)
         self.by_ip = _limiter(settings.rate_limit_per_ip, tracked)

@@ -28,7 +28,7 @@ from touchpath.email_links import (
     may_tie_browser,
     open_event,
 )
-from touchpath.settings import Settings
+from touchpath.settings_views import CollectorSettings
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/email", tags=["email"])
@@ -45,7 +45,7 @@ _ERRORS: dict[int | str, dict[str, str]] = {
 
 
 async def _link_keys(request: Request) -> LinkKeys:
-    settings: Settings = request.app.state.ingestor.settings
+    settings: CollectorSettings = request.app.state.ingestor.settings
     if not settings.email_link_key:
         raise Problem(404, "Not Found", "email links are off: set TOUCHPATH_EMAIL_LINK_KEY")
     keys = [settings.email_link_key, *settings.email_link_old_keys]

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from infra.problems import JSONBody, Problem
 from touchpath.secrets import lookup_secret
-from touchpath.settings import Settings
+from touchpath.settings_views import CollectorSettings
 
 router = APIRouter(tags=["website"])
 _SCRIPT_CACHE = "public, max-age=3600"
@@ -63,7 +63,7 @@ async def analytics_settings(
     return JSONBody(settings_document(write_key, f"{api_host}/v1", protocol))
 
 
-def collector_address(settings: Settings) -> tuple[str, str]:
+def collector_address(settings: CollectorSettings) -> tuple[str, str]:
     """Host (and path) and scheme browsers reach the collector at: ``TOUCHPATH_PUBLIC_URL``
     (``https://t.example.com`` behind a TLS proxy), else the address it listens on. Never the
     request's ``Host`` header: a client-chosen value in a cacheable answer."""

@@ -24,7 +24,7 @@ from collector.routes import IngestorDep
 from infra.problems import JSONBody, Problem
 from touchpath.adapters import chat, intercom, mailgun, sendgrid, zendesk
 from touchpath.adapters.common import PayloadError, Translation
-from touchpath.settings import Settings
+from touchpath.settings_views import CollectorSettings
 from touchpath.signatures import SignatureError, verify_standard
 
 T = TypeVar("T")
@@ -115,7 +115,7 @@ def _digest_of(headers: Mapping[str, str], stamp_header: str, body: bytes) -> st
     return hashlib.sha256(stamp + b"\0" + body).hexdigest()
 
 
-def _settings(ingestor: Ingestor) -> Settings:
+def _settings(ingestor: Ingestor) -> CollectorSettings:
     return ingestor.settings
 
 

@@ -26,13 +26,13 @@ import socket
 import time
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Histogram
 
-from dispatcher.delivery import BLOCKED, Deliverer
+from dispatcher.delivery import Deliverer
+from dispatcher.plan import Job, after_attempt, attempt_headers, jobs_for
 from infra import redis_streams
 from infra.logs import configure_logging
 from infra.redis_clients import async_client
@@ -41,15 +41,8 @@ from infra.retry import Backoff
 from infra.service_kit import serve_health
 from infra.webhook_store import WebhookStore, now_ms
 from touchpath.settings import Settings
-from touchpath.signatures import standard_headers
-from touchpath.webhooks import (
-    RetryPolicy,
-    Subscription,
-    delivery_body,
-    delivery_id,
-    matches,
-    webhook_id,
-)
+from touchpath.settings_views import DispatcherSettings
+from touchpath.webhooks import RetryPolicy, Subscription
 
 log = logging.getLogger(__name__)
 GROUP = "dispatchers"
@@ -68,7 +61,11 @@ class Dispatcher:
     """One dispatcher instance: a fan-out loop and a delivery loop."""
 
     def __init__(
-        self, settings: Settings, client: aioredis.Redis, deliverer: Deliverer, name: str
+        self,
+        settings: DispatcherSettings,
+        client: aioredis.Redis,
+        deliverer: Deliverer,
+        name: str,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -125,12 +122,8 @@ class Dispatcher:
         if not entries:
             return 0
         subscriptions = await self.store.subscriptions()
-        jobs: dict[str, dict[str, Any]] = {}
-        for _, fields in entries:
-            change = orjson.loads(fields[b"change"])
-            for sub in subscriptions:
-                if matches(sub, change):
-                    jobs[delivery_id(change, sub)] = _job(change, sub)
+        changes = (orjson.loads(fields[b"change"]) for _, fields in entries)
+        jobs = jobs_for(changes, subscriptions, now_ms)
         await self.store.schedule(jobs)
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.client.pipeline(transaction=True)
@@ -183,7 +176,7 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), min(max(wait, 0.0), MAX_IDLE_WAIT_S))
 
-    def _start(self, delivery: str, job: dict[str, Any], sub: Subscription | None) -> None:
+    def _start(self, delivery: str, job: Job, sub: Subscription | None) -> None:
         """Run one attempt as its own task; its end frees the slot and wakes the loop."""
         task = asyncio.create_task(self._attempt(delivery, job, sub))
         self.in_flight[task] = job["sub"]
@@ -193,7 +186,7 @@ class Dispatcher:
         self.in_flight.pop(task, None)
         self.wake.set()
 
-    async def _attempt(self, delivery: str, job: dict[str, Any], sub: Subscription | None) -> None:
+    async def _attempt(self, delivery: str, job: Job, sub: Subscription | None) -> None:
         try:
             await self._deliver(delivery, job, sub)
         except (aioredis.RedisError, OSError) as exc:  # the lease runs out: tried again
@@ -201,56 +194,31 @@ class Dispatcher:
         except Exception:  # a bug must not end the dispatcher; the lease runs out
             log.exception("webhook attempt failed", extra={"delivery": delivery})
 
-    async def _deliver(self, delivery: str, job: dict[str, Any], sub: Subscription | None) -> None:
+    async def _deliver(self, delivery: str, job: Job, sub: Subscription | None) -> None:
         if sub is None:  # unsubscribed since: nothing to deliver
             await self.store.delivered(delivery)
             return
-        body = job["body"].encode()
-        headers = {
-            **standard_headers(sub.secret, job["webhook_id"], int(time.time()), body),
-            "content-type": "application/json",
-            "user-agent": "touchpath-webhooks/1.0",
-        }
-        error = await self.deliverer.post(sub.url, body, headers)
-        if error is None:
+        headers = attempt_headers(sub, job, int(time.time()))
+        error = await self.deliverer.post(sub.url, job["body"].encode(), headers)
+        then = after_attempt(job, error, self.policy, now_ms())
+        if then.outcome == "delivered":
             await self.store.delivered(delivery)
-            DELIVERIES.labels("delivered").inc()
             LATENCY.observe(max(0, now_ms() - job["stored_ms"]) / 1000)
-            return
-        attempts = job["attempts"] + 1
-        failed = {**job, "attempts": attempts, "last_error": error}
-        delay = None
-        if error != BLOCKED:  # a refused destination is not tried again: fix it, then replay
-            delay = self.policy.next_delay(attempts, (now_ms() - job["first_ms"]) / 1000)
-        if delay is None:
-            await self.store.give_up(delivery, failed)
-            DELIVERIES.labels("dead").inc()
+        elif then.outcome == "dead":
+            await self.store.give_up(delivery, then.job)
             log.warning("webhook delivery given up", extra={"delivery": delivery, "error": error})
         else:
-            await self.store.retry_later(delivery, failed, delay)
-            DELIVERIES.labels("retry").inc()
-
-
-def _job(change: dict[str, Any], sub: Subscription) -> dict[str, Any]:
-    stored = now_ms()
-    return {
-        "sub": sub.id,
-        "webhook_id": webhook_id(change),
-        "body": delivery_body(change).decode(),
-        "attempts": 0,
-        "first_ms": stored,
-        "stored_ms": stored,
-        "last_error": None,
-    }
+            await self.store.retry_later(delivery, then.job, then.delay_s or 0.0)
+        DELIVERIES.labels(then.outcome).inc()
 
 
 def run_dispatcher(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT."""
     configure_logging("webhooks", settings.log_level)
-    return asyncio.run(_main(settings))
+    return asyncio.run(_main(DispatcherSettings.of(settings)))
 
 
-async def _main(settings: Settings) -> int:
+async def _main(settings: DispatcherSettings) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

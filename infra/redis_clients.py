@@ -13,7 +13,7 @@ or self-run cluster; it does not spread one installation over several masters
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -21,20 +21,29 @@ import redis.asyncio as aioredis
 from redis.cluster import RedisCluster
 from redis.exceptions import MovedError
 
-from touchpath.settings import Settings
+
+class RedisConfig(Protocol):
+    """What the clients need of the settings (``Settings`` or a process's view of them)."""
+
+    @property
+    def redis_url(self) -> str: ...
+    @property
+    def redis_prefix(self) -> str: ...
+    @property
+    def redis_cluster(self) -> bool: ...
 
 
-def sync_client(settings: Settings, url: str | None = None, **options: Any) -> redis.Redis:
+def sync_client(settings: RedisConfig, url: str | None = None, **options: Any) -> redis.Redis:
     """A blocking client for ``url`` (default ``TOUCHPATH_REDIS_URL``)."""
     return redis.Redis.from_url(_url(settings, url or settings.redis_url), **options)
 
 
-def async_client(settings: Settings, url: str | None = None, **options: Any) -> aioredis.Redis:
+def async_client(settings: RedisConfig, url: str | None = None, **options: Any) -> aioredis.Redis:
     """An asyncio client for ``url`` (default ``TOUCHPATH_REDIS_URL``)."""
     return aioredis.Redis.from_url(_url(settings, url or settings.redis_url), **options)
 
 
-def _url(settings: Settings, url: str) -> str:
+def _url(settings: RedisConfig, url: str) -> str:
     """``url``, or on a cluster the URL of the master holding the prefix's slot (same
     credentials and TLS)."""
     if not settings.redis_cluster:

@@ -158,23 +158,24 @@ class WebhookStore:
         )
 
     async def give_up(self, delivery: str, job: dict[str, Any]) -> None:
-        """Make the delivery a dead letter (unless it was removed meanwhile, by an erasure)."""
+        """Make the delivery a failed delivery (unless it was removed meanwhile, by an erasure)."""
         dead = orjson.dumps({**job, "dead_ms": now_ms()})
         await self._settle(keys=self._settle_keys(), args=["dead", delivery, dead, 0])
 
     def _settle_keys(self) -> list[str]:
         return [self._key("jobs"), self._key("due"), self._key("dead")]
 
-    # --- dead letters -------------------------------------------------------------------------
+    # --- failed deliveries (kept under P:wh:dead; served at /v1/subscriptions/dead-letters) -------
 
-    async def dead_letters(self) -> list[tuple[str, dict[str, Any]]]:
+    async def failed_deliveries(self) -> list[tuple[str, dict[str, Any]]]:
+        """Deliveries given up, oldest first."""
         raw = await self.client.hgetall(self._key("dead"))
         found = [(_text(k), orjson.loads(v)) for k, v in raw.items()]
         return sorted(found, key=lambda item: item[1].get("dead_ms", 0))
 
     async def replay(self, deliveries: Sequence[str] | None) -> list[str]:
-        """Move dead deliveries (all when ``deliveries`` is None) back to due now."""
-        dead = dict(await self.dead_letters())
+        """Move failed deliveries (all when ``deliveries`` is None) back to due now."""
+        dead = dict(await self.failed_deliveries())
         chosen = list(dead) if deliveries is None else [d for d in deliveries if d in dead]
         if not chosen:
             return []

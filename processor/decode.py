@@ -1,14 +1,20 @@
-"""Pure step: Kafka record values → event effects, or dead letters with their reasons."""
+"""Step 1, decode (pure): Kafka record values → event effects, or dead letters with their
+reasons; a polled batch is decoded a part (about :data:`PART_EVENTS` events) at a time, so
+that the apply step overlaps Redis and Python work."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from infra.streams import Batch, Partition
 from touchpath.effects import EventEffects, effects_of
 from touchpath.identity import IdentityPolicy
 from touchpath.records import RecordError, decode_touchpoints
 from touchpath.stages import StageModel
+
+PART_EVENTS = 5000  # small enough to overlap, large enough to group by anchor
+Offsets = dict[Partition, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +53,29 @@ def decode_batch(
                     DeadLetter(f"event cannot be processed: {exc!r}", "bad_event", event)
                 )
     return decoded
+
+
+@dataclass(slots=True)
+class Part:
+    """Consecutive records of a batch, decoded, and the offsets that follow them."""
+
+    decoded: Decoded
+    offsets: Offsets
+
+
+def parts(
+    batch: Batch, model: StageModel, policy: IdentityPolicy, part_events: int = PART_EVENTS
+) -> Iterator[Part]:
+    """A batch's records decoded a part (about ``part_events`` events) at a time."""
+    part = Part(Decoded(), {})
+    for tp, records in batch.items():
+        for record in records:
+            decoded = decode_batch([record.value], model, policy)
+            part.decoded.effects += decoded.effects
+            part.decoded.dead += decoded.dead
+            part.offsets[tp] = record.offset + 1
+            if len(part.decoded.effects) >= part_events:
+                yield part
+                part = Part(Decoded(), {})
+    if part.offsets:
+        yield part

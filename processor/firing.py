@@ -22,14 +22,14 @@ from typing import Any
 
 import orjson
 import redis
-from kafka import KafkaProducer
 from prometheus_client import Counter, Histogram
 
+from infra.streams import Producer
 from processor.publisher import OutboxPublisher
 from processor.resolver import LIVE_KEPT
 from processor.triggers import Claimed, Settled, TriggerStore
 from touchpath.keys import Keys
-from touchpath.settings import Settings
+from touchpath.settings_views import ProcessorSettings
 from touchpath.triggers import (
     CANCELLED_COUNT,
     FIRED_COUNT,
@@ -213,7 +213,7 @@ def run_firing_loop(loop: FiringLoop, publisher: FiringPublisher, stop: threadin
 
 
 def start_firing(
-    settings: Settings, client: redis.Redis, producer: KafkaProducer, stop: threading.Event
+    settings: ProcessorSettings, client: redis.Redis, producer: Producer, stop: threading.Event
 ) -> threading.Thread | None:
     """Start the firing loop's thread (None when the rules have no triggers)."""
     from touchpath.triggers import load_triggers

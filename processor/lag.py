@@ -11,10 +11,11 @@ while no processor has partitions assigned):
 * ``touchpath_processor_consumer_lag_seconds``: the age of the first record past the durable
   offset (the oldest event not yet durable; 0 when there is none).
 
-A consumer of its own (no group) reads one record at each durable offset on a thread of its
-own, every ``TOUCHPATH_PROCESSOR_LAG_INTERVAL_S``; the high-water marks come from those fetches
-(the broker's ListOffsets answer is not trusted: tansu's is wrong). Every processor reports the
-same figures: aggregate with ``max by (partition)``.
+A reader of its own (:class:`infra.streams.Reader`, no group) reads one record at each
+durable offset on a thread of its own, every ``TOUCHPATH_PROCESSOR_LAG_INTERVAL_S``; the
+high-water marks come from those fetches (the broker's ListOffsets answer is not trusted:
+tansu's is wrong). Every processor reports the same figures: aggregate with
+``max by (partition)``.
 """
 
 from __future__ import annotations
@@ -26,15 +27,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import redis
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
 
-from infra.kafka import make_consumer
+from infra.streams import Partition, Reader, StreamError
+from infra.streams.kafka import stream_reader
 from processor import metrics
 from touchpath.settings import Settings
 
 log = logging.getLogger(__name__)
 POLL_MS = 100
+POLL_RECORDS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,78 +51,68 @@ class LagProbe:
 
     def __init__(
         self,
-        consumer: KafkaConsumer,
+        reader: Reader,
         topic: str,
         durable: Callable[[], Mapping[int, int]],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.consumer, self.topic, self.durable, self.clock = consumer, topic, durable, clock
+        self.reader, self.topic, self.durable, self.clock = reader, topic, durable, clock
 
     @classmethod
     def of(cls, settings: Settings, durable: Callable[[], Mapping[int, int]]) -> LagProbe:
-        """A probe of the touchpoint topic with a small consumer of its own (no group: it
+        """A probe of the touchpoint topic with a small reader of its own (no group: it
         reads one record per partition, never commits)."""
-        consumer = make_consumer(
+        reader = stream_reader(
             settings,
-            group_id=None,
             client_id="touchpath-lag",
             max_partition_fetch_bytes=64 << 10,
             fetch_max_bytes=1 << 20,
             fetch_max_wait_ms=50,
         )
-        return cls(consumer, settings.topic_touchpoints, durable)
+        return cls(reader, settings.topic_touchpoints, durable)
 
     def measure(self, timeout_s: float) -> dict[int, PartitionLag]:
         """Lag of every partition whose high-water mark a fetch reported within the timeout
         (a partition left out is unknown, not caught up)."""
-        partitions = [TopicPartition(self.topic, p) for p in self._partition_ids()]
+        partitions = [Partition(self.topic, p) for p in self.reader.partitions(self.topic)]
         starts = self._position_at_durable(partitions)
-        oldest_ms: dict[TopicPartition, int] = {}
+        oldest_ms: dict[Partition, int] = {}
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not self._settled(starts, oldest_ms):
-            for tp, records in self.consumer.poll(timeout_ms=POLL_MS).items():
+            for tp, records in self.reader.poll(POLL_MS, POLL_RECORDS).items():
                 if records and tp not in oldest_ms:
                     oldest_ms[tp] = records[0].timestamp
-                    self.consumer.pause(tp)  # one record is all it takes
+                    self.reader.pause(tp)  # one record is all it takes
         return self._lags(starts, oldest_ms)
 
-    def _partition_ids(self) -> list[int]:
-        ids = self.consumer.partitions_for_topic(self.topic)
-        if not ids:
-            raise KafkaError(f"no partitions known for {self.topic}")
-        return sorted(ids)
-
-    def _position_at_durable(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    def _position_at_durable(self, partitions: list[Partition]) -> dict[Partition, int]:
         """Assign anew (forgetting earlier high-water marks) and seek each partition to its
         durable offset (its beginning if none is stored); returns those offsets."""
         stored = self.durable()
-        self.consumer.assign([])
-        self.consumer.assign(partitions)
+        self.reader.assign(partitions)
         for tp in partitions:
             if tp.partition in stored:
-                self.consumer.seek(tp, stored[tp.partition])
+                self.reader.seek(tp, stored[tp.partition])
             else:
-                self.consumer.seek_to_beginning(tp)
-        positions = {tp: self.consumer.position(tp, timeout_ms=5000) for tp in partitions}
+                self.reader.seek_to_beginning(tp)
+        positions = {tp: self.reader.position(tp, timeout_ms=5000) for tp in partitions}
         return {tp: offset for tp, offset in positions.items() if offset is not None}
 
-    def _settled(
-        self, starts: Mapping[TopicPartition, int], oldest: Mapping[TopicPartition, int]
-    ) -> bool:
+    def _settled(self, starts: Mapping[Partition, int], oldest: Mapping[Partition, int]) -> bool:
         """Every partition fetched, and either caught up or its first record read."""
         for tp, start in starts.items():
-            highwater = self.consumer.highwater(tp)
+            highwater = self.reader.highwater(tp)
             if highwater is None or (highwater > start and tp not in oldest):
                 return False
         return True
 
     def _lags(
-        self, starts: Mapping[TopicPartition, int], oldest_ms: Mapping[TopicPartition, int]
+        self, starts: Mapping[Partition, int], oldest_ms: Mapping[Partition, int]
     ) -> dict[int, PartitionLag]:
         now_ms = self.clock() * 1000
         lags = {}
         for tp, start in starts.items():
-            highwater = self.consumer.highwater(tp)
+            highwater = self.reader.highwater(tp)
             if highwater is None:
                 continue
             records = max(0, highwater - start)
@@ -153,13 +144,13 @@ def start_lag_monitor(
                     if failing:
                         log.info("lag measured again")
                     failing = False
-                except (KafkaError, redis.RedisError, OSError) as exc:
+                except (StreamError, redis.RedisError, OSError) as exc:
                     if not failing:
                         log.warning("lag not measured, retrying", extra={"error": repr(exc)})
                     failing = True
                 stop.wait(interval_s)
         finally:
-            probe.consumer.close()
+            probe.reader.close()
 
     thread = threading.Thread(target=run, name="lag-monitor", daemon=True)
     thread.start()

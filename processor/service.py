@@ -1,9 +1,11 @@
-"""The processor: its steps (stage: decode, apply, dead-letter; resolve), wiring and loop.
+"""The processor: wiring of its steps and its loop.
 
-How the steps overlap and when offsets are committed is :mod:`processor.flow`'s part. No
-input stops the processor: what it cannot use is dead-lettered and the partition moves on; a
-dead-letter rate above the configured limit pauses consumption for a while
-(:mod:`processor.pauses`), and ``/readyz`` answers 503 with the reasons while it holds back.
+The steps are modules of their own — decode, apply, resolve, commit, with dead letters,
+backpressure and retries as policies — and how they overlap and when offsets are committed is
+:mod:`processor.pipeline`'s part. No input stops the processor: what it cannot use is
+dead-lettered and the partition moves on; a dead-letter rate above the configured limit
+pauses consumption for a while (:mod:`processor.pauses`), and ``/readyz`` answers 503 with
+the reasons while it holds back.
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
@@ -28,42 +28,36 @@ from infra.observability import DEPENDENCY_UP
 from infra.redis_clients import sync_client
 from infra.retry import Backoff, retry
 from infra.service_kit import serve_health
-from infra.streams import Batch, Consumer, Producer, StreamError
+from infra.streams import Consumer, Producer, StreamError
 from infra.streams.kafka import stream_consumer, stream_producer
 from processor import metrics
+from processor.apply import Applier
 from processor.dead_letters import DeadLetters
-from processor.decode import Decoded, decode_batch
+from processor.durable import until_durable
 from processor.firing import start_firing
-from processor.flow import Flow, Offsets, Staged, until_durable
 from processor.lag import LagProbe, start_lag_monitor  # lag from durable offsets
 from processor.offsets import Incarnation, OffsetStore, RedisRegressed, SeekOnAssignment
 from processor.pauses import DeadLetterBrake, Pauses
+from processor.pipeline import Pipeline
 from processor.publisher import OutboxPublisher
 from processor.reevaluation import read_state, record_start, start_reevaluation
+from processor.resolve import Resolve
 from processor.resolver import Resolver
-from processor.store import (
-    Applied,
-    JourneyStore,
-    PreparedApply,
-    StoreBounds,
-    migrate_layout,
-)
-from touchpath.effects import EventEffects
-from touchpath.events import metric_channel
+from processor.store import JourneyStore, StoreBounds, migrate_layout
 from touchpath.identity import IdentityPolicy
 from touchpath.settings import Settings
+from touchpath.settings_views import ProcessorSettings
 from touchpath.stages import StageModel, load_stage_model
 from touchpath.triggers import load_triggers
 
 log = logging.getLogger(__name__)
-STAGE_PART_EVENTS = 5000  # small enough to overlap, large enough to group by anchor
 
 
 @dataclass
 class Processor:
-    """One consumer-group member's processing steps, each small and testable."""
+    """One consumer-group member: its steps (each a module of its own) and what they share."""
 
-    settings: Settings
+    settings: ProcessorSettings
     store: JourneyStore
     resolver: Resolver
     producer: Producer
@@ -75,118 +69,18 @@ class Processor:
     incarnation: Incarnation
 
     def __post_init__(self) -> None:
-        # applies run here, in order, while the polling thread decodes the next part
-        self._applier = ThreadPoolExecutor(1, thread_name_prefix="applier")
-
-    def stage(self, batch: Batch) -> Iterator[Staged]:
-        """Decode and apply a polled batch a part (about ``STAGE_PART_EVENTS`` events) at a
-        time, dead-letter what cannot be processed, and yield each part once it is durable,
-        with the clusters it leaves to resolve (raises on Redis/Kafka errors).
-
-        A part's arguments are built here and it is applied on the applier thread while the
-        next one is decoded, so Redis and Python work at once; when resolution starts is
-        :class:`processor.flow.Flow`'s decision."""
-        previous: tuple[float, Part, PreparedApply, Future[list[Any]]] | None = None
-        for part in _parts(batch, self.model, self.policy):
-            prepared = self.store.prepare_apply(part.decoded.effects)
-            applying = self._applier.submit(self.store.run_apply, prepared, self.incarnation)
-            if previous is not None:
-                yield self._applied(*previous)
-            previous = (time.perf_counter(), part, prepared, applying)
-        if previous is not None:
-            yield self._applied(*previous)
-
-    def _applied(
-        self, started: float, part: Part, prepared: PreparedApply, applying: Future[list[Any]]
-    ) -> Staged:
-        """A part as staged once its apply is done, its bad input sent to the dead-letter
-        topic (confirmed by the round that resolves it)."""
-        outcome = self.store.applied_of(prepared, applying.result())
-        applied = outcome.applied
-        for bound, count in outcome.overflows.items():
-            metrics.BOUND_OVERFLOWS.labels(bound).inc(count)
-        staged = Staged(started, part.offsets, set(), sequence=self.incarnation.applied)
-        staged.letters = self.dead_letters.send(part.decoded.dead)
-        _account(staged, part.decoded.effects, applied)
-        log.debug(
-            "part applied",
-            extra={"events": staged.events, "seconds": round(time.perf_counter() - started, 3)},
+        self.apply = Applier(
+            self.store, self.model, self.policy, self.dead_letters, self.incarnation
         )
-        return staged
+        self.resolve = Resolve(self.dead_letters, self.resolver)
 
     def close(self) -> None:
         """Stop the applier thread."""
-        self._applier.shutdown()
-
-    def resolve(self, staged: Staged) -> int:
-        """Confirm the dead letters of a staged batch, derive and store its customers; returns
-        how many clusters were resolved (raises on Redis and Kafka errors)."""
-        self.dead_letters.confirm(staged.letters)
-        report = self.resolver.resolve(staged.clusters)
-        _observe(staged)  # processed = visible in the customer's stage
-        metrics.MERGES.inc(report.merges)
-        for reason, count in report.refused.items():
-            metrics.MERGES_REFUSED.labels(reason).inc(count)
-        elapsed = time.perf_counter() - staged.started
-        metrics.BATCH_SECONDS.observe(elapsed)
-        log.debug(
-            "batch resolved",
-            extra={
-                "resolved": report.resolved,
-                "retries": report.retries,
-                "seconds": round(elapsed, 3),
-            },
-        )
-        return report.resolved
+        self.apply.close()
 
     def publish(self) -> int:
         """Move waiting stage changes to Kafka."""
         return self.publisher.drain()
-
-
-@dataclass(slots=True)
-class Part:
-    """Consecutive records of a batch, decoded, and the offsets that follow them."""
-
-    decoded: Decoded
-    offsets: Offsets
-
-
-def _parts(batch: Batch, model: StageModel, policy: IdentityPolicy) -> Iterator[Part]:
-    """A batch's records decoded a part (about ``STAGE_PART_EVENTS`` events) at a time."""
-    part = Part(Decoded(), {})
-    for tp, records in batch.items():
-        for record in records:
-            decoded = decode_batch([record.value], model, policy)
-            part.decoded.effects += decoded.effects
-            part.decoded.dead += decoded.dead
-            part.offsets[tp] = record.offset + 1
-            if len(part.decoded.effects) >= STAGE_PART_EVENTS:
-                yield part
-                part = Part(Decoded(), {})
-    if part.offsets:
-        yield part
-
-
-def _account(staged: Staged, effects: Sequence[EventEffects], applied: Sequence[Applied]) -> None:
-    """Add a part's outcome to the staged batch: clusters to resolve and new-event counts."""
-    staged.events += len(effects)
-    staged.clusters.update(a.cluster for a in applied if a.needs_resolution)
-    for effect, result in zip(effects, applied, strict=True):
-        if result.new:
-            staged.channels[metric_channel(effect.channel)] += 1
-            staged.received_ms.append(effect.received_ms)
-        else:
-            staged.duplicates += 1
-
-
-def _observe(staged: Staged) -> None:
-    now_ms = time.time() * 1000
-    for received in staged.received_ms:
-        metrics.EVENT_TO_STAGE.observe(max(0.0, now_ms - received) / 1000)
-    for channel, count in staged.channels.items():
-        metrics.EVENTS_PROCESSED.labels(channel).inc(count)
-    metrics.EVENTS_DUPLICATE.inc(staged.duplicates)
 
 
 def update_stage_gauges(store: JourneyStore, model: StageModel) -> None:
@@ -227,6 +121,7 @@ def build_resolver(settings: Settings, client: redis.Redis) -> Resolver:
 
 def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     """Wire a Processor from settings (rules file validated here, at start-up)."""
+    own = ProcessorSettings.of(settings)
     resolver = build_resolver(settings, client)
     store, model, policy = resolver.store, resolver.model, resolver.policy
     metrics.declare_stages(model.stages)
@@ -235,19 +130,19 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
     )
     consumer_name = f"{socket.gethostname()}-{os.getpid()}"
     publisher = OutboxPublisher(
-        client, store.keys.outbox, producer, settings.topic_stage_changes, consumer_name
+        client, store.keys.outbox, producer, own.topic_stage_changes, consumer_name
     )
     pauses = Pauses()
     brake = DeadLetterBrake(
         pauses,
-        settings.processor_max_dead_letters_per_minute,
-        settings.processor_dead_letter_pause_s,
-        settings.processor_dead_letter_max_pause_s,
+        own.processor_max_dead_letters_per_minute,
+        own.processor_dead_letter_pause_s,
+        own.processor_dead_letter_max_pause_s,
     )
-    dead_letters = DeadLetters(producer, settings.topic_dead_letter, brake)
-    incarnation = Incarnation(client, settings.redis_prefix, consumer_name)
+    dead_letters = DeadLetters(producer, own.topic_dead_letter, brake)
+    incarnation = Incarnation(client, own.redis_prefix, consumer_name)
     return Processor(
-        settings,
+        own,
         store,
         resolver,
         producer,
@@ -262,7 +157,8 @@ def build_processor(settings: Settings, client: redis.Redis) -> Processor:
 
 def run_processor(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT (non-zero exit only on an unexpected error)."""
-    configure_logging("processor", settings.log_level)
+    own = ProcessorSettings.of(settings)
+    configure_logging("processor", own.log_level)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -271,24 +167,22 @@ def run_processor(settings: Settings) -> int:
         return 0  # stopped while waiting for Kafka
     processor = build_processor(settings, client)
     server = serve_health(  # first: while Redis is full or away, /readyz says why
-        settings.processor_host,
-        settings.processor_metrics_port,
+        own.processor_host,
+        own.processor_metrics_port,
         lambda: _unready(client, processor.pauses),
     )
     until_redis_takes(
-        lambda: migrate_layout(client, settings.redis_prefix, _now_ms()), processor.pauses, stop
+        lambda: migrate_layout(client, own.redis_prefix, _now_ms()), processor.pauses, stop
     )
     until_redis_takes(processor.incarnation.start, processor.pauses, stop)
-    reevaluation = start_rules(processor, settings, stop)  # issue #15: rules versions
-    offsets = OffsetStore(
-        client, settings.redis_prefix, settings.topic_touchpoints, processor.incarnation
-    )
-    start_lag_monitor(LagProbe.of(settings, offsets.read), settings.processor_lag_interval_s, stop)
+    reevaluation = start_rules(processor, own, stop)  # issue #15: rules versions
+    offsets = OffsetStore(client, own.redis_prefix, own.topic_touchpoints, processor.incarnation)
+    start_lag_monitor(LagProbe.of(settings, offsets.read), own.processor_lag_interval_s, stop)
     consumer = stream_consumer(settings)
-    consumer.subscribe([settings.topic_touchpoints], SeekOnAssignment(offsets, consumer, stop))
-    firing = start_firing(settings, client, processor.producer, stop)  # issue #21
+    consumer.subscribe([own.topic_touchpoints], SeekOnAssignment(offsets, consumer, stop))
+    firing = start_firing(own, client, processor.producer, stop)  # issue #21
     gc_tuning.tune_gc()  # a batch allocates millions of short-lived objects
-    log.info("processor started", extra={"group": settings.consumer_group})
+    log.info("processor started", extra={"group": own.consumer_group})
     try:
         return _loop(processor, consumer, offsets, stop)
     except Exception:
@@ -307,7 +201,7 @@ def run_processor(settings: Settings) -> int:
 
 
 def start_rules(
-    processor: Processor, settings: Settings, stop: threading.Event
+    processor: Processor, settings: ProcessorSettings, stop: threading.Event
 ) -> threading.Thread | None:
     """Record the rules version in force; when it changed, re-evaluate every customer in the
     background (unless ``TOUCHPATH_REEVALUATE=manual``)."""
@@ -342,9 +236,9 @@ def _now_ms() -> int:
 def _loop(
     processor: Processor, consumer: Consumer, offsets: OffsetStore, stop: threading.Event
 ) -> int:
-    flow = Flow(
+    pipeline = Pipeline(
         consumer,
-        processor.stage,
+        processor.apply,
         processor.resolve,
         stop,
         processor.pauses,
@@ -357,31 +251,31 @@ def _loop(
     try:
         while not stop.is_set():
             try:
-                flow.step()
+                pipeline.step()
                 backoff.reset()
                 if time.monotonic() - last_housekeeping > 5:
                     last_housekeeping = time.monotonic()
                     _housekeeping(processor, consumer)
             except RedisRegressed as exc:
-                _read_again(flow, offsets, processor.incarnation, stop, exc)
+                _read_again(pipeline, offsets, processor.incarnation, stop, exc)
                 continue
             except (StreamError, OSError) as exc:
                 # broker unreachable or a rebalance took our partitions: nothing was
                 # committed for the batches in hand, so they are delivered again
                 # (idempotently) after recovery
-                flow.drop()
+                pipeline.drop()
                 DEPENDENCY_UP.labels("kafka").set(0)
                 log.warning("Kafka unavailable, retrying", extra={"error": repr(exc)})
                 stop.wait(backoff.next())
                 continue
             _publish(processor)
     finally:
-        flow.close()
+        pipeline.close()
     return 0
 
 
 def _read_again(
-    flow: Flow,
+    pipeline: Pipeline,
     offsets: OffsetStore,
     incarnation: Incarnation,
     stop: threading.Event,
@@ -395,7 +289,7 @@ def _read_again(
 
     def again() -> None:
         incarnation.start()
-        flow.reposition(offsets.read())
+        pipeline.reposition(offsets.read())
 
     retry(again, (redis.RedisError,), stop, _redis_away)
 

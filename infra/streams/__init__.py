@@ -1,6 +1,7 @@
 """The small consumer/producer interface the processor uses, over Kafka or in memory.
 
-:mod:`infra.streams.kafka` implements it with kafka-python, :mod:`infra.streams.memory` in
+:mod:`infra.streams.kafka` implements it with kafka-python (the one place outside
+:mod:`infra.kafka` that imports it), :mod:`infra.streams.memory` in
 memory (one broker, a group of one member) for fast tests of the processor's steps; the
 contract tests in ``tests/contract/`` hold both to the same behaviour. Errors of the broker
 or the client surface as :class:`StreamError` (transient: the caller retries or reads again).
@@ -32,6 +33,10 @@ class Record(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+    @property
+    def timestamp(self) -> int:
+        """Milliseconds since the epoch: when the record was produced."""
+        ...
 
 
 Batch = Mapping[Partition, Sequence[Record]]
@@ -79,6 +84,26 @@ class Consumer(Protocol):
 
     def close(self) -> None:
         """Leave the group without committing."""
+
+
+class Reader(Protocol):
+    """A consumer outside any group: partitions assigned by hand, nothing committed."""
+
+    def partitions(self, topic: str) -> list[int]:
+        """The topic's partition numbers (StreamError when none are known)."""
+        ...
+
+    def assign(self, tps: Sequence[Partition]) -> None:
+        """Read exactly ``tps`` from now on, anew: positions, pauses and high-water marks of
+        earlier assignments are forgotten."""
+
+    def poll(self, timeout_ms: int, max_records: int) -> Batch: ...
+    def position(self, tp: Partition, timeout_ms: int) -> int | None: ...
+    def highwater(self, tp: Partition) -> int | None: ...
+    def pause(self, *tps: Partition) -> None: ...
+    def seek(self, tp: Partition, offset: int) -> None: ...
+    def seek_to_beginning(self, *tps: Partition) -> None: ...
+    def close(self) -> None: ...
 
 
 class Delivery(Protocol):

@@ -1,4 +1,4 @@
-"""The stream interface over kafka-python (the only module of the processor's that imports it).
+"""The stream interface over kafka-python (the services reach Kafka through it or infra.kafka).
 
 Every kafka-python error surfaces as :class:`infra.streams.StreamError`; records are
 kafka-python's own (they have the fields of :class:`infra.streams.Record`).
@@ -104,6 +104,20 @@ class KafkaStreamConsumer:
         self._call(self.client.close, autocommit=False)
 
 
+class KafkaStreamReader(KafkaStreamConsumer):
+    """A :class:`infra.streams.Reader` over a ``KafkaConsumer`` without a group."""
+
+    def partitions(self, topic: str) -> list[int]:
+        ids = self._call(self.client.partitions_for_topic, topic)
+        if not ids:
+            raise StreamError(f"no partitions known for {topic}")
+        return sorted(ids)
+
+    def assign(self, tps: Sequence[Partition]) -> None:
+        self._call(self.client.assign, [])  # forgets the high-water marks fetched so far
+        self._call(self.client.assign, [_kafka(tp) for tp in tps])
+
+
 class KafkaDelivery:
     """A :class:`infra.streams.Delivery` over kafka-python's record future."""
 
@@ -143,6 +157,11 @@ class KafkaStreamProducer:
 def stream_consumer(settings: Settings, **overrides: Any) -> KafkaStreamConsumer:
     """The processor's group consumer (:func:`infra.kafka.make_consumer`)."""
     return KafkaStreamConsumer(make_consumer(settings, **overrides))
+
+
+def stream_reader(settings: Settings, **overrides: Any) -> KafkaStreamReader:
+    """A consumer of no group (:func:`infra.kafka.make_consumer` with ``group_id=None``)."""
+    return KafkaStreamReader(make_consumer(settings, **{**overrides, "group_id": None}))
 
 
 def stream_producer(settings: Settings, **overrides: Any) -> KafkaStreamProducer:

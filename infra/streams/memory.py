@@ -23,6 +23,7 @@ class MemoryRecord(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: int = 0  # ms since the epoch, when appended
 
 
 class MemoryBroker:
@@ -52,7 +53,7 @@ class MemoryBroker:
             else:
                 index = zlib.crc32(key) % len(partitions)
             log = partitions[index]
-            record = MemoryRecord(topic, index, len(log), key, value)
+            record = MemoryRecord(topic, index, len(log), key, value, int(time.time() * 1000))
             log.append(record)
             self.changed.notify_all()
             return record
@@ -192,3 +193,21 @@ class MemoryConsumer:
 
     def close(self) -> None:
         self._positions.clear()
+
+
+class MemoryReader(MemoryConsumer):
+    """A consumer of no group: reads the partitions assigned to it, never commits."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        super().__init__(broker, group="")
+
+    def partitions(self, topic: str) -> list[int]:
+        self.broker.check()
+        if topic not in self.broker.topics:
+            raise StreamError(f"no partitions known for {topic}")
+        return list(range(len(self.broker.topics[topic])))
+
+    def assign(self, tps: Sequence[Partition]) -> None:
+        self._positions = {tp: 0 for tp in tps}
+        self._highwater.clear()
+        self._paused.clear()

@@ -11,9 +11,9 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
-from infra.streams import Consumer, Producer
-from infra.streams.kafka import KafkaStreamConsumer, KafkaStreamProducer
-from infra.streams.memory import MemoryBroker, MemoryConsumer, MemoryProducer
+from infra.streams import Consumer, Producer, Reader
+from infra.streams.kafka import KafkaStreamConsumer, KafkaStreamProducer, KafkaStreamReader
+from infra.streams.memory import MemoryBroker, MemoryConsumer, MemoryProducer, MemoryReader
 
 T = TypeVar("T")
 
@@ -24,6 +24,7 @@ class Streams(Protocol):
     def topic(self, partitions: int) -> str: ...
     def producer(self) -> Producer: ...
     def consumer(self, group: str) -> Consumer: ...
+    def reader(self) -> Reader: ...
 
 
 @dataclass
@@ -40,6 +41,9 @@ class MemoryStreams:
 
     def consumer(self, group: str) -> Consumer:
         return MemoryConsumer(self.broker, group)
+
+    def reader(self) -> Reader:
+        return MemoryReader(self.broker)
 
 
 @dataclass
@@ -73,6 +77,14 @@ class KafkaStreams:
         consumer = KafkaStreamConsumer(client)
         self.closing.append(consumer.close)
         return consumer
+
+    def reader(self) -> Reader:
+        client = KafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False
+        )
+        reader = KafkaStreamReader(client)
+        self.closing.append(reader.close)
+        return reader
 
 
 @pytest.fixture(params=["memory", "kafka"])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
-from infra.streams import Consumer, Partition, Record, wait_all
+import pytest
+
+from infra.streams import Consumer, Partition, Reader, Record, StreamError, wait_all
 from tests.contract.conftest import Streams
 from tests.e2e.conftest import wait_for as eventually
 
@@ -112,3 +115,43 @@ def test_a_delivery_is_done_once_acknowledged(streams: Streams) -> None:
     producer.flush(10)
     assert delivery.is_done
     delivery.get(10)
+
+
+def test_a_reader_reads_what_it_is_assigned_from_where_it_seeks(streams: Streams) -> None:
+    topic = streams.topic(2)
+    producer = streams.producer()
+    before_ms = int(time.time() * 1000)
+    wait_all([producer.send(topic, f"v{n}".encode(), b"k") for n in range(4)], 10)
+    reader = streams.reader()
+    assert reader.partitions(topic) == [0, 1]
+    full = next(p for p in (0, 1) if _ends(streams, reader, topic, p) == 4)
+    tp = Partition(topic, full)
+    reader.assign([tp])
+    reader.seek(tp, 2)
+    assert reader.position(tp, timeout_ms=5000) == 2
+    found: list[Record] = []
+
+    def fetched() -> bool:
+        for records in reader.poll(200, 10).values():
+            found.extend(records)
+        return len(found) >= 2
+
+    eventually(fetched)
+    assert [(r.offset, r.value) for r in found] == [(2, b"v2"), (3, b"v3")]
+    assert before_ms - 5000 <= found[0].timestamp <= time.time() * 1000 + 5000
+    assert reader.highwater(tp) == 4
+    reader.assign([tp])  # anew: the high-water mark is forgotten until the next fetch
+    assert reader.highwater(tp) is None
+
+
+def _ends(streams: Streams, reader: Reader, topic: str, partition: int) -> int | None:
+    """A partition's end, read by assigning it alone (None: never fetched)."""
+    tp = Partition(topic, partition)
+    reader.assign([tp])
+    eventually(lambda: reader.poll(100, 10) is not None and reader.highwater(tp) is not None)
+    return reader.highwater(tp)
+
+
+def test_a_reader_knows_no_partitions_of_a_missing_topic(streams: Streams) -> None:
+    with pytest.raises(StreamError):
+        streams.reader().partitions(f"missing-{time.monotonic_ns()}")

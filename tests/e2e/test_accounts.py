@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api import schemas_accounts, schemas_segments
+from api import schemas_accounts, schemas_analytics, schemas_stages
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_api import ADMIN, WINDOW, get, page, post, stack, valid
 
@@ -138,13 +138,13 @@ def test_accounts_in_a_stage(stack: dict[str, Any], accounts: None) -> None:
     assert [a["group_id"] for a in one["accounts"] + more["accounts"]] == ["acme", "globex"]
     assert get(stack, "/v1/stages/consideration/accounts").json()["accounts"] == []
     assert get(stack, "/v1/stages/nope/accounts").status_code == 404
-    sizes = valid(schemas_segments.StageList, get(stack, "/v1/stages"))
+    sizes = valid(schemas_stages.StageList, get(stack, "/v1/stages"))
     assert sizes["stages"]  # the customer endpoints are unchanged
 
 
 def test_funnel_by_an_account_trait(stack: dict[str, Any], accounts: None) -> None:
     answer = valid(
-        schemas_segments.FunnelAnswer, get(stack, "/v1/funnel", group_by="account.plan", **WINDOW)
+        schemas_analytics.FunnelAnswer, get(stack, "/v1/funnel", group_by="account.plan", **WINDOW)
     )
     groups = {g["group"]: g for g in answer["groups"]}
     assert groups["enterprise"]["customers"] == 2  # acme's plan, whoever set it

@@ -20,7 +20,7 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import BaseModel
 
-from api import schemas, schemas_segments
+from api import schemas, schemas_analytics, schemas_stages
 from tests.e2e.conftest import (
     ADMIN_TOKEN,
     READ_TOKEN,
@@ -202,7 +202,7 @@ def test_journey_pages_newest_first_and_filters(stack: dict[str, Any], populatio
 
 
 def test_stages_and_segments(stack: dict[str, Any], population: None) -> None:
-    stages = valid(schemas_segments.StageList, get(stack, "/v1/stages"))["stages"]
+    stages = valid(schemas_stages.StageList, get(stack, "/v1/stages"))["stages"]
     assert [s["stage"] for s in stages] == [
         "awareness",
         "consideration",
@@ -212,7 +212,7 @@ def test_stages_and_segments(stack: dict[str, Any], population: None) -> None:
     ]
     assert [s["customers"] for s in stages] == [2, 0, 1, 1, 0]
     segment = "/v1/stages/decision/customers"
-    free = valid(schemas_segments.SegmentPage, get(stack, segment, **{"trait.plan": "free"}))
+    free = valid(schemas_stages.StagePage, get(stack, segment, **{"trait.plan": "free"}))
     assert [c["identities"] for c in free["customers"]] == [[{"type": "user_id", "value": "bob"}]]
     assert free["customers"][0]["entered_at"] == DAY.format(5)
     assert get(stack, segment, **{"trait.plan": "pro"}).json()["customers"] == []
@@ -230,7 +230,7 @@ def test_stages_and_segments(stack: dict[str, Any], population: None) -> None:
 
 
 def test_funnel(stack: dict[str, Any], population: None) -> None:
-    answer = valid(schemas_segments.FunnelAnswer, get(stack, "/v1/funnel", **WINDOW))
+    answer = valid(schemas_analytics.FunnelAnswer, get(stack, "/v1/funnel", **WINDOW))
     stages = answer["stages"]
     assert answer["customers"] == 4
     # ada passed decision when she purchased; bob passed consideration when he decided
@@ -256,8 +256,8 @@ def test_funnel(stack: dict[str, Any], population: None) -> None:
     assert [s["reached"] for s in late["stages"]] == [0, 1, 2, 1, 0]  # bob d5, ada d4
 
 
-def test_business_metrics(stack: dict[str, Any], population: None) -> None:
-    everything = valid(schemas_segments.MetricsAnswer, get(stack, "/v1/metrics", **WINDOW))
+def test_business_figures(stack: dict[str, Any], population: None) -> None:
+    everything = valid(schemas_analytics.FiguresAnswer, get(stack, "/v1/metrics", **WINDOW))
     assert (everything["customers_seen"], everything["purchasers"]) == (4, 1)
     assert everything["conversion_rate"] == 0.25
     value = everything["lifetime_value"]

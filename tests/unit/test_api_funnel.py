@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.business import business_metrics
+from api.business import business_figures
 from api.funnel import MAX_GROUPS, Funnel, funnel
 from api.rows import FunnelRow, parse_row
 
@@ -159,9 +159,9 @@ def test_many_groups_fold_into_other() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(customers, windows)
-def test_business_metrics_invariants(rows: list[FunnelRow], window: list[int]) -> None:
+def test_business_figures_invariants(rows: list[FunnelRow], window: list[int]) -> None:
     since, until = window
-    figures = business_metrics(rows, since, until, STAGES.index("purchase"))
+    figures = business_figures(rows, since, until, STAGES.index("purchase"))
     seen = [r for r in rows if r.first is not None and since <= r.first <= until]
     assert figures["customers_seen"] == len(seen)
     assert 0 <= figures["purchasers"] <= figures["customers_seen"]
@@ -176,18 +176,18 @@ def test_business_metrics_invariants(rows: list[FunnelRow], window: list[int]) -
     assert value["revenue"] == pytest.approx(sum(r.revenue for r in seen))
 
 
-def test_business_metrics_worked_example() -> None:
+def test_business_figures_worked_example() -> None:
     ada = row({"awareness": 1 * DAY, "purchase": 4 * DAY}, revenue=120.5, first=1 * DAY)
     bob = row({"awareness": 1 * DAY, "decision": 5 * DAY}, channel="email", first=1 * DAY)
     cy = row({"awareness": 2 * DAY}, first=2 * DAY)
     early = row({"awareness": 0}, first=0)
-    figures = business_metrics([ada, bob, cy, early], 3 * DAY, 6 * DAY, 3)
+    figures = business_figures([ada, bob, cy, early], 3 * DAY, 6 * DAY, 3)
     # previous period [0 d, 3 d): all four active; this one [3 d, 6 d]: ada and bob
     assert figures["retention"] == {"active_previous_period": 4, "retained": 2, "rate": 0.5}
     assert figures["customers_seen"] == 0 and figures["conversion_rate"] is None
-    cohort = business_metrics([ada, bob, cy, early], 1 * DAY, 3 * DAY, 3)
+    cohort = business_figures([ada, bob, cy, early], 1 * DAY, 3 * DAY, 3)
     assert cohort["customers_seen"] == 3 and cohort["purchasers"] == 0  # ada bought on day 4
-    lifetime = business_metrics([ada, bob, cy, early], 1 * DAY, 10 * DAY, 3)
+    lifetime = business_figures([ada, bob, cy, early], 1 * DAY, 10 * DAY, 3)
     assert lifetime["conversion_rate"] == pytest.approx(1 / 3, abs=1e-6)
     assert lifetime["lifetime_value"]["per_purchasing_customer"] == 120.5
     assert lifetime["lifetime_value"]["by_first_touch_channel"]["email"] == {

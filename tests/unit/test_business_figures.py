@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.business import business_metrics
+from api.business import business_figures
 from api.rows import parse_row
 from tests.reference import ReferenceStore, make_event
 from touchpath.funnel_rows import funnel_row
@@ -66,7 +66,7 @@ def figures(model: Any = MODEL) -> dict[str, Any]:
     raws = [__import__("orjson").dumps(funnel_row(p)) for p in store.profiles.values()]
     rows = [parse_row(raw, model.stages) for raw in raws]
     purchase = model.index(model.purchase_stage)
-    return business_metrics([r for r in rows if r], JAN, JAN + 31 * DAY, purchase)
+    return business_figures([r for r in rows if r], JAN, JAN + 31 * DAY, purchase)
 
 
 def test_lifetime_value_counts_every_event_the_rules_call_a_purchase() -> None:
@@ -117,5 +117,5 @@ def test_retention_counts_any_event_as_activity() -> None:
         for p in store.profiles.values()
     ]
     purchase = MODEL.index(MODEL.purchase_stage)
-    answer = business_metrics([r for r in rows if r], FEB, FEB + 28 * DAY, purchase)
+    answer = business_figures([r for r in rows if r], FEB, FEB + 28 * DAY, purchase)
     assert answer["retention"] == {"active_previous_period": 4, "retained": 2, "rate": 0.5}

@@ -1,4 +1,4 @@
-"""Segment endpoints: the stages with their sizes, and the customers now in a stage."""
+"""Stage endpoints: the stages with their sizes, and the customers now in a stage."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api import schemas_segments as schemas
+from api import schemas_stages as schemas
 from api import views
 from api.deps import Reads, ReadScope, Stages
 from api.docs import problem
@@ -37,7 +37,7 @@ async def list_stages(reads: Reads, stages: Stages, _: ReadScope) -> Response:
 @router.get(
     "/{stage}/customers",
     summary="The customers now in a stage (a segment to target)",
-    response_model=schemas.SegmentPage,
+    response_model=schemas.StagePage,
     responses=problem(404, "The stage is not in the model."),
     openapi_extra={
         "parameters": [

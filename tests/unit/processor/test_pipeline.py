@@ -1,5 +1,5 @@
-"""Flow alone: staging, when rounds start, commits only after durable, drop and reposition —
-against the in-memory consumer, with pure fakes for the stage and resolve steps."""
+"""The pipeline alone: applying, when rounds start, commits only after durable, drop and
+reposition — against the in-memory consumer, with pure fakes for the apply and resolve steps."""
 
 from __future__ import annotations
 
@@ -14,19 +14,20 @@ import redis
 
 from infra.streams import Batch, Partition
 from infra.streams.memory import MemoryBroker, MemoryConsumer, MemoryProducer
-from processor import flow as flow_module
-from processor.flow import Flow, Staged
+from processor import pipeline as pipeline_module
+from processor.apply import Pending
 from processor.pauses import DEAD_LETTER_LIMIT, Pauses
+from processor.pipeline import Pipeline
 
 TOPIC = "touchpoints"
 TP = Partition(TOPIC, 0)
 
 
-def stage_each_batch(batch: Batch) -> Iterator[Staged]:
+def apply_each_batch(batch: Batch) -> Iterator[Pending]:
     """One part per partition: a record is an event touching the cluster named by its value."""
     for tp, records in batch.items():
         clusters = {(r.value or b"").decode() for r in records}
-        yield Staged(time.perf_counter(), {tp: records[-1].offset + 1}, clusters, len(records))
+        yield Pending(time.perf_counter(), {tp: records[-1].offset + 1}, clusters, len(records))
 
 
 @dataclass
@@ -35,17 +36,17 @@ class Resolver:
 
     gate: threading.Event = field(default_factory=threading.Event)
     failures: list[BaseException] = field(default_factory=list)
-    rounds: list[Staged] = field(default_factory=list)
+    rounds: list[Pending] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.gate.set()
 
-    def __call__(self, staged: Staged) -> int:
+    def __call__(self, pending: Pending) -> int:
         self.gate.wait(10)
         if self.failures:
             raise self.failures.pop(0)
-        self.rounds.append(staged)
-        return len(staged.clusters)
+        self.rounds.append(pending)
+        return len(pending.clusters)
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Setup:
     broker: MemoryBroker
     consumer: MemoryConsumer
     resolver: Resolver
-    flow: Flow
+    flow: Pipeline
     pauses: Pauses
     recorded: list[tuple[dict[int, int], int]]
 
@@ -80,7 +81,7 @@ def setup() -> Iterator[Setup]:
 def _setup(
     batch_records: int = 100,
     max_pending: int = 1000,
-    stage: Callable[[Batch], Iterator[Staged]] = stage_each_batch,
+    apply: Callable[[Batch], Iterator[Pending]] = apply_each_batch,
 ) -> Iterator[Setup]:
     broker = MemoryBroker()
     broker.create_topic(TOPIC, 1)
@@ -89,9 +90,9 @@ def _setup(
     resolver, pauses = Resolver(), Pauses()
     recorded: list[tuple[dict[int, int], int]] = []
     stop = threading.Event()
-    flow = Flow(
+    flow = Pipeline(
         consumer,
-        stage,
+        apply,
         resolver,
         stop,
         pauses,
@@ -123,7 +124,7 @@ def test_nothing_is_committed_before_the_round_is_durable(setup: Setup) -> None:
     setup.step_until(lambda: setup.consumer.committed(TP) == 1)
 
 
-def test_a_backlog_is_staged_before_it_is_resolved() -> None:
+def test_a_backlog_is_applied_before_it_is_resolved() -> None:
     with _setup(batch_records=2) as setup:
         setup.produce(*"abcdefghij")
         setup.step_until(lambda: setup.consumer.committed(TP) == 10, steps=20)
@@ -142,7 +143,7 @@ def test_too_much_pending_starts_a_round_before_catching_up() -> None:
 
 def test_an_overdue_part_starts_a_round_while_behind(monkeypatch: pytest.MonkeyPatch) -> None:
     with _setup(batch_records=2) as late:
-        monkeypatch.setattr(flow_module, "MAX_ROUND_WAIT_S", 0.0)
+        monkeypatch.setattr(pipeline_module, "MAX_ROUND_WAIT_S", 0.0)
         late.produce(*"abcdefghij")
         late.step_until(lambda: late.resolver.rounds)
         assert late.resolver.rounds[0].events == 2
@@ -153,7 +154,7 @@ def test_rounds_never_overlap_and_run_in_order(setup: Setup) -> None:
     setup.produce("a", "b")
     setup.flow.step()  # caught up: the round starts (and waits at the gate)
     setup.produce("c", "d")
-    setup.flow.step()  # staged, but the resolver is busy
+    setup.flow.step()  # applied, but the resolver is busy
     assert setup.resolver.rounds == []
     setup.resolver.gate.set()
     setup.step_until(lambda: setup.consumer.committed(TP) == 4)
@@ -168,11 +169,11 @@ def test_a_redis_error_retries_the_round_with_the_same_input(setup: Setup) -> No
 
 
 def test_a_bug_in_a_step_surfaces() -> None:
-    def broken(batch: Batch) -> Iterator[Staged]:
+    def broken(batch: Batch) -> Iterator[Pending]:
         raise ValueError("a bug")
         yield  # pragma: no cover
 
-    with _setup(stage=broken) as setup:
+    with _setup(apply=broken) as setup:
         setup.produce("a")
         with pytest.raises(ValueError, match="a bug"):
             setup.step_until(lambda: False, steps=5)
@@ -186,7 +187,7 @@ def test_offsets_not_recorded_in_redis_are_not_committed_to_kafka(setup: Setup) 
         if len(attempts) == 1:
             raise redis.ConnectionError("away")
 
-    setup.flow._record = record
+    setup.flow._commits._record = record
     setup.produce("a")
     setup.step_until(lambda: attempts)
     assert setup.consumer.committed(TP) is None

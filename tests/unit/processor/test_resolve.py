@@ -1,0 +1,40 @@
+"""The resolve step alone: dead letters confirmed first, clusters derived, events counted."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from infra.streams import StreamError
+from processor import metrics
+from tests.unit.processor.records import batch, event, record
+from tests.unit.processor.steps import steps
+
+
+def _processed() -> float:
+    return metrics.EVENTS_PROCESSED.labels("web")._value.get()
+
+
+def test_a_round_makes_its_customers_visible_and_counts_its_events(redis_url: str) -> None:
+    with steps(redis_url) as s:
+        [staged] = s.apply(batch(record(event("u-1", "m1"), event("u-1", "m2", "Order Completed"))))
+        before = _processed()
+        assert s.resolve(staged) == 1
+        assert _processed() - before == 2
+        [key] = s.client.keys(f"{s.store.keys.prefix}:cust:*")
+        profile = orjson.loads(s.client.get(key) or b"null")
+        assert profile["stage"] == "purchase"
+
+
+def test_a_round_whose_dead_letters_failed_raises_before_resolving(redis_url: str) -> None:
+    with steps(redis_url) as s:
+        s.producer.hold = StreamError("not acknowledged")
+        [staged] = s.apply(batch(record(event("u-1", "m1")), b"{"))
+        with pytest.raises(StreamError):
+            s.resolve(staged)  # the caller retries the round with the same input
+        assert s.client.keys(f"{s.store.keys.prefix}:cust:*") == []
+        s.producer.hold = None
+        with pytest.raises(StreamError):
+            s.resolve(staged)  # the failed letter was sent again: this time it is stored
+        assert s.resolve(staged) == 1
+        assert all(letter.confirmed for letter in staged.letters)
