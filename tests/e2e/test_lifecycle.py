@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api import schemas, schemas_segments
+from api import schemas, schemas_analytics
 from api.timeparse import iso
 from tests.e2e.conftest import READ_TOKEN, WRITE_KEY, stack_env, start_service, wait_for
 
@@ -126,7 +126,7 @@ def test_the_funnel_counts_first_and_repeat_journeys_apart(
     def reached(journey: str) -> tuple[int, list[int]]:
         answer = get(stack, "/v1/funnel", journey=journey, **window)
         assert answer is not None
-        schemas_segments.FunnelAnswer.model_validate(answer)
+        schemas_analytics.FunnelAnswer.model_validate(answer)
         assert answer["journey"] == journey
         return answer["customers"], [s["reached"] for s in answer["stages"]]
 
