@@ -6,6 +6,7 @@ Dependencies are ``async`` on purpose: FastAPI runs plain functions in a thread 
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
@@ -13,6 +14,8 @@ from fastapi import Depends, Path, Query, Request
 from api.auth import require
 from api.erasure import Eraser
 from api.readmodel import ReadModel
+from api.selection import Selection, trait_filters
+from api.timeparse import window
 from infra.problems import Problem
 from touchpath.identifiers import Identifier, identifier_from_query
 from touchpath.settings import ApiToken
@@ -75,6 +78,25 @@ SinceStart = Annotated[str | None, Query(description=TIME + " Default: the begin
 UntilNow = Annotated[str | None, Query(description=TIME + " Default: now.")]
 FirstTouchChannel = Annotated[str | None, Query(description="Only this first-touch channel.")]
 FirstTouchCampaign = Annotated[str | None, Query(description="Only this first-touch campaign.")]
+
+
+def _selected(
+    request: Request, channel: FirstTouchChannel = None, campaign: FirstTouchCampaign = None
+) -> Selection:
+    """The customers an analytics answer counts: first-touch channel and campaign, and one of
+    the wanted values of every ``trait.<name>`` named."""
+    return Selection(channel, campaign, trait_filters(request.query_params))
+
+
+def _window(since: SinceStart = None, until: UntilNow = None) -> tuple[int, int]:
+    """``[since, until]`` in epoch ms (default: the beginning, now)."""
+    return window(since, until, int(time.time() * 1000))
+
+
+#: The customers selected (``channel``, ``campaign``, ``trait.<name>``).
+Selected = Annotated[Selection, Depends(_selected)]
+#: The window ``[since, until]`` in epoch ms, up to now by default.
+Window = Annotated[tuple[int, int], Depends(_window)]
 
 Config = Annotated[ApiSettings, Depends(_settings)]
 Reads = Annotated[ReadModel, Depends(_read_model)]

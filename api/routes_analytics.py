@@ -5,23 +5,22 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
 from api import schemas_analytics as schemas
 from api.accounts import trait_groups
 from api.business import Figures
 from api.deps import (
     TIME,
-    FirstTouchCampaign,
-    FirstTouchChannel,
     Reads,
     ReadScope,
+    Selected,
     SinceStart,
     Stages,
     UntilNow,
 )
 from api.funnel import ACCOUNT, NONE, Funnel, text
-from api.selection import TRAIT_PARAMETER, Selection, trait_filters
+from api.selection import TRAIT_PARAMETER
 from api.timeparse import DAY_MS, duration_ms, iso, window
 from infra.problems import JSONBody
 from touchpath.surveys import Satisfaction
@@ -36,10 +35,10 @@ router = APIRouter(prefix="/v1", tags=["analytics"])
     openapi_extra={"parameters": [TRAIT_PARAMETER]},
 )
 async def funnel(
-    request: Request,
     reads: Reads,
     stages: Stages,
     _: ReadScope,
+    selection: Selected,
     since: SinceStart = None,
     until: UntilNow = None,
     group_by: Annotated[
@@ -53,8 +52,6 @@ async def funnel(
             "`(none)`); the 100 largest groups are listed, the rest as `(other)`.",
         ),
     ] = None,
-    channel: FirstTouchChannel = None,
-    campaign: FirstTouchCampaign = None,
     stalled_after: Annotated[
         str, Query(description="`30m`, `12h`, `7d`, `2w`.", examples=["7d"])
     ] = "7d",
@@ -80,7 +77,6 @@ async def funnel(
     the next stage are read from a histogram: within 0.25 % of the exact value. With
     ``group_by``, groups without a customer counted in the window are left out. With
     ``journey`` the same counts are made of first journeys or of repeat journeys apart."""
-    selection = Selection(channel, campaign, trait_filters(request.query_params))
     now = int(time.time() * 1000)
     low, high = window(since, until, now)
     stall = duration_ms(stalled_after, "stalled_after")

@@ -6,7 +6,6 @@ an API token once and calls the read endpoints with it (funnel, flows, customers
 
 from __future__ import annotations
 
-import time
 from functools import cache
 from importlib import resources
 from typing import Annotated
@@ -14,18 +13,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from api import schemas_analytics as schemas
-from api.deps import (
-    FirstTouchCampaign,
-    FirstTouchChannel,
-    Reads,
-    ReadScope,
-    SinceStart,
-    Stages,
-    UntilNow,
-)
+from api.deps import Reads, ReadScope, Selected, Stages, Window
 from api.flows import flows
-from api.selection import TRAIT_PARAMETER, Selection, trait_filters
-from api.timeparse import iso, window
+from api.selection import TRAIT_PARAMETER
+from api.timeparse import iso
 from infra.problems import JSONBody, Problem
 
 router = APIRouter(tags=["journey map"])
@@ -66,14 +57,7 @@ async def journey_map_asset(name: Annotated[str, Path(max_length=20)]) -> Respon
     openapi_extra={"parameters": [TRAIT_PARAMETER]},
 )
 async def stage_flows(
-    request: Request,
-    reads: Reads,
-    stages: Stages,
-    _: ReadScope,
-    since: SinceStart = None,
-    until: UntilNow = None,
-    channel: FirstTouchChannel = None,
-    campaign: FirstTouchCampaign = None,
+    request: Request, reads: Reads, stages: Stages, _: ReadScope, span: Window, selection: Selected
 ) -> Response:
     """Each customer's stages in the order it entered them: a link from its first-touch
     channel to its first stage, then from each stage to the next, split by the channel of
@@ -81,8 +65,7 @@ async def stage_flows(
     target stage in the window [since, until]: so a stage's inflow is the customers who
     entered that very stage. (The funnel's *reached* also counts customers who skipped the
     stage and entered a later one, so it can be larger.)"""
-    low, high = window(since, until, int(time.time() * 1000))
-    selection = Selection(channel, campaign, trait_filters(request.query_params))
+    low, high = span
     rows = [row async for chunk in reads.stored_rows() for row in chunk]
     answer = flows(rows, stages.stages, selection, low, high)
     return JSONBody(

@@ -10,19 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from api import schemas_moments as schemas
-from api.deps import (
-    Config,
-    FirstTouchCampaign,
-    FirstTouchChannel,
-    Reads,
-    ReadScope,
-    SinceStart,
-    Stages,
-    UntilNow,
-)
+from api.deps import Config, Reads, ReadScope, Selected, SinceStart, Stages, UntilNow, Window
 from api.moments import DropOff, Personas, days_between, firing_counts
 from api.routes_webhooks import trigger_names
-from api.selection import TRAIT_PARAMETER, Selection, trait_filters
+from api.selection import TRAIT_PARAMETER
 from api.timeparse import DAY_MS, iso, window
 from infra.problems import JSONBody
 from touchpath.triggers import COUNT_DAYS
@@ -37,14 +28,7 @@ router = APIRouter(prefix="/v1", tags=["journey map"])
     openapi_extra={"parameters": [TRAIT_PARAMETER]},
 )
 async def drop_off(
-    request: Request,
-    reads: Reads,
-    stages: Stages,
-    _: ReadScope,
-    since: SinceStart = None,
-    until: UntilNow = None,
-    channel: FirstTouchChannel = None,
-    campaign: FirstTouchCampaign = None,
+    reads: Reads, stages: Stages, _: ReadScope, span: Window, selection: Selected
 ) -> Response:
     """The funnel's counts read the other way round. For each stage: **reached** — customers
     who reached it or a later one in the window [since, until] (as `GET /v1/funnel`);
@@ -53,8 +37,7 @@ async def drop_off(
     **drop_rate** — ``dropped / reached``. The last stage has no next stage and no drop-off.
     Overall and split by first-touch channel (``by_channel``) and first-touch campaign
     (``by_campaign``); channels and campaigns without a customer in the window are left out."""
-    low, high = window(since, until, int(time.time() * 1000))
-    selection = Selection(channel, campaign, trait_filters(request.query_params))
+    low, high = span
     counter = DropOff(stages.stages, low, high)
     async for rows in reads.funnel_rows():
         counter.add(selection.rows(rows))

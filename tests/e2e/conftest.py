@@ -10,15 +10,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from infra.embedded import Child, free_port, spawn, start_redis
 from infra.kafka import ensure_topics
 from tests.conftest import CLUSTER_URLS
+from touchpath.records import encode_touchpoints
 from touchpath.settings import load_settings
 
 T = TypeVar("T")
@@ -134,6 +135,15 @@ def read_topic(bootstrap: str, topic: str, count: int, timeout_s: float = 15.0) 
         return found
     finally:
         consumer.close()
+
+
+def send(env: dict[str, str], *events: dict[str, Any]) -> None:
+    """Put events on the stack's touchpoint topic directly, one record each."""
+    producer = KafkaProducer(bootstrap_servers=env["TOUCHPATH_KAFKA_BOOTSTRAP"], acks="all")
+    for event in events:
+        producer.send(env["TOUCHPATH_TOPIC_TOUCHPOINTS"], encode_touchpoints([event], "t"))
+    producer.flush()
+    producer.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from kafka import KafkaProducer
 
 from tests.conftest import redis_for
-from tests.e2e.conftest import READ_TOKEN, stack_env, start_service, wait_for
+from tests.e2e.conftest import READ_TOKEN, send, stack_env, start_service, wait_for
 from tests.reference import make_event
-from touchpath.records import encode_touchpoints
 from touchpath.stages import load_stage_model, parse_stage_model
 
 #: Other rules: other stage names, the same events, one that counts only under these.
@@ -39,14 +37,6 @@ def envs(bootstrap: str, redis_url: str, tmp_path: Path) -> tuple[dict[str, str]
     rules = tmp_path / "rules.yaml"
     rules.write_text(NEW_RULES)
     return stack_env(bootstrap, redis_url), rules
-
-
-def send(env: dict[str, str], *events: dict[str, Any]) -> None:
-    producer = KafkaProducer(bootstrap_servers=env["TOUCHPATH_KAFKA_BOOTSTRAP"], acks="all")
-    for event in events:
-        producer.send(env["TOUCHPATH_TOPIC_TOUCHPOINTS"], encode_touchpoints([event], "t"))
-    producer.flush()
-    producer.close()
 
 
 def journey(user: str) -> list[dict[str, Any]]:

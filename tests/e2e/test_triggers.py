@@ -10,11 +10,9 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from kafka import KafkaProducer
 
-from tests.e2e.conftest import read_topic, stack_env, start_service, wait_for
+from tests.e2e.conftest import read_topic, send, stack_env, start_service, wait_for
 from tests.reference import make_event
-from touchpath.records import encode_touchpoints
 
 RULES = """
 stages: [awareness, decision, purchase]
@@ -42,14 +40,6 @@ def env(bootstrap: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
         TOUCHPATH_TRIGGER_LEASE_S="2",
         TOUCHPATH_TOPIC_TRIGGER_FIRINGS=f"tp.{time.time_ns()}.trigger-firings",
     )
-
-
-def send(env: dict[str, str], *events: dict[str, Any]) -> None:
-    producer = KafkaProducer(bootstrap_servers=env["TOUCHPATH_KAFKA_BOOTSTRAP"], acks="all")
-    for event in events:
-        producer.send(env["TOUCHPATH_TOPIC_TOUCHPOINTS"], encode_touchpoints([event], "t"))
-    producer.flush()
-    producer.close()
 
 
 def event(kind: str, user: str, at_ms: int) -> dict[str, Any]:
