@@ -10,15 +10,7 @@ from fastapi import APIRouter, Query, Response
 from api import schemas_analytics as schemas
 from api.accounts import trait_groups
 from api.business import Figures
-from api.deps import (
-    TIME,
-    Reads,
-    ReadScope,
-    Selected,
-    SinceStart,
-    Stages,
-    UntilNow,
-)
+from api.deps import TIME, Reads, ReadScope, Selected, SinceStart, Stages, UntilNow, Window
 from api.funnel import ACCOUNT, NONE, Funnel, text
 from api.selection import TRAIT_PARAMETER
 from api.timeparse import DAY_MS, duration_ms, iso, window
@@ -153,18 +145,12 @@ async def business_figures(
     summary="NPS and CSAT, overall and per stage",
     response_model=schemas.SatisfactionAnswer,
 )
-async def satisfaction(
-    reads: Reads,
-    stages: Stages,
-    _: ReadScope,
-    since: SinceStart = None,
-    until: UntilNow = None,
-) -> Response:
+async def satisfaction(reads: Reads, stages: Stages, _: ReadScope, span: Window) -> Response:
     """Survey answers from any channel (`NPS Survey Answered` with `properties.score` 0-10,
     `CSAT Survey Answered` with 1-5, chat tools' satisfaction ratings) given in the window.
     **nps** = % promoters (9-10) - % detractors (0-6); **csat** = average score. Each answer
     counts in the stage the customer was at when answering (`(none)` before any stage)."""
-    low, high = window(since, until, int(time.time() * 1000))
+    low, high = span
     totals = Satisfaction()
     async for customers in reads.survey_answers():
         for answers in customers:

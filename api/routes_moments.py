@@ -58,18 +58,13 @@ async def drop_off(
     response_model=schemas.PersonasAnswer,
 )
 async def personas(
-    reads: Reads,
-    stages: Stages,
-    settings: Config,
-    _: ReadScope,
-    since: SinceStart = None,
-    until: UntilNow = None,
+    reads: Reads, stages: Stages, settings: Config, _: ReadScope, span: Window
 ) -> Response:
     """For each trait of ``TOUCHPATH_PERSONA_TRAITS`` (in that order): the values held by
     customers counted in the funnel's window (a stage reached in [since, until]), with how
     many customers hold each, most frequent first (50 at most). A value with no customer is
     not listed. Filter any analytics endpoint by one with ``trait.<name>=<value>``."""
-    low, high = window(since, until, int(time.time() * 1000))
+    low, high = span
     counter = Personas(stages.stages, low, high, settings.persona_traits)
     async for rows in reads.funnel_rows():
         counter.add(rows)

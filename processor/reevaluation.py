@@ -16,6 +16,7 @@ demand: nobody is ever derived from the old rules' candidates.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
@@ -125,16 +126,7 @@ class Reevaluation:
 
     def _resolver(self) -> Resolver:
         """A resolver of its own (its announcements silenced when asked)."""
-        base = self.resolver
-        own = Resolver(
-            base.store,
-            base.model,
-            base.policy,
-            base.chunk,
-            base.triggers,
-            lapse_days=base.lapse_days,
-            unversioned=base.unversioned,
-        )
+        own = copy.copy(self.resolver)  # the same store, rules, triggers and lapse
         own.announce = not self.silent
         return own
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -199,13 +200,20 @@ _KEPT_PATHS = frozenset(
 def _rule_fields(event: Mapping[str, Any], model: StageModel) -> dict[str, Any]:
     """The scalar values of the fields the rules read beyond what an entry keeps."""
     found: dict[str, Any] = {}
-    for path in model.read_paths - _KEPT_PATHS:
+    for path, parts in _extra_paths(model.read_paths):
         value: Any = event
-        for part in path.split("."):
+        for part in parts:
             value = value.get(part) if isinstance(value, Mapping) else None
         if isinstance(value, str | int | float | bool):
             found[path] = _short(value)
     return found
+
+
+@lru_cache(maxsize=16)
+def _extra_paths(read: frozenset[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The paths rules read that an entry does not keep, each split once (per rules, not
+    per event)."""
+    return tuple((path, tuple(path.split("."))) for path in sorted(read - _KEPT_PATHS))
 
 
 def _short(value: Any) -> Any:
