@@ -255,6 +255,41 @@ def check_stitching(client: redis.Redis, prefix: str, truth: list[set[str]]) -> 
     return {"people": len(truth), "stitched_wrong": wrong}
 
 
+def redis_time_by_command(client: redis.Redis, events: int) -> dict[str, float]:
+    """Redis's own time per event (µs) by command since the last ``CONFIG RESETSTAT``
+    (scripts count as ``evalsha``/``fcall``, their inner commands as themselves)."""
+    stats = client.info("commandstats")
+    spent = {
+        name.removeprefix("cmdstat_"): round(float(entry["usec"]) / events, 2)
+        for name, entry in stats.items()
+    }
+    return dict(sorted(spent.items(), key=lambda item: -item[1]))
+
+
+def memory_by_family(client: redis.Redis, prefix: str) -> dict[str, dict[str, int]]:
+    """Redis memory (``MEMORY USAGE``) and key count per key family under ``prefix``: a key's
+    family is its name with the identifier (or customer/cluster id) replaced by ``*``."""
+    families: dict[str, dict[str, int]] = {}
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=2000))
+    for start in range(0, len(keys), 2000):
+        chunk = keys[start : start + 2000]
+        pipe = client.pipeline(transaction=False)
+        for key in chunk:
+            pipe.memory_usage(key, samples=0)
+        for key, used in zip(chunk, pipe.execute(), strict=True):
+            parts = key.split(":")
+            if parts[1] in ("a", "cl") and len(parts) >= 4:
+                family = f"{parts[1]}:*:{parts[-1]}"
+            elif len(parts) >= 3 and parts[1] in ("id", "idc", "cust", "former", "trg"):
+                family = f"{parts[1]}:*"
+            else:
+                family = ":".join(parts[1:])
+            entry = families.setdefault(family, {"keys": 0, "bytes": 0})
+            entry["keys"] += 1
+            entry["bytes"] += int(used or 0)
+    return dict(sorted(families.items(), key=lambda item: -item[1]["bytes"]))
+
+
 def redis_baseline(client: redis.Redis, events_all: list[dict]) -> float:
     """Bare pipelined Redis writes: SADD + ZADD + HINCRBY per event, batches of 2000."""
     started = time.perf_counter()
@@ -308,11 +343,14 @@ def main() -> None:
             )
             preload(bootstrap, env["TOUCHPATH_TOPIC_TOUCHPOINTS"], events_all, args.partitions)
             memory_before = int(client.info("memory")["used_memory"])
+            client.config_resetstat()
             run_result = run_processors(
                 instances, env, len(events_all), work, client, broker.process.pid
             )
             memory = int(client.info("memory")["used_memory"]) - memory_before
             check = check_stitching(client, env["TOUCHPATH_REDIS_PREFIX"], truth)
+            commands = redis_time_by_command(client, len(events_all))
+            families = memory_by_family(client, env["TOUCHPATH_REDIS_PREFIX"])
             results[f"processors_{instances}"] = {
                 "events_per_s": round(run_result["events_per_s_after_join"]),
                 "events_per_s_from_start": round(run_result["events_per_s_from_start"]),
@@ -322,6 +360,11 @@ def main() -> None:
                 "broker_cpu_us_per_event": round(run_result["broker_cpu_us"], 1),
                 "redis_bytes_per_customer": round(memory / args.people),
                 **check,
+                "redis_us_per_event_by_command": commands,
+                "memory_by_family": {
+                    name: {**entry, "bytes_per_customer": round(entry["bytes"] / args.people)}
+                    for name, entry in families.items()
+                },
             }
             print(
                 f"{instances} processor(s): {run_result['events_per_s_after_join']:,.0f} events/s "
@@ -333,6 +376,14 @@ def main() -> None:
                 f"bytes/customer; stitching: {check}",
                 flush=True,
             )
+            print("    Redis time per event by command: " + ", ".join(
+                f"{name} {us:.1f} µs" for name, us in list(commands.items())[:8]
+            ))
+            for name, entry in families.items():
+                print(
+                    f"    {name:24} {entry['keys']:>8,} keys "
+                    f"{entry['bytes'] / args.people:>8,.0f} B/customer"
+                )
         base = results["redis_baseline_events_per_s"]
         print(f"bare pipelined Redis writes: {base:,} events/s (3 writes per event)")
         for instances in counts:
