@@ -31,7 +31,14 @@ from kafka import KafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from infra.embedded import Child, free_port, spawn, start_redis, start_tansu  # noqa: E402
+from infra.embedded import (  # noqa: E402
+    Child,
+    free_port,
+    spawn,
+    start_redis,
+    start_redis_cluster,
+    start_tansu,
+)
 from infra.kafka import ensure_topics  # noqa: E402
 from touchpath.events import format_time  # noqa: E402
 from touchpath.records import encode_touchpoints  # noqa: E402
@@ -290,16 +297,41 @@ def memory_by_family(client: redis.Redis, prefix: str) -> dict[str, dict[str, in
     return dict(sorted(families.items(), key=lambda item: -item[1]["bytes"]))
 
 
-def redis_baseline(client: redis.Redis, events_all: list[dict]) -> float:
-    """Bare pipelined Redis writes: SADD + ZADD + HINCRBY per event, batches of 2000."""
+def slot_master(nodes: list[Child], prefix: str) -> redis.Redis:
+    """A client of the cluster master holding ``prefix``'s slot."""
+    for node in nodes:
+        candidate = redis.Redis(port=node.port, decode_responses=True)
+        slot = int(candidate.execute_command("CLUSTER", "KEYSLOT", prefix))
+        mine = any(
+            int(first) <= slot <= int(last)
+            for first, last in (r.split("-") for r in _own_ranges(candidate))
+        )
+        if mine:
+            return candidate
+        candidate.close()
+    raise RuntimeError(f"no master holds the slot of {prefix}")
+
+
+def _own_ranges(client: redis.Redis) -> list[str]:
+    """The slot ranges (``first-last``) the node ``client`` talks to serves."""
+    for line in client.execute_command("CLUSTER", "NODES").splitlines():
+        fields = line.split()
+        if "myself" in fields[2]:
+            return [f if "-" in f else f"{f}-{f}" for f in fields[8:] if not f.startswith("[")]
+    return []
+
+
+def redis_baseline(client: redis.Redis, events_all: list[dict], tag: str = "") -> float:
+    """Bare pipelined Redis writes: SADD + ZADD + HINCRBY per event, batches of 2000 (keys
+    under ``tag``: a cluster's hash tag puts them in the installation's slot)."""
     started = time.perf_counter()
     for start in range(0, len(events_all), 2000):
         pipe = client.pipeline(transaction=False)
         for item in events_all[start : start + 2000]:
             key = item.get("userId") or item.get("anonymousId")
-            pipe.sadd(f"base:{key}:seen", item["messageId"])
-            pipe.zadd(f"base:{key}:journey", {item["messageId"]: 1})
-            pipe.hincrby(f"base:{key}:data", "events", 1)
+            pipe.sadd(f"{tag}base:{key}:seen", item["messageId"])
+            pipe.zadd(f"{tag}base:{key}:journey", {item["messageId"]: 1})
+            pipe.hincrby(f"{tag}base:{key}:data", "events", 1)
         pipe.execute()
     return len(events_all) / (time.perf_counter() - started)
 
@@ -312,24 +344,43 @@ def main() -> None:
     parser.add_argument(
         "--instances", default="1,2", help="processor counts to run, comma-separated"
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run on a local three-master Redis Cluster (TOUCHPATH_REDIS_CLUSTER=true): Redis "
+        "figures are the master holding the installation's slot",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "processor.json"))
     args = parser.parse_args()
     counts = [int(n) for n in args.instances.split(",")]
     work = Path(tempfile.mkdtemp(prefix="touchpath-bench-"))
     broker = start_tansu(free_port(), work)
-    redis_child = start_redis(free_port(), work / "redis", work, aof=True)
-    bootstrap, redis_url = f"127.0.0.1:{broker.port}", f"redis://127.0.0.1:{redis_child.port}/0"
+    if args.cluster:
+        redis_children = start_redis_cluster(work, 3)
+    else:
+        redis_children = [start_redis(free_port(), work / "redis", work, aof=True)]
+    bootstrap = f"127.0.0.1:{broker.port}"
+    redis_url = f"redis://127.0.0.1:{redis_children[0].port}/0"
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         events_all, truth = population(args.people, args.events)
         results: dict[str, Any] = {"events": len(events_all), "people": args.people}
-        results["redis_baseline_events_per_s"] = round(redis_baseline(client, events_all))
+        results["redis"] = "cluster of 3 masters" if args.cluster else "one redis-server"
         for instances in counts:
             run = uuid.uuid4().hex[:6]
+            prefix = f"{{b{run}}}" if args.cluster else f"b{run}"
+            if args.cluster:  # the master holding the installation's slot
+                client.close()
+                client = slot_master(redis_children, prefix)
+            if "redis_baseline_events_per_s" not in results:
+                results["redis_baseline_events_per_s"] = round(
+                    redis_baseline(client, events_all, prefix if args.cluster else "")
+                )
             env = {
                 "TOUCHPATH_KAFKA_BOOTSTRAP": bootstrap,
                 "TOUCHPATH_REDIS_URL": redis_url,
-                "TOUCHPATH_REDIS_PREFIX": f"b{run}",
+                "TOUCHPATH_REDIS_CLUSTER": "true" if args.cluster else "false",
+                "TOUCHPATH_REDIS_PREFIX": prefix,
                 "TOUCHPATH_CONSUMER_GROUP": f"b{run}",
                 "TOUCHPATH_TOPIC_TOUCHPOINTS": f"bench.{run}.touchpoints",
                 "TOUCHPATH_TOPIC_DEAD_LETTER": f"bench.{run}.dlq",
@@ -394,7 +445,8 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     finally:
         client.close()
-        redis_child.stop()
+        for child in redis_children:
+            child.stop()
         broker.stop()
 
 

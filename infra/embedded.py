@@ -308,6 +308,74 @@ def start_redis(
     return spawn("redis", argv, port, log_dir / "redis.log")
 
 
+def start_redis_cluster(run_dir: Path, masters: int = 3) -> list[Child]:
+    """A local Redis Cluster of ``masters`` masters (no replicas, no persistence) on free
+    loopback ports, joined by ``redis-cli --cluster create``; for tests and benchmarks."""
+    if shutil.which("redis-cli") is None or shutil.which("redis-server") is None:
+        raise EmbeddedError("a local Redis Cluster needs redis-server and redis-cli")
+    nodes: list[Child] = []
+    try:
+        for port in _cluster_ports(masters):
+            data = run_dir / f"cluster-{port}"
+            private_dir(data)
+            argv = [
+                *("redis-server", "--bind", "127.0.0.1", "--port", str(port)),
+                *("--dir", str(data), "--cluster-enabled", "yes"),
+                *("--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no"),
+                *server_arguments(),
+            ]
+            nodes.append(spawn("redis-cluster", argv, port, run_dir / f"cluster-{port}.log"))
+        addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0"],
+            input="yes\n",
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        _wait_until_cluster_ok(nodes)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Free ports whose cluster bus ports (``port + 10000``) are free too."""
+    found: list[int] = []
+    while len(found) < count:
+        port = free_port()
+        if port in found or port + 10_000 > 65_535:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        found.append(port)
+    return found
+
+
+def _wait_until_cluster_ok(nodes: list[Child], timeout_s: float = 30) -> None:
+    import redis
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        states = []
+        for node in nodes:
+            client = redis.Redis(port=node.port)
+            try:
+                states.append(client.cluster("info").get("cluster_state"))
+            finally:
+                client.close()
+        if all(state == "ok" for state in states):
+            return
+        time.sleep(0.1)  # polling the condition
+    raise EmbeddedError("the local Redis Cluster did not become ready")
+
+
 def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
     """True when a Redis answers PING at ``url``."""
     import redis
