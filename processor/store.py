@@ -317,7 +317,8 @@ class JourneyStore:
         return {cid: orjson.loads(v) for cid, v in zip(wanted, values, strict=True) if v}
 
 
-LAYOUT_VERSION = 2  # 2: de-duplication sets are sorted sets scored by receipt time
+LAYOUT_VERSION = 3  # 2: de-duplication sets are sorted sets scored by receipt time;
+# 3: cluster snapshots map each customer id to "" (the profile is only P:cust)
 _CONVERT_SEEN = """
 local now = ARGV[1]
 for _, key in ipairs(KEYS) do
@@ -334,6 +335,24 @@ for _, key in ipairs(KEYS) do
     end
   end
 end
+return #KEYS
+"""
+_EMPTY_SNAPSHOTS = """
+local emptied = 0
+for _, key in ipairs(KEYS) do
+  local flat, args = redis.call('HGETALL', key), {}
+  for i = 1, #flat, 2 do
+    if flat[i + 1] ~= '' then
+      args[#args + 1] = flat[i]
+      args[#args + 1] = ''
+    end
+  end
+  for start = 1, #args, 500 do
+    redis.call('HSET', key, unpack(args, start, math.min(start + 499, #args)))
+  end
+  if #args > 0 then emptied = emptied + 1 end
+end
+return emptied
 """
 
 
@@ -342,26 +361,37 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
     concurrent processors may both run it); returns how many keys were converted.
 
     Version 1 kept messageIds in plain sets: each becomes a sorted set whose members count as
-    received ``now_ms``, so they stay in the de-duplication window for its whole length."""
+    received ``now_ms``, so they stay in the de-duplication window for its whole length.
+    Versions 1 and 2 kept a copy of each profile in its cluster's snapshot: it is emptied."""
     keys = Keys(prefix)
-    if int(client.get(keys.layout) or 1) >= LAYOUT_VERSION:
+    version = int(client.get(keys.layout) or 1)
+    if version >= LAYOUT_VERSION:
         return 0
-    convert = client.register_script(_CONVERT_SEEN)
-    converted, batch = 0, []
-    for key in client.scan_iter(match=f"{prefix}:a:*:seen", count=1000, _type="set"):
-        batch.append(key)
-        if len(batch) == 500:
-            convert(keys=batch, args=[now_ms])
-            converted, batch = converted + len(batch), []
-    if batch:
-        convert(keys=batch, args=[now_ms])
-        converted += len(batch)
+    converted = 0
+    if version < 2:
+        seen = f"{prefix}:a:*:seen"
+        converted += _convert(client, _CONVERT_SEEN, seen, "set", [now_ms])
+    converted += _convert(client, _EMPTY_SNAPSHOTS, f"{prefix}:cl:*:snap", "hash", [])
     try:
         client.set(keys.layout, LAYOUT_VERSION)
     except redis.OutOfMemoryError:
         if converted:
             raise
         # nothing was converted: the marker only saves the next start a scan
+    return converted
+
+
+def _convert(client: redis.Redis, source: str, match: str, kind: str, args: list[Any]) -> int:
+    """Run the script ``source`` over every key matching ``match`` of type ``kind``, 500 keys
+    a call; the sum of its answers."""
+    script = client.register_script(source)
+    converted, batch = 0, []
+    for key in client.scan_iter(match=match, count=1000, _type=kind):
+        batch.append(key)
+        if len(batch) == 500:
+            converted, batch = converted + int(script(keys=batch, args=args)), []
+    if batch:
+        converted += int(script(keys=batch, args=args))
     return converted
 
 

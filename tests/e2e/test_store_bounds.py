@@ -171,6 +171,27 @@ def test_a_store_of_the_previous_layout_is_migrated_and_still_deduplicates(
     assert store.counters("user_id:old")["c:events"] == "2"
 
 
+def test_the_snapshots_of_the_previous_layout_are_emptied_once(client: redis.Redis) -> None:
+    """Stores of layout 2 hold a copy of each profile in its cluster's snapshot; the
+    migration leaves the customer ids (``P:cust`` is the one copy), whether or not the
+    customer changes later, and the next events derive the same customers."""
+    store = Store(client)
+    keys = store.store.keys
+    store.send([event(1, userId="a", event="Product Viewed"), event(2, userId="b")])
+    client.set(keys.layout, 2)
+    snaps = [k.decode() for k in client.scan_iter(match=f"{keys.prefix}:cl:*:snap")]
+    for snap in snaps:  # as the previous version wrote them
+        for cid in client.hkeys(snap):
+            client.hset(snap, cid, client.get(keys.customer(cid.decode())) or b"")
+    assert migrate_layout(client, keys.prefix, T0) == 2
+    assert migrate_layout(client, keys.prefix, T0) == 0  # once
+    assert [set(client.hvals(snap)) for snap in snaps] == [{b""}, {b""}]
+    store.send([event(3, userId="a", event="Checkout Started")])
+    profile = store.customer("user_id:a")
+    assert profile is not None and profile["stage"] == "decision"
+    assert client.zrange(keys.stage("consideration"), 0, -1) == []
+
+
 def test_active_days_and_purchase_times_keep_the_latest_within_their_bounds(
     client: redis.Redis,
 ) -> None:
