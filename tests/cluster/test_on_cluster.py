@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import redis
 from redis.cluster import RedisCluster
 
@@ -37,6 +38,12 @@ test_stages_and_segments = test_api.test_stages_and_segments
 test_funnel = test_api.test_funnel
 test_erase = test_api.test_erase_is_complete_and_replays_do_not_resurrect
 test_sigkill = test_processor_crash.test_sigkill_mid_stream_loses_nothing_and_double_counts_nothing
+test_webhook_outbox_while_subscribed = (
+    test_store_invariants.test_the_webhook_outbox_is_written_only_while_there_are_subscriptions
+)
+test_trigger_webhooks_while_subscribed = (
+    test_store_invariants.test_trigger_firings_reach_webhooks_only_while_subscribed
+)
 test_rules_changed = (
     test_rules_versions.test_a_changed_rules_file_re_evaluates_everyone_in_the_background
 )
@@ -50,6 +57,14 @@ def test_the_keys_of_an_installation_share_one_slot_of_a_three_master_cluster(
     assert isinstance(redis_client, RedisCluster)
     assert len(redis_client.get_primaries()) == 3
     prefix = stack["env"]["TOUCHPATH_REDIS_PREFIX"]
+    body = {"url": "https://example.com/hook"}  # the API's subscriptions (the scripts' IFEXISTS)
+    made = httpx.post(f"{stack['api']}/v1/subscriptions", json=body, headers=test_api.ADMIN)
+    assert made.status_code == 201, made.text
+    assert redis_client.exists(f"{prefix}:wh:subs")
     keys = list(redis_client.scan_iter(match=f"{prefix}:*"))
     assert len(keys) > 20
     assert {redis_client.keyslot(key) for key in keys} == {redis_client.keyslot(prefix)}
+    gone = httpx.delete(
+        f"{stack['api']}/v1/subscriptions/{made.json()['id']}", headers=test_api.ADMIN
+    )
+    assert gone.status_code in (200, 204) and not redis_client.exists(f"{prefix}:wh:subs")

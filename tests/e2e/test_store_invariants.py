@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from processor.resolver import Resolver
 from processor.store import JourneyStore
+from processor.triggers import Claimed, Settled, TriggerStore
 from tests.conftest import redis_for_keys
 from tests.reference import ReferenceStore
 from tests.unit.test_announcements import PATTERNS, track
@@ -159,5 +160,37 @@ def test_the_webhook_outbox_is_written_only_while_there_are_subscriptions(
     assert client.xlen(store.keys.webhook_outbox) == 0
     client.hset(store.keys.webhooks("subs"), "sub", "{}")
     send(track("m2", 2, "Checkout Started"))
+    client.hdel(store.keys.webhooks("subs"), "sub")  # the last one: as DELETE does
+    send(track("m3", 3, "Order Completed"))
     told = [orjson.loads(f[b"change"]) for _, f in client.xrange(store.keys.webhook_outbox)]
     assert [c["to"] for c in told] == ["decision"]
+    assert client.xlen(store.keys.outbox) == client.xlen(store.keys.live_changes) == 3
+
+
+def test_trigger_firings_reach_webhooks_only_while_subscribed(
+    client: redis.Redis,
+) -> None:
+    """The same rule for trigger firings (trigger_commit.lua): the Kafka outbox and the live
+    stream get every firing; the webhook outbox those stored while ``P:wh:subs`` exists, so
+    deleting the last subscription stops them again."""
+    keys = JourneyStore(client, f"{TAG}trg{uuid.uuid4().hex[:8]}").keys
+    triggers = TriggerStore(client, keys, live_kept=100, webhook_kept=100)
+
+    def fire(n: int) -> None:
+        client.zadd(keys.trigger("due"), {f"cus_{n}\x1fcart": 1})
+        lease, members = triggers.claim(cutoff_ms=10, lease_ms=1000, count=10)
+        assert members == [f"cus_{n}\x1fcart"]
+        decision = ("fire", f"f{n}", b"{}", orjson.dumps({"n": n}), "", "", 0)
+        settled = Settled(Claimed(f"cus_{n}", "cart", None, {}), None, [decision])
+        assert triggers.commit(lease, [settled]) == 1
+
+    def webhook_firings() -> list[int]:
+        return [orjson.loads(f[b"change"])["n"] for _, f in client.xrange(keys.webhook_outbox)]
+
+    fire(1)
+    client.hset(keys.webhooks("subs"), "sub", "{}")
+    fire(2)
+    client.hdel(keys.webhooks("subs"), "sub")  # the last subscription: the hash is gone
+    fire(3)
+    assert webhook_firings() == [2]
+    assert client.xlen(keys.trigger("outbox")) == client.xlen(keys.live_changes) == 3
