@@ -356,6 +356,10 @@ return emptied
 """
 
 
+class LayoutTooNew(RuntimeError):
+    """The store was written by a newer touchpath (rolling back over a layout change)."""
+
+
 def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
     """Bring a store written by an older touchpath to :data:`LAYOUT_VERSION` (idempotent;
     concurrent processors may both run it); returns how many keys were converted.
@@ -365,7 +369,12 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
     Versions 1 and 2 kept a copy of each profile in its cluster's snapshot: it is emptied."""
     keys = Keys(prefix)
     version = int(client.get(keys.layout) or 1)
-    if version >= LAYOUT_VERSION:
+    if version > LAYOUT_VERSION:
+        raise LayoutTooNew(
+            f"the store under {prefix!r} has layout {version}, written by a newer touchpath; "
+            f"this one knows layouts up to {LAYOUT_VERSION}: run the newer version"
+        )
+    if version == LAYOUT_VERSION:
         return 0
     converted = 0
     if version < 2:

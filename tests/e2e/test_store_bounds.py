@@ -16,7 +16,13 @@ import pytest
 import redis
 
 from processor.resolver import Resolver
-from processor.store import JourneyStore, StoreBounds, migrate_layout
+from processor.store import (
+    LAYOUT_VERSION,
+    JourneyStore,
+    LayoutTooNew,
+    StoreBounds,
+    migrate_layout,
+)
 from touchpath.effects import effects_of
 from touchpath.identity import IdentityPolicy
 from touchpath.stages import load_stage_model
@@ -169,6 +175,14 @@ def test_a_store_of_the_previous_layout_is_migrated_and_still_deduplicates(
     assert migrate_layout(client, keys.prefix, T0) == 0  # once
     store.send([event(1, userId="old"), event(2, userId="old")])
     assert store.counters("user_id:old")["c:events"] == "2"
+
+
+def test_a_store_of_a_newer_layout_is_refused(client: redis.Redis) -> None:
+    """Rolling back over a layout change would misread the store: the processor refuses."""
+    keys = Store(client).store.keys
+    client.set(keys.layout, LAYOUT_VERSION + 1)
+    with pytest.raises(LayoutTooNew, match="newer touchpath"):
+        migrate_layout(client, keys.prefix, T0)
 
 
 def test_the_snapshots_of_the_previous_layout_are_emptied_once(client: redis.Redis) -> None:
