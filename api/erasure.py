@@ -46,9 +46,9 @@ import redis.asyncio as aioredis
 
 from infra.erasure_key import erasure_key_async
 from infra.redis_clients import route, sync_client
+from store.keys import Keys
 from touchpath.erasure import Marks, former_customer_ids, forms_of, names_erased
 from touchpath.identity import IdentityPolicy
-from touchpath.keys import Keys
 from touchpath.settings import Settings
 from touchpath.stages import StageModel
 

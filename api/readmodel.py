@@ -3,7 +3,7 @@ one pipeline (profile look-ups of concurrent requests even share theirs, see
 :mod:`api.lookups`); the funnel read hands the ``P:funnel`` rows out in chunks.
 
 The layout is the processor's (``processor/store.py``); key names come from
-:class:`touchpath.keys.Keys`.
+:class:`store.keys.Keys`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import redis.asyncio as aioredis
 from api.lookups import ProfileLookups
 from api.pagination import Position
 from api.rows import FunnelRow, RowCache
+from store.keys import Keys
 from touchpath.anchors import anchor_data
-from touchpath.keys import Keys
 from touchpath.profiles import sum_counts
 from touchpath.reevaluation import RulesState
 from touchpath.stages import StageModel

@@ -17,7 +17,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from infra.redis_clients import route
-from touchpath.keys import Keys
+from store.keys import Keys
 
 # ARGV: prefix, identifier, record JSON → the identifier's cluster, or false.
 _BLOCK = """

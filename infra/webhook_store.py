@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from touchpath.keys import Keys
+from store.keys import Keys
 from touchpath.webhooks import Subscription
 
 # Take up to ARGV[2] deliveries due by ARGV[1] (ms) and lease them until ARGV[3] (ms), at most

@@ -26,7 +26,7 @@ import redis
 
 from infra.retry import retry
 from infra.streams import Consumer, Partition
-from touchpath.keys import Keys
+from store.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import redis
 from infra.redis_clients import scan_page, sync_client
 from processor import metrics
 from processor.resolver import Resolver
-from touchpath.keys import Keys
+from store.keys import Keys
 from touchpath.reevaluation import RulesState
 from touchpath.settings import Settings
 

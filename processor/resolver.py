@@ -21,11 +21,11 @@ import orjson
 
 from processor.store import ClusterState, ClusterWrite, JourneyStore
 from processor.triggers import schedule as schedule_triggers
+from store.keys import Keys
 from touchpath.announcements import announced_record, stage_changes
 from touchpath.cycles import DEFAULT_LAPSE_DAYS
 from touchpath.funnel_rows import funnel_row
 from touchpath.identity import IdentityPolicy
-from touchpath.keys import Keys
 from touchpath.profiles import derive_profiles
 from touchpath.stages import StageModel
 from touchpath.triggers import TriggerModel

@@ -36,10 +36,10 @@ import redis
 from infra.erasure_key import erasure_key as infra_erasure_key
 from infra.redis_clients import route
 from processor.offsets import Incarnation
+from store.keys import Keys
 from touchpath.anchors import AnchorData, anchor_data
 from touchpath.effects import EventEffects
 from touchpath.erasure import Marks
-from touchpath.keys import Keys
 from touchpath.reevaluation import Rewrite, entries_of, rewrite
 from touchpath.settings import Settings
 from touchpath.stages import StageModel

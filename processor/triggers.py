@@ -18,7 +18,7 @@ from typing import Any, cast
 import orjson
 import redis
 
-from touchpath.keys import Keys
+from store.keys import Keys
 from touchpath.triggers import TriggerModel, wake_ms
 
 SEPARATOR = "\x1f"
