@@ -21,10 +21,10 @@ import orjson
 
 from processor.store import ClusterState, ClusterWrite, JourneyStore
 from processor.triggers import schedule as schedule_triggers
+from store.codecs import encode_funnel_row
 from store.keys import Keys
 from touchpath.announcements import announced_record, stage_changes
 from touchpath.cycles import DEFAULT_LAPSE_DAYS
-from touchpath.funnel_rows import funnel_row
 from touchpath.identity import IdentityPolicy
 from touchpath.profiles import derive_profiles
 from touchpath.stages import StageModel
@@ -220,7 +220,7 @@ class Resolver:
             _index_stage(write, keys, cid, before, profile)
             _index_accounts(write, keys, cid, before, profile)
             persona = self.store.bounds.persona_traits
-            call("HSET", keys.funnel, cid, orjson.dumps(funnel_row(profile, persona)))
+            call("HSET", keys.funnel, cid, encode_funnel_row(profile, persona))
             if profile["surveys"]:
                 call("HSET", keys.surveys, cid, orjson.dumps(profile["surveys"]))
             elif before and before.get("surveys"):
