@@ -36,6 +36,7 @@ import redis
 from infra.erasure_key import erasure_key as infra_erasure_key
 from infra.redis_clients import route
 from processor.offsets import Incarnation
+from store import scripts
 from store.keys import Keys
 from touchpath.anchors import AnchorData, anchor_data
 from touchpath.effects import EventEffects
@@ -317,23 +318,6 @@ class JourneyStore:
 
 
 LAYOUT_VERSION = 2  # 2: de-duplication sets are sorted sets scored by receipt time
-_CONVERT_SEEN = """
-local now = ARGV[1]
-for _, key in ipairs(KEYS) do
-  if redis.call('TYPE', key).ok == 'set' then
-    local members = redis.call('SMEMBERS', key)
-    redis.call('DEL', key)
-    for start = 1, #members, 500 do
-      local args = {}
-      for i = start, math.min(start + 499, #members) do
-        args[#args + 1] = now
-        args[#args + 1] = members[i]
-      end
-      redis.call('ZADD', key, unpack(args))
-    end
-  end
-end
-"""
 
 
 def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
@@ -345,7 +329,7 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
     keys = Keys(prefix)
     if int(client.get(keys.layout) or 1) >= LAYOUT_VERSION:
         return 0
-    convert = client.register_script(_CONVERT_SEEN)
+    convert = client.register_script(scripts.source("convert_seen"))
     converted, batch = 0, []
     for key in client.scan_iter(match=f"{prefix}:a:*:seen", count=1000, _type="set"):
         batch.append(key)
