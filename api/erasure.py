@@ -46,6 +46,7 @@ import redis.asyncio as aioredis
 
 from infra.erasure_key import erasure_key_async
 from infra.redis_clients import route, sync_client
+from store import scripts
 from store.keys import Keys
 from touchpath.erasure import Marks, former_customer_ids, forms_of, names_erased
 from touchpath.identity import IdentityPolicy
@@ -69,7 +70,8 @@ class Eraser:
     """Runs the erase script, then the follow-up steps (registered once per client)."""
 
     def __init__(self, client: aioredis.Redis, settings: Settings, stages: StageModel) -> None:
-        source = resources.files("api").joinpath("erase.lua").read_text()
+        erase = resources.files("api").joinpath("erase.lua").read_text()
+        source = scripts.include(erase, "remove_customer")
         self._script = client.register_script(source)
         self._client = client
         self._keys = Keys(settings.redis_prefix)

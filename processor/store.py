@@ -133,9 +133,21 @@ class ClusterWrite:
         """Queue one Redis command, e.g. ``call("SET", key, value)``."""
         self.commands.append(command)
 
+    def remove_customer(self, prefix: str, cid: str, profile: dict[str, Any]) -> None:
+        """Queue the removal of a customer whose last profile is ``profile``: the one removal
+        erasures run too (``store/scripts/remove_customer.lua``)."""
+        fields = {name: profile.get(name) for name in REMOVAL_FIELDS}
+        self.commands.append((REMOVE_CUSTOMER, prefix, self.cluster, cid, orjson.dumps(fields)))
 
-def _script_source(name: str) -> str:
-    return resources.files("processor").joinpath(name).read_text()
+
+#: write_clusters.lua's own command: remove a customer (arguments: prefix, cluster, customer id,
+#: the fields of its profile remove_customer.lua reads, as JSON)
+REMOVE_CUSTOMER = "remove-customer"
+REMOVAL_FIELDS = ("stage", "history", "accounts")
+
+
+def _script_source(name: str, *chunks: str) -> str:
+    return scripts.include(resources.files("processor").joinpath(name).read_text(), *chunks)
 
 
 class JourneyStore:
@@ -156,7 +168,9 @@ class JourneyStore:
         self._marks = Marks(lambda: infra_erasure_key(client, prefix, erasure_key))
         self._ingest = client.register_script(_script_source("ingest.lua"))
         self._read_clusters = client.register_script(_script_source("read_clusters.lua"))
-        self._write_clusters = client.register_script(_script_source("write_clusters.lua"))
+        self._write_clusters = client.register_script(
+            _script_source("write_clusters.lua", "remove_customer")
+        )
         self._reevaluate = client.register_script(_script_source("reevaluate.lua"))
 
     def apply(self, effects: Sequence[EventEffects], chunk: int = 200) -> ApplyOutcome:
