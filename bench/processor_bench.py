@@ -376,9 +376,10 @@ def main() -> None:
                 f"bytes/customer; stitching: {check}",
                 flush=True,
             )
-            print("    Redis time per event by command: " + ", ".join(
-                f"{name} {us:.1f} µs" for name, us in list(commands.items())[:8]
-            ))
+            print(
+                "    Redis time per event by command: "
+                + ", ".join(f"{name} {us:.1f} µs" for name, us in list(commands.items())[:8])
+            )
             for name, entry in families.items():
                 print(
                     f"    {name:24} {entry['keys']:>8,} keys "

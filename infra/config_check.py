@@ -8,10 +8,12 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+import redis
 from dotenv import dotenv_values
 
 from infra.embedded import redis_reachable
 from infra.kafka import broker_reachable
+from infra.redis_tuning import shortfalls_of
 from touchpath.settings import Settings
 from touchpath.stages import RulesError, load_stage_model
 
@@ -68,6 +70,7 @@ def check(settings: Settings, redis_configured: bool) -> tuple[list[str], list[s
         fine.append("redis: TOUCHPATH_REDIS_URL not set; touchpath up starts its own")
     elif redis_reachable(settings.redis_url, timeout_s=3):
         fine.append(f"redis: {url} answers")
+        problems.extend(f"redis: {line}" for line in redis_shortfalls(settings.redis_url))
     else:
         problems.append(f"TOUCHPATH_REDIS_URL: {url} does not answer PING")
     if not settings.write_keys:
@@ -76,6 +79,17 @@ def check(settings: Settings, redis_configured: bool) -> tuple[list[str], list[s
             "would answer 401 to every request"
         )
     return fine, problems
+
+
+def redis_shortfalls(url: str) -> list[str]:
+    """What the Redis at ``url`` sets below the store's compact encodings."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        return shortfalls_of(client)
+    except (redis.RedisError, OSError):
+        return []
+    finally:
+        client.close()
 
 
 def redacted(url: str) -> str:

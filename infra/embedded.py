@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.private import PRIVATE_UMASK, open_private_log, private_dir, write_private
+from infra.redis_tuning import server_arguments
 
 S3_BUCKET = "tansu"
 
@@ -302,6 +303,7 @@ def start_redis(
         maxmemory,
         "--maxmemory-policy",
         "noeviction",
+        *server_arguments(),
     ]
     return spawn("redis", argv, port, log_dir / "redis.log")
 

@@ -4,7 +4,8 @@
 -- ARGV: prefix, then cluster ids.
 -- Returns a JSON array (cheaper to decode than nested replies; an empty list may appear as
 -- {}) holding, per cluster that still has identifiers:
---   {cluster, version, ids (flat id/first-seen), ties (flat), snapshot (flat cid/profile),
+--   {cluster, version, ids (flat id/first-seen), ties (flat), profiles (flat cid/profile JSON:
+--    each customer the cluster's snapshot lists, read from P:cust:<cid>),
 --    anchors, over (flat tie/order: ties refused because the cluster was full),
 --    blocked (flat identifier/record: identifiers an admin split off)}  where anchors is a flat list of {identifier, data (flat), cond (flat), days (flat), buys (scores)}
 -- for each identifier that anchored events; cond holds member/score pairs, empty unless the
@@ -12,6 +13,20 @@
 -- the times of its purchase events, empty unless it counted orders.
 local p = ARGV[1]
 local out = {}
+
+-- The snapshot lists the cluster's customers (values of older versions hold a copy of the
+-- profile, ignored); each profile is read from its own key, the one copy stored.
+local function profiles(snap)
+  local flat = {}
+  for k = 1, #snap, 2 do
+    local blob = redis.call('GET', p .. ':cust:' .. snap[k])
+    if blob then
+      flat[#flat + 1] = snap[k]
+      flat[#flat + 1] = blob
+    end
+  end
+  return flat
+end
 for i = 2, #ARGV do
   local cluster = p .. ':cl:' .. ARGV[i]
   local ids = redis.call('HGETALL', cluster .. ':ids')
@@ -38,7 +53,7 @@ for i = 2, #ARGV do
       redis.call('GET', cluster .. ':ver') or '0',
       ids,
       redis.call('HGETALL', cluster .. ':ties'),
-      redis.call('HGETALL', cluster .. ':snap'),
+      profiles(redis.call('HGETALL', cluster .. ':snap')),
       anchors,
       redis.call('HGETALL', cluster .. ':over'),
       redis.call('HGETALL', cluster .. ':blocked'),

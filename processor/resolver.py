@@ -204,7 +204,8 @@ class Resolver:
                 continue
             blob = orjson.dumps(profile)
             call("SET", keys.customer(cid), blob)
-            call("HSET", snap, cid, blob)
+            if before is None:  # the snapshot lists the customer; its profile is P:cust
+                call("HSET", snap, cid, "")
             known = set(before["identities"]) if before else set()
             for identity in profile["identities"]:
                 if identity not in known:
@@ -221,8 +222,13 @@ class Resolver:
         for change in changes if self.announce else ():
             encoded = orjson.dumps(change)
             call("XADD", keys.outbox, "*", "change", encoded)
-            # webhook fan-out reads its own copy (the Kafka publisher deletes what it sent)
-            call("XADD", keys.webhook_outbox, "MAXLEN", "~", 100_000, "*", "change", encoded)
+            # webhook fan-out reads its own copy (the Kafka publisher deletes what it sent),
+            # written while there are subscriptions
+            call(
+                "IFEXISTS",
+                keys.webhooks("subs"),
+                *("XADD", keys.webhook_outbox, "MAXLEN", "~", 100_000, "*", "change", encoded),
+            )
             # the API's resumable SSE stream reads a capped stream of its own
             call("XADD", keys.live_changes, "MAXLEN", "~", LIVE_KEPT, "*", "change", encoded)
 

@@ -26,6 +26,7 @@ from infra.kafka import BrokerUnavailable, ensure_topics
 from infra.logs import configure_logging
 from infra.observability import DEPENDENCY_UP
 from infra.redis_clients import sync_client
+from infra.redis_tuning import shortfalls_of
 from infra.retry import Backoff, retry
 from infra.service_kit import serve_health
 from infra.streams import Consumer, Producer, StreamError
@@ -175,6 +176,8 @@ def run_processor(settings: Settings) -> int:
         lambda: migrate_layout(client, own.redis_prefix, _now_ms()), processor.pauses, stop
     )
     until_redis_takes(processor.incarnation.start, processor.pauses, stop)
+    for line in shortfalls_of(client):
+        log.warning("redis: %s", line)
     reevaluation = start_rules(processor, own, stop)  # issue #15: rules versions
     offsets = OffsetStore(client, own.redis_prefix, own.topic_touchpoints, processor.incarnation)
     start_lag_monitor(LagProbe.of(settings, offsets.read), own.processor_lag_interval_s, stop)

@@ -7,7 +7,8 @@ Layout (``P`` is the configured prefix):
   gated candidates, active days and purchase times (the lifecycle).
 * ``P:id:<identifier>`` → raw cluster id; ``P:cl:<cluster>:{ids,ties,ver,snap}`` — the raw
   identity cluster (every identifier ever tied together), its ties, a version bumped on every
-  identity or stage change, and the customer profiles last derived from it.
+  identity or stage change, and the customers last derived from it (their ids; each profile
+  is stored once, as ``P:cust``).
 * ``P:cust:<customer>`` → profile JSON; ``P:idc:<identifier>`` → customer id;
   ``P:stage:<stage>`` → customers *currently* in a stage by time entered;
   ``P:reached:<stage>`` → customers who ever reached it; ``P:funnel`` → customer id → compact

@@ -5,12 +5,14 @@
 -- (HSETNX), a cancellation only if the firing was stored (HDEL): publishing is idempotent,
 -- and so is counting each published one in its due day's count hash (P:trg:n:<day>).
 --
--- KEYS: due sorted set, trigger outbox, webhook outbox, live stream.
+-- KEYS: due sorted set, trigger outbox, webhook outbox, live stream, webhook subscriptions
+-- (the webhook outbox is written only while there are some).
 -- ARGV, per timer: member, lease, state key, next score ('' = none), number of decisions,
 -- then each decision: kind (fire, cancel, forget), field, value, payload, count key ('' = not
 -- counted), count field, count key's expiry (epoch s).
 -- Returns the number of messages published.
 local due, outbox, webhooks, live = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local subscribed = redis.call('EXISTS', KEYS[5]) == 1
 local live_kept, webhook_kept = tonumber(ARGV[1]), tonumber(ARGV[2])
 local i, published = 3, 0
 while i <= #ARGV do
@@ -34,7 +36,9 @@ while i <= #ARGV do
       end
       if done == 1 then
         redis.call('XADD', outbox, '*', 'change', payload)
-        redis.call('XADD', webhooks, 'MAXLEN', '~', webhook_kept, '*', 'change', payload)
+        if subscribed then
+          redis.call('XADD', webhooks, 'MAXLEN', '~', webhook_kept, '*', 'change', payload)
+        end
         redis.call('XADD', live, 'MAXLEN', '~', live_kept, '*', 'change', payload)
         published = published + 1
         if count_key ~= '' then

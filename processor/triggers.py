@@ -153,6 +153,7 @@ class TriggerStore:
             self.keys.trigger("outbox"),
             self.keys.webhook_outbox,
             self.keys.live_changes,
+            self.keys.webhooks("subs"),
         ]
         return int(cast(int, self._commit(keys, args)))
 

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from infra.embedded import Child, free_port, spawn
+from infra.redis_tuning import server_arguments
 from tests.conftest import CLUSTER_URLS
 
 MASTERS = 3
@@ -65,6 +66,7 @@ def redis_cluster(run_dir: Path) -> Iterator[list[Child]]:
             "",
             "--appendonly",
             "no",
+            *server_arguments(),
         ]
         nodes.append(spawn("redis-cluster", argv, port, run_dir / f"cluster-{port}.log"))
     try:

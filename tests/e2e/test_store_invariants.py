@@ -128,6 +128,7 @@ def test_the_resolver_announces_what_the_reference_announces(
     """Through the real scripts: the outbox, the webhook outbox and the live stream each get
     the reference model's announcements, in its order; a replay adds none."""
     store = JourneyStore(client, f"{TAG}ann{uuid.uuid4().hex[:8]}")
+    client.hset(store.keys.webhooks("subs"), "sub", "{}")  # the webhook outbox is written
     resolver = Resolver(store, MODEL, POLICY)
     reference = ReferenceStore(MODEL)
     batches = [[track(m, minute, name) for m, minute, name in b] for b in PATTERNS[pattern]]
@@ -139,3 +140,24 @@ def test_the_resolver_announces_what_the_reference_announces(
     for stream in (store.keys.outbox, store.keys.webhook_outbox, store.keys.live_changes):
         told = [orjson.loads(f[b"change"]) for _, f in client.xrange(stream)]
         assert [c["change_id"] for c in told] == expected
+
+
+def test_the_webhook_outbox_is_written_only_while_there_are_subscriptions(
+    client: redis.Redis,
+) -> None:
+    """A change nobody subscribed to is delivered to no one: it is not kept for webhooks
+    (the Kafka outbox and the live stream still get it); changes after a subscription are."""
+    store = JourneyStore(client, f"{TAG}subs{uuid.uuid4().hex[:8]}")
+    resolver = Resolver(store, MODEL, POLICY)
+
+    def send(*events: dict[str, Any]) -> None:
+        applied = store.apply([effects_of(e, MODEL, POLICY) for e in events]).applied
+        resolver.resolve(a.cluster for a in applied if a.needs_resolution)
+
+    send(track("m1", 1, "Product Viewed"))
+    assert client.xlen(store.keys.outbox) == client.xlen(store.keys.live_changes) == 1
+    assert client.xlen(store.keys.webhook_outbox) == 0
+    client.hset(store.keys.webhooks("subs"), "sub", "{}")
+    send(track("m2", 2, "Checkout Started"))
+    told = [orjson.loads(f[b"change"]) for _, f in client.xrange(store.keys.webhook_outbox)]
+    assert [c["to"] for c in told] == ["decision"]
