@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -70,9 +69,7 @@ class Eraser:
     """Runs the erase script, then the follow-up steps (registered once per client)."""
 
     def __init__(self, client: aioredis.Redis, settings: Settings, stages: StageModel) -> None:
-        erase = resources.files("api").joinpath("erase.lua").read_text()
-        source = scripts.include(erase, "remove_customer")
-        self._script = client.register_script(source)
+        self._script = client.register_script(scripts.source("erase", "remove_customer"))
         self._client = client
         self._keys = Keys(settings.redis_prefix)
         self._settings = settings

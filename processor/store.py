@@ -27,7 +27,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from operator import attrgetter
 from typing import Any
 
@@ -147,10 +146,6 @@ REMOVE_CUSTOMER = "remove-customer"
 REMOVAL_FIELDS = ("stage", "history", "accounts")
 
 
-def _script_source(name: str, *chunks: str) -> str:
-    return scripts.include(resources.files("processor").joinpath(name).read_text(), *chunks)
-
-
 class JourneyStore:
     """Reads and writes the journey store; every method is one or two pipelined round trips."""
 
@@ -167,12 +162,12 @@ class JourneyStore:
         self.bounds = bounds or StoreBounds()
         self.rules_version = rules_version  # stored on new anchors ('rv')
         self._marks = Marks(lambda: infra_erasure_key(client, prefix, erasure_key))
-        self._ingest = client.register_script(_script_source("ingest.lua"))
-        self._read_clusters = client.register_script(_script_source("read_clusters.lua"))
+        self._ingest = client.register_script(scripts.source("ingest"))
+        self._read_clusters = client.register_script(scripts.source("read_clusters"))
         self._write_clusters = client.register_script(
-            _script_source("write_clusters.lua", "remove_customer")
+            scripts.source("write_clusters", "remove_customer")
         )
-        self._reevaluate = client.register_script(_script_source("reevaluate.lua"))
+        self._reevaluate = client.register_script(scripts.source("reevaluate"))
 
     def apply(self, effects: Sequence[EventEffects], chunk: int = 200) -> ApplyOutcome:
         """Apply events: :meth:`prepare_apply`, :meth:`run_apply`, :meth:`applied_of`."""

@@ -1,6 +1,6 @@
 """The real scripts against the pure reference, field by field.
 
-``tests/reference.py`` says it folds "exactly as processor/ingest.lua does"; this suite holds
+``tests/reference.py`` says it folds "exactly as store/scripts/ingest.lua does"; this suite holds
 it to that. Random event sets (several identifiers per person, identify/alias ties and ties
 across people, duplicates, out-of-order and same-millisecond timestamps, stage-relevant and
 gated events, traits, accounts, surveys, revenue) go, in the same batches, through
