@@ -78,7 +78,7 @@ class Reevaluation:
         if not self._lease():
             return False
         version = self.resolver.model.version
-        pattern = f"{self.keys.prefix}:cl:*:ids"
+        pattern = self.keys.cluster("*", "ids")
         start, end = len(self.keys.prefix) + 4, -4
         resolver = self._resolver()
         logged = 0

@@ -341,7 +341,7 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
         return 0
     convert = client.register_script(scripts.source("convert_seen"))
     converted, batch = 0, []
-    for key in client.scan_iter(match=f"{prefix}:a:*:seen", count=1000, _type="set"):
+    for key in client.scan_iter(match=keys.anchor("*", "seen"), count=1000, _type="set"):
         batch.append(key)
         if len(batch) == 500:
             convert(keys=batch, args=[now_ms])

@@ -105,7 +105,7 @@ def _index_state(client: redis.Redis, keys: Keys, names: dict[str, str]) -> dict
 def _snapshot_holds(client: redis.Redis, store: JourneyStore, cid: str) -> bool:
     return any(
         cid.encode() in client.hkeys(key)
-        for key in client.scan_iter(f"{store.keys.prefix}:cl:*:snap")
+        for key in client.scan_iter(store.keys.cluster("*", "snap"))
     )
 
 
