@@ -20,10 +20,11 @@ COPY collector ./collector
 COPY processor ./processor
 COPY api ./api
 COPY infra ./infra
+COPY store ./store
 COPY dispatcher ./dispatcher
 COPY launcher ./launcher
 RUN pip install . \
-    && python -c "import touchpath, collector, processor, dispatcher, api, infra, launcher"
+    && python -c "import touchpath, collector, processor, dispatcher, api, infra, store, launcher"
 
 # --- runtime: the virtualenv only, run as an unprivileged user ---------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

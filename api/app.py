@@ -38,7 +38,7 @@ from infra.problems import JSONBody, Problem
 from infra.redis_clients import async_client
 from infra.service_kit import add_ops_routes, handle_problems, problem_answer, unavailable
 from infra.webhook_store import WebhookStore
-from touchpath.keys import Keys
+from store.keys import Keys
 from touchpath.settings import Settings, load_settings
 from touchpath.settings_views import ApiSettings
 from touchpath.stages import StageModel, load_stage_model

@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -46,9 +45,10 @@ import redis.asyncio as aioredis
 
 from infra.erasure_key import erasure_key_async
 from infra.redis_clients import route, sync_client
+from store import scripts
+from store.keys import Keys
 from touchpath.erasure import Marks, former_customer_ids, forms_of, names_erased
 from touchpath.identity import IdentityPolicy
-from touchpath.keys import Keys
 from touchpath.settings import Settings
 from touchpath.stages import StageModel
 
@@ -69,8 +69,7 @@ class Eraser:
     """Runs the erase script, then the follow-up steps (registered once per client)."""
 
     def __init__(self, client: aioredis.Redis, settings: Settings, stages: StageModel) -> None:
-        source = resources.files("api").joinpath("erase.lua").read_text()
-        self._script = client.register_script(source)
+        self._script = client.register_script(scripts.source("erase", "remove_customer"))
         self._client = client
         self._keys = Keys(settings.redis_prefix)
         self._settings = settings

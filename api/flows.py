@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from api.selection import Selection
+from store.codecs import StoredFunnelRow
 
 FIRST_TOUCH = "first touch"
 UNKNOWN = "(unknown)"
@@ -15,7 +16,7 @@ EVERYONE = Selection()
 
 
 def flows(
-    rows: Iterable[Sequence[Any]],
+    rows: Iterable[StoredFunnelRow],
     stages: Sequence[str],
     selection: Selection = EVERYONE,
     since: int | None = None,
@@ -33,10 +34,9 @@ def flows(
     links: Counter[tuple[str, str, str]] = Counter()
     customers = 0
     for row in selection.stored(rows):
-        first_channel, entered = row[0], row[2]
+        entered, by = row.entered, row.entered_by
         path = sorted((s for s in entered if s in order), key=lambda s: (entered[s], order[s]))
-        by = row[6] if len(row) > 6 and isinstance(row[6], dict) else {}
-        source, counted = f"{FIRST_TOUCH}: {first_channel or UNKNOWN}", False
+        source, counted = f"{FIRST_TOUCH}: {row.channel or UNKNOWN}", False
         for stage in path:
             at = entered[stage]
             if (since is None or at >= since) and (until is None or at <= until):

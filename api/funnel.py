@@ -78,15 +78,15 @@ class Tally:
         starts, ends, stalled, last = self.starts, self.ends, self.stalled, self.stages - 1
         keep, low_of, high_of = self.steps.extend, bisect_left, bisect_right
         for row in rows:
-            times = row[3]
+            times = row.reached
             # effective times never decrease: the stages in the window are one run [low, high)
             low, high = low_of(times, since), high_of(times, until)
             if low < high:
                 starts[low] += 1
                 ends[high] += 1
                 if high - low > 1:  # reached stages low + 1 … high - 1 by `until` as well
-                    keep(row[4][low : high - 1])
-                current = row[5]
+                    keep(row.steps[low : high - 1])
+                current = row.current
                 if current == high - 1 and current < last and times[current] < stalled_before:
                     stalled[current] += 1
 

@@ -16,28 +16,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from infra.redis_clients import route
+from store import scripts
 
-# ARGV: prefix, identifiers… → for each identifier its profile JSON, or false. A
-# ``customer_id:<id>`` names a customer by id; a former id follows ``P:former`` (merges).
-_PROFILES_SCRIPT = """#!lua flags=no-writes
-local p, out = ARGV[1], {}
-for i = 2, #ARGV do
-  local cid
-  if string.sub(ARGV[i], 1, 12) == 'customer_id:' then
-    cid = string.sub(ARGV[i], 13)
-    for _ = 1, 8 do
-      if redis.call('EXISTS', p .. ':cust:' .. cid) == 1 then break end
-      local successor = redis.call('GET', p .. ':former:' .. cid)
-      if not successor then break end
-      cid = successor
-    end
-  else
-    cid = redis.call('GET', p .. ':idc:' .. ARGV[i])
-  end
-  out[i - 1] = cid and redis.call('GET', p .. ':cust:' .. cid) or false
-end
-return out
-"""
 MAX_BATCH = 500
 
 
@@ -45,7 +25,7 @@ class ProfileLookups:
     """Coalesces concurrent ``identifier → profile JSON`` look-ups into batched script calls."""
 
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
-        self._script = client.register_script(_PROFILES_SCRIPT)
+        self._script = client.register_script(scripts.source("profiles"))
         self._prefix = prefix
         self._pending: list[tuple[str, asyncio.Future[bytes | None]]] = []
         self._tasks: set[asyncio.Task[None]] = set()

@@ -3,7 +3,7 @@ one pipeline (profile look-ups of concurrent requests even share theirs, see
 :mod:`api.lookups`); the funnel read hands the ``P:funnel`` rows out in chunks.
 
 The layout is the processor's (``processor/store.py``); key names come from
-:class:`touchpath.keys.Keys`.
+:class:`store.keys.Keys`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import redis.asyncio as aioredis
 from api.lookups import ProfileLookups
 from api.pagination import Position
 from api.rows import FunnelRow, RowCache
+from store.codecs import StoredFunnelRow, decode_funnel_row
+from store.keys import Keys
 from touchpath.anchors import anchor_data
-from touchpath.keys import Keys
 from touchpath.profiles import sum_counts
 from touchpath.reevaluation import RulesState
 from touchpath.stages import StageModel
@@ -160,11 +161,13 @@ class ReadModel:
             await asyncio.sleep(0)
         return found
 
-    async def stored_rows(self) -> AsyncIterator[list[list[Any]]]:
-        """Every customer's funnel row as stored (all columns), in chunks (``HVALS``)."""
+    async def stored_rows(self) -> AsyncIterator[list[StoredFunnelRow]]:
+        """Every customer's funnel row as stored (all columns, rows that are not rows left
+        out), in chunks (``HVALS``)."""
         raws: list[Any] = await self.client.hvals(self.keys.funnel)
         for start in range(0, len(raws), ROWS_CHUNK):
-            yield [orjson.loads(raw) for raw in raws[start : start + ROWS_CHUNK]]
+            decoded = map(decode_funnel_row, raws[start : start + ROWS_CHUNK])
+            yield [row for row in decoded if row is not None]
             await asyncio.sleep(0)
 
     async def trigger_counts(self, days: Sequence[str]) -> list[dict[str, str]]:

@@ -1,10 +1,9 @@
 """Compact funnel rows, decoded once: what /v1/funnel and /v1/metrics compute over.
 
-The processor keeps one row per customer in the ``P:funnel`` hash
-(:func:`touchpath.funnel_rows.funnel_row`):
-``[first channel, first campaign, {stage: entered ms}, short traits, revenue, first ms,
-{stage: channel}, lifecycle]``, the lifecycle part holding the latest activity and the stage
-times of the first and repeat journeys (:func:`touchpath.cycles.journey_times`).
+The processor keeps one row per customer in the ``P:funnel`` hash, decoded by
+:func:`store.codecs.decode_funnel_row` (first touch, stage entry times, short traits, revenue,
+entry channels and the lifecycle part: the latest activity and the stage times of the first
+and repeat journeys, :func:`touchpath.cycles.journey_times`).
 :class:`RowCache` turns each into a :class:`FunnelRow` and remembers it *by its raw bytes*,
 so a read of the whole hash decodes only the rows that changed since the previous read; an
 unchanged row costs one dictionary look-up. Answers are therefore always computed from the
@@ -18,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from itertools import pairwise, repeat
 from typing import Any, NamedTuple
 
-import orjson
+from store.codecs import decode_funnel_row
 
 MAX_CACHED_ROWS = 1_000_000  # beyond this many customers, rows are decoded on every read
 NEVER = 1 << 62  # the entry time of a stage not reached: after every real time
@@ -85,28 +84,25 @@ def _walk(times: Mapping[str, Any], stages: Sequence[str]) -> tuple[tuple[int, .
 
 def parse_row(raw: bytes | str, stages: Sequence[str]) -> FunnelRow | None:
     """Decode one stored row (None when it is not a row)."""
-    try:
-        row = orjson.loads(raw)
-        channel, campaign, times, traits = row[0], row[1], row[2], row[3]
-        reached, current = _walk(times, stages)
-    except (orjson.JSONDecodeError, IndexError, KeyError, TypeError, AttributeError):
+    stored = decode_funnel_row(raw)
+    if stored is None:
         return None
-    size = len(row)
-    revenue = row[4] if size > 4 and type(row[4]) in (int, float) else 0.0
+    times = stored.entered
+    reached, current = _walk(times, stages)
     entered = [at for at in times.values() if type(at) is int]
-    first = row[5] if size > 5 and type(row[5]) is int else min(entered, default=None)
-    life = row[7] if size > 7 and type(row[7]) is dict else {}
+    first = stored.first_ms if stored.first_ms is not None else min(entered, default=None)
+    life = stored.lifecycle
     active = life.get("active")
     known: list[int] = [*entered, *([active] if type(active) is int else [])]
     parsed = _row(
         (
-            channel,
-            campaign,
-            traits if type(traits) is dict else {},
+            stored.channel,
+            stored.campaign,
+            stored.traits,
             reached,
             _steps(reached),
             current,
-            float(revenue),
+            stored.revenue,
             first,
             None if first is None else max([first, *known]),
             None,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from api.rows import FunnelRow
 from api.views import trait_text
+from store.codecs import StoredFunnelRow
 
 if TYPE_CHECKING:
     from starlette.datastructures import QueryParams
@@ -62,9 +63,9 @@ class Selection:
             return rows
         return [r for r in rows if self.keeps(r.channel, r.campaign, r.traits)]
 
-    def stored(self, rows: Iterable[Sequence[Any]]) -> list[Sequence[Any]]:
-        """The selected rows as stored (``[channel, campaign, times, traits, …]``)."""
-        return [r for r in rows if self.keeps(r[0], r[1], r[3] if len(r) > 3 else None)]
+    def stored(self, rows: Iterable[StoredFunnelRow]) -> list[StoredFunnelRow]:
+        """The selected rows as stored (:func:`store.codecs.decode_funnel_row`)."""
+        return [r for r in rows if self.keeps(r.channel, r.campaign, r.traits)]
 
     def echo(self) -> dict[str, Any]:
         """The filters as answers repeat them."""

@@ -17,19 +17,8 @@ import orjson
 import redis.asyncio as aioredis
 
 from infra.redis_clients import route
-from touchpath.keys import Keys
-
-# ARGV: prefix, identifier, record JSON → the identifier's cluster, or false.
-_BLOCK = """
-local p, id, record = ARGV[1], ARGV[2], ARGV[3]
-local cluster = redis.call('GET', p .. ':id:' .. id)
-if not cluster then return false end
-local cl = p .. ':cl:' .. cluster
-redis.call('HSET', cl .. ':blocked', id, record)
-redis.call('INCR', cl .. ':ver')  -- a resolution in flight re-reads
-redis.call('SADD', p .. ':rederive', cluster)
-return cluster
-"""
+from store import scripts
+from store.keys import Keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +38,7 @@ class Splitter:
     def __init__(self, client: aioredis.Redis, prefix: str, rederive: Callable[[], None]) -> None:
         self._client = client
         self._keys = Keys(prefix)
-        self._script = client.register_script(_BLOCK)
+        self._script = client.register_script(scripts.source("block"))
         self._rederive = rederive
 
     async def split(self, identifier: str, before: str, by: str, at_ms: int) -> Split | None:

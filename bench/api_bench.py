@@ -50,8 +50,10 @@ def load_customers(redis_url: str, prefix: str, count: int) -> None:
     import orjson
     import redis
 
-    from touchpath.funnel_rows import funnel_row
+    from store.codecs import encode_funnel_row
+    from store.keys import Keys
 
+    keys = Keys(prefix)
     client = redis.Redis.from_url(redis_url)
     rnd = random.Random(1)
     for start in range(0, count, 5000):
@@ -59,14 +61,14 @@ def load_customers(redis_url: str, prefix: str, count: int) -> None:
         for i in range(start, min(count, start + 5000)):
             profile = _profile(i, rnd)
             cid = profile["id"]
-            pipe.set(f"{prefix}:cust:{cid}", orjson.dumps(profile))
+            pipe.set(keys.customer(cid), orjson.dumps(profile))
             for identity in profile["identities"]:
-                pipe.set(f"{prefix}:idc:{identity}", cid)
+                pipe.set(keys.customer_of(identity), cid)
             for stage, (at_ms, _, _) in profile["history"].items():
-                pipe.zadd(f"{prefix}:reached:{stage}", {cid: at_ms})
+                pipe.zadd(keys.reached(stage), {cid: at_ms})
             entered = profile["history"][profile["stage"]][0]
-            pipe.zadd(f"{prefix}:stage:{profile['stage']}", {cid: entered})
-            pipe.hset(f"{prefix}:funnel", cid, orjson.dumps(funnel_row(profile)))
+            pipe.zadd(keys.stage(profile["stage"]), {cid: entered})
+            pipe.hset(keys.funnel, cid, encode_funnel_row(profile))
         pipe.execute()
     client.close()
 

@@ -28,6 +28,8 @@ from typing import Any
 import redis
 from kafka import KafkaProducer
 
+from store.keys import Keys
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -251,7 +253,7 @@ def check_stitching(client: redis.Redis, prefix: str, truth: list[set[str]]) -> 
     for index, ids in enumerate(truth):
         pipe = client.pipeline(transaction=False)
         for identifier in sorted(ids):
-            pipe.get(f"{prefix}:idc:{identifier}")
+            pipe.get(Keys(prefix).customer_of(identifier))
         customers = set(pipe.execute())
         if len(customers) != 1 or None in customers:
             wrong += 1

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from infra.embedded import free_port, start_redis  # noqa: E402
 from processor.firing import FiringLoop  # noqa: E402
 from processor.triggers import TriggerStore, schedule  # noqa: E402
-from touchpath.keys import Keys  # noqa: E402
+from store.keys import Keys  # noqa: E402
 from touchpath.triggers import load_triggers  # noqa: E402
 
 PREFIX = "tp"

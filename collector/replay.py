@@ -18,6 +18,7 @@ import hashlib
 import redis.asyncio as aioredis
 
 from infra.problems import Problem
+from store.keys import Keys
 
 
 class ReplayGuard:
@@ -25,12 +26,12 @@ class ReplayGuard:
 
     def __init__(self, client: aioredis.Redis, prefix: str, ttl_s: int) -> None:
         self.client = client
-        self.prefix = prefix
+        self.keys = Keys(prefix)
         self.ttl_s = ttl_s
 
     def _key(self, kind: str, value: str) -> str:
         digest = hashlib.sha256(f"{kind}\0{value}".encode()).hexdigest()[:40]
-        return f"{self.prefix}:replay:{digest}"
+        return self.keys.replay(digest)
 
     async def first_use(self, kind: str, value: str) -> bool:
         """True the first time a value is offered (and remember it); False for a replay."""

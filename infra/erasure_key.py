@@ -9,7 +9,7 @@ import secrets
 import redis
 import redis.asyncio as aioredis
 
-from touchpath.keys import Keys
+from store.keys import Keys
 
 
 def _new() -> str:

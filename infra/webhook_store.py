@@ -16,68 +16,11 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from touchpath.keys import Keys
+from store import scripts
+from store.keys import Keys
 from touchpath.webhooks import Subscription
 
-# Take up to ARGV[2] deliveries due by ARGV[1] (ms) and lease them until ARGV[3] (ms), at most
-# ARGV[4] in flight per subscription: ARGV[7..] are "subscription id, attempts in flight" pairs
-# of the caller. Deliveries of a subscription at its limit stay due (they are claimed when one
-# of its attempts ends); only when a whole window of ARGV[6] due entries could not fill the
-# claim are they put off until ARGV[5] (ms), so that they never hide deliveries behind them.
-# Returns when to look again (ms; -1: nothing scheduled) then id, job, id, job, …
-# (The subscription id is the part of a delivery id after its last dot.)
-_CLAIM = """
-local busy = {}
-for i = 7, #ARGV, 2 do busy[ARGV[i]] = tonumber(ARGV[i + 1]) end
-local limit, cap, scan = tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[6])
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, scan)
-local out, skipped, taken = {0}, {}, 0
-for _, id in ipairs(ids) do
-  if taken >= limit then break end
-  local sub = string.match(id, '([^.]*)$')
-  if (busy[sub] or 0) >= cap then
-    table.insert(skipped, id)
-  else
-    local job = redis.call('HGET', KEYS[2], id)
-    if job then
-      busy[sub] = (busy[sub] or 0) + 1
-      taken = taken + 1
-      redis.call('ZADD', KEYS[1], 'XX', ARGV[3], id)
-      table.insert(out, id)
-      table.insert(out, job)
-    else
-      redis.call('ZREM', KEYS[1], id)
-    end
-  end
-end
-if taken >= limit then
-  out[1] = tonumber(ARGV[1])
-elseif #ids >= scan then
-  for _, id in ipairs(skipped) do redis.call('ZADD', KEYS[1], 'XX', ARGV[5], id) end
-  out[1] = tonumber(ARGV[1])
-else
-  local later = redis.call(
-    'ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  out[1] = later[2] and tonumber(later[2]) or -1
-end
-return out
-"""
 CLAIM_SCAN = 1000  # due entries a claim looks at
-
-# After a failed attempt: 'retry' stores the job again due at ARGV[4], 'dead' moves it to the
-# dead letters; nothing when the job is gone (an erasure removed it during the attempt).
-_SETTLE = """
-if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return 0 end
-if ARGV[1] == 'retry' then
-  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
-else
-  redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-  redis.call('HDEL', KEYS[1], ARGV[2])
-  redis.call('ZREM', KEYS[2], ARGV[2])
-end
-return 1
-"""
 
 
 def now_ms() -> int:
@@ -90,8 +33,8 @@ class WebhookStore:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
         self.keys = Keys(prefix)
-        self._claim = client.register_script(_CLAIM)
-        self._settle = client.register_script(_SETTLE)
+        self._claim = client.register_script(scripts.source("webhook_claim"))
+        self._settle = client.register_script(scripts.source("webhook_settle"))
 
     def _key(self, part: str) -> str:
         return self.keys.webhooks(part)

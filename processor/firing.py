@@ -28,7 +28,7 @@ from infra.streams import Producer
 from processor.publisher import OutboxPublisher
 from processor.resolver import LIVE_KEPT
 from processor.triggers import Claimed, Settled, TriggerStore
-from touchpath.keys import Keys
+from store.keys import Keys
 from touchpath.settings_views import ProcessorSettings
 from touchpath.triggers import (
     CANCELLED_COUNT,

@@ -26,22 +26,12 @@ import redis
 
 from infra.retry import retry
 from infra.streams import Consumer, Partition
-from touchpath.keys import Keys
+from store import scripts
+from store.keys import Keys
 
 log = logging.getLogger(__name__)
 
 INCARNATION_TTL_S = 7 * 24 * 3600  # an instance's counter outlives any pause of its own
-# KEYS: offsets hash, incarnation counter; ARGV: the counter's least expected value, then
-# partition, offset, … → 0 if the counter is lower (Redis lost writes), else raise each
-# stored offset (never lower it) and 1.
-_RAISE = """
-if tonumber(redis.call('GET', KEYS[2]) or '-1') < tonumber(ARGV[1]) then return 0 end
-for i = 2, #ARGV, 2 do
-  local stored = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
-  if tonumber(ARGV[i + 1]) > stored then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-end
-return 1
-"""
 
 
 class RedisRegressed(RuntimeError):
@@ -89,7 +79,7 @@ class OffsetStore:
         self.client = client
         self.key = Keys(prefix).offsets(topic)
         self.incarnation = incarnation
-        self._raise = client.register_script(_RAISE)
+        self._raise = client.register_script(scripts.source("raise_offsets"))
 
     def record(self, offsets: Mapping[int, int], sequence: int) -> None:
         """Raise the stored offset of each partition to the given one (next to read), if the

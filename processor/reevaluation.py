@@ -29,26 +29,14 @@ import redis
 from infra.redis_clients import scan_page, sync_client
 from processor import metrics
 from processor.resolver import Resolver
-from touchpath.keys import Keys
+from store import scripts
+from store.keys import Keys
 from touchpath.reevaluation import RulesState
 from touchpath.settings import Settings
 
 log = logging.getLogger(__name__)
 SCAN_COUNT = 200  # keys examined per SCAN step (one in ~10 keys is a cluster's ids)
 LEASE_MS = 60_000
-
-_START = """
-local key, version, now, total = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local current = redis.call('HGET', key, 'version')
-if not current then
-  redis.call('HSET', key, 'version', version, 'unversioned', version, 'state', 'current')
-  return 'new'
-end
-if current == version then return 'same' end
-redis.call('HSET', key, 'previous', current, 'version', version, 'state', 'reevaluating',
-  'cursor', '0', 'done', '0', 'total', total, 'started_ms', now, 'finished_ms', '')
-return 'changed'
-"""
 
 
 def read_state(client: redis.Redis, keys: Keys) -> RulesState:
@@ -60,7 +48,7 @@ def record_start(client: redis.Redis, keys: Keys, version: str) -> str:
     """Record the rules this processor runs: ``new`` (first versioned start), ``same`` or
     ``changed`` (a re-evaluation is now due)."""
     total = client.hlen(keys.funnel)  # about one cluster per customer
-    outcome = client.eval(_START, 1, keys.rules, version, _now_ms(), total)
+    outcome = client.eval(scripts.source("rules_start"), 1, keys.rules, version, _now_ms(), total)
     return _text(outcome)
 
 
@@ -90,7 +78,7 @@ class Reevaluation:
         if not self._lease():
             return False
         version = self.resolver.model.version
-        pattern = f"{self.keys.prefix}:cl:*:ids"
+        pattern = self.keys.cluster("*", "ids")
         start, end = len(self.keys.prefix) + 4, -4
         resolver = self._resolver()
         logged = 0

@@ -21,11 +21,11 @@ import orjson
 
 from processor.store import ClusterState, ClusterWrite, JourneyStore
 from processor.triggers import schedule as schedule_triggers
+from store.codecs import encode_funnel_row
+from store.keys import Keys
 from touchpath.announcements import announced_record, stage_changes
 from touchpath.cycles import DEFAULT_LAPSE_DAYS
-from touchpath.funnel_rows import funnel_row
 from touchpath.identity import IdentityPolicy
-from touchpath.keys import Keys
 from touchpath.profiles import derive_profiles
 from touchpath.stages import StageModel
 from touchpath.triggers import TriggerModel
@@ -197,15 +197,7 @@ class Resolver:
                 successor = _successor(profile, new)
                 if successor:  # the former id still answers, with the current one
                     call("SET", keys.former(cid), successor)
-                call("DEL", keys.customer(cid))
-                call("HDEL", snap, cid)
-                call("HDEL", keys.funnel, cid)
-                call("HDEL", keys.surveys, cid)
-                if profile.get("stage"):
-                    call("ZREM", keys.stage(profile["stage"]), cid)
-                for stage in profile["history"]:
-                    call("ZREM", keys.reached(stage), cid)
-                _index_accounts(write, keys, cid, profile, None)
+                write.remove_customer(keys.prefix, cid, profile)  # as an erasure does
         for cid, profile in new.items():
             before = old.get(cid)
             if before == profile:
@@ -221,7 +213,7 @@ class Resolver:
             _index_stage(write, keys, cid, before, profile)
             _index_accounts(write, keys, cid, before, profile)
             persona = self.store.bounds.persona_traits
-            call("HSET", keys.funnel, cid, orjson.dumps(funnel_row(profile, persona)))
+            call("HSET", keys.funnel, cid, encode_funnel_row(profile, persona))
             if profile["surveys"]:
                 call("HSET", keys.surveys, cid, orjson.dumps(profile["surveys"]))
             elif before and before.get("surveys"):
@@ -297,12 +289,12 @@ def _index_accounts(
     keys: Keys,
     cid: str,
     before: dict[str, Any] | None,
-    profile: dict[str, Any] | None,
+    profile: dict[str, Any],
 ) -> None:
     """Keep ``P:acct:<groupId>:members`` (and ``P:accounts``) in step with the accounts of a
-    customer's profile (``profile`` None: the customer is gone)."""
+    customer's profile (a customer that is gone leaves them in remove_customer.lua)."""
     old = set(before.get("accounts") or ()) if before else set()
-    new = set(profile.get("accounts") or ()) if profile else set()
+    new = set(profile.get("accounts") or ())
     for group_id in sorted(old - new):
         write.call("SREM", keys.account_members(group_id), cid)
     for group_id in sorted(new - old):

@@ -27,7 +27,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from operator import attrgetter
 from typing import Any
 
@@ -37,10 +36,11 @@ import redis
 from infra.erasure_key import erasure_key as infra_erasure_key
 from infra.redis_clients import route
 from processor.offsets import Incarnation
+from store import scripts
+from store.keys import Keys
 from touchpath.anchors import AnchorData, anchor_data
 from touchpath.effects import EventEffects
 from touchpath.erasure import Marks
-from touchpath.keys import Keys
 from touchpath.reevaluation import Rewrite, entries_of, rewrite
 from touchpath.settings import Settings
 from touchpath.stages import StageModel
@@ -133,9 +133,17 @@ class ClusterWrite:
         """Queue one Redis command, e.g. ``call("SET", key, value)``."""
         self.commands.append(command)
 
+    def remove_customer(self, prefix: str, cid: str, profile: dict[str, Any]) -> None:
+        """Queue the removal of a customer whose last profile is ``profile``: the one removal
+        erasures run too (``store/scripts/remove_customer.lua``)."""
+        fields = {name: profile.get(name) for name in REMOVAL_FIELDS}
+        self.commands.append((REMOVE_CUSTOMER, prefix, self.cluster, cid, orjson.dumps(fields)))
 
-def _script_source(name: str) -> str:
-    return resources.files("processor").joinpath(name).read_text()
+
+#: write_clusters.lua's own command: remove a customer (arguments: prefix, cluster, customer id,
+#: the fields of its profile remove_customer.lua reads, as JSON)
+REMOVE_CUSTOMER = "remove-customer"
+REMOVAL_FIELDS = ("stage", "history", "accounts")
 
 
 class JourneyStore:
@@ -154,10 +162,12 @@ class JourneyStore:
         self.bounds = bounds or StoreBounds()
         self.rules_version = rules_version  # stored on new anchors ('rv')
         self._marks = Marks(lambda: infra_erasure_key(client, prefix, erasure_key))
-        self._ingest = client.register_script(_script_source("ingest.lua"))
-        self._read_clusters = client.register_script(_script_source("read_clusters.lua"))
-        self._write_clusters = client.register_script(_script_source("write_clusters.lua"))
-        self._reevaluate = client.register_script(_script_source("reevaluate.lua"))
+        self._ingest = client.register_script(scripts.source("ingest"))
+        self._read_clusters = client.register_script(scripts.source("read_clusters"))
+        self._write_clusters = client.register_script(
+            scripts.source("write_clusters", "remove_customer")
+        )
+        self._reevaluate = client.register_script(scripts.source("reevaluate"))
 
     def apply(self, effects: Sequence[EventEffects], chunk: int = 200) -> ApplyOutcome:
         """Apply events: :meth:`prepare_apply`, :meth:`run_apply`, :meth:`applied_of`."""
@@ -319,41 +329,6 @@ class JourneyStore:
 
 LAYOUT_VERSION = 3  # 2: de-duplication sets are sorted sets scored by receipt time;
 # 3: cluster snapshots map each customer id to "" (the profile is only P:cust)
-_CONVERT_SEEN = """
-local now = ARGV[1]
-for _, key in ipairs(KEYS) do
-  if redis.call('TYPE', key).ok == 'set' then
-    local members = redis.call('SMEMBERS', key)
-    redis.call('DEL', key)
-    for start = 1, #members, 500 do
-      local args = {}
-      for i = start, math.min(start + 499, #members) do
-        args[#args + 1] = now
-        args[#args + 1] = members[i]
-      end
-      redis.call('ZADD', key, unpack(args))
-    end
-  end
-end
-return #KEYS
-"""
-_EMPTY_SNAPSHOTS = """
-local emptied = 0
-for _, key in ipairs(KEYS) do
-  local flat, args = redis.call('HGETALL', key), {}
-  for i = 1, #flat, 2 do
-    if flat[i + 1] ~= '' then
-      args[#args + 1] = flat[i]
-      args[#args + 1] = ''
-    end
-  end
-  for start = 1, #args, 500 do
-    redis.call('HSET', key, unpack(args, start, math.min(start + 499, #args)))
-  end
-  if #args > 0 then emptied = emptied + 1 end
-end
-return emptied
-"""
 
 
 class LayoutTooNew(RuntimeError):
@@ -378,9 +353,10 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
         return 0
     converted = 0
     if version < 2:
-        seen = f"{prefix}:a:*:seen"
-        converted += _convert(client, _CONVERT_SEEN, seen, "set", [now_ms])
-    converted += _convert(client, _EMPTY_SNAPSHOTS, f"{prefix}:cl:*:snap", "hash", [])
+        seen = keys.anchor("*", "seen")
+        converted += _convert(client, scripts.source("convert_seen"), seen, "set", [now_ms])
+    snaps = keys.cluster("*", "snap")
+    converted += _convert(client, scripts.source("empty_snapshots"), snaps, "hash", [])
     try:
         client.set(keys.layout, LAYOUT_VERSION)
     except redis.OutOfMemoryError:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, cast
 
 import orjson
 import redis
 
-from touchpath.keys import Keys
+from store import scripts
+from store.keys import Keys
 from touchpath.triggers import TriggerModel, wake_ms
 
 SEPARATOR = "\x1f"
@@ -84,9 +84,9 @@ class TriggerStore:
         self.due = keys.trigger("due")
         self.live_kept = live_kept
         self.webhook_kept = webhook_kept
-        self._claim = client.register_script(_source("trigger_claim.lua"))
-        self._commit = client.register_script(_source("trigger_commit.lua"))
-        self._times = client.register_script(_source("trigger_times.lua"))
+        self._claim = client.register_script(scripts.source("trigger_claim"))
+        self._commit = client.register_script(scripts.source("trigger_commit"))
+        self._times = client.register_script(scripts.source("trigger_times"))
 
     def claim(self, cutoff_ms: int, lease_ms: int, count: int) -> tuple[str, list[str]]:
         """Members due at ``cutoff_ms`` (event time), leased; and the lease score."""
@@ -161,10 +161,6 @@ class TriggerStore:
         """The earliest timer's score (event time), if any."""
         first = cast(list[Any], self.client.zrange(self.due, 0, 0, withscores=True))
         return int(first[0][1]) if first else None
-
-
-def _source(name: str) -> str:
-    return resources.files("processor").joinpath(name).read_text()
 
 
 def _text(value: bytes | str) -> str:

@@ -1,7 +1,7 @@
 """An in-memory mirror of the journey store's semantics, for property tests of the pure core.
 
-It folds event effects exactly as ``processor/ingest.lua`` does (dedup per anchor, min stage
-candidates, max traits, min first-seen, min tie order, each active day's earliest event,
+It folds event effects exactly as ``store/scripts/ingest.lua`` does (dedup per anchor, min
+stage candidates, max traits, min first-seen, min tie order, each active day's earliest event,
 purchase times) and derives customers per raw identity component with the same pure
 functions the processor uses. It does not model the store's bounds (journey cap, traits per
 identifier, identifiers and ties per cluster, de-duplication window, active days and purchase

@@ -75,7 +75,7 @@ class Forms:
         return {"text": self.text, "digits": self.digits, "exact": self.exact}
 
     def mentioned_in(self, text: str) -> bool:
-        """Whether ``text`` holds one of the forms (same rule as ``api/erase.lua``)."""
+        """Whether ``text`` holds one of the forms (same rule as ``store/scripts/erase.lua``)."""
         lower = text.lower()
         if any(form in lower for form in self.text):
             return True

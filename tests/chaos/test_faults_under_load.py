@@ -30,6 +30,7 @@ import redis
 
 from infra.embedded import Child, free_port, start_redis, start_seaweedfs, start_tansu
 from infra.kafka import ensure_topics
+from store.keys import Keys
 from tests.e2e.conftest import WRITE_KEY, read_topic, start_service
 from tests.reference import ReferenceStore
 from touchpath.settings import load_settings
@@ -182,7 +183,7 @@ def wait_drained(client: redis.Redis, prefix: str, accepted: set[str], timeout_s
     deadline = time.monotonic() + timeout_s
     total = 0
     while time.monotonic() < deadline:
-        keys = client.keys(f"{prefix}:a:*:data")
+        keys = client.keys(Keys(prefix).anchor("*", "data"))
         pipe = client.pipeline(transaction=False)
         for key in keys:
             pipe.hget(key, "c:events")
@@ -251,8 +252,8 @@ def test_faults_under_load_lose_nothing(durable_stack: dict[str, Any]) -> None:
     reference = ReferenceStore(load_stage_model())
     reference.apply_batch([events[m] for m in sorted(accepted)])
     for profile in reference.profiles.values():
-        cid = client.get(f"tp:idc:{profile['identities'][0]}")
-        stored = orjson.loads(client.get(f"tp:cust:{cid}") or "null")
+        cid = client.get(Keys("tp").customer_of(profile["identities"][0]))
+        stored = orjson.loads(client.get(Keys("tp").customer(cid)) or "null")
         assert stored is not None, profile["identities"]
         assert stored["stage"] == profile["stage"], (stored, profile)
         assert stored["history"] == profile["history"]

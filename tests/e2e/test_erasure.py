@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from infra.embedded import Child
+from store.keys import Keys
 from tests.e2e.conftest import ADMIN_TOKEN, WRITE_KEY, stack_env, start_service, wait_for
 from tests.e2e.test_webhooks import Receiver
 
@@ -186,7 +187,7 @@ def test_erasure_leaves_no_form_of_the_identifiers_anywhere(stack: dict[str, Any
     replayed = httpx.post(f"{api}/v1/subscriptions/dead-letters/replay", json={}, headers=ADMIN)
     assert replayed.is_success and replayed.json()["replayed"]  # a delivery queued again
     _post(stack, _event("track", "a-5", 5, userId="erase-a", event="Order Completed"))
-    outbox = f"{prefix}:wh:outbox"
+    outbox = Keys(prefix).webhook_outbox
     wait_for(lambda: "purchase" in str(client.xrange(outbox)))
 
     before = _redis_dump(client, prefix) + _answers(stack)
@@ -202,5 +203,5 @@ def test_erasure_leaves_no_form_of_the_identifiers_anywhere(stack: dict[str, Any
     assert b["refused_ties"] == [] and b["traits"] == {"plan": "pro"}
     assert [i["value"] for i in b["identities"]] == ["erase-b"]
     assert "keep.me@example.com" in _redis_dump(client, prefix)  # others are untouched
-    markers = [k for k in client.scan_iter(f"{prefix}:erased:*")]
+    markers = [k for k in client.scan_iter(Keys(prefix).erased("*"))]
     assert len(markers) == 4  # user id, email, phone, anonymous id: keyed hashes

@@ -16,6 +16,7 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from infra.embedded import Child, free_port, start_redis
+from store.keys import Keys
 from tests.e2e.conftest import stack_env, start_service, wait_for
 from tests.e2e.test_processor import event
 from touchpath.records import encode_touchpoints
@@ -43,7 +44,7 @@ def produce(bootstrap: str, topic: str, prefix: str, start: int, count: int) -> 
 def counted(client: redis.Redis, prefix: str, users: range) -> bool:
     pipe = client.pipeline(transaction=False)
     for n in users:
-        pipe.hget(f"{prefix}:a:user_id:u-{n}:data", "c:events")
+        pipe.hget(Keys(prefix).anchor(f"user_id:u-{n}", "data"), "c:events")
     return all(value == b"1" for value in pipe.execute())
 
 

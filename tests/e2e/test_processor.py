@@ -10,6 +10,7 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
+from store.keys import Keys
 from tests.e2e.conftest import read_topic, stack_env, start_service, wait_for
 from touchpath.records import encode_touchpoints
 
@@ -43,8 +44,8 @@ def produce(bootstrap: str, topic: str, partition: int, events: list[dict]) -> N
 
 
 def customer(client: redis.Redis, prefix: str, identifier: str) -> dict | None:
-    cid = client.get(f"{prefix}:idc:{identifier}")
-    blob = client.get(f"{prefix}:cust:{cid}") if cid else None
+    cid = client.get(Keys(prefix).customer_of(identifier))
+    blob = client.get(Keys(prefix).customer(cid)) if cid else None
     return orjson.loads(blob) if blob else None
 
 
@@ -143,7 +144,7 @@ def test_anonymous_and_identified_events_on_different_partitions_become_one_cust
     assert profile["history"]["awareness"][1] == "m1"
     assert profile["history"]["consideration"][1] == "m2"
     assert profile["history"]["purchase"][1] == "m6"
-    data = redis_client.hgetall(f"{prefix}:a:user_id:ada:data")
+    data = redis_client.hgetall(Keys(prefix).anchor("user_id:ada", "data"))
     assert data["c:orders"] == "1" and float(data["c:revenue"]) == 30.0
 
     def announced() -> list[dict] | None:

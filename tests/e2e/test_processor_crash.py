@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
+from store.keys import Keys
 from tests.conftest import redis_for
 from tests.e2e.conftest import stack_env, start_service
 from tests.reference import make_event
@@ -71,15 +72,15 @@ def test_sigkill_mid_stream_loses_nothing_and_double_counts_nothing(
         while time.monotonic() < deadline:
             pipe = client.pipeline(transaction=False)
             for person in expected:
-                pipe.hget(f"{prefix}:a:user_id:{person}:data", "c:events")
+                pipe.hget(Keys(prefix).anchor(f"user_id:{person}", "data"), "c:events")
             counts = {p: int(c or 0) for p, c in zip(expected, pipe.execute(), strict=True)}
             if counts == expected:
                 break
             time.sleep(0.2)
         assert counts == expected  # every event counted exactly once
         for person in expected:
-            journey = client.zcard(f"{prefix}:a:user_id:{person}:journey")
+            journey = client.zcard(Keys(prefix).anchor(f"user_id:{person}", "journey"))
             assert journey == expected[person]
-            assert client.get(f"{prefix}:idc:user_id:{person}")
+            assert client.get(Keys(prefix).customer_of(f"user_id:{person}"))
     finally:
         second.stop()

@@ -19,6 +19,7 @@ import redis
 from kafka import KafkaProducer
 
 from infra.embedded import Child
+from store.keys import Keys
 from tests.e2e.conftest import read_topic, stack_env, start_service, wait_for
 from tests.reference import make_event
 from touchpath.records import encode_touchpoints
@@ -78,7 +79,7 @@ def counts(client: redis.Redis, prefix: str, people: dict[str, list[dict]]) -> d
     """Events counted per person (``c:events`` of their anchor)."""
     pipe = client.pipeline(transaction=False)
     for person in people:
-        pipe.hget(f"{prefix}:a:user_id:{person}:data", "c:events")
+        pipe.hget(Keys(prefix).anchor(f"user_id:{person}", "data"), "c:events")
     return {p: int(c or 0) for p, c in zip(people, pipe.execute(), strict=True)}
 
 
@@ -86,7 +87,8 @@ def landed(client: redis.Redis, prefix: str, people: dict[str, list[dict]]) -> C
     """A check: every person's events counted exactly once and the person resolved."""
 
     def check() -> bool:
-        resolved = all(client.get(f"{prefix}:idc:user_id:{person}") for person in people)
+        keys = Keys(prefix)
+        resolved = all(client.get(keys.customer_of(f"user_id:{person}")) for person in people)
         return resolved and counts(client, prefix, people) == dict.fromkeys(people, PER_PERSON)
 
     return check
@@ -169,7 +171,7 @@ def test_full_redis_makes_the_processor_unready_and_nothing_is_lost(
         wait_for(landed(client, prefix, people), timeout_s=60)
         wait_for(lambda: readyz(port)[0] == 200, timeout_s=30)
         for person in people:  # exactly once: the timeline agrees with the counter
-            assert client.zcard(f"{prefix}:a:user_id:{person}:journey") == PER_PERSON
+            assert client.zcard(Keys(prefix).anchor(f"user_id:{person}", "journey")) == PER_PERSON
         assert metric(port, 'touchpath_processor_pauses_total{reason="redis_full"}') >= 1
         assert processor.alive()
     finally:

@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 
+from store.keys import Keys
 from tests.conftest import redis_for
 from tests.e2e.conftest import READ_TOKEN, send, stack_env, start_service, wait_for
 from tests.reference import make_event
@@ -64,7 +65,7 @@ def rules_of(api: str) -> dict[str, Any]:
 
 def changes(env: dict[str, str], user: str) -> list[dict[str, Any]]:
     client = redis_for(env["TOUCHPATH_REDIS_URL"])
-    entries = client.xrange(f"{env['TOUCHPATH_REDIS_PREFIX']}:live:stage-changes")
+    entries = client.xrange(Keys(env["TOUCHPATH_REDIS_PREFIX"]).live_changes)
     client.close()
     found = [orjson.loads(fields[b"change"]) for _, fields in entries]
     return [c for c in found if f"user_id:{user}" in c.get("identities", [])]

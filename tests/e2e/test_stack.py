@@ -17,6 +17,7 @@ import orjson
 import redis
 
 from infra.embedded import free_port
+from store.keys import Keys
 from tests.e2e.conftest import wait_for
 
 
@@ -143,8 +144,8 @@ def test_stack_ingests_stops_cleanly_and_keeps_data_across_restart(tmp_path: Pat
         assert response.status_code == 200
 
         def post_purchase() -> bool:
-            cid = client.get("tp:idc:user_id:ada")
-            blob = client.get(f"tp:cust:{cid}") or ""
+            cid = client.get(Keys("tp").customer_of("user_id:ada"))
+            blob = client.get(Keys("tp").customer(cid)) or ""
             return '"post-purchase"' in blob
 
         wait_for(post_purchase, 40)
@@ -188,7 +189,7 @@ def test_stack_uses_a_configured_redis_and_nothing_else(tmp_path: Path, redis_ur
         )
         assert response.status_code == 200, response.text
         client = redis.Redis.from_url(redis_url, decode_responses=True)
-        wait_for(lambda: client.get(f"{prefix}:idc:user_id:bob"), 40)
+        wait_for(lambda: client.get(Keys(prefix).customer_of("user_id:bob")), 40)
     assert not (data_dir / "redis").exists()
 
 

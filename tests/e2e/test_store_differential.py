@@ -1,6 +1,6 @@
 """The real scripts against the pure reference, field by field.
 
-``tests/reference.py`` says it folds "exactly as processor/ingest.lua does"; this suite holds
+``tests/reference.py`` says it folds "exactly as store/scripts/ingest.lua does"; this suite holds
 it to that. Random event sets (several identifiers per person, identify/alias ties and ties
 across people, duplicates, out-of-order and same-millisecond timestamps, stage-relevant and
 gated events, traits, accounts, surveys, revenue) go, in the same batches, through
@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from processor.resolver import Resolver
 from processor.store import JourneyStore
+from store.keys import Keys
 from tests.reference import ReferenceStore, make_event
 from tests.unit.test_processing_invariants import TRAIT_MODEL
 from tests.unit.test_reevaluation import OTHER
@@ -36,7 +37,6 @@ from touchpath.effects import effects_of
 from touchpath.events import event_millis
 from touchpath.funnel_rows import funnel_row
 from touchpath.identity import TIE_SEPARATOR, IdentityPolicy
-from touchpath.keys import Keys
 from touchpath.stages import StageModel, load_stage_model
 
 POLICY = IdentityPolicy()

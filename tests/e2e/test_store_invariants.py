@@ -47,7 +47,7 @@ def final_state(
         applied = store.apply([effects_of(e, model, POLICY) for e in batch], chunk=3).applied
         resolver.resolve(a.cluster for a in applied if a.needs_resolution)
     profiles = {}
-    for key in client.scan_iter(f"{store.keys.prefix}:cust:*"):
+    for key in client.scan_iter(store.keys.customer("*")):
         profile = orjson.loads(client.get(key) or b"null")
         profiles[profile["id"]] = profile
     accounts = {}

@@ -11,6 +11,7 @@ import orjson
 import pytest
 import redis
 
+from store.keys import Keys
 from tests.e2e.conftest import read_topic, send, stack_env, start_service, wait_for
 from tests.reference import make_event
 
@@ -50,7 +51,7 @@ def event(kind: str, user: str, at_ms: int) -> dict[str, Any]:
 def firings(env: dict[str, str]) -> list[dict[str, Any]]:
     """Trigger messages on the live (SSE) stream, oldest first."""
     client = redis.Redis.from_url(env["TOUCHPATH_REDIS_URL"])
-    entries = client.xrange(f"{env['TOUCHPATH_REDIS_PREFIX']}:live:stage-changes")
+    entries = client.xrange(Keys(env["TOUCHPATH_REDIS_PREFIX"]).live_changes)
     client.close()
     found = [orjson.loads(fields[b"change"]) for _, fields in entries]
     return [f for f in found if "firing_id" in f]
@@ -60,7 +61,7 @@ def counted(env: dict[str, str]) -> dict[str, int]:
     """The per-day firing counts (``P:trg:n:<day>``, what the journey map reads), summed."""
     client = redis.Redis.from_url(env["TOUCHPATH_REDIS_URL"], decode_responses=True)
     total: dict[str, int] = {}
-    for key in client.scan_iter(f"{env['TOUCHPATH_REDIS_PREFIX']}:trg:n:*"):
+    for key in client.scan_iter(Keys(env["TOUCHPATH_REDIS_PREFIX"]).trigger_counts("*")):
         for field, value in client.hgetall(key).items():
             total[field] = total.get(field, 0) + int(value)
     client.close()

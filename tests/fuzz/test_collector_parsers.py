@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from collector.body import BodyError, decode_body
 from infra.embedded import Child
+from store.keys import Keys
 from tests.e2e.conftest import WRITE_KEY, read_topic, stack_env, start_service, wait_for
 from touchpath.events import IngestContext, InvalidEvent, normalize_event
 from touchpath.identifiers import JUNK_VALUES, identifiers_of, is_junk
@@ -179,11 +180,11 @@ def test_bad_requests_get_a_4xx_and_change_nothing_in_the_store(
     answer = httpx.post(f"{collector}/v1/batch", json=mixed, auth=(WRITE_KEY, ""), timeout=10)
     assert answer.json()["accepted"] == 1
     assert [r["index"] for r in answer.json()["rejected"]] == [0, 2]
-    wait_for(lambda: client.exists(f"{prefix}:idc:user_id:fuzz-ok"))
-    customers = {k.decode() for k in client.scan_iter(f"{prefix}:cust:*")}
+    wait_for(lambda: client.exists(Keys(prefix).customer_of("user_id:fuzz-ok")))
+    customers = {k.decode() for k in client.scan_iter(Keys(prefix).customer("*"))}
     assert len(customers) == 1  # the sentinel, and nothing made from the bad input
-    identities = {k.decode() for k in client.scan_iter(f"{prefix}:id:*")}
-    assert identities == {f"{prefix}:id:user_id:fuzz-ok"}
+    identities = {k.decode() for k in client.scan_iter(Keys(prefix).identity("*"))}
+    assert identities == {Keys(prefix).identity("user_id:fuzz-ok")}
     dead = read_topic(env["TOUCHPATH_KAFKA_BOOTSTRAP"], env["TOUCHPATH_TOPIC_DEAD_LETTER"], 12)
     reasons = [d.get("reason", "") for d in dead]
     assert len(dead) >= 12 and all(reasons)

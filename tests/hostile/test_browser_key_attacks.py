@@ -25,6 +25,7 @@ import pytest
 import redis
 
 from infra.embedded import Child
+from store.keys import Keys
 from tests.e2e.conftest import BROWSER_KEY as WRITE_KEY
 from tests.e2e.conftest import stack_env, start_service, wait_for
 from tests.fuzz.test_collector_parsers import refuse_bad_requests
@@ -51,12 +52,12 @@ class Live:
         return httpx.post(f"{self.url}{path}", json=body, auth=(WRITE_KEY, ""), timeout=timeout)
 
     def customer(self, identifier: str) -> dict[str, Any] | None:
-        cid = self.redis.get(f"{self.prefix}:idc:{identifier}")
-        blob = self.redis.get(f"{self.prefix}:cust:{cid.decode()}") if cid else None
+        cid = self.redis.get(Keys(self.prefix).customer_of(identifier))
+        blob = self.redis.get(Keys(self.prefix).customer(cid.decode())) if cid else None
         return orjson.loads(blob) if blob else None
 
     def events_of(self, identifier: str) -> int:
-        return int(self.redis.hget(f"{self.prefix}:a:{identifier}:data", "c:events") or 0)
+        return int(self.redis.hget(Keys(self.prefix).anchor(identifier, "data"), "c:events") or 0)
 
 
 class NormalTraffic:
@@ -150,7 +151,8 @@ def case_year_999(live: Live) -> None:
     answer = live.post({"batch": batch})
     assert answer.status_code == 200 and answer.json()["accepted"] == 1001, answer.text
     wait_for(lambda: live.events_of("user_id:old-1000") == 1)
-    entry = orjson.loads(live.redis.zrange(f"{live.prefix}:a:user_id:old-1000:journey", 0, 0)[0])
+    journey = Keys(live.prefix).anchor("user_id:old-1000", "journey")
+    entry = orjson.loads(live.redis.zrange(journey, 0, 0)[0])
     assert entry["at"] >= (time.time() - 7 * 24 * 3600 - 60) * 1000
 
 
@@ -221,9 +223,9 @@ def case_identifier_flood(live: Live) -> None:
         ]
         assert live.post({"batch": batch}).json()["accepted"] == 250
     wait_for(lambda: live.customer("user_id:flood-999"))
-    cluster = live.redis.get(f"{live.prefix}:id:anonymous_id:shared-anon")
+    cluster = live.redis.get(Keys(live.prefix).identity("anonymous_id:shared-anon"))
     assert cluster is not None
-    assert live.redis.hlen(f"{live.prefix}:cl:{cluster.decode()}:ids") <= CLUSTER_IDS
+    assert live.redis.hlen(Keys(live.prefix).cluster(cluster.decode(), "ids")) <= CLUSTER_IDS
     shared = wait_for(lambda: live.customer("anonymous_id:shared-anon"))
     assert len(shared["refused_ties"]) <= 20
     assert len(orjson.dumps(shared)) < 50_000
@@ -244,7 +246,7 @@ def case_long_event_name(live: Live) -> None:
     name = "N" * 30_000
     live.post({"type": "track", "event": name, "userId": "long-name"}, path="/v1/track")
     wait_for(lambda: live.events_of("user_id:long-name") == 1)
-    entries = live.redis.zrange(f"{live.prefix}:a:user_id:long-name:journey", 0, -1)
+    entries = live.redis.zrange(Keys(live.prefix).anchor("user_id:long-name", "journey"), 0, -1)
     assert len(orjson.loads(entries[0])["event"]) == MAX_ENTRY_TEXT
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -10,9 +11,10 @@ SERVICES = {"collector", "processor", "dispatcher", "api"}
 #: what each package may import from touchpath's own packages
 ALLOWED = {
     "touchpath": {"touchpath"},
-    "infra": {"touchpath", "infra"},
-    **{service: {"touchpath", "infra", service} for service in SERVICES},
-    "launcher": {"touchpath", "infra", "launcher", *SERVICES},
+    "store": {"touchpath", "store"},
+    "infra": {"touchpath", "store", "infra"},
+    **{service: {"touchpath", "store", "infra", service} for service in SERVICES},
+    "launcher": {"touchpath", "store", "infra", "launcher", *SERVICES},
 }
 #: the one exception left (recorded in the issues): the API re-derives with the resolver
 EXCEPTIONS = {("api", "processor.resolver"), ("api", "processor.store")}
@@ -54,3 +56,22 @@ def test_only_infra_imports_kafka_python() -> None:
         if name.split(".")[0] == "kafka"
     ]
     assert wrong == []
+
+
+def test_only_store_holds_lua_and_spells_keys() -> None:
+    """The store's layout has one owner (issue #20): every Lua script is a file of
+    store/scripts/, and no other package builds a key name from the prefix."""
+    packages = [package for package in ALLOWED if package != "store"]
+    scripts = [
+        str(path.relative_to(ROOT))
+        for package in packages
+        for path in (ROOT / package).rglob("*.lua")
+    ]
+    spelled = [
+        f"{path.relative_to(ROOT)}: {line.strip()}"
+        for package in packages
+        for path in _modules(package)
+        for line in path.read_text().splitlines()
+        if "redis.call(" in line or re.search(r"f[\"']\{[\w.]*prefix\}:", line)
+    ]
+    assert scripts == [] and spelled == []

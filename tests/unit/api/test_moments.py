@@ -15,6 +15,7 @@ from api.funnel import funnel
 from api.moments import DropOff, Personas, days_between, firing_counts
 from api.rows import FunnelRow, parse_row
 from api.selection import Selection
+from store.codecs import StoredFunnelRow, decode_funnel_row
 from touchpath.funnel_rows import short_traits
 
 STAGES = ("awareness", "consideration", "decision", "purchase")
@@ -24,6 +25,12 @@ def stored(
     times: dict[str, int], channel: str = "web", campaign: str | None = None, **traits: Any
 ) -> list[Any]:
     return [channel, campaign, times, traits, 0.0, None, {s: "email" for s in times}]
+
+
+def as_stored(*raws: list[Any]) -> list[StoredFunnelRow]:
+    """Rows as the API reads them from the store."""
+    rows = [decode_funnel_row(orjson.dumps(raw)) for raw in raws]
+    return [row for row in rows if row is not None]
 
 
 def decoded(raw: list[Any]) -> FunnelRow:
@@ -44,8 +51,10 @@ def test_a_persona_selects_by_trait_value_with_json_spellings() -> None:
     assert [r.channel for r in pro.rows(rows)] == ["ads", "email"]
     assert len(Selection(traits={"plan": ["true"]}).rows(rows)) == 1  # a boolean trait
     assert len(Selection(traits={"plan": ["pro", "free"], "country": ["DE"]}).rows(rows)) == 2
-    assert Selection("ads", "spring", {"country": ["DE"]}).stored([ADA, BOB, CY]) == [ADA]
-    assert Selection(traits={"plan": ["pro"]}).stored([["web", None, {}]]) == []  # no traits
+    chosen = Selection("ads", "spring", {"country": ["DE"]}).stored(as_stored(ADA, BOB, CY))
+    assert chosen == as_stored(ADA)
+    no_traits = as_stored(["web", None, {}, None])
+    assert Selection(traits={"plan": ["pro"]}).stored(no_traits) == []
     assert Selection().rows(rows) is rows
 
 
@@ -124,7 +133,7 @@ def test_personas_list_values_with_customers_in_the_window_only() -> None:
 
 
 def test_flows_count_links_whose_target_was_entered_in_the_window() -> None:
-    answer = flows([ADA, OLD], list(STAGES), since=0, until=100)
+    answer = flows(as_stored(ADA, OLD), list(STAGES), since=0, until=100)
     links = {(x["source"], x["target"]): x["customers"] for x in answer["links"]}
     # the winter customer's awareness was before the window: only its next move counts
     assert links == {
@@ -133,8 +142,8 @@ def test_flows_count_links_whose_target_was_entered_in_the_window() -> None:
         ("awareness", "consideration"): 1,
     }
     assert answer["customers"] == 2
-    assert flows([ADA, OLD], list(STAGES), since=31, until=100)["customers"] == 0
-    persona = flows([ADA, BOB, OLD], list(STAGES), Selection(traits={"country": ["DE"]}))
+    assert flows(as_stored(ADA, OLD), list(STAGES), since=31, until=100)["customers"] == 0
+    persona = flows(as_stored(ADA, BOB, OLD), list(STAGES), Selection(traits={"country": ["DE"]}))
     assert persona["customers"] == 2
 
 

@@ -14,7 +14,7 @@ import redis
 
 from processor.firing import FiringLoop
 from processor.triggers import TriggerStore, member
-from touchpath.keys import Keys
+from store.keys import Keys
 from touchpath.triggers import COUNT_DAYS, DAY_MS, Trigger, TriggerModel, count_expiry_s, day_of
 
 CART = Trigger("cart", 2 * 3_600_000, entered="decision", unless_entered=("purchase",))

@@ -13,6 +13,7 @@ from infra import redis_streams
 from infra.streams import StreamError
 from infra.streams.memory import MemoryBroker, MemoryProducer
 from processor.publisher import GROUP, OutboxPublisher
+from store.keys import Keys
 
 TOPIC = "stage-changes"
 
@@ -20,7 +21,7 @@ TOPIC = "stage-changes"
 @pytest.fixture
 def outbox(redis_url: str) -> Iterator[tuple[redis.Redis, str]]:
     client = redis.Redis.from_url(redis_url)
-    key = f"unit-{uuid.uuid4().hex[:8]}:outbox"
+    key = Keys(f"unit-{uuid.uuid4().hex[:8]}").outbox
     yield client, key
     client.delete(key)
     client.close()

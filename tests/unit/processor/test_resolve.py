@@ -21,7 +21,7 @@ def test_a_round_makes_its_customers_visible_and_counts_its_events(redis_url: st
         before = _processed()
         assert s.resolve(staged) == 1
         assert _processed() - before == 2
-        [key] = s.client.keys(f"{s.store.keys.prefix}:cust:*")
+        [key] = s.client.keys(s.store.keys.customer("*"))
         profile = orjson.loads(s.client.get(key) or b"null")
         assert profile["stage"] == "purchase"
 
@@ -32,7 +32,7 @@ def test_a_round_whose_dead_letters_failed_raises_before_resolving(redis_url: st
         [staged] = s.apply(batch(record(event("u-1", "m1")), b"{"))
         with pytest.raises(StreamError):
             s.resolve(staged)  # the caller retries the round with the same input
-        assert s.client.keys(f"{s.store.keys.prefix}:cust:*") == []
+        assert s.client.keys(s.store.keys.customer("*")) == []
         s.producer.hold = None
         with pytest.raises(StreamError):
             s.resolve(staged)  # the failed letter was sent again: this time it is stored

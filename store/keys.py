@@ -33,6 +33,10 @@ class Keys:
         """A customer id that no longer exists → the id of the customer it became."""
         return f"{self.prefix}:former:{customer_id}"
 
+    def replay(self, digest: str) -> str:
+        """A signed callback's one-time value, by its digest (collector/replay.py)."""
+        return f"{self.prefix}:replay:{digest}"
+
     def offsets(self, topic: str) -> str:
         """Hash: partition → the next offset to read, durable with the state (processor)."""
         return f"{self.prefix}:offsets:{topic}"

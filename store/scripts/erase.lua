@@ -1,4 +1,5 @@
--- Erase one customer atomically (right to be forgotten); see api/erasure.py.
+-- Erase one customer atomically (right to be forgotten); see api/erasure.py. The loader puts
+-- remove_customer (store/scripts/remove_customer.lua) in front of this script.
 -- ARGV: prefix, the identifier named by the caller (kind:value), now_ms, then a JSON plan read
 -- beforehand: {cid, ids[] (the profile's identities, in its order), marks[] (their erasure
 -- marker names), cids[] (every customer id they can have had), stages[],
@@ -49,24 +50,28 @@ local function names_gone(tie)
   return false
 end
 
--- the profile and its index entries (every model stage, and any stage of its history)
-local stages = {}
-for _, stage in ipairs(plan.stages) do stages[stage] = true end
-if type(profile.history) == 'table' then
-  for stage, _ in pairs(profile.history) do stages[stage] = true end
-end
-for stage, _ in pairs(stages) do
-  redis.call('ZREM', p .. ':stage:' .. stage, cid)
-  redis.call('ZREM', p .. ':reached:' .. stage, cid)
-end
-if type(profile.accounts) == 'table' then
-  for group_id, _ in pairs(profile.accounts) do
-    redis.call('SREM', p .. ':acct:' .. group_id .. ':members', cid)
+-- the identity cluster(s) of its identifiers
+local clusters, cluster_ids = {}, {}
+for _, id in ipairs(ids) do
+  local cluster = redis.call('GET', p .. ':id:' .. id)
+  if cluster and not clusters[cluster] then
+    clusters[cluster] = true
+    cluster_ids[#cluster_ids + 1] = cluster
   end
 end
-redis.call('DEL', p .. ':cust:' .. cid)
-redis.call('HDEL', p .. ':funnel', cid)
-redis.call('HDEL', p .. ':surveys', cid)
+
+-- the profile, its snapshots and its index entries (every model stage, and any stage of its
+-- history), as the resolver removes a customer (remove_customer.lua)
+local stages, seen = {}, {}
+for _, stage in ipairs(plan.stages) do
+  if not seen[stage] then seen[stage] = true; stages[#stages + 1] = stage end
+end
+if type(profile.history) == 'table' then
+  for stage, _ in pairs(profile.history) do
+    if not seen[stage] then seen[stage] = true; stages[#stages + 1] = stage end
+  end
+end
+remove_customer(p, cid, profile, cluster_ids, stages)
 redis.call('HDEL', p .. ':announced', unpack(plan.cids))
 for _, former in ipairs(plan.cids) do
   redis.call('DEL', p .. ':former:' .. former)
@@ -91,17 +96,13 @@ local function scrub_anchor(id)
   end
 end
 
--- its place in the identity cluster(s): identifiers, ties naming them, its derived profile;
--- the cluster's other customers are derived again by the caller (P:rederive)
-local clusters, touched = {}, {}
-for _, id in ipairs(ids) do
-  local cluster = redis.call('GET', p .. ':id:' .. id)
-  if cluster then clusters[cluster] = true end
-end
-for cluster, _ in pairs(clusters) do
+-- its place in the identity cluster(s): identifiers and ties naming them (its derived
+-- profile left the snapshots above); the cluster's other customers are derived again by the
+-- caller (P:rederive)
+local touched = {}
+for _, cluster in ipairs(cluster_ids) do
   local cl = p .. ':cl:' .. cluster
   redis.call('HDEL', cl .. ':ids', unpack(ids))
-  redis.call('HDEL', cl .. ':snap', cid)
   for _, part in ipairs({':ties', ':over', ':blocked'}) do  -- ties refused or split off too
     for _, tie in ipairs(redis.call('HKEYS', cl .. part)) do
       if names_gone(tie) then redis.call('HDEL', cl .. part, tie) end

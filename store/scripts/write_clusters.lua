@@ -5,6 +5,9 @@
 -- its argument count followed by the command and its arguments; a command written
 -- IFEXISTS <key> <command> <arguments> runs only if <key> exists (the webhook outbox is written
 -- only while there are subscriptions: a change nobody subscribed to is delivered to no one).
+-- The command 'remove-customer' (arguments: prefix, cluster, customer id, the profile's fields
+-- as JSON) is not Redis's: it runs remove_customer (remove_customer.lua, put in front of this
+-- script by the loader).
 -- A cluster whose version moved (another processor changed it, or merged it away) gets none
 -- of its commands run; the positions (from 1) of those clusters are returned, to derive again.
 local stale = {}
@@ -17,6 +20,8 @@ while i <= #ARGV do
     local n = tonumber(ARGV[i])
     if not current then
       -- none of the cluster's commands run
+    elseif ARGV[i + 1] == 'remove-customer' then
+      remove_customer(ARGV[i + 2], ARGV[i + 4], cjson.decode(ARGV[i + 5]), {ARGV[i + 3]})
     elseif ARGV[i + 1] ~= 'IFEXISTS' then
       redis.call(unpack(ARGV, i + 1, i + n))
     elseif redis.call('EXISTS', ARGV[i + 2]) == 1 then

@@ -1,0 +1,37 @@
+-- One removal of a customer, shared by write_clusters.lua (the resolver: a customer merged
+-- away or split off) and erase.lua (an erasure); a function chunk the loader puts in front of
+-- those scripts (store/scripts.py).
+--
+-- Removes the customer's profile (P:cust), its entry in the snapshots of `clusters`
+-- (P:cl:<cluster>:snap), its funnel row and survey answers, its stage entry (the profile's
+-- current stage) and reached entries (the stages of its history), and its account
+-- memberships (P:acct:<groupId>:members).
+-- p: the prefix; cid: the customer id; profile: its last profile, decoded (only `stage`,
+-- `history` and `accounts` are read); clusters: a list of cluster ids; stages (optional): more
+-- stages whose stage and reached entries go as well (erasure: every stage it knows of).
+local function remove_customer(p, cid, profile, clusters, stages)
+  local current, reached = {}, {}
+  local stage = profile.stage
+  if type(stage) == 'string' and stage ~= '' then current[stage] = true end
+  if type(profile.history) == 'table' then
+    for stage, _ in pairs(profile.history) do reached[stage] = true end
+  end
+  for _, stage in ipairs(stages or {}) do
+    current[stage] = true
+    reached[stage] = true
+  end
+  for stage, _ in pairs(current) do redis.call('ZREM', p .. ':stage:' .. stage, cid) end
+  for stage, _ in pairs(reached) do redis.call('ZREM', p .. ':reached:' .. stage, cid) end
+  if type(profile.accounts) == 'table' then
+    for group_id, _ in pairs(profile.accounts) do
+      redis.call('SREM', p .. ':acct:' .. group_id .. ':members', cid)
+    end
+  end
+  redis.call('DEL', p .. ':cust:' .. cid)
+  for _, cluster in ipairs(clusters) do
+    redis.call('HDEL', p .. ':cl:' .. cluster .. ':snap', cid)
+  end
+  redis.call('HDEL', p .. ':funnel', cid)
+  redis.call('HDEL', p .. ':surveys', cid)
+end
+

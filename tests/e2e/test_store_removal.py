@@ -1,0 +1,164 @@
+"""One removal of a customer: the resolver's (a customer merged away or split off) and an
+erasure's leave the same index state, through the same Lua (store/scripts/remove_customer.lua).
+
+The same two customers (sharing an account and a stage) are stored under two prefixes with
+the real scripts; one prefix removes Ada through the resolver's compare-and-set write, the
+other erases her; then her profile, snapshot entry, funnel row, survey answers, stage and
+reached entries and account membership are gone from both, and Bob's are what they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from api.erasure import Eraser
+from processor.resolver import Resolver
+from processor.store import ClusterWrite, JourneyStore
+from store.keys import Keys
+from tests.reference import make_event
+from touchpath.effects import effects_of
+from touchpath.identity import IdentityPolicy
+from touchpath.settings import Settings
+from touchpath.stages import load_stage_model
+
+MODEL = load_stage_model()
+POLICY = IdentityPolicy()
+T0 = 1_700_000_000_000
+
+
+def _events(user: str, device: str, start: int) -> list[dict[str, Any]]:
+    who = {"userId": user, "anonymousId": device}
+    return [
+        make_event("page", f"{user}-1", start, name="Home", properties={"path": "/"}, **who),
+        make_event("identify", f"{user}-2", start + 1, traits={"plan": "pro"}, **who),
+        make_event("track", f"{user}-3", start + 2, event="Product Added", **who),
+        make_event(
+            "track",
+            f"{user}-4",
+            start + 3,
+            event="Order Completed",
+            properties={"revenue": 5},
+            **who,
+        ),
+        make_event(
+            "track",
+            f"{user}-5",
+            start + 4,
+            event="NPS Survey Answered",
+            properties={"score": 9},
+            **who,
+        ),
+        make_event("group", f"{user}-6", start + 5, groupId="g1", traits={"seats": 3}, **who),
+    ]
+
+
+EVENTS = [*_events("ada", "dev-a", T0), *_events("bob", "dev-b", T0 + 60_000)]
+
+
+@pytest.fixture(scope="module")
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def _stored(client: redis.Redis) -> tuple[JourneyStore, Resolver]:
+    store = JourneyStore(client, f"rm{uuid.uuid4().hex[:8]}")
+    resolver = Resolver(store, MODEL, POLICY)
+    applied = store.apply([effects_of(e, MODEL, POLICY) for e in EVENTS]).applied
+    resolver.resolve(a.cluster for a in applied if a.needs_resolution)
+    return store, resolver
+
+
+def _customer(client: redis.Redis, keys: Keys, identifier: str) -> str:
+    return client.get(keys.customer_of(identifier)).decode()
+
+
+def _index_state(client: redis.Redis, keys: Keys, names: dict[str, str]) -> dict[str, Any]:
+    """Stage and reached sets, funnel rows, survey answers, account members and the accounts,
+    with customer ids named as in ``names`` (they differ between prefixes)."""
+
+    def name(raw: bytes) -> str:
+        return names.get(raw.decode(), raw.decode())
+
+    state: dict[str, Any] = {}
+    for family in ("stage", "reached"):
+        for stage in MODEL.stages:
+            found = client.zrange(getattr(keys, family)(stage), 0, -1, withscores=True)
+            state[f"{family}:{stage}"] = {name(m): s for m, s in found}
+    for family in ("funnel", "surveys"):
+        state[family] = {name(c): v for c, v in client.hgetall(getattr(keys, family)).items()}
+    state["members"] = {name(m) for m in client.smembers(keys.account_members("g1"))}
+    state["accounts"] = client.zrange(keys.accounts, 0, -1)
+    state["profiles"] = {n: client.get(keys.customer(cid)) for cid, n in names.items()}
+    return state
+
+
+def _snapshot_holds(client: redis.Redis, store: JourneyStore, cid: str) -> bool:
+    return any(
+        cid.encode() in client.hkeys(key)
+        for key in client.scan_iter(store.keys.cluster("*", "snap"))
+    )
+
+
+def _erase(store: JourneyStore, redis_url: str, identifier: str) -> None:
+    async def run() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        settings = Settings(redis_url=redis_url, redis_prefix=store.keys.prefix)
+        try:
+            assert await Eraser(client, settings, MODEL).erase(identifier, T0 + 10**9)
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+
+
+def test_the_resolver_and_an_erasure_remove_a_customer_alike(
+    client: redis.Redis, redis_url: str
+) -> None:
+    by_resolver, resolver = _stored(client)
+    by_erasure, _ = _stored(client)
+    names = [
+        {_customer(client, s.keys, f"user_id:{u}"): u for u in ("ada", "bob")}
+        for s in (by_resolver, by_erasure)
+    ]
+    stores = (by_resolver, by_erasure)
+    before = [_index_state(client, s.keys, n) for s, n in zip(stores, names, strict=True)]
+    assert before[0] == before[1]
+    assert any("ada" in before[0][f"stage:{stage}"] for stage in MODEL.stages)
+    assert sum("ada" in before[0][f"reached:{stage}"] for stage in MODEL.stages) > 1
+    assert before[0]["members"] == {"ada", "bob"} and before[0]["surveys"].keys() == {"ada", "bob"}
+
+    ada = next(cid for cid, n in names[0].items() if n == "ada")
+    cluster = client.get(by_resolver.keys.identity("user_id:ada")).decode()
+    [state] = by_resolver.read_clusters([cluster])
+    stale = ClusterWrite(cluster, state.version - 1)  # planned against an older version
+    resolver._write(stale, state.profiles, {}, [])
+    assert by_resolver.write_clusters([stale]) == [stale]
+    assert _index_state(client, by_resolver.keys, names[0]) == before[0]  # nothing ran
+
+    write = ClusterWrite(cluster, state.version)
+    resolver._write(write, state.profiles, {}, [])  # Ada derived away: her removal branch
+    assert by_resolver.write_clusters([write]) == []
+    _erase(by_erasure, redis_url, "user_id:ada")
+
+    after = [_index_state(client, s.keys, n) for s, n in zip(stores, names, strict=True)]
+    assert after[0] == after[1]
+    assert after[0]["members"] == {"bob"} and after[0]["profiles"]["ada"] is None
+    for family in ("funnel", "surveys"):
+        assert after[0][family] == {"bob": before[0][family]["bob"]}
+    for key, members in after[0].items():
+        if key.startswith(("stage:", "reached:")):
+            assert members == {n: s for n, s in before[0][key].items() if n != "ada"}
+    assert not _snapshot_holds(client, by_resolver, ada)
+    erased = next(cid for cid, n in names[1].items() if n == "ada")
+    assert not _snapshot_holds(client, by_erasure, erased)
+    assert orjson.loads(after[0]["profiles"]["bob"])["identities"]
