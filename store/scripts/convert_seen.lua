@@ -1,5 +1,5 @@
 -- Layout 1 → 2 (processor/store.py migrate_layout): each de-duplication set given in KEYS
--- becomes a sorted set whose members count as received ARGV[1] (ms).
+-- becomes a sorted set whose members count as received ARGV[1] (ms). Returns #KEYS.
 local now = ARGV[1]
 for _, key in ipairs(KEYS) do
   if redis.call('TYPE', key).ok == 'set' then
@@ -15,3 +15,4 @@ for _, key in ipairs(KEYS) do
     end
   end
 end
+return #KEYS
