@@ -298,9 +298,14 @@ def callgrind_run(
 
 
 def state_digest(client: redis.Redis, prefix: str) -> str:
-    """A digest of every key under the prefix (type and content), to check two builds agree."""
+    """A digest of every key under the prefix (type and content), to check two builds agree
+    (with ``INGEST_COST_DUMP`` set, the content is also written to that file, a key a line)."""
     digest = hashlib.sha256()
+    dump = os.environ.get("INGEST_COST_DUMP")
+    lines = []
     for key in sorted(client.scan_iter(match=f"{prefix}:*", count=5000)):
+        if key == f"{prefix}:erasure-key":  # random per store
+            continue
         kind = client.type(key)
         if kind == "string":
             value: Any = client.get(key)
@@ -314,7 +319,11 @@ def state_digest(client: redis.Redis, prefix: str) -> str:
             value = [fields for _, fields in client.xrange(key)]
         else:
             value = client.dump(key)
-        digest.update(json.dumps([key, kind, value], default=str).encode())
+        line = json.dumps([key, kind, value], default=str)
+        digest.update(line.encode())
+        lines.append(line)
+    if dump:
+        Path(dump).write_text("\n".join(lines) + "\n")
     return digest.hexdigest()
 
 
