@@ -143,9 +143,10 @@ local function clusters_of(ids, keys)
 end
 
 -- The survivor of a merge: the cluster with the most identifiers (then the smallest id),
--- and the size of the merged cluster.
+-- and the size of the merged cluster (0 when it cannot grow: one cluster, no new identifier).
 local function survivor_of(clusters, unknown)
   if #clusters == 0 then return nil, unknown end
+  if #clusters == 1 and unknown == 0 then return clusters[1], 0 end  -- nothing grows
   local survivor, best, total = clusters[1], -1, unknown
   for _, c in ipairs(clusters) do
     local n = redis.call('HLEN', p .. ':cl:' .. c .. ':ids')
@@ -202,7 +203,8 @@ local function link(ids, tie, order)
     local known = redis.call('HGET', to .. ':ties', tie)
     if known == false and redis.call('HLEN', to .. ':ties') >= max_ties then
       refuse(survivor, tie, order, 'ties')
-    elseif set_min(to .. ':ties', {[tie] = order}) then
+    elseif not known or order < known then  -- earliest wins
+      redis.call('HSET', to .. ':ties', tie, order)
       changed = true
     end
   end
@@ -443,7 +445,7 @@ local H_COUNTS = 10
 -- Write a pre-folded group's contributions (store's rules, with one read and one write of
 -- the anchor hash). Returns whether the profile may have changed and the HMGET reply, whose
 -- link markers start at `markers`.
-local function store_fast(a, head, f, at)
+local function store_fast(a, head, f, revenue_at)
   local k, na, nm, nl, nv, nt, ncond, ndays, nbuys, orders = string.byte(head, 1, H_COUNTS)
   local nf = 2 + na + nm + nl + nv + nt
   local data = a .. ':data'
@@ -499,17 +501,21 @@ local function store_fast(a, head, f, at)
   if not first and rules_version ~= '' then  -- a new anchor
     writes[w + 1], writes[w + 2], w = 'rv', rules_version, w + 2
   end
-  local revenue = ARGV[at.revenue]
+  local revenue = ARGV[revenue_at]
+  local cond_at = f + 2 * nf - 1
+  local entries_at = cond_at + 2 * ncond
+  local days_at = entries_at + 2 * k
+  local buys_at = days_at + 2 * ndays
   if revenue ~= '' then redis.call('HINCRBYFLOAT', data, 'c:revenue', tonumber(revenue)) end
   if ncond > 0 then
-    redis.call('ZADD', a .. ':cond', unpack(ARGV, at.cond, at.cond + 2 * ncond - 1))
+    redis.call('ZADD', a .. ':cond', unpack(ARGV, cond_at, cond_at + 2 * ncond - 1))
     redis.call('ZREMRANGEBYRANK', a .. ':cond', 2000, -1)
     writes[w + 1], writes[w + 2], w, changed = 'cond', '1', w + 2, true
   end
   redis.call('HSET', data, unpack(writes))
   if ndays > 0 then
     local days = a .. ':days'
-    if redis.call('ZADD', days, 'LT', 'CH', unpack(ARGV, at.days, at.days + 2 * ndays - 1)) > 0 then
+    if redis.call('ZADD', days, 'LT', 'CH', unpack(ARGV, days_at, days_at + 2 * ndays - 1)) > 0 then
       changed = true
       local n = redis.call('ZCARD', days)  -- only a change can grow it
       if n > max_days then
@@ -519,13 +525,13 @@ local function store_fast(a, head, f, at)
   end
   if nbuys > 0 then
     local buys = a .. ':buys'
-    redis.call('ZADD', buys, unpack(ARGV, at.buys, at.buys + 2 * nbuys - 1))
+    redis.call('ZADD', buys, unpack(ARGV, buys_at, buys_at + 2 * nbuys - 1))
     local n = redis.call('ZCARD', buys)
     if n > max_buys then
       over.purchases = over.purchases + redis.call('ZREMRANGEBYRANK', buys, 0, n - max_buys - 1)
     end
   end
-  redis.call('ZADD', a .. ':journey', unpack(ARGV, at.entries, at.entries + 2 * k - 1))
+  redis.call('ZADD', a .. ':journey', unpack(ARGV, entries_at, entries_at + 2 * k - 1))
   if total > cap then redis.call('ZREMRANGEBYRANK', a .. ':journey', 0, -cap - 1) end
   return changed, current, markers
 end
@@ -551,35 +557,28 @@ local function link_fast(head, current, markers, at)
   return relinked, cluster
 end
 
+-- A group that takes apply_group's way after all (nothing of it was stored yet).
+local function apply_slow(i, next_at)
+  local cluster, codes, needed = apply_group(ARGV[i], cjson.decode(ARGV[i + 2]))
+  return cluster, codes, needed, next_at
+end
+
 -- The group whose arguments start at ARGV[i]: its cluster (nil if not looked up), status
 -- codes, whether the cluster is needed, and where the next group starts.
 local function apply_at(i)
   local anchor, head = ARGV[i], ARGV[i + 1]
-  if head == '' then
-    local cluster, codes, needed = apply_group(anchor, cjson.decode(ARGV[i + 2]))
-    return cluster, codes, needed, i + 3
-  end
+  if head == '' then return apply_slow(i, i + 3) end
   local k, na, nm, nl, nv, nt, ncond, ndays, nbuys = string.byte(head, 1, 9)
-  local nf = 2 + na + nm + nl + nv + nt
-  local at = {marks = i + 8}
-  at.fields = at.marks + 2 * k
-  at.cond = at.fields + 2 * nf - 1
-  at.entries = at.cond + 2 * ncond
-  at.days = at.entries + 2 * k
-  at.buys = at.days + 2 * ndays
-  at.ties = at.buys + 2 * nbuys
-  at.revenue = i + 7
-  local next_at = at.ties
+  local marks_at = i + 8
+  local fields_at = marks_at + 2 * k
+  local ties_at = fields_at + 2 * (2 + na + nm + nl + nv + nt) - 1 + 2 * (ncond + k + ndays + nbuys)
+  local next_at = ties_at
   for t = 1, nl do next_at = next_at + 2 + string.byte(head, H_COUNTS + t) end
-  local function slow()
-    local cluster, codes, needed = apply_group(anchor, cjson.decode(ARGV[i + 2]))
-    return cluster, codes, needed, next_at
-  end
   if any_erased then
     local keys = {}
     for mark in string.gmatch(ARGV[i + 3], '%S+') do keys[#keys + 1] = p .. ':erased:' .. mark end
     for _, erased in ipairs(redis.call('MGET', unpack(keys))) do
-      if erased then return slow() end
+      if erased then return apply_slow(i, next_at) end
     end
   end
   local a = p .. ':a:' .. anchor
@@ -587,23 +586,23 @@ local function apply_at(i)
   local newest, bound = redis.call('ZRANGE', seen, -1, -1, 'WITHSCORES')[2], ARGV[i + 6]
   if newest then
     newest = tonumber(newest)
-    if tonumber(ARGV[i + 4]) < newest - window then return slow() end  -- some expired
+    if tonumber(ARGV[i + 4]) < newest - window then return apply_slow(i, next_at) end  -- expired
     if newest > tonumber(ARGV[i + 5]) then bound = '(' .. (newest - window) end
   end
   if k == 1 then
-    if redis.call('ZADD', seen, 'NX', ARGV[at.marks], ARGV[at.marks + 1]) == 0 then
+    if redis.call('ZADD', seen, 'NX', ARGV[marks_at], ARGV[marks_at + 1]) == 0 then
       return nil, 's', true, next_at  -- seen: nothing stored
     end
   else
     local ids = {}
-    for e = 1, k do ids[e] = ARGV[at.marks + 2 * e - 1] end
+    for e = 1, k do ids[e] = ARGV[marks_at + 2 * e - 1] end
     for _, score in ipairs(redis.call('ZMSCORE', seen, unpack(ids))) do
-      if score then return slow() end
+      if score then return apply_slow(i, next_at) end
     end
   end
-  local changed, current, markers = store_fast(a, head, at.fields, at)
-  local relinked, cluster = link_fast(head, current, markers, at.ties)
-  if k > 1 then redis.call('ZADD', seen, unpack(ARGV, at.marks, at.marks + 2 * k - 1)) end
+  local changed, current, markers = store_fast(a, head, fields_at, i + 7)
+  local relinked, cluster = link_fast(head, current, markers, ties_at)
+  if k > 1 then redis.call('ZADD', seen, unpack(ARGV, marks_at, marks_at + 2 * k - 1)) end
   redis.call('ZREMRANGEBYSCORE', seen, '-inf', bound)
   local resolve = relinked or changed
   return cluster, string.rep(resolve and 'r' or 'n', k), resolve, next_at
