@@ -442,6 +442,8 @@ def _folded(run: Sequence[EventEffects]) -> tuple[bytes, list[Any]] | None:
     """A group's events folded as ingest.lua's ``fold`` does when they are all new: its
     head and values after the trim bound (None when the fast path cannot take it: repeated
     messageIds, no ``events`` counter, or a count above one byte)."""
+    if len(run) == 1:
+        return _folded_one(run[0])
     if len(run) > _MAX_COUNT or len({effect.message_id for effect in run}) < len(run):
         return None
     adds: dict[str, int] = {}
@@ -527,6 +529,66 @@ def _folded(run: Sequence[EventEffects]) -> tuple[bytes, list[Any]] | None:
         *buys,
         *tied,
     ]
+
+
+def _folded_one(effect: EventEffects) -> tuple[bytes, list[Any]] | None:
+    """:func:`_folded` of a single event (the usual group): nothing to compare."""
+    counts = effect.counts
+    if "events" not in counts:
+        return None
+    at_ms, at = effect.at_ms, str(effect.at_ms)
+    padded = f"{at_ms:015d}"
+    tie = effect.tie or ""
+    counters = ["c:events", *("c:" + name for name in counts if name != "events")]
+    numbers = [str(counts["events"]), *(str(n) for name, n in counts.items() if name != "events")]
+    cond = [x for member, when in effect.conditional.items() for x in (str(when), member)]
+    head = [
+        1,
+        len(counters),
+        2 + len(effect.stages),
+        1,
+        len(effect.surveys),
+        len(effect.traits),
+        len(effect.conditional),
+        1 if effect.active else 0,
+        1 if "orders" in counts else 0,
+        1 if "orders" in counts else 0,
+        len(effect.identifiers),
+    ]
+    if max(head) > _MAX_COUNT:
+        return None
+    revenue = 0.0 + effect.revenue
+    values: list[Any] = [
+        repr(revenue) if revenue != 0 else "",
+        str(effect.received_ms),
+        effect.message_id,
+        "nt",
+        *counters,
+        "first",
+        "ft",
+        *("s:" + stage for stage in effect.stages),
+        "l:" + tie,
+        "last",
+        *("v:" + key for key in effect.surveys),
+        *("t:" + name for name in effect.traits),
+        *numbers,
+        padded,
+        effect.first_touch,
+        *effect.stages.values(),
+        effect.order,
+        padded,
+        *effect.surveys.values(),
+        *effect.traits.values(),
+        *cond,
+        at,
+        effect.entry,
+    ]
+    if effect.active:
+        values += (at, str(at_ms // _DAY_MS))
+    if "orders" in counts:
+        values += (at, effect.message_id)
+    values += (tie, effect.order, *effect.identifiers)
+    return bytes(head), values
 
 
 def _earliest(folded: dict[str, str], field: str, value: str) -> None:
