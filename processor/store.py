@@ -202,31 +202,29 @@ class JourneyStore:
     @staticmethod
     def applied_of(prepared: PreparedApply, replies: Sequence[list[Any]]) -> ApplyOutcome:
         """Each event's outcome, in the order the events were given, and the overflows."""
-        flat = [value for reply in replies for value in reply[:-1]]
         overflows: dict[str, int] = {}
+        sent: list[Applied] = []
         for reply in replies:
             for bound, count in orjson.loads(reply[-1]).items():
                 if count:
                     overflows[bound] = overflows.get(bound, 0) + int(count)
+            for k in range(0, len(reply) - 1, 2):
+                cluster = _text(reply[k])
+                sent += [_outcome(code, cluster) for code in _text(reply[k + 1])]
         applied: list[Applied] = [Applied(False, "", False)] * len(prepared.order)
         for position, index in enumerate(prepared.order):
-            i = position * 3
-            applied[index] = Applied(bool(flat[i]), _text(flat[i + 1]), bool(flat[i + 2]))
+            applied[index] = sent[position]
         return ApplyOutcome(applied, overflows)
 
     def _chunk_args(self, effects: Sequence[EventEffects]) -> list[Any]:
-        """Script arguments: the prefix, the journey cap and one JSON document holding, per run
-        of events with the same anchor, the anchor and each event's values (one argument
-        instead of six per event: cheaper to build, send and parse)."""
-        groups = [
-            [anchor, [_event_args(effect, self._marks) for effect in run]]
-            for anchor, run in itertools.groupby(effects, key=attrgetter("anchor"))
-        ]
+        """Script arguments: the bounds, then per run of events with the same anchor its
+        arguments (:func:`_group_args`): one JSON document of its events' values, and the
+        same events folded in advance for the script's fast path (taken when they are all
+        new, the usual case: then the script does not decode the document)."""
         bounds = self.bounds
-        return [
+        args: list[Any] = [
             self.keys.prefix,
             bounds.journey_cap,
-            orjson.dumps(groups),
             bounds.max_traits,
             bounds.max_cluster_ids,
             bounds.max_cluster_ties,
@@ -235,6 +233,9 @@ class JourneyStore:
             bounds.max_active_days,
             bounds.max_purchases,
         ]
+        for anchor, run in itertools.groupby(effects, key=attrgetter("anchor")):
+            args += _group_args(anchor, list(run), self._marks, bounds.dedup_window_ms)
+        return args
 
     def read_clusters(self, clusters: Sequence[str]) -> list[ClusterState]:
         """Versions, identifiers, ties, last profiles and anchors of clusters, in one call
@@ -405,6 +406,215 @@ def _event_args(effect: EventEffects, marks: Marks) -> list[Any]:
         str(effect.received_ms),
         fields,
     ]
+
+
+_CODES = {
+    "r": Applied(True, "", True),
+    "n": Applied(True, "", False),
+    "s": Applied(False, "", True),
+    "x": Applied(False, "", False),
+}
+
+
+def _outcome(code: str, cluster: str) -> Applied:
+    """An event's outcome from its status code in ingest.lua's reply."""
+    if code == "x":
+        return _CODES["x"]
+    found = _CODES[code]
+    return Applied(found.new, cluster, found.needs_resolution)
+
+
+def _group_args(
+    anchor: str, run: Sequence[EventEffects], marks: Marks, window_ms: int
+) -> list[Any]:
+    """One anchor's events for ingest.lua: the anchor, the head of the folded values (empty
+    when they cannot take the fast path), the events' JSON document, then the folded values
+    (see ingest.lua's fast path for the layout)."""
+    events = [_event_args(effect, marks) for effect in run]
+    doc = orjson.dumps(events)
+    folded = _folded(run)
+    if folded is None:
+        return [anchor, b"", doc]
+    head, values = folded
+    received = [effect.received_ms for effect in run]
+    marked = " ".join(mark for event in events for mark in event[5]["marks"])
+    return [
+        anchor,
+        head,
+        doc,
+        marked,
+        str(min(received)),
+        str(max(received)),
+        f"({max(received) - window_ms}",
+        *values,
+    ]
+
+
+_DAY_MS = 86_400_000
+_MAX_COUNT = 255  # each count of a folded group is one byte of its head
+
+
+def _folded(run: Sequence[EventEffects]) -> tuple[bytes, list[Any]] | None:
+    """A group's events folded as ingest.lua's ``fold`` does when they are all new: its
+    head and values after the trim bound (None when the fast path cannot take it: repeated
+    messageIds, no ``events`` counter, or a count above one byte)."""
+    if len(run) == 1:
+        return _folded_one(run[0])
+    if len(run) > _MAX_COUNT or len({effect.message_id for effect in run}) < len(run):
+        return None
+    adds: dict[str, int] = {}
+    mins: dict[str, str] = {}
+    ties: dict[str, tuple[str, tuple[str, ...]]] = {}
+    last = ""
+    answers: dict[str, str] = {}
+    traits: dict[str, str] = {}
+    seen: list[str] = []
+    cond: list[Any] = []
+    entries: list[Any] = []
+    days: dict[int, int] = {}
+    buys: list[str] = []
+    revenue = 0.0
+    for effect in run:
+        at_ms, at = effect.at_ms, str(effect.at_ms)
+        padded = f"{at_ms:015d}"
+        seen += (str(effect.received_ms), effect.message_id)
+        if effect.active:
+            day = at_ms // _DAY_MS
+            if day not in days or at_ms < days[day]:
+                days[day] = at_ms
+        if "orders" in effect.counts:
+            buys += (at, effect.message_id)
+        for name, n in effect.counts.items():
+            field = "c:" + name
+            adds[field] = adds.get(field, 0) + n
+        _earliest(mins, "first", padded)
+        _earliest(mins, "ft", effect.first_touch)
+        for stage, candidate in effect.stages.items():
+            _earliest(mins, "s:" + stage, candidate)
+        last = max(last, padded)
+        for name, value in effect.traits.items():
+            _latest(traits, "t:" + name, value)
+        for order_key, answer in effect.surveys.items():
+            _latest(answers, "v:" + order_key, answer)
+        tie = effect.tie or ""
+        if tie not in ties or effect.order < ties[tie][0]:
+            ties[tie] = (effect.order, effect.identifiers)
+        revenue += effect.revenue
+        for member, when in effect.conditional.items():
+            cond += (str(when), member)
+        entries += (at, effect.entry)
+    if "c:events" not in adds:
+        return None
+    counters = {"c:events": adds.pop("c:events"), **adds}
+    links = {"l:" + tie: order for tie, (order, _) in ties.items()}
+    counts = [
+        len(run),
+        len(counters),
+        len(mins),
+        len(ties),
+        len(answers),
+        len(traits),
+        len(cond) // 2,
+        len(days),
+        len(buys) // 2,
+        1 if buys else 0,
+        *(len(ids) for _, ids in ties.values()),
+    ]
+    if max(counts) > _MAX_COUNT:
+        return None
+    fields = ["nt", *counters, *mins, *links, "last", *answers, *traits]
+    values = [
+        *(str(n) for n in counters.values()),
+        *mins.values(),
+        *links.values(),
+        last,
+        *answers.values(),
+        *traits.values(),
+    ]
+    tied: list[str] = []
+    for tie, (order, ids) in ties.items():
+        tied += (tie, order, *ids)
+    return bytes(counts), [
+        repr(revenue) if revenue != 0 else "",
+        *seen,
+        *fields,
+        *values,
+        *cond,
+        *entries,
+        *(x for day, ms in days.items() for x in (str(ms), str(day))),
+        *buys,
+        *tied,
+    ]
+
+
+def _folded_one(effect: EventEffects) -> tuple[bytes, list[Any]] | None:
+    """:func:`_folded` of a single event (the usual group): nothing to compare."""
+    counts = effect.counts
+    if "events" not in counts:
+        return None
+    at_ms, at = effect.at_ms, str(effect.at_ms)
+    padded = f"{at_ms:015d}"
+    tie = effect.tie or ""
+    counters = ["c:events", *("c:" + name for name in counts if name != "events")]
+    numbers = [str(counts["events"]), *(str(n) for name, n in counts.items() if name != "events")]
+    cond = [x for member, when in effect.conditional.items() for x in (str(when), member)]
+    head = [
+        1,
+        len(counters),
+        2 + len(effect.stages),
+        1,
+        len(effect.surveys),
+        len(effect.traits),
+        len(effect.conditional),
+        1 if effect.active else 0,
+        1 if "orders" in counts else 0,
+        1 if "orders" in counts else 0,
+        len(effect.identifiers),
+    ]
+    if max(head) > _MAX_COUNT:
+        return None
+    revenue = 0.0 + effect.revenue
+    values: list[Any] = [
+        repr(revenue) if revenue != 0 else "",
+        str(effect.received_ms),
+        effect.message_id,
+        "nt",
+        *counters,
+        "first",
+        "ft",
+        *("s:" + stage for stage in effect.stages),
+        "l:" + tie,
+        "last",
+        *("v:" + key for key in effect.surveys),
+        *("t:" + name for name in effect.traits),
+        *numbers,
+        padded,
+        effect.first_touch,
+        *effect.stages.values(),
+        effect.order,
+        padded,
+        *effect.surveys.values(),
+        *effect.traits.values(),
+        *cond,
+        at,
+        effect.entry,
+    ]
+    if effect.active:
+        values += (at, str(at_ms // _DAY_MS))
+    if "orders" in counts:
+        values += (at, effect.message_id)
+    values += (tie, effect.order, *effect.identifiers)
+    return bytes(head), values
+
+
+def _earliest(folded: dict[str, str], field: str, value: str) -> None:
+    if field not in folded or value < folded[field]:
+        folded[field] = value
+
+
+def _latest(folded: dict[str, str], field: str, value: str) -> None:
+    if field not in folded or value > folded[field]:
+        folded[field] = value
 
 
 REEVALUATE_ATTEMPTS = 20

@@ -9,20 +9,22 @@
 -- whole script up front when it is out of memory. So an event is marked seen exactly when its
 -- effects are stored: in the same atomic step.
 --
--- ARGV: prefix, journey_cap, one JSON array of groups: [anchor, [event, ...]], then the
--- bounds max_traits (distinct traits per anchor), max_ids (identifiers per raw cluster),
--- max_ties (ties per raw cluster), window_ms (de-duplication window), rules_version (stored
--- as 'rv' on an anchor's first event: its candidates are the current rules'), max_days
--- (active days per anchor), max_purchases (purchase times per anchor).
--- Each event [message_id, at_ms, order_key, journey_entry, received_ms, payload] (times as
+-- ARGV: prefix, journey_cap, max_traits (distinct traits per anchor), max_ids (identifiers
+-- per raw cluster), max_ties (ties per raw cluster), window_ms (de-duplication window),
+-- rules_version (stored as 'rv' on an anchor's first event: its candidates are the current
+-- rules'), max_days (active days per anchor), max_purchases (purchase times per anchor), then
+-- per group of events with the same anchor: the anchor, a head, a JSON document of its events
+-- and, unless the head is empty, the same events folded in advance (the fast path, taken when
+-- they are all new: see apply_at). In the document, each event is
+-- [message_id, at_ms, order_key, journey_entry, received_ms, payload] (times as
 -- strings); payload: ids[], marks[] (names of their erasure markers), tie ("" if none),
 --          counts{}, revenue, stages{}, cond{member: at},
 --          traits{}, first_touch, surveys{order_key: answer}, act (1: activity for the
 --          lifecycle, absent for an event the rules ignore)
--- Returns per event, in argument order, 3 values: is_new (0/1), cluster id,
--- needs_resolution (0/1), then one last value: a JSON object counting what the bounds kept
--- out (traits, ties, window). An event received before one of its identifiers was erased (a
--- replay), or older than the de-duplication window, returns 0, '', 0.
+-- Returns per group, in argument order, 2 values: its cluster id ('' unless needed) and one
+-- status code per event (see the main loop), then one last value: a JSON object counting what
+-- the bounds kept out (traits, ties, window, ...). An event received before one of its
+-- identifiers was erased (a replay), or older than the de-duplication window, is ignored.
 --
 -- De-duplication: P:a:<anchor>:seen is a sorted set of messageIds scored by receipt time,
 -- kept for window_ms behind the newest receipt (the window is at least the topic's retention,
@@ -40,10 +42,10 @@
 -- max_purchases kept. A new day or an earlier first event of a day needs resolution; a later
 -- event of a known day does not (activity is known to the day).
 local p, cap = ARGV[1], tonumber(ARGV[2])
-local max_traits, max_ids = tonumber(ARGV[4]), tonumber(ARGV[5])
-local max_ties, window = tonumber(ARGV[6]), tonumber(ARGV[7])
-local rules_version = ARGV[8] or ''
-local max_days, max_buys = tonumber(ARGV[9]) or 1000, tonumber(ARGV[10]) or 200
+local max_traits, max_ids = tonumber(ARGV[3]), tonumber(ARGV[4])
+local max_ties, window = tonumber(ARGV[5]), tonumber(ARGV[6])
+local rules_version = ARGV[7]
+local max_days, max_buys = tonumber(ARGV[8]), tonumber(ARGV[9])
 local DAY_MS = 86400000
 local SLICE = 1000  -- arguments per command: well below unpack's limit
 local any_erased = redis.call('EXISTS', p .. ':erasures') == 1
@@ -61,11 +63,6 @@ local function sliced(command, key, args)
     end
   end
   return replies
-end
-
-local function emit(is_new, cluster, needs_resolution)
-  local n = #out
-  out[n + 1], out[n + 2], out[n + 3] = is_new, cluster, needs_resolution
 end
 
 -- Set every field of `wanted` whose stored value is absent or greater; true if any.
@@ -146,9 +143,10 @@ local function clusters_of(ids, keys)
 end
 
 -- The survivor of a merge: the cluster with the most identifiers (then the smallest id),
--- and the size of the merged cluster.
+-- and the size of the merged cluster (0 when it cannot grow: one cluster, no new identifier).
 local function survivor_of(clusters, unknown)
   if #clusters == 0 then return nil, unknown end
+  if #clusters == 1 and unknown == 0 then return clusters[1], 0 end  -- nothing grows
   local survivor, best, total = clusters[1], -1, unknown
   for _, c in ipairs(clusters) do
     local n = redis.call('HLEN', p .. ':cl:' .. c .. ':ids')
@@ -205,7 +203,8 @@ local function link(ids, tie, order)
     local known = redis.call('HGET', to .. ':ties', tie)
     if known == false and redis.call('HLEN', to .. ':ties') >= max_ties then
       refuse(survivor, tie, order, 'ties')
-    elseif set_min(to .. ':ties', {[tie] = order}) then
+    elseif not known or order < known then  -- earliest wins
+      redis.call('HSET', to .. ':ties', tie, order)
       changed = true
     end
   end
@@ -390,6 +389,8 @@ local function deduplicate(seen, events)
   return status, marks, latest
 end
 
+-- A group's events the general way: decoded from its JSON document, each de-duplicated
+-- and checked against erasures, the new ones folded here. Returns its status codes.
 local function apply_group(anchor, events)
   local a = p .. ':a:' .. anchor
   local seen = a .. ':seen'
@@ -412,22 +413,214 @@ local function apply_group(anchor, events)
     sliced('ZADD', seen, marks)
     redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. (latest - window))
   end
-  -- every link includes the anchor, and the last one leaves it in the survivor
-  cluster = cluster or redis.call('GET', p .. ':id:' .. anchor) or ''
+  local codes, needed = {}, false
   for k = 1, #events do
     local state = status[k]
     if state == 'skip' or state == 'expired' then
-      emit(0, '', 0)
+      codes[k] = 'x'
     elseif state == 'seen' then
-      emit(0, cluster, 1)
+      codes[k], needed = 's', true
     else
-      emit(1, cluster, resolve and 1 or 0)
+      codes[k], needed = resolve and 'r' or 'n', needed or resolve
     end
   end
+  return cluster, table.concat(codes), needed
 end
 
-for _, group in ipairs(cjson.decode(ARGV[3])) do
-  apply_group(group[1], group[2])
+-- Fast path (processor/store.py folds a group's events in advance, assuming all are new):
+-- the group's part of ARGV, from its first argument i:
+--   anchor, head, document (the events for apply_group), erasure marks (space-separated),
+--   least and greatest receipt time, the de-duplication trim bound ('(' .. greatest -
+--   window), revenue ('' if none), then k (receipt, messageId) pairs, the anchor hash's
+--   fields ('nt', counters (c:events first), earliest-wins fields (first, ft, s:*), link
+--   markers (l:*, one per tie), 'last', survey answers (v:*), traits (t:*)), their values
+--   (all but 'nt'), gated candidate (at, member) pairs, timeline (at, entry) pairs, active
+--   day (first event ms, day) pairs, purchase (at, messageId) pairs and per tie: tie, order,
+--   identifiers.
+-- head holds one byte per count: events k, counters, earliest-wins fields, ties, answers,
+-- traits, gated candidates, active days, purchases, has orders (0/1), then the number of
+-- identifiers of each tie. An empty head: the group takes apply_group's way only.
+local H_COUNTS = 10
+
+-- Write a pre-folded group's contributions (store's rules, with one read and one write of
+-- the anchor hash). Returns whether the profile may have changed and the HMGET reply, whose
+-- link markers start at `markers`.
+local function store_fast(a, head, f, revenue_at)
+  local k, na, nm, nl, nv, nt, ncond, ndays, nbuys, orders = string.byte(head, 1, H_COUNTS)
+  local nf = 2 + na + nm + nl + nv + nt
+  local data = a .. ':data'
+  local current = redis.call('HMGET', data, unpack(ARGV, f, f + nf - 1))
+  local traits = tonumber(current[1]) or 0
+  local counted = traits
+  local writes, w, changed, total = {}, 0, orders == 1, 0
+  local c, x = 2, f + nf  -- position in current (its field is ARGV[f + c - 1]), its value
+  for _ = 1, na do  -- counters, added
+    local sum = (tonumber(current[c]) or 0) + tonumber(ARGV[x])
+    if c == 2 then total = sum end
+    writes[w + 1], writes[w + 2], w = ARGV[f + c - 1], sum, w + 2
+    c, x = c + 1, x + 1
+  end
+  local first = current[c]
+  for _ = 1, nm do  -- earliest wins
+    local old, value = current[c], ARGV[x]
+    if not old or value < old then
+      writes[w + 1], writes[w + 2], w, changed = ARGV[f + c - 1], value, w + 2, true
+    end
+    c, x = c + 1, x + 1
+  end
+  local markers = c
+  for _ = 1, nl + 1 do  -- link markers (earliest wins) and 'last' (latest wins): no change
+    local old, value = current[c], ARGV[x]
+    if not old or (c < markers + nl and value < old) or (c == markers + nl and value > old) then
+      writes[w + 1], writes[w + 2], w = ARGV[f + c - 1], value, w + 2
+    end
+    c, x = c + 1, x + 1
+  end
+  for _ = 1, nv do  -- latest wins
+    local old, value = current[c], ARGV[x]
+    if not old or value > old then
+      writes[w + 1], writes[w + 2], w, changed = ARGV[f + c - 1], value, w + 2, true
+    end
+    c, x = c + 1, x + 1
+  end
+  for _ = 1, nt do  -- latest wins; a trait new to the anchor only below max_traits
+    local old, value = current[c], ARGV[x]
+    local better = (not old) or value > old
+    if better and not old then
+      if traits >= max_traits then
+        better = false
+        over.traits = over.traits + 1
+      else
+        traits = traits + 1
+      end
+    end
+    if better then writes[w + 1], writes[w + 2], w, changed = ARGV[f + c - 1], value, w + 2, true end
+    c, x = c + 1, x + 1
+  end
+  if traits ~= counted then writes[w + 1], writes[w + 2], w = 'nt', traits, w + 2 end
+  if not first and rules_version ~= '' then  -- a new anchor
+    writes[w + 1], writes[w + 2], w = 'rv', rules_version, w + 2
+  end
+  local revenue = ARGV[revenue_at]
+  local cond_at = f + 2 * nf - 1
+  local entries_at = cond_at + 2 * ncond
+  local days_at = entries_at + 2 * k
+  local buys_at = days_at + 2 * ndays
+  if revenue ~= '' then redis.call('HINCRBYFLOAT', data, 'c:revenue', tonumber(revenue)) end
+  if ncond > 0 then
+    redis.call('ZADD', a .. ':cond', unpack(ARGV, cond_at, cond_at + 2 * ncond - 1))
+    redis.call('ZREMRANGEBYRANK', a .. ':cond', 2000, -1)
+    writes[w + 1], writes[w + 2], w, changed = 'cond', '1', w + 2, true
+  end
+  redis.call('HSET', data, unpack(writes))
+  if ndays > 0 then
+    local days = a .. ':days'
+    if redis.call('ZADD', days, 'LT', 'CH', unpack(ARGV, days_at, days_at + 2 * ndays - 1)) > 0 then
+      changed = true
+      local n = redis.call('ZCARD', days)  -- only a change can grow it
+      if n > max_days then
+        over.days = over.days + redis.call('ZREMRANGEBYRANK', days, 0, n - max_days - 1)
+      end
+    end
+  end
+  if nbuys > 0 then
+    local buys = a .. ':buys'
+    redis.call('ZADD', buys, unpack(ARGV, buys_at, buys_at + 2 * nbuys - 1))
+    local n = redis.call('ZCARD', buys)
+    if n > max_buys then
+      over.purchases = over.purchases + redis.call('ZREMRANGEBYRANK', buys, 0, n - max_buys - 1)
+    end
+  end
+  redis.call('ZADD', a .. ':journey', unpack(ARGV, entries_at, entries_at + 2 * k - 1))
+  if total > cap then redis.call('ZREMRANGEBYRANK', a .. ':journey', 0, -cap - 1) end
+  return changed, current, markers
+end
+
+-- Link a pre-folded group's ties not linked at their order yet (in the order apply_group's
+-- table would give them). Returns whether the cluster changed and the anchor's cluster.
+local function link_fast(head, current, markers, at)
+  local nl = string.byte(head, 4)
+  local ties, starts, i = {}, {}, at
+  for t = 1, nl do
+    ties[ARGV[i]], starts[t] = t, i
+    i = i + 2 + string.byte(head, H_COUNTS + t)
+  end
+  local relinked, cluster = false, nil
+  for tie, t in pairs(ties) do
+    local marker, order = current[markers + t - 1], ARGV[starts[t] + 1]
+    if not (marker and marker <= order) then
+      local ids = {unpack(ARGV, starts[t] + 2, starts[t] + 1 + string.byte(head, H_COUNTS + t))}
+      local survivor, changed = link(ids, tie, order)
+      relinked, cluster = relinked or changed, survivor
+    end
+  end
+  return relinked, cluster
+end
+
+-- A group that takes apply_group's way after all (nothing of it was stored yet).
+local function apply_slow(i, next_at)
+  local cluster, codes, needed = apply_group(ARGV[i], cjson.decode(ARGV[i + 2]))
+  return cluster, codes, needed, next_at
+end
+
+-- The group whose arguments start at ARGV[i]: its cluster (nil if not looked up), status
+-- codes, whether the cluster is needed, and where the next group starts.
+local function apply_at(i)
+  local anchor, head = ARGV[i], ARGV[i + 1]
+  if head == '' then return apply_slow(i, i + 3) end
+  local k, na, nm, nl, nv, nt, ncond, ndays, nbuys = string.byte(head, 1, 9)
+  local marks_at = i + 8
+  local fields_at = marks_at + 2 * k
+  local ties_at = fields_at + 2 * (2 + na + nm + nl + nv + nt) - 1 + 2 * (ncond + k + ndays + nbuys)
+  local next_at = ties_at
+  for t = 1, nl do next_at = next_at + 2 + string.byte(head, H_COUNTS + t) end
+  if any_erased then
+    local keys = {}
+    for mark in string.gmatch(ARGV[i + 3], '%S+') do keys[#keys + 1] = p .. ':erased:' .. mark end
+    for _, erased in ipairs(redis.call('MGET', unpack(keys))) do
+      if erased then return apply_slow(i, next_at) end
+    end
+  end
+  local a = p .. ':a:' .. anchor
+  local seen = a .. ':seen'
+  local newest, bound = redis.call('ZRANGE', seen, -1, -1, 'WITHSCORES')[2], ARGV[i + 6]
+  if newest then
+    newest = tonumber(newest)
+    if tonumber(ARGV[i + 4]) < newest - window then return apply_slow(i, next_at) end  -- expired
+    if newest > tonumber(ARGV[i + 5]) then bound = '(' .. (newest - window) end
+  end
+  if k == 1 then
+    if redis.call('ZADD', seen, 'NX', ARGV[marks_at], ARGV[marks_at + 1]) == 0 then
+      return nil, 's', true, next_at  -- seen: nothing stored
+    end
+  else
+    local ids = {}
+    for e = 1, k do ids[e] = ARGV[marks_at + 2 * e - 1] end
+    for _, score in ipairs(redis.call('ZMSCORE', seen, unpack(ids))) do
+      if score then return apply_slow(i, next_at) end
+    end
+  end
+  local changed, current, markers = store_fast(a, head, fields_at, i + 7)
+  local relinked, cluster = link_fast(head, current, markers, ties_at)
+  if k > 1 then redis.call('ZADD', seen, unpack(ARGV, marks_at, marks_at + 2 * k - 1)) end
+  redis.call('ZREMRANGEBYSCORE', seen, '-inf', bound)
+  local resolve = relinked or changed
+  return cluster, string.rep(resolve and 'r' or 'n', k), resolve, next_at
+end
+
+-- Returns per group its cluster ('' unless some event needs resolution) and one status code
+-- per event: 'r' new, needs resolution; 'n' new, does not; 's' seen already (re-resolved
+-- anyway, in case a crash came before resolution); 'x' ignored (received before one of its
+-- identifiers was erased, or older than the de-duplication window).
+local i = 10
+while i <= #ARGV do
+  local cluster, codes, needed, next_at = apply_at(i)
+  if needed then
+    -- every link includes the anchor, and the last one leaves it in the survivor
+    cluster = cluster or redis.call('GET', p .. ':id:' .. ARGV[i]) or ''
+  end
+  out[#out + 1], out[#out + 2] = needed and cluster or '', codes
+  i = next_at
 end
 out[#out + 1] = cjson.encode(over)
 return out
