@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.embedded import free_port
+from infra.embedded import free_port, spawn
 from launcher.cli import COMMANDS, main
 from tests.e2e.conftest import start_service, wait_for
 
@@ -59,6 +59,26 @@ def test_check_passes_with_reachable_dependencies(
     code, out, err = run(["check"], capsys)
     assert (code, err) == (0, "")
     assert f"kafka: {bootstrap} answers" in out and f"redis: {redis_url} answers" in out
+
+
+def test_check_notes_a_redis_below_the_stores_encodings(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    bootstrap: str,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--save", "", "--dir", str(tmp_path)]
+    default = spawn("redis-default", argv, port, tmp_path / "redis.log")
+    try:
+        monkeypatch.setenv("TOUCHPATH_KAFKA_BOOTSTRAP", bootstrap)
+        monkeypatch.setenv("TOUCHPATH_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+        code, out, err = run(["check"], capsys)
+    finally:
+        default.stop()
+    assert (code, err) == (0, "")  # it works, only less compactly
+    notes = [line for line in out.splitlines() if "redis: note:" in line]
+    assert len(notes) == 2 and all("is 64" in line for line in notes), out
 
 
 def test_check_names_each_problem_on_its_own_line(
