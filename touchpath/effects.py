@@ -89,7 +89,7 @@ def effects_of(
     ids = identifiers_of(event, policy.priority, policy.phone_region)
     if not ids:
         raise ValueError("event has no usable identifier")
-    keys = tuple(i.key() for i in ids)
+    keys = tuple([f"{kind}:{value}" for kind, value in ids])
     at_ms = event_millis(event)
     message_id = str(event["messageId"])
     channel = str(event.get("context", {}).get("channel") or "other")

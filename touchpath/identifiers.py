@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 import phonenumbers
 
@@ -80,14 +80,21 @@ class Identifier(NamedTuple):
 
 def is_junk(value: object) -> bool:
     """True for values that must never become identities (``null``, ``0``, all-zero, …)."""
+    if type(value) is str:
+        return _junk_text(value.strip())
     if not isinstance(value, str | int) or isinstance(value, bool):
         return True
-    text = str(value).strip()
+    return _junk_text(str(value).strip())
+
+
+def _junk_text(text: str) -> bool:
+    """:func:`is_junk` of trimmed text (control characters are never printable, so the
+    search only runs on text that is not)."""
     return (
         text.lower() in JUNK_VALUES
-        or bool(_ALL_ZERO.match(text))
+        or _ALL_ZERO.match(text) is not None
         or len(text) > MAX_IDENTIFIER_LENGTH
-        or bool(CONTROL_CHARACTER.search(text))
+        or (not text.isprintable() and CONTROL_CHARACTER.search(text) is not None)
     )
 
 
@@ -145,6 +152,9 @@ def normalize_external_type(value: object) -> str | None:
 
 
 def _plain(value: object) -> str | None:
+    if type(value) is str:
+        text = value.strip()
+        return None if _junk_text(text) else text
     if is_junk(value):
         return None
     return str(value).strip()
@@ -174,16 +184,20 @@ def identifiers_of(
             found.append(Identifier(ANONYMOUS_ID, previous))
             renamed = Identifier(USER_ID, previous)
             found.append(renamed)
-    for traits in _trait_maps(event):
-        email = normalize_email(traits.get("email"))
-        if email:
-            found.append(Identifier(EMAIL, email))
-        phone = normalize_phone(traits.get("phone"), region)
-        if phone:
-            found.append(Identifier(PHONE, phone))
+    for email, phone in _contacts(event):
+        if email is not None:
+            email = normalize_email(email)
+            if email:
+                found.append(Identifier(EMAIL, email))
+        if phone is not None:
+            phone = normalize_phone(phone, region)
+            if phone:
+                found.append(Identifier(PHONE, phone))
     context = event.get("context")
-    if isinstance(context, Mapping):
-        found.extend(_external_ids(context.get("externalIds")))
+    if type(context) is dict or isinstance(context, Mapping):
+        external = context.get("externalIds")
+        if external is not None:
+            found.extend(_external_ids(external))
     if anonymous_id:
         found.append(Identifier(ANONYMOUS_ID, anonymous_id))
     if len(found) < 2:
@@ -195,17 +209,27 @@ def identifiers_of(
     return ordered
 
 
-def _trait_maps(event: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+def _contacts(event: Mapping[str, Any]) -> list[tuple[object, object]]:
+    """The (email, phone) values the person's traits give, in order: the event's ``traits``
+    (not a group's: the account's), ``context.traits``, then a track call's
+    ``properties.email`` (email-service and chat events carry the recipient there)."""
+    found: list[tuple[object, object]] = []
     traits = event.get("traits")
-    if isinstance(traits, Mapping) and event.get("type") != "group":  # a group's: the account's
-        yield traits
+    if _is_map(traits) and event.get("type") != "group":
+        found.append((traits.get("email"), traits.get("phone")))
     context = event.get("context")
-    if isinstance(context, Mapping) and isinstance(context.get("traits"), Mapping):
-        yield context["traits"]
+    if _is_map(context):
+        traits = context.get("traits")
+        if _is_map(traits):
+            found.append((traits.get("email"), traits.get("phone")))
     properties = event.get("properties")
-    if isinstance(properties, Mapping) and event.get("type") == "track":
-        # Email-service and chat events carry the recipient in properties.
-        yield {"email": properties.get("email")} if "email" in properties else {}
+    if _is_map(properties) and "email" in properties and event.get("type") == "track":
+        found.append((properties.get("email"), None))
+    return found
+
+
+def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _external_ids(value: object) -> Iterable[Identifier]:
@@ -249,7 +273,13 @@ def sort_by_priority(
 ) -> list[Identifier]:
     """Strongest first; ties broken by kind and value so the order is deterministic."""
     ranks, unknown = _ranks(priority), len(priority)
-    return sorted(identifiers, key=lambda i: (_rank(i.kind, ranks, unknown), i))
+    return sorted(
+        identifiers,
+        key=lambda i: (
+            ranks.get(EXTERNAL_PREFIX if i[0].startswith(EXTERNAL_PREFIX) else i[0], unknown),
+            i,
+        ),
+    )
 
 
 def anchor_of(
