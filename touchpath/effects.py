@@ -22,11 +22,9 @@ from touchpath.identity import (
     order_key,
 )
 from touchpath.stages import (
-    NO_MATCH,
     Match,
     StageModel,
-    is_ignored,
-    match_event,
+    match_activity,
     purchase_revenue,
 )
 from touchpath.surveys import survey_answer
@@ -96,12 +94,14 @@ def effects_of(
     browser = event.get("trust") == "browser"
     tie_order = tiebreak(event)
     order = order_key(at_ms, message_id, tie_order, browser)
-    match = match_event(event, model)
-    stages, conditional = stage_contributions(event, match, at_ms, message_id, channel, tie_order)
-    if model.trait_names:
-        conditional.update(
-            trait_history(event, model.trait_names, time_order(at_ms, message_id), at_ms)
-        )
+    match, active = match_activity(event, model)
+    candidate = encode_candidate(at_ms, message_id, channel, tie_order)
+    stages, conditional = stage_contributions(
+        event, match, at_ms, message_id, channel, tie_order, candidate
+    )
+    trait_names = model.trait_names
+    if trait_names:
+        conditional.update(trait_history(event, trait_names, time_order(at_ms, message_id), at_ms))
     revenue = purchase_revenue(event, match, model)
     return EventEffects(
         anchor=keys[0],
@@ -118,11 +118,9 @@ def effects_of(
         conditional=conditional,
         traits=_traits(event, ("0" if browser else "1") + order[1:]),
         received_ms=_received_ms(event, at_ms),
-        first_touch=FIELD_SEPARATOR.join(
-            (encode_candidate(at_ms, message_id, channel, tie_order), _campaign_name(event))
-        ),
+        first_touch=candidate + FIELD_SEPARATOR + _campaign_name(event),
         surveys=_survey(event, order, at_ms),
-        active=match is not NO_MATCH or not is_ignored(event, model),
+        active=active,
     )
 
 
@@ -228,18 +226,22 @@ def stage_contributions(
     message_id: str,
     channel: str,
     tiebreak: str = "",
+    candidate: str = "",
 ) -> tuple[dict[str, str], dict[str, int]]:
     """Earliest-wins candidates (``s:<stage>``: time, messageId, channel, cause) and gated
     ones (after a stage and/or on traits), stored as members of the anchor's ``cond`` set:
-    ``stage<US>after<US>messageId<US>channel<US>cause[<US>trait conditions]`` → time."""
+    ``stage<US>after<US>messageId<US>channel<US>cause[<US>trait conditions]`` → time
+    (``candidate``: :func:`encode_candidate` of the event, when the caller has it)."""
     unconditional: dict[str, str] = {}
     conditional: dict[str, int] = {}
+    if not match.stages and not match.gates:
+        return unconditional, conditional
     for stage, after in match.stages.items():
         cause = _cause(event, match.rules.get(stage, -1))
         if after is None:
-            unconditional[stage] = FIELD_SEPARATOR.join(
-                (encode_candidate(at_ms, message_id, channel, tiebreak), cause)
-            )
+            if not candidate:
+                candidate = encode_candidate(at_ms, message_id, channel, tiebreak)
+            unconditional[stage] = candidate + FIELD_SEPARATOR + cause
         else:
             conditional[FIELD_SEPARATOR.join((stage, after, message_id, channel, cause))] = at_ms
     for gate in match.gates:
@@ -250,9 +252,26 @@ def stage_contributions(
 
 
 def _cause(event: Mapping[str, Any], rule: int) -> str:
-    """What caused a stage candidate, as JSON: ``[type, event or page name, rule number]``."""
+    """What caused a stage candidate, as JSON: ``[type, event or page name, rule number]``
+    (remembered for text types and names: see :data:`CAUSES_CACHE_SIZE`)."""
     name = event.get("event") or event.get("name")
-    return orjson.dumps([event.get("type"), _short(name) if name else None, rule]).decode()
+    kind = event.get("type")
+    if type(kind) is not str or (name and type(name) is not str):
+        return orjson.dumps([kind, _short(name) if name else None, rule]).decode()
+    key = (kind, name or None, rule)
+    found = _causes.get(key)
+    if found is None:
+        found = orjson.dumps([kind, _short(name) if name else None, rule]).decode()
+        if len(_causes) >= CAUSES_CACHE_SIZE:
+            _causes.clear()
+        _causes[key] = found
+    return found
+
+
+#: :func:`_cause` remembers this many (type, name, rule) causes, then starts over (event
+#: names come from clients, but a model's rules match few of them).
+CAUSES_CACHE_SIZE = 4096
+_causes: dict[tuple[str, str | None, int], str] = {}
 
 
 TRAIT_MARK = "~t"  # cond members holding a trait's value from an event (stage names are slugs)
@@ -339,7 +358,22 @@ def _campaign_name(event: Mapping[str, Any]) -> str:
 
 
 def _received_ms(event: Mapping[str, Any], fallback: int) -> int:
+    """The receipt time (``fallback``, the event time, when there is none); a request's
+    events share it, so it is remembered (:data:`RECEIPTS_CACHE_SIZE`)."""
     received = event.get("receivedAt")
     if not isinstance(received, str):
         return fallback
-    return event_millis({"timestamp": received})
+    if received == event.get("timestamp"):  # ``fallback`` was read from the same text
+        return fallback
+    found = _receipts.get(received)
+    if found is None:
+        found = event_millis({"timestamp": received})
+        if len(_receipts) >= RECEIPTS_CACHE_SIZE:
+            _receipts.clear()
+        _receipts[received] = found
+    return found
+
+
+#: :func:`_received_ms` remembers this many receipt times (text → ms), then starts over.
+RECEIPTS_CACHE_SIZE = 1024
+_receipts: dict[str, int] = {}
