@@ -21,6 +21,7 @@ from touchpath.identity import (
     IdentityPolicy,
     order_key,
 )
+from touchpath.shapes import is_mapping
 from touchpath.stages import (
     Match,
     StageModel,
@@ -177,7 +178,7 @@ def journey_entry(
         entry["event"] = _short(name)
     if key_props:
         entry["properties"] = key_props
-    if isinstance(campaign, Mapping) and campaign:
+    if is_mapping(campaign) and campaign:
         entry["campaign"] = {
             k: _short(campaign[k]) for k in ("name", "source", "medium") if k in campaign
         }
@@ -201,7 +202,7 @@ def _rule_fields(event: Mapping[str, Any], model: StageModel) -> dict[str, Any]:
     for path, parts in _extra_paths(model.read_paths):
         value: Any = event
         for part in parts:
-            value = value.get(part) if isinstance(value, Mapping) else None
+            value = value.get(part) if is_mapping(value) else None
         if isinstance(value, str | int | float | bool):
             found[path] = _short(value)
     return found
@@ -284,7 +285,7 @@ def trait_history(
     ``traits``), kept in the anchor's ``cond`` set as ``~t<US>name<US>order<US>value``."""
     given: dict[str, Any] = {}
     for source in ((event.get("context") or {}).get("traits"), event.get("traits")):
-        if isinstance(source, Mapping):
+        if is_mapping(source):
             given.update((k, v) for k, v in source.items() if k in names)
     found = {}
     for name, value in given.items():
@@ -318,11 +319,11 @@ def _traits(event: Mapping[str, Any], order: str) -> dict[str, str]:
     ``order<US>json`` (latest wins). Control characters in names become spaces."""
     traits: dict[str, Any] = {}
     context_traits = (event.get("context") or {}).get("traits")
-    if isinstance(context_traits, Mapping):
+    if is_mapping(context_traits):
         traits.update(context_traits)
     own = event.get("traits")
     group = event.get("type") == "group"
-    if isinstance(own, Mapping) and not group:
+    if is_mapping(own) and not group:
         traits.update(own)
     encoded = {
         _name(k): order + FIELD_SEPARATOR + orjson.dumps(v).decode()
@@ -332,7 +333,7 @@ def _traits(event: Mapping[str, Any], order: str) -> dict[str, str]:
     if group and isinstance(group_id, str) and group_id:
         account = ACCOUNT_TRAIT + group_id
         encoded[account] = order + FIELD_SEPARATOR + "true"
-        for k, v in list(own.items())[:100] if isinstance(own, Mapping) else ():
+        for k, v in list(own.items())[:100] if is_mapping(own) else ():
             encoded[account + FIELD_SEPARATOR + _name(k)] = (
                 order + FIELD_SEPARATOR + orjson.dumps(v).decode()
             )
@@ -353,7 +354,7 @@ def _survey(event: Mapping[str, Any], order: str, at_ms: int) -> dict[str, str]:
 
 def _campaign_name(event: Mapping[str, Any]) -> str:
     campaign = (event.get("context") or {}).get("campaign")
-    name = campaign.get("name") if isinstance(campaign, Mapping) else None
+    name = campaign.get("name") if is_mapping(campaign) else None
     return str(name)[:100].replace(FIELD_SEPARATOR, " ") if name else ""
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple, TypeGuard
+from typing import Any, NamedTuple
 
 import phonenumbers
 
 from touchpath.pseudonyms import is_pseudonym, pseudonym
+from touchpath.shapes import is_mapping
 
 USER_ID = "user_id"
 EMAIL = "email"
@@ -194,7 +195,7 @@ def identifiers_of(
             if phone:
                 found.append(Identifier(PHONE, phone))
     context = event.get("context")
-    if type(context) is dict or isinstance(context, Mapping):
+    if is_mapping(context):
         external = context.get("externalIds")
         if external is not None:
             found.extend(_external_ids(external))
@@ -215,28 +216,24 @@ def _contacts(event: Mapping[str, Any]) -> list[tuple[object, object]]:
     ``properties.email`` (email-service and chat events carry the recipient there)."""
     found: list[tuple[object, object]] = []
     traits = event.get("traits")
-    if _is_map(traits) and event.get("type") != "group":
+    if is_mapping(traits) and event.get("type") != "group":
         found.append((traits.get("email"), traits.get("phone")))
     context = event.get("context")
-    if _is_map(context):
+    if is_mapping(context):
         traits = context.get("traits")
-        if _is_map(traits):
+        if is_mapping(traits):
             found.append((traits.get("email"), traits.get("phone")))
     properties = event.get("properties")
-    if _is_map(properties) and "email" in properties and event.get("type") == "track":
+    if is_mapping(properties) and "email" in properties and event.get("type") == "track":
         found.append((properties.get("email"), None))
     return found
-
-
-def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
-    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _external_ids(value: object) -> Iterable[Identifier]:
     if not isinstance(value, list):
         return
     for item in value[:20]:
-        if not isinstance(item, Mapping):
+        if not is_mapping(item):
             continue
         ext_type = normalize_external_type(item.get("type"))
         ext_id = _plain(item.get("id"))

@@ -28,6 +28,7 @@ import orjson
 import yaml
 
 from touchpath.events import MAX_REVENUE, REVENUE_PROPERTIES
+from touchpath.shapes import is_mapping
 
 
 class RulesError(ValueError):
@@ -256,7 +257,7 @@ def purchase_revenue(event: Mapping[str, Any], match: Match, model: StageModel) 
     if stage not in match.stages and not any(g.stage == stage for g in match.gates):
         return None
     properties = event.get("properties")
-    if not isinstance(properties, Mapping):
+    if not is_mapping(properties):
         return 0.0
     for key in model.revenue_properties:
         value = properties.get(key)
