@@ -552,58 +552,60 @@ def _folded_one(effect: EventEffects) -> tuple[bytes, list[Any]] | None:
     counts = effect.counts
     if "events" not in counts:
         return None
-    at_ms, at = effect.at_ms, str(effect.at_ms)
-    padded = f"{at_ms:015d}"
-    tie = effect.tie or ""
-    counters = ["c:events", *("c:" + name for name in counts if name != "events")]
-    numbers = [str(counts["events"]), *(str(n) for name, n in counts.items() if name != "events")]
-    cond = [x for member, when in effect.conditional.items() for x in (str(when), member)]
-    head = [
+    stages, surveys, traits = effect.stages, effect.surveys, effect.traits
+    conditional, identifiers = effect.conditional, effect.identifiers
+    ordered = "orders" in counts
+    head = (
         1,
-        len(counters),
-        2 + len(effect.stages),
+        len(counts),
+        2 + len(stages),
         1,
-        len(effect.surveys),
-        len(effect.traits),
-        len(effect.conditional),
+        len(surveys),
+        len(traits),
+        len(conditional),
         1 if effect.active else 0,
-        1 if "orders" in counts else 0,
-        1 if "orders" in counts else 0,
-        len(effect.identifiers),
-    ]
+        1 if ordered else 0,
+        1 if ordered else 0,
+        len(identifiers),
+    )
     if max(head) > _MAX_COUNT:
         return None
+    at_ms = effect.at_ms
+    at, padded = str(at_ms), f"{at_ms:015d}"
+    tie = effect.tie or ""
     revenue = 0.0 + effect.revenue
+    fields = ["nt", "c:events"]
+    numbers = [str(counts["events"])]
+    for name, n in counts.items():
+        if name != "events":
+            fields.append("c:" + name)
+            numbers.append(str(n))
     values: list[Any] = [
         repr(revenue) if revenue != 0 else "",
         str(effect.received_ms),
         effect.message_id,
-        "nt",
-        *counters,
+        *fields,
         "first",
         "ft",
-        *("s:" + stage for stage in effect.stages),
-        "l:" + tie,
-        "last",
-        *("v:" + key for key in effect.surveys),
-        *("t:" + name for name in effect.traits),
-        *numbers,
-        padded,
-        effect.first_touch,
-        *effect.stages.values(),
-        effect.order,
-        padded,
-        *effect.surveys.values(),
-        *effect.traits.values(),
-        *cond,
-        at,
-        effect.entry,
     ]
+    values += ["s:" + stage for stage in stages]
+    values += ("l:" + tie, "last")
+    values += ["v:" + key for key in surveys]
+    values += ["t:" + name for name in traits]
+    values += numbers
+    values += (padded, effect.first_touch)
+    values += stages.values()
+    values += (effect.order, padded)
+    values += surveys.values()
+    values += traits.values()
+    for member, when in conditional.items():
+        values += (str(when), member)
+    values += (at, effect.entry)
     if effect.active:
         values += (at, str(at_ms // _DAY_MS))
-    if "orders" in counts:
+    if ordered:
         values += (at, effect.message_id)
-    values += (tie, effect.order, *effect.identifiers)
+    values += (tie, effect.order, *identifiers)
     return bytes(head), values
 
 

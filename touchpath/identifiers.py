@@ -79,6 +79,13 @@ class Identifier(NamedTuple):
         return cls(kind, value)
 
 
+def kind_of(key: str) -> str:
+    """The kind of an identifier key: ``Identifier.parse(key).kind``, without the tuple."""
+    if key.startswith(EXTERNAL_PREFIX):
+        return EXTERNAL_PREFIX + key[len(EXTERNAL_PREFIX) :].partition(":")[0]
+    return key.partition(":")[0]
+
+
 def is_junk(value: object) -> bool:
     """True for values that must never become identities (``null``, ``0``, all-zero, …)."""
     if type(value) is str:

@@ -485,7 +485,7 @@ def stage_history(
             if c.after is None or (c.after in history and history[c.after].at_ms <= c.at_ms):
                 ok.append(c)
         if ok:
-            best = min(ok, key=_earliest)
+            best = ok[0] if len(ok) == 1 else min(ok, key=_earliest)
             history[stage] = StageEntry(
                 stage, best.at_ms, best.message_id, best.channel, best.cause
             )
