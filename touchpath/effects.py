@@ -52,6 +52,7 @@ _KEY_PROPERTIES = (
     "machine_open",
     "link_scanner",
 )
+_KEY_SET = frozenset(_KEY_PROPERTIES)
 FIELD_SEPARATOR = "\x1f"  # never inside messageIds or channels (the collector rejects it)
 #: Event names and text property values longer than this are cut in timeline entries.
 MAX_ENTRY_TEXT = 200
@@ -135,11 +136,16 @@ ACCOUNT_TRAIT = "\x1d"
 def tiebreak(event: Mapping[str, Any]) -> str:
     """What orders events of the same millisecond, after the trust of their key: the call
     type, then a digest of what the event says (never its random messageId)."""
-    content = [event.get(name) for name in ("event", "name", "userId", "anonymousId", "groupId")]
-    content += [
-        event.get("traits"),
-        event.get("properties"),
-        (event.get("context") or {}).get("traits"),
+    get = event.get
+    content = [
+        get("event"),
+        get("name"),
+        get("userId"),
+        get("anonymousId"),
+        get("groupId"),
+        get("traits"),
+        get("properties"),
+        (get("context") or {}).get("traits"),
     ]
     digest = hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=5)
     return TYPE_RANKS.get(str(event.get("type")), "9") + digest.hexdigest()
@@ -160,11 +166,18 @@ def journey_entry(
     the fields the rules read that the entry does not otherwise keep (dotted path → scalar).
     """
     properties = event.get("properties") or {}
-    key_props = {
-        k: _short(properties[k])
-        for k in _KEY_PROPERTIES
-        if k in properties and isinstance(properties[k], str | int | float | bool)
-    }
+    if type(properties) is dict and len(properties) < len(_KEY_PROPERTIES):
+        key_props = {
+            k: _short(v)
+            for k, v in properties.items()
+            if k in _KEY_SET and isinstance(v, str | int | float | bool)
+        }
+    else:  # (the entry's keys are sorted: the order they are found in does not matter)
+        key_props = {
+            k: _short(properties[k])
+            for k in _KEY_PROPERTIES
+            if k in properties and isinstance(properties[k], str | int | float | bool)
+        }
     campaign = (event.get("context") or {}).get("campaign")
     entry: dict[str, Any] = {
         "id": event["messageId"],

@@ -404,7 +404,16 @@ def match_activity(event: Mapping[str, Any], model: StageModel) -> tuple[Match, 
     rules do not hold it: ``match is not NO_MATCH or not is_ignored(event, model)``), both
     cached by the fields the rules and ignore rules read."""
     matcher = model.matcher_for(event.get("type"), event.get("event"))
-    key = tuple([_field(event, path) for path in matcher.paths])
+    values = []
+    for path in matcher.paths:  # _field of each, inlined
+        value: Any = event
+        for part in path:
+            if not isinstance(value, dict):
+                value = None
+                break
+            value = value.get(part)
+        values.append(value)
+    key = tuple(values)
     try:
         found = matcher.results.get(key)
     except TypeError:  # an object or list where the rules read a value: no caching
