@@ -177,7 +177,7 @@ class JourneyStore:
     def prepare_apply(self, effects: Sequence[EventEffects], chunk: int = 200) -> PreparedApply:
         """The apply script's calls over the events grouped by anchor, about ``chunk`` events
         per call (pure Python: may run on another thread than :meth:`run_apply`)."""
-        order = sorted(range(len(effects)), key=lambda i: effects[i].anchor)
+        order = sorted(range(len(effects)), key=[effect.anchor for effect in effects].__getitem__)
         calls = [
             self._chunk_args([effects[i] for i in order[start : start + chunk]])
             for start in range(0, len(order), chunk)
@@ -209,8 +209,11 @@ class JourneyStore:
                 if count:
                     overflows[bound] = overflows.get(bound, 0) + int(count)
             for k in range(0, len(reply) - 1, 2):
-                cluster = _text(reply[k])
-                sent += [_outcome(code, cluster) for code in _text(reply[k + 1])]
+                cluster, codes = _text(reply[k]), _text(reply[k + 1])
+                if len(set(codes)) == 1:  # one outcome for all (Applied is frozen)
+                    sent += [_outcome(codes[0], cluster)] * len(codes)
+                else:
+                    sent += [_outcome(code, cluster) for code in codes]
         applied: list[Applied] = [Applied(False, "", False)] * len(prepared.order)
         for position, index in enumerate(prepared.order):
             applied[index] = sent[position]
@@ -437,7 +440,7 @@ def _group_args(
         return [anchor, b"", doc]
     head, values = folded
     received = [effect.received_ms for effect in run]
-    marked = " ".join(mark for event in events for mark in event[5]["marks"])
+    marked = " ".join([mark for event in events for mark in event[5]["marks"]])
     return [
         anchor,
         head,
