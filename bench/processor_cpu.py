@@ -3,8 +3,9 @@
 The processor benchmark's population (``bench/processor_bench.py``, message and device ids
 seeded so a run is repeatable) is encoded in records of 100 events over 6 partitions, as the
 collector writes them, and goes through the processor's pure steps, each timed over the whole
-population in one pass (caches start cold, as in a fresh processor; a part at a time, what
-the processor keeps in Redis frozen out of the garbage collector's way):
+population in one pass (caches start cold, as in a fresh processor, whose garbage-collector
+settings it takes; a part at a time, what the processor keeps in Redis frozen out of the
+collector's way):
 
 * ``records``: record values → events (``touchpath.records.decode_touchpoints``);
 * ``effects``: events → effects (``touchpath.effects.effects_of``);
@@ -177,6 +178,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """One pass of every step over the population, in this process, on the tree at ROOT."""
     import redis
 
+    from infra.gc_tuning import tune_gc
     from processor.decode import decode_batch
     from processor.store import JourneyStore
     from touchpath.effects import effects_of
@@ -190,7 +192,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     model, policy = load_stage_model(None), IdentityPolicy()
     seconds: dict[str, float] = dict.fromkeys(STEPS, 0.0)
     digests = {step: Digest() for step in ("effects", "prepare", "derive")}
-    gc.collect()
+    tune_gc()  # as the processor does once started
 
     started = time.process_time()
     events_of = [decode_touchpoints(value) for value in values]

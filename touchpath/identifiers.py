@@ -96,14 +96,20 @@ def is_junk(value: object) -> bool:
 
 
 def _junk_text(text: str) -> bool:
-    """:func:`is_junk` of trimmed text (control characters are never printable, so the
-    search only runs on text that is not)."""
+    """:func:`is_junk` of trimmed text. Each check runs only where it can hold: no junk value
+    is longer than :data:`_LONGEST_JUNK`, an all-zero text starts with one of its characters
+    (trimmed text never starts with a space), a control character is never printable."""
+    size = len(text)
     return (
-        text.lower() in JUNK_VALUES
-        or _ALL_ZERO.match(text) is not None
-        or len(text) > MAX_IDENTIFIER_LENGTH
+        (size <= _LONGEST_JUNK and text.lower() in JUNK_VALUES)
+        or (text[:1] in _ZERO_STARTS and _ALL_ZERO.match(text) is not None)
+        or size > MAX_IDENTIFIER_LENGTH
         or (not text.isprintable() and CONTROL_CHARACTER.search(text) is not None)
     )
+
+
+_LONGEST_JUNK = max(len(value) for value in JUNK_VALUES)
+_ZERO_STARTS = frozenset("0-_.:")  # what a trimmed text _ALL_ZERO matches can start with
 
 
 def normalize_email(value: object) -> str | None:
@@ -210,11 +216,23 @@ def identifiers_of(
         found.append(Identifier(ANONYMOUS_ID, anonymous_id))
     if len(found) < 2:
         return found
+    if len(found) == 2 and renamed is None:  # the usual pair: one comparison, no sort
+        return _ordered_pair(found[0], found[1], priority)
     ordered = sort_by_priority(set(found), priority)
     if renamed is not None and user_id:  # the new userId leads, the former follows it
         ordered.remove(Identifier(USER_ID, user_id))
         ordered.insert(0, Identifier(USER_ID, user_id))
     return ordered
+
+
+def _ordered_pair(a: Identifier, b: Identifier, priority: tuple[str, ...]) -> list[Identifier]:
+    """:func:`sort_by_priority` of two identifiers, de-duplicated."""
+    if a == b:
+        return [a]
+    ranks, unknown = _ranks(priority), len(priority)
+    rank_a = ranks.get(EXTERNAL_PREFIX if a[0].startswith(EXTERNAL_PREFIX) else a[0], unknown)
+    rank_b = ranks.get(EXTERNAL_PREFIX if b[0].startswith(EXTERNAL_PREFIX) else b[0], unknown)
+    return [a, b] if (rank_a, a) < (rank_b, b) else [b, a]
 
 
 def _contacts(event: Mapping[str, Any]) -> list[tuple[object, object]]:
