@@ -338,6 +338,8 @@ def _traits(event: Mapping[str, Any], order: str) -> dict[str, str]:
     group = event.get("type") == "group"
     if is_mapping(own) and not group:
         traits.update(own)
+    if not traits and not group:
+        return {}
     encoded = {
         _name(k): order + FIELD_SEPARATOR + orjson.dumps(v).decode()
         for k, v in list(traits.items())[:100]
@@ -354,6 +356,8 @@ def _traits(event: Mapping[str, Any], order: str) -> dict[str, str]:
 
 
 def _name(key: object) -> str:
+    if type(key) is str and len(key) <= 128 and key.isprintable():  # nothing to replace
+        return key
     return CONTROL_CHARACTER.sub(" ", str(key)[:128])
 
 
