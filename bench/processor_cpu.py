@@ -22,8 +22,12 @@ checked to compute the same thing. ``--against DIR`` runs this harness on anothe
 worktree of the base commit with the venv symlink) and on this one, alternated ``--rounds``
 times, and prints each step's best time per event side by side with the ratio.
 
+With ``--processor-bench N`` it also runs ``bench/processor_bench.py --instances 1`` in both
+trees, alternated N times, and reports events/s, its ratio to the bare Redis baseline measured
+in the same run, and the processor's and Redis's CPU per event.
+
 Run: ``python bench/processor_cpu.py [--people 10000] [--events 100000]
-[--against /work/wt-pycpu-base --rounds 3]``
+[--against /work/wt-pycpu-base --rounds 3 [--processor-bench 2]]``
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -56,7 +61,7 @@ STEPS = ("records", "effects", "decode", "prepare", "derive")
 def seeded_uuids(seed: int) -> None:
     """Make ``uuid.uuid4`` (the population's message and device ids) repeatable."""
     rnd = random.Random(seed)
-    uuid.uuid4 = lambda: uuid.UUID(int=rnd.getrandbits(128), version=4)  # type: ignore[assignment]
+    uuid.uuid4 = lambda: uuid.UUID(int=rnd.getrandbits(128), version=4)
 
 
 def record_values(people: int, events: int) -> list[bytes]:
@@ -198,8 +203,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     events_of = [decode_touchpoints(value) for value in values]
     seconds["records"] = time.process_time() - started
     started = time.process_time()
-    for events in events_of:
-        for event in events:
+    for record_events in events_of:
+        for event in record_events:
             effects_of(event, model, policy)
     seconds["effects"] = time.process_time() - started
     del events_of
@@ -260,6 +265,12 @@ def summary(result: dict[str, Any]) -> str:
     )
 
 
+def _step_us(result: dict[str, Any], step: str) -> float:
+    if step == "pipeline":
+        return float(result["pipeline_us_per_event"])
+    return float(result["us_per_event"][step])
+
+
 def compare(args: argparse.Namespace, passthrough: list[str]) -> dict[str, Any]:
     """Run the harness on the other tree and this one, alternated, in subprocesses."""
     trees = {"base": Path(args.against).resolve(), "new": ROOT}
@@ -290,13 +301,8 @@ def compare(args: argparse.Namespace, passthrough: list[str]) -> dict[str, Any]:
     print(f"same outputs in both trees: {same}")
     print(f"{'step':10} {'base µs':>9} {'new µs':>9} {'ratio':>7}  (best of {args.rounds}; spread)")
     for step in (*STEPS, "pipeline"):
-        pick = (
-            (lambda r: r["pipeline_us_per_event"])
-            if step == "pipeline"
-            else (lambda r, s=step: r["us_per_event"][s])
-        )
-        base = [pick(r) for r in runs["base"]]
-        new = [pick(r) for r in runs["new"]]
+        base = [_step_us(r, step) for r in runs["base"]]
+        new = [_step_us(r, step) for r in runs["new"]]
         ratio = min(new) / min(base) if min(base) else float("nan")
         out.setdefault("us_per_event", {})[step] = {
             "base": min(base),
@@ -312,6 +318,66 @@ def compare(args: argparse.Namespace, passthrough: list[str]) -> dict[str, Any]:
     return out
 
 
+def processor_bench(args: argparse.Namespace) -> dict[str, Any]:
+    """``bench/processor_bench.py --instances 1`` in the other tree and this one, alternated
+    ``--processor-bench`` times: events/s, its ratio to the bare Redis baseline of the same
+    run, and the processor's and Redis's CPU per event."""
+    trees = {"base": Path(args.against).resolve(), "new": ROOT}
+    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for round_ in range(args.processor_bench):
+        for label, tree in trees.items():
+            out = Path(tempfile.mkdtemp(prefix="processor-cpu-")) / "processor.json"
+            python = tree / ".venv" / "bin" / "python"
+            subprocess.run(
+                [
+                    str(python if python.exists() else sys.executable),
+                    str(tree / "bench" / "processor_bench.py"),
+                    f"--people={args.bench_people}",
+                    f"--events={args.bench_events}",
+                    "--instances=1",
+                    f"--out={out}",
+                ],
+                cwd=tree,
+                check=True,
+                capture_output=True,
+            )
+            found = json.loads(out.read_text())
+            one = found["processors_1"]
+            run = {
+                "events_per_s": one["events_per_s"],
+                "redis_baseline_events_per_s": found["redis_baseline_events_per_s"],
+                "ratio_to_baseline": round(
+                    one["events_per_s"] / found["redis_baseline_events_per_s"], 3
+                ),
+                "processor_cpu_us_per_event": one["processor_cpu_us_per_event"],
+                "redis_cpu_us_per_event": one["redis_cpu_us_per_event"],
+                "stitched_wrong": one["stitched_wrong"],
+            }
+            runs[label].append(run)
+            print(f"processor_bench round {round_ + 1} {label}: {run}", flush=True)
+    out_all: dict[str, Any] = {"people": args.bench_people, "events": args.bench_events}
+    out_all["runs"] = runs
+    for key in (
+        "events_per_s",
+        "ratio_to_baseline",
+        "processor_cpu_us_per_event",
+        "redis_cpu_us_per_event",
+    ):
+        base = [r[key] for r in runs["base"]]
+        new = [r[key] for r in runs["new"]]
+        mean_base, mean_new = sum(base) / len(base), sum(new) / len(new)
+        out_all[key] = {
+            "base": base,
+            "new": new,
+            "new_over_base": round(mean_new / mean_base, 3) if mean_base else None,
+        }
+        print(
+            f"processor_bench {key}: base {base} new {new} (means' ratio "
+            f"{out_all[key]['new_over_base']})"
+        )
+    return out_all
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=10_000)
@@ -319,6 +385,15 @@ def main() -> None:
     parser.add_argument("--round-events", type=int, default=50_000, help="events per round")
     parser.add_argument("--against", help="another tree to compare with (run alternately)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--processor-bench",
+        type=int,
+        default=0,
+        help="with --against: also run bench/processor_bench.py --instances 1 in both trees, "
+        "alternated this many times",
+    )
+    parser.add_argument("--bench-people", type=int, default=10_000)
+    parser.add_argument("--bench-events", type=int, default=100_000)
     parser.add_argument("--json", action="store_true", help="print only the result as JSON")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "processor_cpu.json"))
     args = parser.parse_args()
@@ -326,6 +401,8 @@ def main() -> None:
         passthrough = [f"--{name}={getattr(args, name)}" for name in ("people", "events")]
         passthrough.append(f"--round-events={args.round_events}")
         result = compare(args, passthrough)
+        if args.processor_bench:
+            result["processor_bench"] = processor_bench(args)
     else:
         result = measure(args)
         if args.json:
