@@ -177,7 +177,7 @@ class JourneyStore:
     def prepare_apply(self, effects: Sequence[EventEffects], chunk: int = 200) -> PreparedApply:
         """The apply script's calls over the events grouped by anchor, about ``chunk`` events
         per call (pure Python: may run on another thread than :meth:`run_apply`)."""
-        order = sorted(range(len(effects)), key=lambda i: effects[i].anchor)
+        order = sorted(range(len(effects)), key=[effect.anchor for effect in effects].__getitem__)
         calls = [
             self._chunk_args([effects[i] for i in order[start : start + chunk]])
             for start in range(0, len(order), chunk)
@@ -209,8 +209,11 @@ class JourneyStore:
                 if count:
                     overflows[bound] = overflows.get(bound, 0) + int(count)
             for k in range(0, len(reply) - 1, 2):
-                cluster = _text(reply[k])
-                sent += [_outcome(code, cluster) for code in _text(reply[k + 1])]
+                cluster, codes = _text(reply[k]), _text(reply[k + 1])
+                if len(set(codes)) == 1:  # one outcome for all (Applied is frozen)
+                    sent += [_outcome(codes[0], cluster)] * len(codes)
+                else:
+                    sent += [_outcome(code, cluster) for code in codes]
         applied: list[Applied] = [Applied(False, "", False)] * len(prepared.order)
         for position, index in enumerate(prepared.order):
             applied[index] = sent[position]
@@ -437,7 +440,7 @@ def _group_args(
         return [anchor, b"", doc]
     head, values = folded
     received = [effect.received_ms for effect in run]
-    marked = " ".join(mark for event in events for mark in event[5]["marks"])
+    marked = " ".join([mark for event in events for mark in event[5]["marks"]])
     return [
         anchor,
         head,
@@ -552,58 +555,60 @@ def _folded_one(effect: EventEffects) -> tuple[bytes, list[Any]] | None:
     counts = effect.counts
     if "events" not in counts:
         return None
-    at_ms, at = effect.at_ms, str(effect.at_ms)
-    padded = f"{at_ms:015d}"
-    tie = effect.tie or ""
-    counters = ["c:events", *("c:" + name for name in counts if name != "events")]
-    numbers = [str(counts["events"]), *(str(n) for name, n in counts.items() if name != "events")]
-    cond = [x for member, when in effect.conditional.items() for x in (str(when), member)]
-    head = [
+    stages, surveys, traits = effect.stages, effect.surveys, effect.traits
+    conditional, identifiers = effect.conditional, effect.identifiers
+    ordered = "orders" in counts
+    head = (
         1,
-        len(counters),
-        2 + len(effect.stages),
+        len(counts),
+        2 + len(stages),
         1,
-        len(effect.surveys),
-        len(effect.traits),
-        len(effect.conditional),
+        len(surveys),
+        len(traits),
+        len(conditional),
         1 if effect.active else 0,
-        1 if "orders" in counts else 0,
-        1 if "orders" in counts else 0,
-        len(effect.identifiers),
-    ]
+        1 if ordered else 0,
+        1 if ordered else 0,
+        len(identifiers),
+    )
     if max(head) > _MAX_COUNT:
         return None
+    at_ms = effect.at_ms
+    at, padded = str(at_ms), f"{at_ms:015d}"
+    tie = effect.tie or ""
     revenue = 0.0 + effect.revenue
+    fields = ["nt", "c:events"]
+    numbers = [str(counts["events"])]
+    for name, n in counts.items():
+        if name != "events":
+            fields.append("c:" + name)
+            numbers.append(str(n))
     values: list[Any] = [
         repr(revenue) if revenue != 0 else "",
         str(effect.received_ms),
         effect.message_id,
-        "nt",
-        *counters,
+        *fields,
         "first",
         "ft",
-        *("s:" + stage for stage in effect.stages),
-        "l:" + tie,
-        "last",
-        *("v:" + key for key in effect.surveys),
-        *("t:" + name for name in effect.traits),
-        *numbers,
-        padded,
-        effect.first_touch,
-        *effect.stages.values(),
-        effect.order,
-        padded,
-        *effect.surveys.values(),
-        *effect.traits.values(),
-        *cond,
-        at,
-        effect.entry,
     ]
+    values += ["s:" + stage for stage in stages]
+    values += ("l:" + tie, "last")
+    values += ["v:" + key for key in surveys]
+    values += ["t:" + name for name in traits]
+    values += numbers
+    values += (padded, effect.first_touch)
+    values += stages.values()
+    values += (effect.order, padded)
+    values += surveys.values()
+    values += traits.values()
+    for member, when in conditional.items():
+        values += (str(when), member)
+    values += (at, effect.entry)
     if effect.active:
         values += (at, str(at_ms // _DAY_MS))
-    if "orders" in counts:
+    if ordered:
         values += (at, effect.message_id)
-    values += (tie, effect.order, *effect.identifiers)
+    values += (tie, effect.order, *identifiers)
     return bytes(head), values
 
 

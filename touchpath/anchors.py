@@ -24,16 +24,18 @@ class AnchorData:
 def anchor_data(fields: Mapping[str, str]) -> AnchorData:
     """Decode the stored hash of an anchor (``s:``/``c:``/``t:`` prefixed fields)."""
     data = AnchorData()
+    stages, counts, traits, surveys = data.stages, data.counts, data.traits, data.surveys
     for name, value in fields.items():
-        kind, _, rest = name.partition(":")
+        # the kind is what comes before the first colon: only one-letter kinds are read
+        kind = name[0] if name[1:2] == ":" or len(name) == 1 else ""
         if kind == "s":
-            data.stages[rest] = value
+            stages[name[2:]] = value
         elif kind == "c":
-            data.counts[rest] = value
+            counts[name[2:]] = value
         elif kind == "t":
-            data.traits[rest] = value
+            traits[name[2:]] = value
         elif kind == "v":
-            data.surveys.append(value)
+            surveys.append(value)
         elif name == "ft":
             data.first_touch = value
         elif name == "rv":

@@ -107,6 +107,8 @@ def add_stages(
         return
     ends = [c.since for c in cycles[1:]] + [1 << 62]
     cycles[0].stages = {s: at for s, at in history.items() if at < ends[0]}
+    if len(cycles) == 1:  # the candidates are only read for later cycles
+        return
     at_purchase = stages.index(purchase_stage) if purchase_stage in stages else len(stages)
     found = sorted((at, stage) for stage, at in candidates)
     for cycle, end in zip(cycles[1:], ends[1:], strict=True):

@@ -21,12 +21,11 @@ from touchpath.identity import (
     IdentityPolicy,
     order_key,
 )
+from touchpath.shapes import is_mapping
 from touchpath.stages import (
-    NO_MATCH,
     Match,
     StageModel,
-    is_ignored,
-    match_event,
+    match_activity,
     purchase_revenue,
 )
 from touchpath.surveys import survey_answer
@@ -53,6 +52,7 @@ _KEY_PROPERTIES = (
     "machine_open",
     "link_scanner",
 )
+_KEY_SET = frozenset(_KEY_PROPERTIES)
 FIELD_SEPARATOR = "\x1f"  # never inside messageIds or channels (the collector rejects it)
 #: Event names and text property values longer than this are cut in timeline entries.
 MAX_ENTRY_TEXT = 200
@@ -89,19 +89,21 @@ def effects_of(
     ids = identifiers_of(event, policy.priority, policy.phone_region)
     if not ids:
         raise ValueError("event has no usable identifier")
-    keys = tuple(i.key() for i in ids)
+    keys = tuple([f"{kind}:{value}" for kind, value in ids])
     at_ms = event_millis(event)
     message_id = str(event["messageId"])
     channel = str(event.get("context", {}).get("channel") or "other")
     browser = event.get("trust") == "browser"
     tie_order = tiebreak(event)
     order = order_key(at_ms, message_id, tie_order, browser)
-    match = match_event(event, model)
-    stages, conditional = stage_contributions(event, match, at_ms, message_id, channel, tie_order)
-    if model.trait_names:
-        conditional.update(
-            trait_history(event, model.trait_names, time_order(at_ms, message_id), at_ms)
-        )
+    match, active = match_activity(event, model)
+    candidate = encode_candidate(at_ms, message_id, channel, tie_order)
+    stages, conditional = stage_contributions(
+        event, match, at_ms, message_id, channel, tie_order, candidate
+    )
+    trait_names = model.trait_names
+    if trait_names:
+        conditional.update(trait_history(event, trait_names, time_order(at_ms, message_id), at_ms))
     revenue = purchase_revenue(event, match, model)
     return EventEffects(
         anchor=keys[0],
@@ -118,11 +120,9 @@ def effects_of(
         conditional=conditional,
         traits=_traits(event, ("0" if browser else "1") + order[1:]),
         received_ms=_received_ms(event, at_ms),
-        first_touch=FIELD_SEPARATOR.join(
-            (encode_candidate(at_ms, message_id, channel, tie_order), _campaign_name(event))
-        ),
+        first_touch=candidate + FIELD_SEPARATOR + _campaign_name(event),
         surveys=_survey(event, order, at_ms),
-        active=match is not NO_MATCH or not is_ignored(event, model),
+        active=active,
     )
 
 
@@ -136,11 +136,16 @@ ACCOUNT_TRAIT = "\x1d"
 def tiebreak(event: Mapping[str, Any]) -> str:
     """What orders events of the same millisecond, after the trust of their key: the call
     type, then a digest of what the event says (never its random messageId)."""
-    content = [event.get(name) for name in ("event", "name", "userId", "anonymousId", "groupId")]
-    content += [
-        event.get("traits"),
-        event.get("properties"),
-        (event.get("context") or {}).get("traits"),
+    get = event.get
+    content = [
+        get("event"),
+        get("name"),
+        get("userId"),
+        get("anonymousId"),
+        get("groupId"),
+        get("traits"),
+        get("properties"),
+        (get("context") or {}).get("traits"),
     ]
     digest = hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=5)
     return TYPE_RANKS.get(str(event.get("type")), "9") + digest.hexdigest()
@@ -161,11 +166,18 @@ def journey_entry(
     the fields the rules read that the entry does not otherwise keep (dotted path → scalar).
     """
     properties = event.get("properties") or {}
-    key_props = {
-        k: _short(properties[k])
-        for k in _KEY_PROPERTIES
-        if k in properties and isinstance(properties[k], str | int | float | bool)
-    }
+    if type(properties) is dict and len(properties) < len(_KEY_PROPERTIES):
+        key_props = {
+            k: _short(v)
+            for k, v in properties.items()
+            if k in _KEY_SET and isinstance(v, str | int | float | bool)
+        }
+    else:  # (the entry's keys are sorted: the order they are found in does not matter)
+        key_props = {
+            k: _short(properties[k])
+            for k in _KEY_PROPERTIES
+            if k in properties and isinstance(properties[k], str | int | float | bool)
+        }
     campaign = (event.get("context") or {}).get("campaign")
     entry: dict[str, Any] = {
         "id": event["messageId"],
@@ -179,7 +191,7 @@ def journey_entry(
         entry["event"] = _short(name)
     if key_props:
         entry["properties"] = key_props
-    if isinstance(campaign, Mapping) and campaign:
+    if is_mapping(campaign) and campaign:
         entry["campaign"] = {
             k: _short(campaign[k]) for k in ("name", "source", "medium") if k in campaign
         }
@@ -203,7 +215,7 @@ def _rule_fields(event: Mapping[str, Any], model: StageModel) -> dict[str, Any]:
     for path, parts in _extra_paths(model.read_paths):
         value: Any = event
         for part in parts:
-            value = value.get(part) if isinstance(value, Mapping) else None
+            value = value.get(part) if is_mapping(value) else None
         if isinstance(value, str | int | float | bool):
             found[path] = _short(value)
     return found
@@ -228,18 +240,22 @@ def stage_contributions(
     message_id: str,
     channel: str,
     tiebreak: str = "",
+    candidate: str = "",
 ) -> tuple[dict[str, str], dict[str, int]]:
     """Earliest-wins candidates (``s:<stage>``: time, messageId, channel, cause) and gated
     ones (after a stage and/or on traits), stored as members of the anchor's ``cond`` set:
-    ``stage<US>after<US>messageId<US>channel<US>cause[<US>trait conditions]`` → time."""
+    ``stage<US>after<US>messageId<US>channel<US>cause[<US>trait conditions]`` → time
+    (``candidate``: :func:`encode_candidate` of the event, when the caller has it)."""
     unconditional: dict[str, str] = {}
     conditional: dict[str, int] = {}
+    if not match.stages and not match.gates:
+        return unconditional, conditional
     for stage, after in match.stages.items():
         cause = _cause(event, match.rules.get(stage, -1))
         if after is None:
-            unconditional[stage] = FIELD_SEPARATOR.join(
-                (encode_candidate(at_ms, message_id, channel, tiebreak), cause)
-            )
+            if not candidate:
+                candidate = encode_candidate(at_ms, message_id, channel, tiebreak)
+            unconditional[stage] = candidate + FIELD_SEPARATOR + cause
         else:
             conditional[FIELD_SEPARATOR.join((stage, after, message_id, channel, cause))] = at_ms
     for gate in match.gates:
@@ -250,9 +266,26 @@ def stage_contributions(
 
 
 def _cause(event: Mapping[str, Any], rule: int) -> str:
-    """What caused a stage candidate, as JSON: ``[type, event or page name, rule number]``."""
+    """What caused a stage candidate, as JSON: ``[type, event or page name, rule number]``
+    (remembered for text types and names: see :data:`CAUSES_CACHE_SIZE`)."""
     name = event.get("event") or event.get("name")
-    return orjson.dumps([event.get("type"), _short(name) if name else None, rule]).decode()
+    kind = event.get("type")
+    if type(kind) is not str or (name and type(name) is not str):
+        return orjson.dumps([kind, _short(name) if name else None, rule]).decode()
+    key = (kind, name or None, rule)
+    found = _causes.get(key)
+    if found is None:
+        found = orjson.dumps([kind, _short(name) if name else None, rule]).decode()
+        if len(_causes) >= CAUSES_CACHE_SIZE:
+            _causes.clear()
+        _causes[key] = found
+    return found
+
+
+#: :func:`_cause` remembers this many (type, name, rule) causes, then starts over (event
+#: names come from clients, but a model's rules match few of them).
+CAUSES_CACHE_SIZE = 4096
+_causes: dict[tuple[str, str | None, int], str] = {}
 
 
 TRAIT_MARK = "~t"  # cond members holding a trait's value from an event (stage names are slugs)
@@ -265,7 +298,7 @@ def trait_history(
     ``traits``), kept in the anchor's ``cond`` set as ``~t<US>name<US>order<US>value``."""
     given: dict[str, Any] = {}
     for source in ((event.get("context") or {}).get("traits"), event.get("traits")):
-        if isinstance(source, Mapping):
+        if is_mapping(source):
             given.update((k, v) for k, v in source.items() if k in names)
     found = {}
     for name, value in given.items():
@@ -299,12 +332,14 @@ def _traits(event: Mapping[str, Any], order: str) -> dict[str, str]:
     ``order<US>json`` (latest wins). Control characters in names become spaces."""
     traits: dict[str, Any] = {}
     context_traits = (event.get("context") or {}).get("traits")
-    if isinstance(context_traits, Mapping):
+    if is_mapping(context_traits):
         traits.update(context_traits)
     own = event.get("traits")
     group = event.get("type") == "group"
-    if isinstance(own, Mapping) and not group:
+    if is_mapping(own) and not group:
         traits.update(own)
+    if not traits and not group:
+        return {}
     encoded = {
         _name(k): order + FIELD_SEPARATOR + orjson.dumps(v).decode()
         for k, v in list(traits.items())[:100]
@@ -313,7 +348,7 @@ def _traits(event: Mapping[str, Any], order: str) -> dict[str, str]:
     if group and isinstance(group_id, str) and group_id:
         account = ACCOUNT_TRAIT + group_id
         encoded[account] = order + FIELD_SEPARATOR + "true"
-        for k, v in list(own.items())[:100] if isinstance(own, Mapping) else ():
+        for k, v in list(own.items())[:100] if is_mapping(own) else ():
             encoded[account + FIELD_SEPARATOR + _name(k)] = (
                 order + FIELD_SEPARATOR + orjson.dumps(v).decode()
             )
@@ -321,6 +356,8 @@ def _traits(event: Mapping[str, Any], order: str) -> dict[str, str]:
 
 
 def _name(key: object) -> str:
+    if type(key) is str and len(key) <= 128 and key.isprintable():  # nothing to replace
+        return key
     return CONTROL_CHARACTER.sub(" ", str(key)[:128])
 
 
@@ -334,12 +371,27 @@ def _survey(event: Mapping[str, Any], order: str, at_ms: int) -> dict[str, str]:
 
 def _campaign_name(event: Mapping[str, Any]) -> str:
     campaign = (event.get("context") or {}).get("campaign")
-    name = campaign.get("name") if isinstance(campaign, Mapping) else None
+    name = campaign.get("name") if is_mapping(campaign) else None
     return str(name)[:100].replace(FIELD_SEPARATOR, " ") if name else ""
 
 
 def _received_ms(event: Mapping[str, Any], fallback: int) -> int:
+    """The receipt time (``fallback``, the event time, when there is none); a request's
+    events share it, so it is remembered (:data:`RECEIPTS_CACHE_SIZE`)."""
     received = event.get("receivedAt")
     if not isinstance(received, str):
         return fallback
-    return event_millis({"timestamp": received})
+    if received == event.get("timestamp"):  # ``fallback`` was read from the same text
+        return fallback
+    found = _receipts.get(received)
+    if found is None:
+        found = event_millis({"timestamp": received})
+        if len(_receipts) >= RECEIPTS_CACHE_SIZE:
+            _receipts.clear()
+        _receipts[received] = found
+    return found
+
+
+#: :func:`_received_ms` remembers this many receipt times (text → ms), then starts over.
+RECEIPTS_CACHE_SIZE = 1024
+_receipts: dict[str, int] = {}

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import phonenumbers
 
 from touchpath.pseudonyms import is_pseudonym, pseudonym
+from touchpath.shapes import is_mapping
 
 USER_ID = "user_id"
 EMAIL = "email"
@@ -78,17 +79,37 @@ class Identifier(NamedTuple):
         return cls(kind, value)
 
 
+def kind_of(key: str) -> str:
+    """The kind of an identifier key: ``Identifier.parse(key).kind``, without the tuple."""
+    if key.startswith(EXTERNAL_PREFIX):
+        return EXTERNAL_PREFIX + key[len(EXTERNAL_PREFIX) :].partition(":")[0]
+    return key.partition(":")[0]
+
+
 def is_junk(value: object) -> bool:
     """True for values that must never become identities (``null``, ``0``, all-zero, …)."""
+    if type(value) is str:
+        return _junk_text(value.strip())
     if not isinstance(value, str | int) or isinstance(value, bool):
         return True
-    text = str(value).strip()
+    return _junk_text(str(value).strip())
+
+
+def _junk_text(text: str) -> bool:
+    """:func:`is_junk` of trimmed text. Each check runs only where it can hold: no junk value
+    is longer than :data:`_LONGEST_JUNK`, an all-zero text starts with one of its characters
+    (trimmed text never starts with a space), a control character is never printable."""
+    size = len(text)
     return (
-        text.lower() in JUNK_VALUES
-        or bool(_ALL_ZERO.match(text))
-        or len(text) > MAX_IDENTIFIER_LENGTH
-        or bool(CONTROL_CHARACTER.search(text))
+        (size <= _LONGEST_JUNK and text.lower() in JUNK_VALUES)
+        or (text[:1] in _ZERO_STARTS and _ALL_ZERO.match(text) is not None)
+        or size > MAX_IDENTIFIER_LENGTH
+        or (not text.isprintable() and CONTROL_CHARACTER.search(text) is not None)
     )
+
+
+_LONGEST_JUNK = max(len(value) for value in JUNK_VALUES)
+_ZERO_STARTS = frozenset("0-_.:")  # what a trimmed text _ALL_ZERO matches can start with
 
 
 def normalize_email(value: object) -> str | None:
@@ -145,6 +166,9 @@ def normalize_external_type(value: object) -> str | None:
 
 
 def _plain(value: object) -> str | None:
+    if type(value) is str:
+        text = value.strip()
+        return None if _junk_text(text) else text
     if is_junk(value):
         return None
     return str(value).strip()
@@ -174,20 +198,26 @@ def identifiers_of(
             found.append(Identifier(ANONYMOUS_ID, previous))
             renamed = Identifier(USER_ID, previous)
             found.append(renamed)
-    for traits in _trait_maps(event):
-        email = normalize_email(traits.get("email"))
-        if email:
-            found.append(Identifier(EMAIL, email))
-        phone = normalize_phone(traits.get("phone"), region)
-        if phone:
-            found.append(Identifier(PHONE, phone))
+    for email, phone in _contacts(event):
+        if email is not None:
+            email = normalize_email(email)
+            if email:
+                found.append(Identifier(EMAIL, email))
+        if phone is not None:
+            phone = normalize_phone(phone, region)
+            if phone:
+                found.append(Identifier(PHONE, phone))
     context = event.get("context")
-    if isinstance(context, Mapping):
-        found.extend(_external_ids(context.get("externalIds")))
+    if is_mapping(context):
+        external = context.get("externalIds")
+        if external is not None:
+            found.extend(_external_ids(external))
     if anonymous_id:
         found.append(Identifier(ANONYMOUS_ID, anonymous_id))
     if len(found) < 2:
         return found
+    if len(found) == 2 and renamed is None:  # the usual pair: one comparison, no sort
+        return _ordered_pair(found[0], found[1], priority)
     ordered = sort_by_priority(set(found), priority)
     if renamed is not None and user_id:  # the new userId leads, the former follows it
         ordered.remove(Identifier(USER_ID, user_id))
@@ -195,24 +225,40 @@ def identifiers_of(
     return ordered
 
 
-def _trait_maps(event: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+def _ordered_pair(a: Identifier, b: Identifier, priority: tuple[str, ...]) -> list[Identifier]:
+    """:func:`sort_by_priority` of two identifiers, de-duplicated."""
+    if a == b:
+        return [a]
+    ranks, unknown = _ranks(priority), len(priority)
+    rank_a = ranks.get(EXTERNAL_PREFIX if a[0].startswith(EXTERNAL_PREFIX) else a[0], unknown)
+    rank_b = ranks.get(EXTERNAL_PREFIX if b[0].startswith(EXTERNAL_PREFIX) else b[0], unknown)
+    return [a, b] if (rank_a, a) < (rank_b, b) else [b, a]
+
+
+def _contacts(event: Mapping[str, Any]) -> list[tuple[object, object]]:
+    """The (email, phone) values the person's traits give, in order: the event's ``traits``
+    (not a group's: the account's), ``context.traits``, then a track call's
+    ``properties.email`` (email-service and chat events carry the recipient there)."""
+    found: list[tuple[object, object]] = []
     traits = event.get("traits")
-    if isinstance(traits, Mapping) and event.get("type") != "group":  # a group's: the account's
-        yield traits
+    if is_mapping(traits) and event.get("type") != "group":
+        found.append((traits.get("email"), traits.get("phone")))
     context = event.get("context")
-    if isinstance(context, Mapping) and isinstance(context.get("traits"), Mapping):
-        yield context["traits"]
+    if is_mapping(context):
+        traits = context.get("traits")
+        if is_mapping(traits):
+            found.append((traits.get("email"), traits.get("phone")))
     properties = event.get("properties")
-    if isinstance(properties, Mapping) and event.get("type") == "track":
-        # Email-service and chat events carry the recipient in properties.
-        yield {"email": properties.get("email")} if "email" in properties else {}
+    if is_mapping(properties) and "email" in properties and event.get("type") == "track":
+        found.append((properties.get("email"), None))
+    return found
 
 
 def _external_ids(value: object) -> Iterable[Identifier]:
     if not isinstance(value, list):
         return
     for item in value[:20]:
-        if not isinstance(item, Mapping):
+        if not is_mapping(item):
             continue
         ext_type = normalize_external_type(item.get("type"))
         ext_id = _plain(item.get("id"))
@@ -249,7 +295,13 @@ def sort_by_priority(
 ) -> list[Identifier]:
     """Strongest first; ties broken by kind and value so the order is deterministic."""
     ranks, unknown = _ranks(priority), len(priority)
-    return sorted(identifiers, key=lambda i: (_rank(i.kind, ranks, unknown), i))
+    return sorted(
+        identifiers,
+        key=lambda i: (
+            ranks.get(EXTERNAL_PREFIX if i[0].startswith(EXTERNAL_PREFIX) else i[0], unknown),
+            i,
+        ),
+    )
 
 
 def anchor_of(

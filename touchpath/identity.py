@@ -15,7 +15,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from touchpath.identifiers import DEFAULT_PRIORITY, Identifier, priority_rank, sort_by_priority
+from touchpath.identifiers import (
+    DEFAULT_PRIORITY,
+    Identifier,
+    kind_of,
+    priority_rank,
+    sort_by_priority,
+)
 
 TIE_SEPARATOR = "\x1f"
 USER_ID_PREFIX = "user_id:"
@@ -87,7 +93,7 @@ class _Components:
     def add(self, key: str) -> None:
         if key not in self.parent:
             self.parent[key] = key
-            self.kinds[key] = Counter({Identifier.parse(key).kind: 1})
+            self.kinds[key] = Counter({kind_of(key): 1})
 
     def find(self, key: str) -> str:
         root = key
@@ -117,8 +123,12 @@ def resolve(
 
 
 def _within_limits(keys: Iterable[str], policy: IdentityPolicy) -> bool:
-    counts = Counter(Identifier.parse(key).kind for key in keys)
-    return all(not policy.limit_of(k) or n <= policy.limit_of(k) for k, n in counts.items())
+    counts = Counter([kind_of(key) for key in keys])
+    for kind, n in counts.items():
+        limit = policy.limit_of(kind)
+        if limit and n > limit:
+            return False
+    return True
 
 
 def _connected(keys: set[str], ties: Iterable[str]) -> tuple[frozenset[str], ...]:
@@ -200,10 +210,6 @@ def customer_id(
     event, however old, never changes the id of a customer that has a user id."""
     founder = min(
         identifiers,
-        key=lambda key: (
-            priority_rank(Identifier.parse(key).kind, priority),
-            first_seen.get(key, "~"),
-            key,
-        ),
+        key=lambda key: (priority_rank(kind_of(key), priority), first_seen.get(key, "~"), key),
     )
     return "cus_" + hashlib.blake2b(founder.encode(), digest_size=10).hexdigest()

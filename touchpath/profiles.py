@@ -118,7 +118,7 @@ def build_customer(
     data = [anchors[k] for k in keys if k in anchors]
     candidates = _candidates(data)
     history = stage_history(candidates, model)
-    totals = sum_counts(data)
+    totals = _orders_revenue(data)
     mine = set(keys)
     touch = first_touch(data)
     return {
@@ -163,7 +163,7 @@ def lifecycle(
     add_stages(
         cycles,
         {stage: entry.at_ms for stage, entry in history.items()},
-        [(stage, c.at_ms) for stage, c in candidates if _after_met(c, history)],
+        ((stage, c.at_ms) for stage, c in candidates if _after_met(c, history)),
         model.stages,
         model.purchase_stage,
     )
@@ -269,6 +269,18 @@ def sum_counts(data: Iterable[AnchorData]) -> dict[str, float]:
                 total[name] = max(total.get(name, number), number)
             else:
                 total[name] = total.get(name, 0.0) + number
+    return {k: (round(v, 2) if k == "revenue" else int(v)) for k, v in sorted(total.items())}
+
+
+def _orders_revenue(data: Iterable[AnchorData]) -> dict[str, float]:
+    """The ``orders`` and ``revenue`` of :func:`sum_counts` (all a profile reads of it)."""
+    total: dict[str, float] = {}
+    for anchor in data:
+        counts = anchor.counts
+        for name in ("orders", "revenue"):
+            value = counts.get(name)
+            if value is not None:
+                total[name] = total.get(name, 0.0) + float(value)
     return {k: (round(v, 2) if k == "revenue" else int(v)) for k, v in sorted(total.items())}
 
 

@@ -28,6 +28,7 @@ import orjson
 import yaml
 
 from touchpath.events import MAX_REVENUE, REVENUE_PROPERTIES
+from touchpath.shapes import is_mapping
 
 
 class RulesError(ValueError):
@@ -61,7 +62,11 @@ class StageModel:
     @property
     def trait_names(self) -> frozenset[str]:
         """The traits some rule's conditions read (their history is kept for the gates)."""
-        return frozenset(name for r in self.rules if r.gate for name in orjson.loads(r.gate))
+        names = self.__dict__.get("_trait_names")
+        if names is None:
+            names = frozenset(name for r in self.rules if r.gate for name in orjson.loads(r.gate))
+            object.__setattr__(self, "_trait_names", names)
+        return names
 
     @property
     def read_paths(self) -> frozenset[str]:
@@ -121,7 +126,7 @@ class Matcher:
 
     rules: tuple[Rule, ...]
     paths: tuple[tuple[str, ...], ...]
-    results: dict[tuple[Any, ...], Match]
+    results: dict[tuple[Any, ...], tuple[Match, bool]]  # the match, and whether it is activity
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +257,7 @@ def purchase_revenue(event: Mapping[str, Any], match: Match, model: StageModel) 
     if stage not in match.stages and not any(g.stage == stage for g in match.gates):
         return None
     properties = event.get("properties")
-    if not isinstance(properties, Mapping):
+    if not is_mapping(properties):
         return 0.0
     for key in model.revenue_properties:
         value = properties.get(key)
@@ -391,18 +396,42 @@ def matching_stages(event: Mapping[str, Any], model: StageModel) -> Mapping[str,
 
 def match_event(event: Mapping[str, Any], model: StageModel) -> Match:
     """What the event qualifies for (:class:`Match`), cached by the fields the rules read."""
+    return match_activity(event, model)[0]
+
+
+def match_activity(event: Mapping[str, Any], model: StageModel) -> tuple[Match, bool]:
+    """:func:`match_event`, and whether the event is activity (it matches, or the ``ignore``
+    rules do not hold it: ``match is not NO_MATCH or not is_ignored(event, model)``), both
+    cached by the fields the rules and ignore rules read."""
     matcher = model.matcher_for(event.get("type"), event.get("event"))
-    key = tuple(_field(event, path) for path in matcher.paths)
+    values = []
+    for path in matcher.paths:  # _field of each, inlined
+        value: Any = event
+        for part in path:
+            if not isinstance(value, dict):
+                value = None
+                break
+            value = value.get(part)
+        values.append(value)
+    key = tuple(values)
     try:
         found = matcher.results.get(key)
     except TypeError:  # an object or list where the rules read a value: no caching
-        return _match(event, model, matcher.rules)
+        return _match_activity(event, model, matcher.rules)
     if found is None:
-        found = _match(event, model, matcher.rules)
+        found = _match_activity(event, model, matcher.rules)
         if len(matcher.results) >= MATCH_CACHE_SIZE:
             matcher.results.clear()
         matcher.results[key] = found
     return found
+
+
+def _match_activity(
+    event: Mapping[str, Any], model: StageModel, rules: tuple[Rule, ...]
+) -> tuple[Match, bool]:
+    if any(_matches(event, ign) for ign in model.ignore):
+        return NO_MATCH, False
+    return _granted(event, rules), True
 
 
 def is_ignored(event: Mapping[str, Any], model: StageModel) -> bool:
@@ -421,8 +450,12 @@ def _field(event: Mapping[str, Any], path: Sequence[str]) -> Any:
 
 
 def _match(event: Mapping[str, Any], model: StageModel, rules: tuple[Rule, ...]) -> Match:
-    if any(_matches(event, ign) for ign in model.ignore):
-        return NO_MATCH
+    """What the rules grant an event (nothing when the ignore rules hold it)."""
+    return _match_activity(event, model, rules)[0]
+
+
+def _granted(event: Mapping[str, Any], rules: tuple[Rule, ...]) -> Match:
+    """What the rules grant an event the ignore rules do not hold."""
     found: dict[str, str | None] = {}
     granted: dict[str, int] = {}
     gates: list[Gate] = []
@@ -461,7 +494,7 @@ def stage_history(
             if c.after is None or (c.after in history and history[c.after].at_ms <= c.at_ms):
                 ok.append(c)
         if ok:
-            best = min(ok, key=_earliest)
+            best = ok[0] if len(ok) == 1 else min(ok, key=_earliest)
             history[stage] = StageEntry(
                 stage, best.at_ms, best.message_id, best.channel, best.cause
             )

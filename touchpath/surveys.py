@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from touchpath.shapes import is_mapping
+
 NPS = "nps"
 CSAT = "csat"
 #: event name (lower case) → (survey kind, lowest score, highest score)
@@ -32,7 +34,7 @@ def survey_answer(event: Mapping[str, Any]) -> tuple[str, int] | None:
         return None
     kind, low, high = survey
     properties = event.get("properties")
-    score = properties.get("score") if isinstance(properties, Mapping) else None
+    score = properties.get("score") if is_mapping(properties) else None
     if isinstance(score, float) and score.is_integer():
         score = int(score)
     if not isinstance(score, int) or isinstance(score, bool) or not low <= score <= high:
