@@ -4,13 +4,14 @@
 -- ARGV, per cluster: version key, version read, number of commands, then each command as
 -- its argument count followed by the command and its arguments; a command written
 -- IFEXISTS <key> <command> <arguments> runs only if <key> exists (the webhook outbox is written
--- only while there are subscriptions: a change nobody subscribed to is delivered to no one).
+-- only while there are subscriptions: a change nobody subscribed to is delivered to no one);
+-- each such <key> is looked up once a call (no command of the resolver writes it).
 -- The command 'remove-customer' (arguments: prefix, cluster, customer id, the profile's fields
 -- as JSON) is not Redis's: it runs remove_customer (remove_customer.lua, put in front of this
 -- script by the loader).
 -- A cluster whose version moved (another processor changed it, or merged it away) gets none
 -- of its commands run; the positions (from 1) of those clusters are returned, to derive again.
-local stale = {}
+local stale, exists = {}, {}
 local i, position = 1, 0
 while i <= #ARGV do
   local version_key, read, commands = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -24,8 +25,10 @@ while i <= #ARGV do
       remove_customer(ARGV[i + 2], ARGV[i + 4], cjson.decode(ARGV[i + 5]), {ARGV[i + 3]})
     elseif ARGV[i + 1] ~= 'IFEXISTS' then
       redis.call(unpack(ARGV, i + 1, i + n))
-    elseif redis.call('EXISTS', ARGV[i + 2]) == 1 then
-      redis.call(unpack(ARGV, i + 3, i + n))
+    else
+      local key = ARGV[i + 2]
+      if exists[key] == nil then exists[key] = redis.call('EXISTS', key) == 1 end
+      if exists[key] then redis.call(unpack(ARGV, i + 3, i + n)) end
     end
     i = i + n + 1
   end
