@@ -43,6 +43,7 @@ from infra.embedded import Child, free_port, spawn, start_redis  # noqa: E402
 from touchpath.records import encode_touchpoints  # noqa: E402
 
 RECORD_EVENTS, PARTITIONS, PART_EVENTS = 100, 6, 5000
+#: the store's scripts measured (older trees also read clusters with a script)
 SCRIPTS = ("ingest", "read_clusters", "write_clusters")
 
 
@@ -79,20 +80,18 @@ def parts(values: list[bytes]) -> list[list[Any]]:
     return [part for part in found if part]
 
 
-def script_names() -> dict[str, str]:
-    """SHA1 → script name for the processor's scripts in the measured tree."""
-    names = {}
-    for path in (ROOT / "processor").glob("*.lua"):
-        names[hashlib.sha1(path.read_bytes()).hexdigest()] = path.stem
-    return names
+def script_names(store: Any) -> dict[str, str]:
+    """SHA1 → script name for the store's scripts in the measured tree (as loaded, with the
+    function chunks put in front of them)."""
+    return {getattr(store, f"_{name}").sha: name for name in SCRIPTS if hasattr(store, f"_{name}")}
 
 
 class Meter:
     """Redis's CPU and per-script time (SLOWLOG at 0) accumulated over measured phases."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, store: Any) -> None:
         self.client = client
-        self.names = script_names()
+        self.names = script_names(store)
         self.cpu: Counter[str] = Counter()
         self.script_us: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()
@@ -201,7 +200,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if args.callgrind:
             result.update(callgrind_run(args, child, store, resolver, decoded, work, events))
             return result
-        meter = Meter(client)
+        meter = Meter(client, store)
         client.config_resetstat()
         for part in decoded:
             started = meter.start()
@@ -271,8 +270,11 @@ def callgrind_run(
     """Instructions Redis executes per event applying every part, then resolving once."""
     pid = child.process.pid
     store.client.ping()
-    for script in (store._ingest, store._read_clusters, store._write_clusters):
-        store.client.script_load(script.script)  # loading is not what is measured
+    for name in SCRIPTS:
+        if hasattr(store, f"_{name}"):
+            store.client.script_load(
+                getattr(store, f"_{name}").script
+            )  # loading is not what is measured
     callgrind(pid, "-z")
     clusters: set[str] = set()
     for part in decoded:
