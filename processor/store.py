@@ -237,7 +237,7 @@ class JourneyStore:
             bounds.max_purchases,
         ]
         for anchor, run in itertools.groupby(effects, key=attrgetter("anchor")):
-            args += _group_args(anchor, list(run), self._marks, bounds.dedup_window_ms)
+            args += _group_args(anchor, list(run), self._marks)
         return args
 
     def read_clusters(self, clusters: Sequence[str]) -> list[ClusterState]:
@@ -427,9 +427,7 @@ def _outcome(code: str, cluster: str) -> Applied:
     return Applied(found.new, cluster, found.needs_resolution)
 
 
-def _group_args(
-    anchor: str, run: Sequence[EventEffects], marks: Marks, window_ms: int
-) -> list[Any]:
+def _group_args(anchor: str, run: Sequence[EventEffects], marks: Marks) -> list[Any]:
     """One anchor's events for ingest.lua: the anchor, the head of the folded values (empty
     when they cannot take the fast path), the events' JSON document, then the folded values
     (see ingest.lua's fast path for the layout)."""
@@ -448,7 +446,6 @@ def _group_args(
         marked,
         str(min(received)),
         str(max(received)),
-        f"({max(received) - window_ms}",
         *values,
     ]
 

@@ -126,11 +126,14 @@ class ReferenceStore:
             data.days.update((int(day), ms) for day, ms in change.days_set.items())
         self._resolve()
 
-    def anchor_fields(self, anchor: str) -> dict[str, str]:
+    def anchor_fields(self, anchor: str, window_ms: int = 8 * 86_400_000) -> dict[str, str]:
         """``P:a:<anchor>:data`` as ``ingest.lua`` writes it: ``c:<counter>``, ``first``,
         ``last``, ``ft``, ``s:<stage>``, ``t:<trait>`` and ``nt`` (their number), ``v:<order>``
-        (survey answers), ``cond`` (gated candidates exist), ``l:<tie>`` (link markers)."""
+        (survey answers), ``cond`` (gated candidates exist), ``l:<tie>`` (link markers), and
+        the de-duplication window's ``nr`` (newest receipt) and ``tr`` (oldest receipt plus
+        ``window_ms``: no receipt has left the window here)."""
         data = self.anchors[anchor]
+        receipts = [r for (a, _), r in self.seen.items() if a == anchor]
         marks = ("first", "last", "cond")
         fields = {f"c:{k}": v for k, v in data.counts.items() if k not in marks}
         fields.update((k, data.counts[k]) for k in marks if k in data.counts)
@@ -141,6 +144,7 @@ class ReferenceStore:
             fields["nt"] = str(len(data.traits))
         fields.update((f"v:{order}", a) for order, a in self.answers.get(anchor, {}).items())
         fields.update((f"l:{tie}", order) for tie, order in self.links.get(anchor, {}).items())
+        fields.update(nr=str(max(receipts)), tr=str(min(receipts) + window_ms))
         return fields
 
     def _components(self) -> list[set[str]]:

@@ -28,7 +28,9 @@
 --
 -- De-duplication: P:a:<anchor>:seen is a sorted set of messageIds scored by receipt time,
 -- kept for window_ms behind the newest receipt (the window is at least the topic's retention,
--- so an event that can still be replayed is still remembered).
+-- so an event that can still be replayed is still remembered). The anchor hash keeps the
+-- newest receipt ('nr') and when the set next holds a messageId older than the window ('tr':
+-- its oldest receipt plus window_ms), so the set is read and trimmed only once that is due.
 --
 -- Anchor hash fields: c:<counter> (added), first / ft / s:<stage> (earliest wins), rv (the
 -- rules version its candidates follow: processor/reevaluation.py),
@@ -154,6 +156,20 @@ local function survivor_of(clusters, unknown)
     if n > best or (n == best and c < survivor) then survivor, best = c, n end
   end
   return survivor, total
+end
+
+-- The de-duplication window's fields after a group's new events (receipts least..greatest)
+-- are added to `seen`, given the anchor's 'nr' and 'tr' (nil when unknown): the set is trimmed
+-- to the window first when its oldest messageId has left it. Returns 'nr', 'tr' as strings.
+local function window_fields(seen, nr, tr, least, greatest)
+  nr = math.max(nr or greatest, greatest)
+  tr = math.min(tr or (least + window), least + window)
+  if nr > tr then
+    redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. string.format('%.0f', nr - window))
+    local oldest = tonumber(redis.call('ZRANGE', seen, 0, 0, 'WITHSCORES')[2]) or least
+    tr = math.min(oldest, least) + window
+  end
+  return string.format('%.0f', nr), string.format('%.0f', tr)
 end
 
 -- Record once (per raw cluster, at most 20 of them) a tie the bounds kept out.
@@ -411,7 +427,8 @@ local function apply_group(anchor, events)
     relinked, cluster = link_group(group, before)
     resolve = relinked or changed
     sliced('ZADD', seen, marks)
-    redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. (latest - window))
+    local nr, tr = window_fields(seen, latest, 0, latest, latest)  -- always trims
+    redis.call('HSET', a .. ':data', 'nr', nr, 'tr', tr)
   end
   local codes, needed = {}, false
   for k = 1, #events do
@@ -430,8 +447,7 @@ end
 -- Fast path (processor/store.py folds a group's events in advance, assuming all are new):
 -- the group's part of ARGV, from its first argument i:
 --   anchor, head, document (the events for apply_group), erasure marks (space-separated),
---   least and greatest receipt time, the de-duplication trim bound ('(' .. greatest -
---   window), revenue ('' if none), then k (receipt, messageId) pairs, the anchor hash's
+--   least and greatest receipt time, revenue ('' if none), then k (receipt, messageId) pairs, the anchor hash's
 --   fields ('nt', counters (c:events first), earliest-wins fields (first, ft, s:*), link
 --   markers (l:*, one per tie), 'last', survey answers (v:*), traits (t:*)), their values
 --   (all but 'nt'), gated candidate (at, member) pairs, timeline (at, entry) pairs, active
@@ -442,14 +458,13 @@ end
 -- identifiers of each tie. An empty head: the group takes apply_group's way only.
 local H_COUNTS = 10
 
--- Write a pre-folded group's contributions (store's rules, with one read and one write of
--- the anchor hash). Returns whether the profile may have changed and the HMGET reply, whose
--- link markers start at `markers`.
-local function store_fast(a, head, f, revenue_at)
+-- Write a pre-folded group's contributions (store's rules, with the anchor hash's fields as
+-- read in `current`, and one write), 'nr' and 'tr' among them. Returns whether the profile
+-- may have changed and where the link markers start in `current`.
+local function store_fast(a, head, f, revenue_at, current, window_writes)
   local k, na, nm, nl, nv, nt, ncond, ndays, nbuys, orders = string.byte(head, 1, H_COUNTS)
   local nf = 2 + na + nm + nl + nv + nt
   local data = a .. ':data'
-  local current = redis.call('HMGET', data, unpack(ARGV, f, f + nf - 1))
   local traits = tonumber(current[1]) or 0
   local counted = traits
   local writes, w, changed, total = {}, 0, orders == 1, 0
@@ -498,6 +513,8 @@ local function store_fast(a, head, f, revenue_at)
     c, x = c + 1, x + 1
   end
   if traits ~= counted then writes[w + 1], writes[w + 2], w = 'nt', traits, w + 2 end
+  writes[w + 1], writes[w + 2], writes[w + 3], writes[w + 4], w =
+    'nr', window_writes[1], 'tr', window_writes[2], w + 4
   if not first and rules_version ~= '' then  -- a new anchor
     writes[w + 1], writes[w + 2], w = 'rv', rules_version, w + 2
   end
@@ -533,7 +550,7 @@ local function store_fast(a, head, f, revenue_at)
   end
   redis.call('ZADD', a .. ':journey', unpack(ARGV, entries_at, entries_at + 2 * k - 1))
   if total > cap then redis.call('ZREMRANGEBYRANK', a .. ':journey', 0, -cap - 1) end
-  return changed, current, markers
+  return changed, markers
 end
 
 -- Link a pre-folded group's ties not linked at their order yet (in the order apply_group's
@@ -569,7 +586,7 @@ local function apply_at(i)
   local anchor, head = ARGV[i], ARGV[i + 1]
   if head == '' then return apply_slow(i, i + 3) end
   local k, na, nm, nl, nv, nt, ncond, ndays, nbuys = string.byte(head, 1, 9)
-  local marks_at = i + 8
+  local marks_at = i + 7
   local fields_at = marks_at + 2 * k
   local ties_at = fields_at + 2 * (2 + na + nm + nl + nv + nt) - 1 + 2 * (ncond + k + ndays + nbuys)
   local next_at = ties_at
@@ -583,12 +600,15 @@ local function apply_at(i)
   end
   local a = p .. ':a:' .. anchor
   local seen = a .. ':seen'
-  local newest, bound = redis.call('ZRANGE', seen, -1, -1, 'WITHSCORES')[2], ARGV[i + 6]
-  if newest then
-    newest = tonumber(newest)
-    if tonumber(ARGV[i + 4]) < newest - window then return apply_slow(i, next_at) end  -- expired
-    if newest > tonumber(ARGV[i + 5]) then bound = '(' .. (newest - window) end
+  local nf = 2 + na + nm + nl + nv + nt
+  local current = redis.call('HMGET', a .. ':data', 'nr', 'tr',
+                             unpack(ARGV, fields_at, fields_at + nf - 1))
+  local nr, tr = tonumber(table.remove(current, 1)), tonumber(table.remove(current, 1))
+  if not nr and current[2 + na] then  -- 'first' without 'nr': stored by an older version
+    nr, tr = tonumber(redis.call('ZRANGE', seen, -1, -1, 'WITHSCORES')[2]), 0
   end
+  local least, greatest = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+  if nr and least < nr - window then return apply_slow(i, next_at) end  -- expired
   if k == 1 then
     if redis.call('ZADD', seen, 'NX', ARGV[marks_at], ARGV[marks_at + 1]) == 0 then
       return nil, 's', true, next_at  -- seen: nothing stored
@@ -600,10 +620,10 @@ local function apply_at(i)
       if score then return apply_slow(i, next_at) end
     end
   end
-  local changed, current, markers = store_fast(a, head, fields_at, i + 7)
+  local window_writes = {window_fields(seen, nr, tr, least, greatest)}
+  local changed, markers = store_fast(a, head, fields_at, i + 6, current, window_writes)
   local relinked, cluster = link_fast(head, current, markers, ties_at)
   if k > 1 then redis.call('ZADD', seen, unpack(ARGV, marks_at, marks_at + 2 * k - 1)) end
-  redis.call('ZREMRANGEBYSCORE', seen, '-inf', bound)
   local resolve = relinked or changed
   return cluster, string.rep(resolve and 'r' or 'n', k), resolve, next_at
 end

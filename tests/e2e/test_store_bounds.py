@@ -231,3 +231,46 @@ def test_active_days_and_purchase_times_keep_the_latest_within_their_bounds(
     same_day = event(9, userId="u", timestamp=at(T0 + 4 * DAY_MS + 60_000), event="Page Left")
     outcome = store.store.apply([effects_of(same_day, MODEL, POLICY)])
     assert outcome.applied[0].new and not outcome.applied[0].needs_resolution
+
+
+def test_the_window_fields_keep_the_set_to_the_window_after_every_apply(
+    client: redis.Redis,
+) -> None:
+    """'nr' is the newest receipt, 'tr' when the oldest messageId leaves the window: after
+    every apply, fast path or not, the set holds exactly the window behind 'nr'."""
+    store = Store(client, StoreBounds(dedup_window_ms=DAY_MS))
+    seen = store.store.keys.anchor("user_id:u", "seen")
+    hour = 3_600_000  # receipts: one late arrival (49 h), and the window's edges to the ms
+    receipts = [0, 3 * hour, DAY_MS, DAY_MS + 1, 27 * hour, 27 * hour + 1, 49 * hour]
+    receipts += [30 * hour, 80 * hour, 81 * hour, 104 * hour + 1, 130 * hour]
+    sent: dict[str, int] = {}
+    for n, offset in enumerate(receipts):
+        batch = [event(n, userId="u", received_ms=T0 + offset)]
+        if n % 3 == 2:  # a group of two, and a replay: the per-event way
+            batch += [event(n + 100, userId="u", received_ms=T0 + offset), batch[0]]
+        store.send(batch)
+        for e in batch:
+            sent.setdefault(e["messageId"], T0 + offset)
+        newest = max(sent.values())
+        kept = {m.decode(): int(r) for m, r in client.zrange(seen, 0, -1, withscores=True)}
+        assert kept == {m: r for m, r in sent.items() if r >= newest - DAY_MS}, n
+        fields = store.counters("user_id:u")
+        assert int(fields["nr"]) == newest
+        assert int(fields["tr"]) == min(kept.values()) + DAY_MS
+
+
+def test_an_anchor_stored_before_the_window_fields_still_deduplicates_and_expires(
+    client: redis.Redis,
+) -> None:
+    store = Store(client, StoreBounds(dedup_window_ms=DAY_MS))
+    store.send([event(1, userId="old", received_ms=T0), event(2, userId="old", received_ms=T0)])
+    data = store.store.keys.anchor("user_id:old", "data")
+    client.hdel(data, "nr", "tr")  # as an older version left it
+    store.send([event(1, userId="old", received_ms=T0)])  # a replay: counted once
+    assert store.counters("user_id:old")["c:events"] == "2"
+    store.send([event(3, userId="old", received_ms=T0 + 2 * DAY_MS)])
+    seen = store.store.keys.anchor("user_id:old", "seen")
+    assert client.zrange(seen, 0, -1) == [b"m-3"]  # the older ones left the window
+    store.send([event(4, userId="old", received_ms=T0)])  # older than the window: ignored
+    assert store.counters("user_id:old")["c:events"] == "3"
+    assert store.overflows["window"] == 1

@@ -1,0 +1,82 @@
+"""What the apply step costs Redis, in commands: the figure that bounds an installation
+(Redis does not scale out; processors do). Counted with Redis's own command statistics on a
+private server, so nothing else running can blur the count."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from infra.embedded import free_port, start_redis
+from processor.store import JourneyStore
+from touchpath.effects import effects_of
+from touchpath.identity import IdentityPolicy
+from touchpath.stages import load_stage_model
+
+MODEL = load_stage_model()
+POLICY = IdentityPolicy()
+T0 = 1_780_000_000_000
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[redis.Redis]:
+    server = start_redis(free_port(), tmp_path / "redis", tmp_path)
+    client = redis.Redis(port=server.port)
+    yield client
+    client.close()
+    server.stop()
+
+
+def _event(n: int, **fields: Any) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    from touchpath.events import format_time
+
+    def at(ms: int) -> str:
+        return format_time(datetime.fromtimestamp(ms / 1000, UTC))
+
+    body = {
+        "type": "track",
+        "event": "Product Viewed",
+        "messageId": f"m-{n}",
+        "timestamp": at(T0 + n * 1000),
+        "receivedAt": at(T0 + n * 1000),
+        "context": {"channel": "web"},
+        "userId": "u",
+    }
+    body.update(fields)
+    return body
+
+
+def _commands_inside_scripts(client: redis.Redis) -> dict[str, int]:
+    """Calls per command since the last reset, without the script calls themselves."""
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): int(entry["calls"])
+        for name, entry in stats.items()
+        if name.split("|")[0] not in _NOT_COUNTED
+    }
+
+
+_NOT_COUNTED = ("cmdstat_evalsha", "cmdstat_script", "cmdstat_config", "cmdstat_info")
+
+
+def test_a_new_event_of_a_known_anchor_costs_at_most_seven_redis_commands(
+    client: redis.Redis,
+) -> None:
+    """The usual event: new, on an identifier already known, nothing to link. Each command:
+    the erasures check, the anchor hash's read and write, the de-duplication add, the active
+    day, the timeline entry, the anchor's cluster (7). Before the newest receipt moved into
+    the anchor hash, the de-duplication set was also read (newest) and trimmed per group."""
+    store = JourneyStore(client, f"c{uuid.uuid4().hex[:8]}")
+    store.apply([effects_of(_event(1), MODEL, POLICY)])
+    client.config_resetstat()
+    outcome = store.apply([effects_of(_event(2), MODEL, POLICY)])
+    assert [a.new for a in outcome.applied] == [True]
+    calls = _commands_inside_scripts(client)
+    assert sum(calls.values()) <= 7, calls
