@@ -2,9 +2,9 @@
 
 Layout (``P`` is the configured prefix):
 
-* ``P:a:<identifier>:{seen,journey,data,cond,days,buys}`` — contributions of the events
-  anchored at an identifier: de-duplication set, timeline, counters/stage candidates/traits,
-  gated candidates, active days and purchase times (the lifecycle).
+* ``P:a:<identifier>:{seen,journey,data,cond,buys}`` — contributions of the events
+  anchored at an identifier: de-duplication set, timeline, counters/stage candidates/traits/
+  active days, gated candidates and purchase times (the lifecycle).
 * ``P:id:<identifier>`` → raw cluster id; ``P:cl:<cluster>:{ids,ties,ver,snap}`` — the raw
   identity cluster (every identifier ever tied together), its ties, a version bumped on every
   identity or stage change, and the customers last derived from it (their ids; each profile
@@ -25,7 +25,7 @@ Layout (``P`` is the configured prefix):
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -296,7 +296,8 @@ class JourneyStore:
             read = self._read_anchors(pending)
             for anchor, (fields, cond, entries, buys, days) in zip(pending, read, strict=True):
                 change = rewrite(entries_of(entries), fields, cond, model, buys, days)
-                args += (anchor, fields.get("c:events", ""), orjson.dumps(_rewrite_doc(change)))
+                doc = _rewrite_doc(change, days, bounds.max_active_days)
+                args += (anchor, fields.get("c:events", ""), orjson.dumps(doc))
             stale = {_text(a) for a in self._reevaluate(keys=route(self.keys.prefix), args=args)}
             rewritten += len(pending) - len(stale)
             pending = sorted(stale)
@@ -311,14 +312,13 @@ class JourneyStore:
             pipe.zrange(self.keys.anchor(anchor, "cond"), 0, -1, withscores=True)
             pipe.zrange(self.keys.anchor(anchor, "journey"), 0, -1)
             pipe.zrange(self.keys.anchor(anchor, "buys"), 0, -1, withscores=True)
-            pipe.zrange(self.keys.anchor(anchor, "days"), 0, -1, withscores=True)
         replies = pipe.execute()
         found = []
-        for k in range(0, len(replies), 5):
+        for k in range(0, len(replies), 4):
             fields = {_text(f): _text(v) for f, v in replies[k].items()}
             cond = [(_text(m), int(s)) for m, s in replies[k + 1]]
             buys = {_text(m): int(s) for m, s in replies[k + 3]}
-            days = {_text(m): int(s) for m, s in replies[k + 4]}
+            days = {str(day): ms for day, ms in anchor_data(fields).days.items()}
             found.append((fields, cond, replies[k + 2], buys, days))
         return found
 
@@ -331,8 +331,9 @@ class JourneyStore:
         return {cid: orjson.loads(v) for cid, v in zip(wanted, values, strict=True) if v}
 
 
-LAYOUT_VERSION = 3  # 2: de-duplication sets are sorted sets scored by receipt time;
-# 3: cluster snapshots map each customer id to "" (the profile is only P:cust)
+LAYOUT_VERSION = 4  # 2: de-duplication sets are sorted sets scored by receipt time;
+# 3: cluster snapshots map each customer id to "" (the profile is only P:cust);
+# 4: an anchor's active days are d:<day> fields of its hash (no P:a:<id>:days)
 
 
 class LayoutTooNew(RuntimeError):
@@ -345,7 +346,8 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
 
     Version 1 kept messageIds in plain sets: each becomes a sorted set whose members count as
     received ``now_ms``, so they stay in the de-duplication window for its whole length.
-    Versions 1 and 2 kept a copy of each profile in its cluster's snapshot: it is emptied."""
+    Versions 1 and 2 kept a copy of each profile in its cluster's snapshot: it is emptied.
+    Versions 1 to 3 kept each anchor's active days in a sorted set: they move into its hash."""
     keys = Keys(prefix)
     version = int(client.get(keys.layout) or 1)
     if version > LAYOUT_VERSION:
@@ -359,8 +361,11 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
     if version < 2:
         seen = keys.anchor("*", "seen")
         converted += _convert(client, scripts.source("convert_seen"), seen, "set", [now_ms])
-    snaps = keys.cluster("*", "snap")
-    converted += _convert(client, scripts.source("empty_snapshots"), snaps, "hash", [])
+    if version < 3:
+        snaps = keys.cluster("*", "snap")
+        converted += _convert(client, scripts.source("empty_snapshots"), snaps, "hash", [])
+    days = keys.anchor("*", "days")
+    converted += _convert(client, scripts.source("convert_days"), days, "zset", [])
     try:
         client.set(keys.layout, LAYOUT_VERSION)
     except redis.OutOfMemoryError:
@@ -507,6 +512,7 @@ def _folded(run: Sequence[EventEffects]) -> tuple[bytes, list[Any]] | None:
         return None
     counters = {"c:events": adds.pop("c:events"), **adds}
     links = {"l:" + tie: order for tie, (order, _) in ties.items()}
+    mins.update((f"d:{day}", f"{ms:015d}") for day, ms in days.items())  # active days: last
     counts = [
         len(run),
         len(counters),
@@ -541,7 +547,6 @@ def _folded(run: Sequence[EventEffects]) -> tuple[bytes, list[Any]] | None:
         *values,
         *cond,
         *entries,
-        *(x for day, ms in days.items() for x in (str(ms), str(day))),
         *buys,
         *tied,
     ]
@@ -555,15 +560,16 @@ def _folded_one(effect: EventEffects) -> tuple[bytes, list[Any]] | None:
     stages, surveys, traits = effect.stages, effect.surveys, effect.traits
     conditional, identifiers = effect.conditional, effect.identifiers
     ordered = "orders" in counts
+    active = 1 if effect.active else 0
     head = (
         1,
         len(counts),
-        2 + len(stages),
+        2 + len(stages) + active,
         1,
         len(surveys),
         len(traits),
         len(conditional),
-        1 if effect.active else 0,
+        active,
         1 if ordered else 0,
         1 if ordered else 0,
         len(identifiers),
@@ -589,20 +595,22 @@ def _folded_one(effect: EventEffects) -> tuple[bytes, list[Any]] | None:
         "ft",
     ]
     values += ["s:" + stage for stage in stages]
+    if active:
+        values.append(f"d:{at_ms // _DAY_MS}")
     values += ("l:" + tie, "last")
     values += ["v:" + key for key in surveys]
     values += ["t:" + name for name in traits]
     values += numbers
     values += (padded, effect.first_touch)
     values += stages.values()
+    if active:
+        values.append(padded)
     values += (effect.order, padded)
     values += surveys.values()
     values += traits.values()
     for member, when in conditional.items():
         values += (str(when), member)
     values += (at, effect.entry)
-    if effect.active:
-        values += (at, str(at_ms // _DAY_MS))
     if ordered:
         values += (at, effect.message_id)
     values += (tie, effect.order, *identifiers)
@@ -626,20 +634,29 @@ AnchorRead = tuple[
 ]
 
 
-def _rewrite_doc(change: Rewrite) -> dict[str, Any]:
-    """A rewrite as reevaluate.lua reads it."""
+def _rewrite_doc(change: Rewrite, days: Mapping[str, int], max_days: int) -> dict[str, Any]:
+    """A rewrite as reevaluate.lua reads it; the active days (``d:<day>`` fields of the
+    anchor hash, ``days`` as read) kept to the latest ``max_days`` as ingest.lua keeps them."""
     cond_add: list[Any] = []
     for member, at_ms in sorted(change.cond_add.items()):
         cond_add += (at_ms, member)
+    delete, sets = list(change.delete), dict(change.set)
+    if change.days_set or change.days_remove:
+        kept = {day: ms for day, ms in days.items() if day not in change.days_remove}
+        kept.update(change.days_set)
+        dropped = sorted(kept, key=int)[: max(0, len(kept) - max_days)]
+        delete += [f"d:{day}" for day in (*change.days_remove, *dropped)]
+        sets.update((f"d:{day}", f"{ms:015d}") for day, ms in change.days_set.items())
+        for day in dropped:
+            sets.pop(f"d:{day}", None)
+        sets["nd"] = str(len(kept) - len(dropped))
     return {
-        "delete": list(change.delete),
-        "set": change.set,
+        "delete": delete,
+        "set": sets,
         "cond_remove": list(change.cond_remove),
         "cond_add": cond_add,
         "buys_remove": list(change.buys_remove),
         "buys_add": [x for m, at in sorted(change.buys_add.items()) for x in (at, m)],
-        "days_remove": list(change.days_remove),
-        "days_set": [x for d, ms in sorted(change.days_set.items()) for x in (ms, d)],
     }
 
 
@@ -654,14 +671,10 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
 
 
-def _anchor(
-    data: Sequence[str], cond: Sequence[str], days: Sequence[str] = (), buys: Sequence[str] = ()
-) -> AnchorData:
-    decoded = anchor_data(_pairs(data))
+def _anchor(data: Sequence[str], cond: Sequence[str], buys: Sequence[str] = ()) -> AnchorData:
+    decoded = anchor_data(_pairs(data))  # its active days are d:<day> fields
     if cond:
         decoded.conditional = [(m, int(s)) for m, s in zip(cond[::2], cond[1::2], strict=True)]
-    if days:
-        decoded.days = {int(d): int(float(s)) for d, s in zip(days[::2], days[1::2], strict=True)}
     if buys:
         decoded.purchases = [int(float(s)) for s in buys[1::2]]
     return decoded

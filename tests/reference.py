@@ -75,7 +75,7 @@ class ReferenceStore:
         for name, value in effect.traits.items():
             if value > data.traits.get(name, ""):
                 data.traits[name] = value
-        if effect.active:  # as ingest.lua's P:a:<anchor>:days (ZADD LT)
+        if effect.active:  # as ingest.lua's d:<day> fields (earliest wins)
             day = effect.at_ms // 86_400_000
             data.days[day] = min(effect.at_ms, data.days.get(day, effect.at_ms))
         if "orders" in effect.counts:  # as P:a:<anchor>:buys (messageId → time)
@@ -129,7 +129,8 @@ class ReferenceStore:
     def anchor_fields(self, anchor: str, window_ms: int = 8 * 86_400_000) -> dict[str, str]:
         """``P:a:<anchor>:data`` as ``ingest.lua`` writes it: ``c:<counter>``, ``first``,
         ``last``, ``ft``, ``s:<stage>``, ``t:<trait>`` and ``nt`` (their number), ``v:<order>``
-        (survey answers), ``cond`` (gated candidates exist), ``l:<tie>`` (link markers), and
+        (survey answers), ``cond`` (gated candidates exist), ``l:<tie>`` (link markers),
+        ``d:<day>`` (active days) and ``nd`` (their number), and
         the de-duplication window's ``nr`` (newest receipt) and ``tr`` (oldest receipt plus
         ``window_ms``: no receipt has left the window here)."""
         data = self.anchors[anchor]
@@ -145,6 +146,9 @@ class ReferenceStore:
         fields.update((f"v:{order}", a) for order, a in self.answers.get(anchor, {}).items())
         fields.update((f"l:{tie}", order) for tie, order in self.links.get(anchor, {}).items())
         fields.update(nr=str(max(receipts)), tr=str(min(receipts) + window_ms))
+        fields.update((f"d:{day}", f"{ms:015d}") for day, ms in data.days.items())
+        if data.days:
+            fields["nd"] = str(len(data.days))
         return fields
 
     def _components(self) -> list[set[str]]:

@@ -22,7 +22,8 @@ class AnchorData:
 
 
 def anchor_data(fields: Mapping[str, str]) -> AnchorData:
-    """Decode the stored hash of an anchor (``s:``/``c:``/``t:`` prefixed fields)."""
+    """Decode the stored hash of an anchor (``s:``/``c:``/``t:``/``v:``/``d:`` prefixed
+    fields; ``d:<day>`` is an active UTC day → its first event's ms)."""
     data = AnchorData()
     stages, counts, traits, surveys = data.stages, data.counts, data.traits, data.surveys
     for name, value in fields.items():
@@ -36,6 +37,8 @@ def anchor_data(fields: Mapping[str, str]) -> AnchorData:
             traits[name[2:]] = value
         elif kind == "v":
             surveys.append(value)
+        elif kind == "d":
+            data.days[int(name[2:])] = int(value)
         elif name == "ft":
             data.first_touch = value
         elif name == "rv":

@@ -38,9 +38,9 @@
 -- l:<tie> (earliest order the tie, or the anchor alone for l:, was linked at: an event no
 -- earlier with the same tie has nothing to link).
 --
--- Lifecycle (touchpath/cycles.py): P:a:<anchor>:days, a sorted set of active UTC days (member
--- the day number, score the day's first event ms: ZADD LT), the latest max_days kept; and
--- P:a:<anchor>:buys, purchase events (member messageId, score event ms), the latest
+-- Lifecycle (touchpath/cycles.py): the anchor hash's d:<day> fields, its active UTC days (the
+-- day number → the day's first event ms, earliest wins), the latest max_days kept ('nd'
+-- counts them); and P:a:<anchor>:buys, purchase events (member messageId, score event ms), the latest
 -- max_purchases kept. A new day or an earlier first event of a day needs resolution; a later
 -- event of a known day does not (activity is known to the day).
 local p, cap = ARGV[1], tonumber(ARGV[2])
@@ -228,16 +228,34 @@ local function link(ids, tie, order)
   return survivor, changed
 end
 
+-- Add `new` active days to the anchor's count `nd` (its 'nd' field as read); returns the
+-- count to store and how many of the earliest days to drop (trim_days, after the write).
+local function count_days(nd, new)
+  local n = (tonumber(nd) or 0) + new
+  if n > max_days then return max_days, n - max_days end
+  return n, 0
+end
+
+-- Delete the `n` earliest d:<day> fields of the anchor hash `data` (rare: past max_days).
+local function trim_days(data, n)
+  if n == 0 then return end
+  local days = {}
+  for _, field in ipairs(redis.call('HKEYS', data)) do
+    if string.sub(field, 1, 2) == 'd:' then days[#days + 1] = tonumber(string.sub(field, 3)) end
+  end
+  table.sort(days)
+  local drop = {}
+  for j = 1, n do drop[j] = 'd:' .. string.format('%d', days[j]) end
+  redis.call('HDEL', data, unpack(drop))
+  over.days = over.days + n
+end
+
 -- The new events of one group, folded: counters added, earliest and latest fields kept,
 -- timeline entries, gated candidates, active days, purchase times, and per tie the
 -- identifiers and earliest order.
 local function fold(group, d, at, order, entry, message_id)
   local ms = tonumber(at)
   local padded = string.format('%015d', ms)
-  if d.act then
-    local day = tostring(math.floor(ms / DAY_MS))
-    if not group.days[day] or ms < group.days[day] then group.days[day] = ms end
-  end
   if d.counts.orders ~= nil then
     group.buys[#group.buys + 1] = at
     group.buys[#group.buys + 1] = message_id
@@ -256,6 +274,7 @@ local function fold(group, d, at, order, entry, message_id)
   earliest('first', padded)
   earliest('ft', d.first_touch)
   for stage, candidate in pairs(d.stages) do earliest('s:' .. stage, candidate) end
+  if d.act then earliest('d:' .. string.format('%d', math.floor(ms / DAY_MS)), padded) end
   latest('last', padded)
   for name, value in pairs(d.traits) do latest('t:' .. name, value) end
   if d.surveys then
@@ -274,21 +293,8 @@ local function fold(group, d, at, order, entry, message_id)
   group.entries[#group.entries + 1] = entry
 end
 
--- Add a group's active days (earliest first event per day) and purchase times, each set kept
--- to its bound (the latest); true if a day is new or has an earlier first event.
-local function store_lifecycle(a, group)
-  local days, changed = {}, false
-  for day, ms in pairs(group.days) do
-    days[#days + 1] = ms
-    days[#days + 1] = day
-  end
-  if #days > 0 then
-    changed = redis.call('ZADD', a .. ':days', 'LT', 'CH', unpack(days)) > 0
-    local n = changed and redis.call('ZCARD', a .. ':days') or 0  -- only a change can grow it
-    if n > max_days then
-      over.days = over.days + redis.call('ZREMRANGEBYRANK', a .. ':days', 0, n - max_days - 1)
-    end
-  end
+-- Add a group's purchase times, kept to their bound (the latest).
+local function store_purchases(a, group)
   if #group.buys > 0 then
     sliced('ZADD', a .. ':buys', group.buys)
     local n = redis.call('ZCARD', a .. ':buys')
@@ -297,7 +303,6 @@ local function store_lifecycle(a, group)
         + redis.call('ZREMRANGEBYRANK', a .. ':buys', 0, n - max_buys - 1)
     end
   end
-  return changed
 end
 
 -- Write a group's folded contributions with one read and one write of the anchor hash; a
@@ -305,15 +310,15 @@ end
 -- Returns whether the profile may have changed and the anchor's fields as they were.
 local function store(a, group)
   local data = a .. ':data'
-  local fields, n = {'nt'}, 1
+  local fields, n = {'nt', 'nd'}, 2
   for field in pairs(group.adds) do n = n + 1; fields[n] = field end
   for field in pairs(group.mins) do n = n + 1; fields[n] = field end
   for field in pairs(group.maxs) do n = n + 1; fields[n] = field end
   local current = sliced('HMGET', data, fields)
   local traits = tonumber(current[1]) or 0
   local before, writes, changed, total = {}, {}, group.changed, 0
-  local counted = traits
-  for i = 2, n do
+  local counted, new_days = traits, 0
+  for i = 3, n do
     local field, old = fields[i], current[i]
     before[field] = old
     local value = group.adds[field]
@@ -336,6 +341,7 @@ local function store(a, group)
         value = nil
       elseif field ~= 'last' and string.sub(field, 1, 2) ~= 'l:' then
         changed = true
+        if not old and string.sub(field, 1, 2) == 'd:' then new_days = new_days + 1 end
       end
     end
     if value then
@@ -346,6 +352,11 @@ local function store(a, group)
   if traits ~= counted then
     writes[#writes + 1] = 'nt'
     writes[#writes + 1] = traits
+  end
+  local nd, drop = count_days(current[2], new_days)
+  if new_days > 0 then
+    writes[#writes + 1] = 'nd'
+    writes[#writes + 1] = nd
   end
   if not before['first'] and rules_version ~= '' then  -- a new anchor
     writes[#writes + 1] = 'rv'
@@ -360,7 +371,8 @@ local function store(a, group)
     changed = true
   end
   sliced('HSET', data, writes)
-  if store_lifecycle(a, group) then changed = true end
+  trim_days(data, drop)
+  store_purchases(a, group)
   sliced('ZADD', a .. ':journey', group.entries)
   if total > cap then redis.call('ZREMRANGEBYRANK', a .. ':journey', 0, -cap - 1) end
   return changed, before
@@ -411,7 +423,7 @@ local function apply_group(anchor, events)
   local a = p .. ':a:' .. anchor
   local seen = a .. ':seen'
   local group = {adds = {}, mins = {}, maxs = {}, ties = {}, cond = {}, entries = {},
-                 days = {}, buys = {}, revenue = 0, changed = false, erased_before = false}
+                 buys = {}, revenue = 0, changed = false, erased_before = false}
   local status, marks, latest = deduplicate(seen, events)
   for k, event in ipairs(events) do
     local state = status[k]
@@ -447,21 +459,21 @@ end
 -- Fast path (processor/store.py folds a group's events in advance, assuming all are new):
 -- the group's part of ARGV, from its first argument i:
 --   anchor, head, document (the events for apply_group), erasure marks (space-separated),
---   least and greatest receipt time, revenue ('' if none), then k (receipt, messageId) pairs, the anchor hash's
---   fields ('nt', counters (c:events first), earliest-wins fields (first, ft, s:*), link
---   markers (l:*, one per tie), 'last', survey answers (v:*), traits (t:*)), their values
---   (all but 'nt'), gated candidate (at, member) pairs, timeline (at, entry) pairs, active
---   day (first event ms, day) pairs, purchase (at, messageId) pairs and per tie: tie, order,
---   identifiers.
--- head holds one byte per count: events k, counters, earliest-wins fields, ties, answers,
--- traits, gated candidates, active days, purchases, has orders (0/1), then the number of
--- identifiers of each tie. An empty head: the group takes apply_group's way only.
+--   least and greatest receipt time, revenue ('' if none), then k (receipt, messageId)
+--   pairs, the anchor hash's fields ('nt', counters (c:events first), earliest-wins fields
+--   (first, ft, s:*, then the active days d:*), link markers (l:*, one per tie), 'last',
+--   survey answers (v:*), traits (t:*)), their values (all but 'nt'), gated candidate
+--   (at, member) pairs, timeline (at, entry) pairs, purchase (at, messageId) pairs and per
+--   tie: tie, order, identifiers.
+-- head holds one byte per count: events k, counters, earliest-wins fields (active days
+-- included), ties, answers, traits, gated candidates, active days (the last earliest-wins
+-- fields), purchases, has orders (0/1), then the number of identifiers of each tie. An empty head: the group takes apply_group's way only.
 local H_COUNTS = 10
 
 -- Write a pre-folded group's contributions (store's rules, with the anchor hash's fields as
--- read in `current`, and one write), 'nr' and 'tr' among them. Returns whether the profile
--- may have changed and where the link markers start in `current`.
-local function store_fast(a, head, f, revenue_at, current, window_writes)
+-- read in `current` and its 'nd' count, and one write), 'nr' and 'tr' among them. Returns
+-- whether the profile may have changed and where the link markers start in `current`.
+local function store_fast(a, head, f, revenue_at, current, nd, window_writes)
   local k, na, nm, nl, nv, nt, ncond, ndays, nbuys, orders = string.byte(head, 1, H_COUNTS)
   local nf = 2 + na + nm + nl + nv + nt
   local data = a .. ':data'
@@ -475,11 +487,12 @@ local function store_fast(a, head, f, revenue_at, current, window_writes)
     writes[w + 1], writes[w + 2], w = ARGV[f + c - 1], sum, w + 2
     c, x = c + 1, x + 1
   end
-  local first = current[c]
-  for _ = 1, nm do  -- earliest wins
+  local first, new_days = current[c], 0
+  for j = 1, nm do  -- earliest wins (the last ndays: active days)
     local old, value = current[c], ARGV[x]
     if not old or value < old then
       writes[w + 1], writes[w + 2], w, changed = ARGV[f + c - 1], value, w + 2, true
+      if not old and j > nm - ndays then new_days = new_days + 1 end
     end
     c, x = c + 1, x + 1
   end
@@ -513,6 +526,9 @@ local function store_fast(a, head, f, revenue_at, current, window_writes)
     c, x = c + 1, x + 1
   end
   if traits ~= counted then writes[w + 1], writes[w + 2], w = 'nt', traits, w + 2 end
+  local drop
+  nd, drop = count_days(nd, new_days)
+  if new_days > 0 then writes[w + 1], writes[w + 2], w = 'nd', nd, w + 2 end
   writes[w + 1], writes[w + 2], writes[w + 3], writes[w + 4], w =
     'nr', window_writes[1], 'tr', window_writes[2], w + 4
   if not first and rules_version ~= '' then  -- a new anchor
@@ -521,8 +537,7 @@ local function store_fast(a, head, f, revenue_at, current, window_writes)
   local revenue = ARGV[revenue_at]
   local cond_at = f + 2 * nf - 1
   local entries_at = cond_at + 2 * ncond
-  local days_at = entries_at + 2 * k
-  local buys_at = days_at + 2 * ndays
+  local buys_at = entries_at + 2 * k
   if revenue ~= '' then redis.call('HINCRBYFLOAT', data, 'c:revenue', tonumber(revenue)) end
   if ncond > 0 then
     redis.call('ZADD', a .. ':cond', unpack(ARGV, cond_at, cond_at + 2 * ncond - 1))
@@ -530,16 +545,7 @@ local function store_fast(a, head, f, revenue_at, current, window_writes)
     writes[w + 1], writes[w + 2], w, changed = 'cond', '1', w + 2, true
   end
   redis.call('HSET', data, unpack(writes))
-  if ndays > 0 then
-    local days = a .. ':days'
-    if redis.call('ZADD', days, 'LT', 'CH', unpack(ARGV, days_at, days_at + 2 * ndays - 1)) > 0 then
-      changed = true
-      local n = redis.call('ZCARD', days)  -- only a change can grow it
-      if n > max_days then
-        over.days = over.days + redis.call('ZREMRANGEBYRANK', days, 0, n - max_days - 1)
-      end
-    end
-  end
+  trim_days(data, drop)
   if nbuys > 0 then
     local buys = a .. ':buys'
     redis.call('ZADD', buys, unpack(ARGV, buys_at, buys_at + 2 * nbuys - 1))
@@ -585,10 +591,10 @@ end
 local function apply_at(i)
   local anchor, head = ARGV[i], ARGV[i + 1]
   if head == '' then return apply_slow(i, i + 3) end
-  local k, na, nm, nl, nv, nt, ncond, ndays, nbuys = string.byte(head, 1, 9)
+  local k, na, nm, nl, nv, nt, ncond, _, nbuys = string.byte(head, 1, 9)
   local marks_at = i + 7
   local fields_at = marks_at + 2 * k
-  local ties_at = fields_at + 2 * (2 + na + nm + nl + nv + nt) - 1 + 2 * (ncond + k + ndays + nbuys)
+  local ties_at = fields_at + 2 * (2 + na + nm + nl + nv + nt) - 1 + 2 * (ncond + k + nbuys)
   local next_at = ties_at
   for t = 1, nl do next_at = next_at + 2 + string.byte(head, H_COUNTS + t) end
   if any_erased then
@@ -601,9 +607,10 @@ local function apply_at(i)
   local a = p .. ':a:' .. anchor
   local seen = a .. ':seen'
   local nf = 2 + na + nm + nl + nv + nt
-  local current = redis.call('HMGET', a .. ':data', 'nr', 'tr',
+  local current = redis.call('HMGET', a .. ':data', 'nr', 'tr', 'nd',
                              unpack(ARGV, fields_at, fields_at + nf - 1))
   local nr, tr = tonumber(table.remove(current, 1)), tonumber(table.remove(current, 1))
+  local nd = table.remove(current, 1)
   if not nr and current[2 + na] then  -- 'first' without 'nr': stored by an older version
     nr, tr = tonumber(redis.call('ZRANGE', seen, -1, -1, 'WITHSCORES')[2]), 0
   end
@@ -621,7 +628,7 @@ local function apply_at(i)
     end
   end
   local window_writes = {window_fields(seen, nr, tr, least, greatest)}
-  local changed, markers = store_fast(a, head, fields_at, i + 6, current, window_writes)
+  local changed, markers = store_fast(a, head, fields_at, i + 6, current, nd, window_writes)
   local relinked, cluster = link_fast(head, current, markers, ties_at)
   if k > 1 then redis.call('ZADD', seen, unpack(ARGV, marks_at, marks_at + 2 * k - 1)) end
   local resolve = relinked or changed

@@ -7,10 +7,11 @@
 --   {cluster, version, ids (flat id/first-seen), ties (flat), profiles (flat cid/profile JSON:
 --    each customer the cluster's snapshot lists, read from P:cust:<cid>),
 --    anchors, over (flat tie/order: ties refused because the cluster was full),
---    blocked (flat identifier/record: identifiers an admin split off)}  where anchors is a flat list of {identifier, data (flat), cond (flat), days (flat), buys (scores)}
--- for each identifier that anchored events; cond holds member/score pairs, empty unless the
--- anchor has gated stage candidates; days holds day/first-event-ms pairs (active days); buys
--- the times of its purchase events, empty unless it counted orders.
+--    blocked (flat identifier/record: identifiers an admin split off)}  where anchors is a
+-- flat list of {identifier, data (flat: its active days are its d:<day> fields), cond (flat),
+-- buys (flat)} for each identifier that anchored events; cond holds member/score pairs, empty
+-- unless the anchor has gated stage candidates; buys the messageId/time pairs of its purchase
+-- events, empty unless it counted orders.
 local p = ARGV[1]
 local out = {}
 
@@ -44,8 +45,7 @@ for i = 2, #ARGV do
             buys = redis.call('ZRANGE', anchor .. ':buys', 0, -1, 'WITHSCORES')
           end
         end
-        local days = redis.call('ZRANGE', anchor .. ':days', 0, -1, 'WITHSCORES')
-        anchors[#anchors + 1] = {ids[j], data, cond, days, buys}
+        anchors[#anchors + 1] = {ids[j], data, cond, buys}
       end
     end
     out[#out + 1] = {

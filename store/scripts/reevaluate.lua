@@ -6,12 +6,12 @@
 --
 -- ARGV: prefix, rules version, then per anchor: identifier, the 'c:events' read, and a JSON
 -- rewrite {delete = [field…], set = {field = value}, cond_remove = [member…],
--- cond_add = [score, member, …], buys_remove = [messageId…], buys_add = [ms, messageId, …],
--- days_remove = [day…], days_set = [ms, day, …]} (the lifecycle's sets, kept to the same
--- bounds as ingest.lua keeps them: ARGV max_days, max_purchases after the version).
+-- cond_add = [score, member, …], buys_remove = [messageId…], buys_add = [ms, messageId, …]}
+-- (purchases kept to the same bound as ingest.lua keeps them: ARGV max_purchases after
+-- max_days; the active days are d:<day> hash fields, in delete and set, already bounded).
 -- Returns the identifiers that changed since they were read (to read and rewrite again).
 local p, version = ARGV[1], ARGV[2]
-local max_days, max_buys = tonumber(ARGV[3]), tonumber(ARGV[4])
+local max_buys = tonumber(ARGV[4])
 local SLICE = 1000
 local stale = {}
 
@@ -52,11 +52,6 @@ for i = 5, #ARGV, 3 do
     if #w.buys_add > 0 then
       sliced('ZADD', a .. ':buys', w.buys_add)
       bounded(a .. ':buys', max_buys)
-    end
-    if #w.days_remove > 0 then sliced('ZREM', a .. ':days', w.days_remove) end
-    if #w.days_set > 0 then
-      sliced('ZADD', a .. ':days', w.days_set)
-      bounded(a .. ':days', max_days)
     end
   end
 end

@@ -220,8 +220,9 @@ def test_active_days_and_purchase_times_keep_the_latest_within_their_bounds(
     store.send(orders[:3])
     store.send(orders[3:])
     keys = store.store.keys
-    days = client.zrange(keys.anchor("user_id:u", "days"), 0, -1, withscores=True)
-    assert [int(score) for _, score in days] == [T0 + n * DAY_MS for n in (2, 3, 4)]
+    fields = store.counters("user_id:u")
+    days = sorted(int(v) for f, v in fields.items() if f.startswith("d:"))
+    assert days == [T0 + n * DAY_MS for n in (2, 3, 4)] and fields["nd"] == "3"
     buys = client.zrange(keys.anchor("user_id:u", "buys"), 0, -1)
     assert buys == [b"m-3", b"m-4"]
     assert (store.overflows["days"], store.overflows["purchases"]) == (2, 3)
@@ -274,3 +275,28 @@ def test_an_anchor_stored_before_the_window_fields_still_deduplicates_and_expire
     store.send([event(4, userId="old", received_ms=T0)])  # older than the window: ignored
     assert store.counters("user_id:old")["c:events"] == "3"
     assert store.overflows["window"] == 1
+
+
+def test_a_store_of_layout_3_gets_its_active_days_in_the_anchor_hash(
+    client: redis.Redis,
+) -> None:
+    store = Store(client, StoreBounds(max_active_days=3))
+    keys = store.store.keys
+    store.send([event(n, userId="u", timestamp=at(T0 + n * DAY_MS)) for n in range(2)])
+    data, days = keys.anchor("user_id:u", "data"), keys.anchor("user_id:u", "days")
+    written = {f: v for f, v in store.counters("user_id:u").items() if f.startswith("d:")}
+    client.hdel(data, "nd", *written)  # as layout 3 kept them: a sorted set
+    client.zadd(days, {f[2:]: int(v) for f, v in written.items()})
+    client.set(keys.layout, 3)
+    assert migrate_layout(client, keys.prefix, T0) == 1
+    assert migrate_layout(client, keys.prefix, T0) == 0  # once
+    assert not client.exists(days)
+    fields = store.counters("user_id:u")
+    assert {f: v for f, v in fields.items() if f.startswith("d:")} == written
+    assert fields["nd"] == "2"
+    store.send([event(n, userId="u", timestamp=at(T0 + n * DAY_MS)) for n in range(2, 4)])
+    fields = store.counters("user_id:u")
+    assert sorted(f for f in fields if f.startswith("d:")) == sorted(
+        f"d:{(T0 + n * DAY_MS) // DAY_MS}" for n in (1, 2, 3)
+    )
+    assert fields["nd"] == "3" and store.overflows["days"] == 1
