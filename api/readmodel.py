@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from api.lookups import ProfileLookups
 from api.pagination import Position
 from api.rows import FunnelRow, RowCache
-from store.codecs import StoredFunnelRow, decode_funnel_row
+from store.codecs import StoredFunnelRow, decode_funnel_row, decode_journey
 from store.keys import Keys
 from touchpath.anchors import anchor_data
 from touchpath.profiles import sum_counts
@@ -89,9 +89,10 @@ class ReadModel:
         """The stored timeline entries of the identifiers with a time in [since, until]."""
         async with self.client.pipeline(transaction=False) as pipe:
             for identifier in identifiers:
-                pipe.zrevrangebyscore(self.keys.anchor(identifier, "journey"), until_ms, since_ms)
+                key = self.keys.anchor(identifier, "journey")
+                pipe.zrevrangebyscore(key, until_ms, since_ms, withscores=True)
             found = await pipe.execute()
-        return [orjson.loads(member) for members in found for member in members]
+        return [entry for pairs in found for entry in decode_journey(pairs)]
 
     async def stage_counts(self, stages: Sequence[str]) -> list[int]:
         """Customers currently in each stage."""

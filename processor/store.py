@@ -37,11 +37,12 @@ from infra.erasure_key import erasure_key as infra_erasure_key
 from infra.redis_clients import route
 from processor.offsets import Incarnation
 from store import scripts
+from store.codecs import decode_journey, encode_journey_entry
 from store.keys import Keys
 from touchpath.anchors import AnchorData, anchor_data
 from touchpath.effects import EventEffects
 from touchpath.erasure import Marks
-from touchpath.reevaluation import Rewrite, entries_of, rewrite
+from touchpath.reevaluation import Rewrite, rewrite
 from touchpath.settings import Settings
 from touchpath.stages import StageModel
 
@@ -295,7 +296,7 @@ class JourneyStore:
             ]
             read = self._read_anchors(pending)
             for anchor, (fields, cond, entries, buys, days) in zip(pending, read, strict=True):
-                change = rewrite(entries_of(entries), fields, cond, model, buys, days)
+                change = rewrite(decode_journey(entries), fields, cond, model, buys, days)
                 doc = _rewrite_doc(change, days, bounds.max_active_days)
                 args += (anchor, fields.get("c:events", ""), orjson.dumps(doc))
             stale = {_text(a) for a in self._reevaluate(keys=route(self.keys.prefix), args=args)}
@@ -310,7 +311,7 @@ class JourneyStore:
         for anchor in anchors:
             pipe.hgetall(self.keys.anchor(anchor, "data"))
             pipe.zrange(self.keys.anchor(anchor, "cond"), 0, -1, withscores=True)
-            pipe.zrange(self.keys.anchor(anchor, "journey"), 0, -1)
+            pipe.zrange(self.keys.anchor(anchor, "journey"), 0, -1, withscores=True)
             pipe.zrange(self.keys.anchor(anchor, "buys"), 0, -1, withscores=True)
         replies = pipe.execute()
         found = []
@@ -389,7 +390,7 @@ def _convert(client: redis.Redis, source: str, match: str, kind: str, args: list
     return converted
 
 
-def _event_args(effect: EventEffects, marks: Marks) -> list[Any]:
+def _event_args(effect: EventEffects, marks: Marks, member: bytes) -> list[Any]:
     """One event's values for ingest.lua (times as strings: Lua numbers print 14 digits)."""
     fields: dict[str, Any] = {
         "ids": effect.identifiers,
@@ -410,7 +411,7 @@ def _event_args(effect: EventEffects, marks: Marks) -> list[Any]:
         effect.message_id,
         str(effect.at_ms),
         effect.order,
-        effect.entry.decode(),
+        member.decode(),
         str(effect.received_ms),
         fields,
     ]
@@ -436,9 +437,10 @@ def _group_args(anchor: str, run: Sequence[EventEffects], marks: Marks) -> list[
     """One anchor's events for ingest.lua: the anchor, the head of the folded values (empty
     when they cannot take the fast path), the events' JSON document, then the folded values
     (see ingest.lua's fast path for the layout)."""
-    events = [_event_args(effect, marks) for effect in run]
+    members = [encode_journey_entry(effect.entry) for effect in run]
+    events = [_event_args(e, marks, m) for e, m in zip(run, members, strict=True)]
     doc = orjson.dumps(events)
-    folded = _folded(run)
+    folded = _folded(run, members)
     if folded is None:
         return [anchor, b"", doc]
     head, values = folded
@@ -459,12 +461,14 @@ _DAY_MS = 86_400_000
 _MAX_COUNT = 255  # each count of a folded group is one byte of its head
 
 
-def _folded(run: Sequence[EventEffects]) -> tuple[bytes, list[Any]] | None:
+def _folded(
+    run: Sequence[EventEffects], members: Sequence[bytes]
+) -> tuple[bytes, list[Any]] | None:
     """A group's events folded as ingest.lua's ``fold`` does when they are all new: its
     head and values after the trim bound (None when the fast path cannot take it: repeated
     messageIds, no ``events`` counter, or a count above one byte)."""
     if len(run) == 1:
-        return _folded_one(run[0])
+        return _folded_one(run[0], members[0])
     if len(run) > _MAX_COUNT or len({effect.message_id for effect in run}) < len(run):
         return None
     adds: dict[str, int] = {}
@@ -479,7 +483,7 @@ def _folded(run: Sequence[EventEffects]) -> tuple[bytes, list[Any]] | None:
     days: dict[int, int] = {}
     buys: list[str] = []
     revenue = 0.0
-    for effect in run:
+    for effect, entry in zip(run, members, strict=True):
         at_ms, at = effect.at_ms, str(effect.at_ms)
         padded = f"{at_ms:015d}"
         seen += (str(effect.received_ms), effect.message_id)
@@ -507,7 +511,7 @@ def _folded(run: Sequence[EventEffects]) -> tuple[bytes, list[Any]] | None:
         revenue += effect.revenue
         for member, when in effect.conditional.items():
             cond += (str(when), member)
-        entries += (at, effect.entry)
+        entries += (at, entry)
     if "c:events" not in adds:
         return None
     counters = {"c:events": adds.pop("c:events"), **adds}
@@ -552,7 +556,7 @@ def _folded(run: Sequence[EventEffects]) -> tuple[bytes, list[Any]] | None:
     ]
 
 
-def _folded_one(effect: EventEffects) -> tuple[bytes, list[Any]] | None:
+def _folded_one(effect: EventEffects, entry: bytes) -> tuple[bytes, list[Any]] | None:
     """:func:`_folded` of a single event (the usual group): nothing to compare."""
     counts = effect.counts
     if "events" not in counts:
@@ -610,7 +614,7 @@ def _folded_one(effect: EventEffects) -> tuple[bytes, list[Any]] | None:
     values += traits.values()
     for member, when in conditional.items():
         values += (str(when), member)
-    values += (at, effect.entry)
+    values += (at, entry)
     if ordered:
         values += (at, effect.message_id)
     values += (tie, effect.order, *identifiers)
@@ -630,7 +634,11 @@ def _latest(folded: dict[str, str], field: str, value: str) -> None:
 REEVALUATE_ATTEMPTS = 20
 #: what re-evaluation reads of an anchor: hash, cond set, timeline, purchases, active days
 AnchorRead = tuple[
-    dict[str, str], list[tuple[str, int]], list[bytes], dict[str, int], dict[str, int]
+    dict[str, str],
+    list[tuple[str, int]],
+    list[tuple[bytes, float]],  # the timeline: stored entries and their times
+    dict[str, int],
+    dict[str, int],
 ]
 
 

@@ -18,6 +18,7 @@ import orjson
 import redis
 
 from store import scripts
+from store.codecs import decode_journey_entry
 from store.keys import Keys
 from touchpath.triggers import TriggerModel, wake_ms
 
@@ -132,7 +133,10 @@ class TriggerStore:
             timelines = [self.keys.anchor(i, "journey") for i in item.profile["identities"]]
             self._times(timelines, [since, TIMES_PER_TIMELINE], client=pipe)
         for (item, _), flat in zip(wanted, pipe.execute(), strict=True):
-            item.times = [(int(float(flat[j])), _text(flat[j + 1])) for j in range(0, len(flat), 2)]
+            item.times = [
+                (int(float(flat[j])), decode_journey_entry(flat[j + 1], float(flat[j]))["id"])
+                for j in range(0, len(flat), 2)
+            ]
 
     def commit(self, lease: str, settled: Sequence[Settled]) -> int:
         """Store the decisions of timers still holding ``lease``; returns messages published."""

@@ -5,11 +5,27 @@ A funnel row (``P:funnel``: customer id → row) is stored as a JSON array, by p
 {stage: channel it was entered by}, lifecycle]`` (:func:`touchpath.funnel_rows.funnel_row`
 builds it). Rows written by older versions stop after the short traits, the revenue, the
 first ms or the entry channels: the missing trailing elements decode to their empty values.
+
+A timeline entry (``P:a:<identifier>:journey``: member → event time ms as the score) is a
+JSON array, by position, its time only in the score::
+
+    [1, id, channel, type, tb, source, event, properties, campaign, r]
+
+``1`` marks the format; ``id`` is the messageId (what keeps the member unique per event);
+``channel`` and ``type`` are small integers for the values of :data:`JOURNEY_CHANNELS` and
+:data:`JOURNEY_TYPES` (their index: the tuples only ever grow at the end), else the text as
+sent; ``tb`` the same-millisecond tiebreak and ``r`` the other fields the rules read (both for
+re-evaluation, not shown by the API); ``source``, ``event`` (the event or page name, cut),
+``properties`` and ``campaign`` as :func:`touchpath.effects.journey_entry` builds them (objects
+with sorted keys, so an entry always has the same bytes). A field
+the entry lacks is ``null``, and trailing nulls are dropped, e.g.
+``[1,"c6e8…a7",0,0,"54290ac6487","bench","Product List Viewed"]``. Entries written before
+(a JSON object holding the same fields by name, and ``at``) decode the same: no migration.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -59,3 +75,80 @@ def decode_funnel_row(raw: bytes | str) -> StoredFunnelRow | None:
         by if type(by) is dict else {},
         life if type(life) is dict else {},
     )
+
+
+#: ``channel`` codes of timeline entries: the index of a known channel (append only).
+JOURNEY_CHANNELS = (
+    "web",
+    "mobile",
+    "email",
+    "chat",
+    "ads",
+    "social",
+    "search",
+    "store",
+    "support",
+    "server",
+    "sms",
+    "push",
+    "direct",
+    "referral",
+    "affiliate",
+    "other",
+)
+#: ``type`` codes of timeline entries: the index of an event type (append only).
+JOURNEY_TYPES = ("track", "page", "identify", "screen", "group", "alias")
+JOURNEY_FORMAT = 1  # the leading element of a positional entry
+_CHANNEL_CODES = {name: code for code, name in enumerate(JOURNEY_CHANNELS)}
+_TYPE_CODES = {name: code for code, name in enumerate(JOURNEY_TYPES)}
+#: the optional fields of an entry, in their positions after ``id``, ``channel`` and ``type``
+_OPTIONAL = ("tb", "source", "event", "properties", "campaign", "r")
+
+
+def encode_journey_entry(entry: Mapping[str, Any]) -> bytes:
+    """The stored member of a timeline entry (its ``at`` is the score, not in the member)."""
+    get = entry.get
+    channel, kind = get("channel"), get("type")
+    row = [
+        JOURNEY_FORMAT,
+        entry["id"],
+        _CHANNEL_CODES.get(channel, channel) if type(channel) is str else channel,
+        _TYPE_CODES.get(kind, kind) if type(kind) is str else kind,
+        get("tb"),
+        get("source"),
+        get("event"),
+        get("properties"),
+        get("campaign"),
+        get("r"),
+    ]
+    while row[-1] is None:
+        row.pop()
+    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)  # the same bytes for the same entry
+
+
+def decode_journey_entry(member: bytes | str, score: float) -> dict[str, Any]:
+    """A stored timeline entry by name, ``at`` (epoch ms) from its score; an entry of the
+    format before (a JSON object) as it was written. ValueError when it is neither."""
+    found = orjson.loads(member)
+    if type(found) is dict:
+        found["at"] = int(score)
+        return found
+    if type(found) is not list or len(found) < 4 or found[0] != JOURNEY_FORMAT:
+        raise ValueError(f"not a timeline entry: {member!r:.80}")
+    channel, kind = found[2], found[3]
+    entry = {
+        "id": found[1],
+        "at": int(score),
+        "channel": JOURNEY_CHANNELS[channel] if type(channel) is int else channel,
+        "type": JOURNEY_TYPES[kind] if type(kind) is int else kind,
+        "source": found[5] if len(found) > 5 else None,
+    }
+    for name, value in zip(_OPTIONAL, found[4:], strict=False):
+        if value is not None and name != "source":
+            entry[name] = value
+    return entry
+
+
+def decode_journey(pairs: Iterable[tuple[bytes | str, float]]) -> list[dict[str, Any]]:
+    """Stored timeline entries (member, score), each by name (:func:`decode_journey_entry`)."""
+    return [decode_journey_entry(member, score) for member, score in pairs]

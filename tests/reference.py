@@ -16,13 +16,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from store.codecs import decode_journey, encode_journey_entry
 from touchpath.anchors import AnchorData
 from touchpath.announcements import announced_record, stage_changes
 from touchpath.effects import effects_of
 from touchpath.events import format_time
 from touchpath.identity import TIE_SEPARATOR, IdentityPolicy
 from touchpath.profiles import derive_profiles
-from touchpath.reevaluation import entries_of, rewrite
+from touchpath.reevaluation import rewrite
 from touchpath.stages import StageModel
 
 _MARKS = ("first", "last", "cond")  # anchor fields that are not counters
@@ -35,7 +36,7 @@ class ReferenceStore:
     seen: dict[tuple[str, str], int] = field(default_factory=dict)  # → receipt time (ms)
     anchors: dict[str, AnchorData] = field(default_factory=dict)
     buys: dict[str, dict[str, int]] = field(default_factory=dict)
-    journeys: dict[str, set[bytes]] = field(default_factory=dict)
+    journeys: dict[str, dict[bytes, int]] = field(default_factory=dict)  # member → time
     links: dict[str, dict[str, str]] = field(default_factory=dict)  # anchor → tie → order
     answers: dict[str, dict[str, str]] = field(default_factory=dict)  # anchor → order → answer
     first_seen: dict[str, str] = field(default_factory=dict)
@@ -55,7 +56,8 @@ class ReferenceStore:
             return
         self.seen[effect.anchor, effect.message_id] = effect.received_ms
         data = self.anchors.setdefault(effect.anchor, AnchorData())
-        self.journeys.setdefault(effect.anchor, set()).add(effect.entry)
+        journey = self.journeys.setdefault(effect.anchor, {})  # as ZADD: one time per member
+        journey[encode_journey_entry(effect.entry)] = effect.at_ms
         at = f"{effect.at_ms:015d}"  # first/last seen: as anchor_data decodes them
         if at < data.counts.get("first", "~"):
             data.counts["first"] = at
@@ -103,7 +105,7 @@ class ReferenceStore:
         timeline, as the processor does (:func:`touchpath.reevaluation.rewrite`)."""
         self.model = model
         for anchor, data in self.anchors.items():
-            entries = entries_of(self.journeys.get(anchor, ()))
+            entries = decode_journey(self.journeys.get(anchor, {}).items())
             fields = {f"s:{stage}": value for stage, value in data.stages.items()}
             fields.update({f"t:{name}": value for name, value in data.traits.items()})
             fields.update({f"c:{k}": v for k, v in data.counts.items() if k not in _MARKS})
@@ -187,7 +189,7 @@ class ReferenceStore:
         result = {}
         for profile in self.profiles.values():
             ids = frozenset(profile["identities"])
-            journey = frozenset(e for i in ids for e in self.journeys.get(i, ()))
+            journey = frozenset(e for i in ids for e in self.journeys.get(i, {}).items())
             result[ids] = (
                 profile["id"],
                 profile["stage"],

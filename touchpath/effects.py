@@ -1,5 +1,5 @@
 """What one event adds to the store (pure): its effects, timeline entry, stage
-candidates and the order of same-millisecond events."""
+candidates and the order of same-millisecond events (their stored bytes: store/codecs.py)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class EventEffects:
     channel: str
     identifiers: tuple[str, ...]
     tie: str | None
-    entry: bytes
+    entry: dict[str, Any]  # its timeline entry (stored by store.codecs.encode_journey_entry)
     counts: dict[str, int]
     revenue: float
     stages: dict[str, str]
@@ -157,9 +157,10 @@ def journey_entry(
     channel: str,
     tiebreak_key: str = "",
     model: StageModel | None = None,
-) -> bytes:
-    """The compact timeline entry of an event (what the journey endpoint shows): its name and
-    key properties, scalars only, text cut at :data:`MAX_ENTRY_TEXT` characters.
+) -> dict[str, Any]:
+    """The timeline entry of an event (what the journey endpoint shows): its name and key
+    properties, scalars only, text cut at :data:`MAX_ENTRY_TEXT` characters (its stored
+    form: :func:`store.codecs.encode_journey_entry`).
 
     Two fields are for re-evaluating stages when the rules change (the API does not show
     them): ``tb``, the event's same-millisecond :func:`tiebreak`, and ``r``, the values of
@@ -172,7 +173,7 @@ def journey_entry(
             for k, v in properties.items()
             if k in _KEY_SET and isinstance(v, str | int | float | bool)
         }
-    else:  # (the entry's keys are sorted: the order they are found in does not matter)
+    else:  # (stored with sorted keys: the order they are found in does not matter)
         key_props = {
             k: _short(properties[k])
             for k in _KEY_PROPERTIES
@@ -200,7 +201,7 @@ def journey_entry(
     read = _rule_fields(event, model) if model else None
     if read:
         entry["r"] = read
-    return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+    return entry
 
 
 #: Fields every timeline entry keeps (or that rules cannot read), never repeated in ``r``.

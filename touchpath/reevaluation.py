@@ -6,6 +6,7 @@ timeline keeps, per event, what the rules can read (:func:`touchpath.effects.jou
 type, name, channel, key properties, campaign, the event's same-millisecond tiebreak and the
 other fields the rules in force read), so every event still in the timeline is matched again
 under the new rules, exactly as :func:`touchpath.effects.effects_of` would have on arrival.
+The entries come decoded (``store.codecs.decode_journey``), ``at`` their stored time.
 
 What cannot be checked again is kept, never wiped: a candidate whose event has left the
 timeline (``TOUCHPATH_JOURNEY_CAP``) stays as it was when its stage still exists. Trait
@@ -18,8 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from touchpath.effects import FIELD_SEPARATOR, TRAIT_MARK, stage_contributions, time_order
 from touchpath.stages import NO_MATCH, StageModel, is_ignored, match_event, purchase_revenue
@@ -271,8 +270,3 @@ class RulesState:
             "started_ms": self.started_ms,
             "finished_ms": self.finished_ms,
         }
-
-
-def entries_of(raw: Iterable[bytes | str]) -> list[dict[str, Any]]:
-    """Decode stored timeline entries (JSON)."""
-    return [orjson.loads(item) for item in raw]

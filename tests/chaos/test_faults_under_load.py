@@ -30,6 +30,7 @@ import redis
 
 from infra.embedded import Child, free_port, start_redis, start_seaweedfs, start_tansu
 from infra.kafka import ensure_topics
+from store.codecs import decode_journey_entry
 from store.keys import Keys
 from tests.e2e.conftest import WRITE_KEY, read_topic, start_service
 from tests.reference import ReferenceStore
@@ -220,8 +221,8 @@ def test_faults_under_load_lose_nothing(durable_stack: dict[str, Any]) -> None:
     assert counted == len(accepted)
     journeys: dict[str, int] = {}
     for key in client.keys("tp:a:*:journey"):
-        for member in client.zrange(key, 0, -1):
-            message_id = orjson.loads(member)["id"]
+        for member, at in client.zrange(key, 0, -1, withscores=True):
+            message_id = decode_journey_entry(member, at)["id"]
             journeys[message_id] = journeys.get(message_id, 0) + 1
     lost = len(accepted - set(journeys))
     figures = {

@@ -240,9 +240,8 @@ def assert_same_state(client: redis.Redis, keys: Keys, reference: ReferenceStore
         expected = reference.anchor_fields(anchor)
         assert _numeric_revenue(stored) == _numeric_revenue(expected), anchor
         journey = _zset(client, keys.anchor(anchor, "journey"))
-        assert journey == {
-            e.decode(): float(orjson.loads(e)["at"]) for e in reference.journeys[anchor]
-        }, anchor
+        expected_journey = reference.journeys[anchor]
+        assert journey == {e.decode(): float(at) for e, at in expected_journey.items()}, anchor
         seen = _zset(client, keys.anchor(anchor, "seen"))
         assert seen == {m: float(r) for (a, m), r in reference.seen.items() if a == anchor}
         cond = _zset(client, keys.anchor(anchor, "cond"))

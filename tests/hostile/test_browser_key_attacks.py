@@ -25,6 +25,7 @@ import pytest
 import redis
 
 from infra.embedded import Child
+from store.codecs import decode_journey_entry
 from store.keys import Keys
 from tests.e2e.conftest import BROWSER_KEY as WRITE_KEY
 from tests.e2e.conftest import stack_env, start_service, wait_for
@@ -152,7 +153,7 @@ def case_year_999(live: Live) -> None:
     assert answer.status_code == 200 and answer.json()["accepted"] == 1001, answer.text
     wait_for(lambda: live.events_of("user_id:old-1000") == 1)
     journey = Keys(live.prefix).anchor("user_id:old-1000", "journey")
-    entry = orjson.loads(live.redis.zrange(journey, 0, 0)[0])
+    entry = decode_journey_entry(*live.redis.zrange(journey, 0, 0, withscores=True)[0])
     assert entry["at"] >= (time.time() - 7 * 24 * 3600 - 60) * 1000
 
 
@@ -246,8 +247,9 @@ def case_long_event_name(live: Live) -> None:
     name = "N" * 30_000
     live.post({"type": "track", "event": name, "userId": "long-name"}, path="/v1/track")
     wait_for(lambda: live.events_of("user_id:long-name") == 1)
-    entries = live.redis.zrange(Keys(live.prefix).anchor("user_id:long-name", "journey"), 0, -1)
-    assert len(orjson.loads(entries[0])["event"]) == MAX_ENTRY_TEXT
+    journey = Keys(live.prefix).anchor("user_id:long-name", "journey")
+    entry = decode_journey_entry(*live.redis.zrange(journey, 0, 0, withscores=True)[0])
+    assert len(entry["event"]) == MAX_ENTRY_TEXT
 
 
 def case_channel_labels(live: Live) -> None:

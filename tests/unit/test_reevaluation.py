@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 
+from store.codecs import decode_journey_entry, encode_journey_entry
 from tests.reference import ReferenceStore, make_event
 from tests.unit.test_processing_invariants import TRAIT_MODEL, events
 from touchpath.effects import effects_of
@@ -69,13 +70,18 @@ def test_reevaluated_store_equals_one_that_always_had_the_new_rules(
         assert told(changed) == told(always)
 
 
+def stored(entry: dict[str, Any]) -> dict[str, Any]:
+    """A timeline entry as re-evaluation reads it back from the store."""
+    return decode_journey_entry(encode_journey_entry(entry), entry["at"])
+
+
 @given(events())
 @settings(max_examples=100, deadline=None)
 def test_an_entry_gives_the_candidates_its_event_gave(base: list[dict[str, Any]]) -> None:
     for model in (TRAIT_MODEL, OTHER):
         for event in base:
             effect = effects_of(event, model)
-            entry = orjson.loads(effect.entry)
+            entry = stored(effect.entry)
             stages, cond = candidates_of([entry], model)
             assert stages == effect.stages
             assert cond == {m: at for m, at in effect.conditional.items() if m[0] != "~"}
@@ -91,7 +97,7 @@ def test_a_rule_on_a_field_the_entry_does_not_show_is_kept_for_re_evaluation() -
         "track", "m1", 1_700_000_000_000, userId="u", event="X", properties={"tier": "gold"}
     )
     event["context"]["locale"] = "de-DE"
-    entry = orjson.loads(effects_of(event, model).entry)
+    entry = stored(effects_of(event, model).entry)
     assert entry["r"] == {"properties.tier": "gold", "context.locale": "de-DE"}
     assert event_of(entry)["context"]["locale"] == "de-DE"
     assert set(candidates_of([entry], model)[0]) == {"a", "b"}
@@ -105,6 +111,6 @@ def test_candidates_of_events_no_longer_stored_are_kept_when_their_stage_still_e
         "s:purchase": effects_of(purchase, model).stages["purchase"],  # its entry was trimmed
         "s:gone": effects_of(purchase, model).stages["purchase"],  # a stage the rules dropped
     }
-    change = rewrite([orjson.loads(effects_of(view, model).entry)], fields, [], model)
+    change = rewrite([stored(effects_of(view, model).entry)], fields, [], model)
     assert change.delete == ("s:gone",)
     assert set(change.set) == {"s:consideration"}

@@ -14,6 +14,7 @@ import redis
 
 from processor.firing import FiringLoop
 from processor.triggers import TriggerStore, member
+from store.codecs import encode_journey_entry
 from store.keys import Keys
 from touchpath.triggers import COUNT_DAYS, DAY_MS, Trigger, TriggerModel, count_expiry_s, day_of
 
@@ -89,3 +90,25 @@ def test_count_days_and_expiry() -> None:
     assert day_of(-1) == "1969-12-31"
     assert count_expiry_s(0) == (1 + COUNT_DAYS) * 86_400
     assert count_expiry_s(DAY_MS - 1) == count_expiry_s(0)
+
+
+def test_quiet_gaps_read_the_event_times_of_timelines_in_either_entry_format(
+    store: TriggerStore,
+) -> None:
+    """An ``unless: any_event`` timer reads the events since the arming from the customer's
+    timelines through the entry codec: entries written now and in the format before."""
+    quiet = Trigger("quiet", 3_600_000, entered="decision", unless_any_event=True)
+    put(store, decision=DECIDED)
+    timeline = store.keys.anchor("user_id:u1", "journey")
+    entry = {"channel": "web", "type": "track", "source": "test", "event": "X", "tb": "5abc"}
+    old = orjson.dumps({**entry, "id": 'm"old', "at": DECIDED + 1000}, option=orjson.OPT_SORT_KEYS)
+    store.client.zadd(
+        timeline,
+        {
+            encode_journey_entry({**entry, "id": "m-before"}): DECIDED - 1000,  # before arming
+            old: DECIDED + 1000,
+            encode_journey_entry({**entry, "id": "m-new"}): DECIDED + 5000,
+        },
+    )
+    (claimed,) = store.read([member("c1", "quiet")], TriggerModel((quiet,)))
+    assert sorted(claimed.times) == [(DECIDED + 1000, 'm"old'), (DECIDED + 5000, "m-new")]
