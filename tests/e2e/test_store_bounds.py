@@ -15,6 +15,7 @@ import orjson
 import pytest
 import redis
 
+from api.views import journey_entries
 from processor.resolver import Resolver
 from processor.store import (
     LAYOUT_VERSION,
@@ -23,6 +24,7 @@ from processor.store import (
     StoreBounds,
     migrate_layout,
 )
+from store.codecs import decode_journey
 from touchpath.effects import effects_of
 from touchpath.identity import IdentityPolicy
 from touchpath.stages import load_stage_model
@@ -300,3 +302,22 @@ def test_a_store_of_layout_3_gets_its_active_days_in_the_anchor_hash(
         f"d:{(T0 + n * DAY_MS) // DAY_MS}" for n in (1, 2, 3)
     )
     assert fields["nd"] == "3" and store.overflows["days"] == 1
+
+
+def test_a_message_sent_again_after_the_window_at_another_time_moves_its_timeline_entry(
+    client: redis.Redis,
+) -> None:
+    """The timeline entry does not hold the time (the score does): the same event sent again
+    once its messageId has left the de-duplication window, with another time, is counted
+    again as before but keeps one entry, at the time last written; the API shows one entry
+    per messageId either way."""
+    store = Store(client, StoreBounds(dedup_window_ms=DAY_MS))
+    store.send([event(1, userId="u", received_ms=T0)])
+    store.send([event(2, userId="u", received_ms=T0 + 2 * DAY_MS)])  # m-1 leaves the window
+    again = event(1, userId="u", received_ms=T0 + 2 * DAY_MS, timestamp=at(T0 + 5_000))
+    store.send([again])
+    assert store.counters("user_id:u")["c:events"] == "3"
+    timeline = store.store.keys.anchor("user_id:u", "journey")
+    stored = decode_journey(client.zrange(timeline, 0, -1, withscores=True))
+    assert [(e["id"], e["at"]) for e in stored] == [("m-2", T0 + 2), ("m-1", T0 + 5_000)]
+    assert [e["id"] for e in journey_entries(stored)] == ["m-1", "m-2"]
