@@ -17,8 +17,8 @@ JSON array, by position, its time only in the score::
 sent; ``tb`` the same-millisecond tiebreak and ``r`` the other fields the rules read (both for
 re-evaluation, not shown by the API); ``source``, ``event`` (the event or page name, cut),
 ``properties`` and ``campaign`` as :func:`touchpath.effects.journey_entry` builds them (objects
-with sorted keys, so an entry always has the same bytes). A field
-the entry lacks is ``null``, and trailing nulls are dropped, e.g.
+with sorted keys, so an entry always has the same bytes). A field the entry lacks is ``null``,
+and trailing nulls are dropped, e.g.
 ``[1,"c6e8…a7",0,0,"54290ac6487","bench","Product List Viewed"]``. Entries written before
 (a JSON object holding the same fields by name, and ``at``) decode the same: no migration.
 """
@@ -135,18 +135,26 @@ def decode_journey_entry(member: bytes | str, score: float) -> dict[str, Any]:
         return found
     if type(found) is not list or len(found) < 4 or found[0] != JOURNEY_FORMAT:
         raise ValueError(f"not a timeline entry: {member!r:.80}")
-    channel, kind = found[2], found[3]
     entry = {
         "id": found[1],
         "at": int(score),
-        "channel": JOURNEY_CHANNELS[channel] if type(channel) is int else channel,
-        "type": JOURNEY_TYPES[kind] if type(kind) is int else kind,
+        "channel": _named(JOURNEY_CHANNELS, found[2]),
+        "type": _named(JOURNEY_TYPES, found[3]),
         "source": found[5] if len(found) > 5 else None,
     }
     for name, value in zip(_OPTIONAL, found[4:], strict=False):
         if value is not None and name != "source":
             entry[name] = value
     return entry
+
+
+def _named(names: tuple[str, ...], value: Any) -> Any:
+    """The value a code stands for (text stays as it is)."""
+    if type(value) is not int:
+        return value
+    if not 0 <= value < len(names):
+        raise ValueError(f"unknown timeline entry code {value}")
+    return names[value]
 
 
 def decode_journey(pairs: Iterable[tuple[bytes | str, float]]) -> list[dict[str, Any]]:

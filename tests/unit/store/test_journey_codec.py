@@ -107,7 +107,10 @@ def test_the_member_is_one_per_event_and_its_time_only_the_score() -> None:
 
 @pytest.mark.parametrize(
     "member",
-    [b'[2,"m",0,0]', b'[1,"m"]', b"[]", b'"x"', b"3", b"null", b"not json"],
+    [
+        *(b'[2,"m",0,0]', b'[1,"m"]', b"[]", b'"x"', b"3", b"null", b"not json"),
+        *(b'[1,"m",16,0]', b'[1,"m",0,6]', b'[1,"m",-1,0]'),  # codes no entry uses
+    ],
 )
 def test_what_is_not_an_entry_raises(member: bytes) -> None:
     with pytest.raises(ValueError):
