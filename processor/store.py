@@ -3,8 +3,9 @@
 Layout (``P`` is the configured prefix):
 
 * ``P:a:<identifier>:{seen,journey,data,cond,buys}`` — contributions of the events
-  anchored at an identifier: de-duplication set, timeline, counters/stage candidates/traits/
-  active days, gated candidates and purchase times (the lifecycle).
+  anchored at an identifier: de-duplication set, timeline (its members: store/codecs.py),
+  counters/stage candidates/traits/active days, gated candidates and purchase times (the
+  lifecycle).
 * ``P:id:<identifier>`` → raw cluster id; ``P:cl:<cluster>:{ids,ties,ver,snap}`` — the raw
   identity cluster (every identifier ever tied together), its ties, a version bumped on every
   identity or stage change, and the customers last derived from it (their ids; each profile

@@ -17,7 +17,8 @@
 -- and, unless the head is empty, the same events folded in advance (the fast path, taken when
 -- they are all new: see apply_at). In the document, each event is
 -- [message_id, at_ms, order_key, journey_entry, received_ms, payload] (times as
--- strings); payload: ids[], marks[] (names of their erasure markers), tie ("" if none),
+-- strings; journey_entry: the timeline member, store/codecs.py encode_journey_entry);
+-- payload: ids[], marks[] (names of their erasure markers), tie ("" if none),
 --          counts{}, revenue, stages{}, cond{member: at},
 --          traits{}, first_touch, surveys{order_key: answer}, act (1: activity for the
 --          lifecycle, absent for an event the rules ignore)
