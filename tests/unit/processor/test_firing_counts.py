@@ -8,12 +8,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
 import pytest
 import redis
 
 from processor.firing import FiringLoop
 from processor.triggers import TriggerStore, member
+from store.codecs import encode_profile
 from store.keys import Keys
 from touchpath.triggers import COUNT_DAYS, DAY_MS, Trigger, TriggerModel, count_expiry_s, day_of
 
@@ -41,7 +41,7 @@ def put(store: TriggerStore, **history: int) -> None:
         "surveys": [],
         "first_touch": None,
     }
-    store.client.set(store.keys.customer("c1"), orjson.dumps(profile))
+    store.client.set(store.keys.customer("c1"), encode_profile(profile))
     store.client.zadd(store.due, {member("c1", "cart"): DUE})
 
 
