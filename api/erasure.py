@@ -46,6 +46,7 @@ import redis.asyncio as aioredis
 from infra.erasure_key import erasure_key_async
 from infra.redis_clients import route, sync_client
 from store import scripts
+from store.codecs import decode_profile
 from store.keys import Keys
 from touchpath.erasure import Marks, former_customer_ids, forms_of, names_erased
 from touchpath.identity import IdentityPolicy
@@ -103,7 +104,7 @@ class Eraser:
         blob = await self._client.get(self._keys.customer(_text(cid))) if cid else None
         if not cid or not blob:
             return None
-        ids: list[str] = orjson.loads(blob)["identities"]
+        ids: list[str] = decode_profile(blob)["identities"]
         if self._marks is None:
             settings = self._settings
             key = await erasure_key_async(self._client, self._keys.prefix, settings.erasure_key)

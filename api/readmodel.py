@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from api.lookups import ProfileLookups
 from api.pagination import Position
 from api.rows import FunnelRow, RowCache
-from store.codecs import StoredFunnelRow, decode_funnel_row, decode_journey
+from store.codecs import StoredFunnelRow, decode_funnel_row, decode_journey, decode_profile
 from store.keys import Keys
 from touchpath.anchors import anchor_data
 from touchpath.profiles import sum_counts
@@ -45,14 +45,14 @@ class ReadModel:
     async def profile_of(self, identifier: str) -> dict[str, Any] | None:
         """The profile of the customer holding ``identifier`` (``kind:value``), or None."""
         blob = await self._lookups.get(identifier)
-        return orjson.loads(blob) if blob else None
+        return decode_profile(blob) if blob else None
 
     async def profiles(self, customer_ids: Sequence[str]) -> list[dict[str, Any] | None]:
         """Profiles by customer id, in order (None where missing)."""
         if not customer_ids:
             return []
         blobs = await self.client.mget([self.keys.customer(c) for c in customer_ids])
-        return [orjson.loads(b) if b else None for b in blobs]
+        return [decode_profile(b) if b else None for b in blobs]
 
     async def account_member_ids(self, group_id: str) -> list[str]:
         """The customer ids the processor indexed as members of an account, sorted."""

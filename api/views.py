@@ -1,6 +1,6 @@
 """Pure functions turning stored profiles, counters and journey entries into API answers.
 
-A stored profile (``P:cust:<id>``, written by the processor) is
+A stored profile (``P:cust:<id>``, written by the processor; ``store.codecs.decode_profile``) is
 ``{id, identities: ["kind:value"…], stage, history: {stage: [at_ms, message_id, channel]},
 first_touch: {at_ms, channel, campaign} | null, traits, orders, revenue, refused_ties}``.
 """

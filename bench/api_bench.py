@@ -47,10 +47,9 @@ TARGETS = {"rps_64": 5000, "p99_ms_64": 20.0, "p99_ms_4": 5.0, "funnel_ms": 200.
 
 def load_customers(redis_url: str, prefix: str, count: int) -> None:
     """Write ``count`` customers with the processor's key layout, 5,000 per pipeline."""
-    import orjson
     import redis
 
-    from store.codecs import encode_funnel_row
+    from store.codecs import encode_funnel_row, encode_profile
     from store.keys import Keys
 
     keys = Keys(prefix)
@@ -61,7 +60,7 @@ def load_customers(redis_url: str, prefix: str, count: int) -> None:
         for i in range(start, min(count, start + 5000)):
             profile = _profile(i, rnd)
             cid = profile["id"]
-            pipe.set(keys.customer(cid), orjson.dumps(profile))
+            pipe.set(keys.customer(cid), encode_profile(profile))
             for identity in profile["identities"]:
                 pipe.set(keys.customer_of(identity), cid)
             for stage, (at_ms, _, _) in profile["history"].items():

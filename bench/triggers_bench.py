@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from infra.embedded import free_port, start_redis  # noqa: E402
 from processor.firing import FiringLoop  # noqa: E402
 from processor.triggers import TriggerStore, schedule  # noqa: E402
+from store.codecs import encode_profile  # noqa: E402
 from store.keys import Keys  # noqa: E402
 from touchpath.triggers import load_triggers  # noqa: E402
 
@@ -88,7 +89,7 @@ def lateness(client: redis.Redis, firings: int, rate: float) -> dict[str, Any]:
     pipe = client.pipeline(transaction=False)
     for i in range(firings):
         due = begin + int(i * 1000 / rate)
-        pipe.set(keys.customer(cid(i)), orjson.dumps(profile(i, due - trigger.after_ms)))
+        pipe.set(keys.customer(cid(i)), encode_profile(profile(i, due - trigger.after_ms)))
         pipe.zadd(keys.trigger("due"), {f"{cid(i)}\x1fcart-abandonment": due})
         if i % 5000 == 4999:
             pipe.execute()

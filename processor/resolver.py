@@ -21,7 +21,7 @@ import orjson
 
 from processor.store import ClusterState, ClusterWrite, JourneyStore
 from processor.triggers import schedule as schedule_triggers
-from store.codecs import encode_funnel_row
+from store.codecs import encode_funnel_row, encode_profile
 from store.keys import Keys
 from touchpath.announcements import announced_record, stage_changes
 from touchpath.cycles import DEFAULT_LAPSE_DAYS
@@ -202,8 +202,7 @@ class Resolver:
             before = old.get(cid)
             if before == profile:
                 continue
-            blob = orjson.dumps(profile)
-            call("SET", keys.customer(cid), blob)
+            call("SET", keys.customer(cid), encode_profile(profile))
             if before is None:  # the snapshot lists the customer; its profile is P:cust
                 call("HSET", snap, cid, "")
             known = set(before["identities"]) if before else set()

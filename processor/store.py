@@ -10,7 +10,8 @@ Layout (``P`` is the configured prefix):
   identity cluster (every identifier ever tied together), its ties, a version bumped on every
   identity or stage change, and the customers last derived from it (their ids; each profile
   is stored once, as ``P:cust``).
-* ``P:cust:<customer>`` → profile JSON; ``P:idc:<identifier>`` → customer id;
+* ``P:cust:<customer>`` → profile JSON (compact: ``store.codecs.encode_profile``);
+  ``P:idc:<identifier>`` → customer id;
   ``P:stage:<stage>`` → customers *currently* in a stage by time entered;
   ``P:reached:<stage>`` → customers who ever reached it; ``P:funnel`` → customer id → compact
   funnel row (first touch, stage times, short traits); ``P:outbox`` → stream of stage changes
@@ -38,7 +39,7 @@ from infra.erasure_key import erasure_key as infra_erasure_key
 from infra.redis_clients import route
 from processor.offsets import Incarnation
 from store import scripts
-from store.codecs import decode_journey, encode_journey_entry
+from store.codecs import decode_journey, decode_profile, encode_journey_entry
 from store.keys import Keys
 from touchpath.anchors import AnchorData, anchor_data
 from touchpath.effects import EventEffects
@@ -256,7 +257,7 @@ class JourneyStore:
                 int(version),
                 _pairs(ids),
                 _pairs(ties),
-                {cid: orjson.loads(profile) for cid, profile in _pairs(snap).items()},
+                {cid: decode_profile(profile) for cid, profile in _pairs(snap).items()},
                 {anchor: _anchor(*parts) for anchor, *parts in anchors or ()},
                 _pairs(over),
                 _pairs(blocked),

@@ -18,7 +18,7 @@ import orjson
 import redis
 
 from store import scripts
-from store.codecs import decode_journey_entry
+from store.codecs import decode_journey_entry, decode_profile
 from store.keys import Keys
 from touchpath.triggers import TriggerModel, wake_ms
 
@@ -112,7 +112,7 @@ class TriggerStore:
                 for f, v in state.items()
                 if _text(f).startswith(prefix)
             }
-            claimed.append(Claimed(cid, name, orjson.loads(raw) if raw else None, fired))
+            claimed.append(Claimed(cid, name, decode_profile(raw) if raw else None, fired))
         self._read_times(claimed, model)
         return claimed
 

@@ -21,15 +21,35 @@ with sorted keys, so an entry always has the same bytes). A field the entry lack
 and trailing nulls are dropped, e.g.
 ``[1,"c6e8…a7",0,0,"54290ac6487","bench","Product List Viewed"]``. Entries written before
 (a JSON object holding the same fields by name, and ``at``) decode the same: no migration.
+
+A profile (``P:cust``: :func:`touchpath.profiles.build_customer`) is stored as a compact JSON
+object: ``id``, ``identities``, ``stage``, ``history`` and ``accounts`` keep their names (the
+Lua scripts ``erase.lua`` and ``remove_customer.lua`` read them), the other fields are short,
+positional or left out where decode restores them exactly:
+
+* ``history``: ``{stage: [at_ms, messageId, channel, [type, rule, event]]}`` (the cause as a
+  list, ``event`` left out when null);
+* ``ft``: the first touch, ``[channel, campaign, at_ms]`` (``at_ms`` left out when it is the
+  first cycle's ``since``, then ``campaign`` when null; the key left out when there is none);
+* ``t``, ``sv``, ``o``, ``r``, ``rt``, ``la``, ``rv``: traits, surveys, orders, revenue,
+  refused ties, last active, rules version (each but ``rv`` left out when empty, 0 or null);
+* ``cy``: the cycles, each ``[number, kind, since, purchases, lapsed_at, stages]`` (the first
+  cycle's ``stages`` left out when they are its history times before the next cycle, then
+  ``lapsed_at`` when null); ``c``: the current cycle, left out when it is the last one's.
+
+The compact form always holds ``rv``; a profile without it is one written before (the full
+JSON), decoded as it is. A profile not of the derived shape is stored in full.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 
+from touchpath.cycles import LAPSED
 from touchpath.funnel_rows import funnel_row
 
 
@@ -160,3 +180,207 @@ def _named(names: tuple[str, ...], value: Any) -> Any:
 def decode_journey(pairs: Iterable[tuple[bytes | str, float]]) -> list[dict[str, Any]]:
     """Stored timeline entries (member, score), each by name (:func:`decode_journey_entry`)."""
     return [decode_journey_entry(member, score) for member, score in pairs]
+
+
+#: A derived profile's fields, in the order :func:`touchpath.profiles.build_customer` makes them.
+PROFILE_FIELDS = (
+    "id",
+    "identities",
+    "stage",
+    "history",
+    "first_touch",
+    "traits",
+    "accounts",
+    "surveys",
+    "orders",
+    "revenue",
+    "refused_ties",
+    "cycle",
+    "cycles",
+    "last_active",
+    "rules_version",
+)
+#: The key only the compact form has (it always holds the rules version).
+COMPACT_MARK = "rv"
+_CAUSE = ("type", "event", "rule")
+_CYCLE = ("number", "kind", "since", "purchases", "lapsed_at", "stages")
+_TOUCH = ("at_ms", "channel", "campaign")
+_NO_END = 1 << 62  # the end of a customer's only cycle (touchpath.cycles.add_stages)
+
+
+def encode_profile(profile: Mapping[str, Any]) -> bytes:
+    """The stored bytes of a profile: the compact form when it has the derived shape, else
+    the full JSON (ValueError if that would read as compact: it holds ``rv``)."""
+    compact = _compact(profile)
+    if compact is not None:
+        return orjson.dumps(compact)
+    if COMPACT_MARK in profile:
+        raise ValueError(f"a profile not of the derived shape cannot hold {COMPACT_MARK!r}")
+    return orjson.dumps(profile)
+
+
+def decode_profile(raw: bytes | str) -> dict[str, Any]:
+    """The profile stored as ``raw``, in either form: the dict the profile was."""
+    stored = orjson.loads(raw)
+    if type(stored) is not dict or COMPACT_MARK not in stored:
+        return cast(dict[str, Any], stored)
+    history = {stage: _entry(packed) for stage, packed in stored["history"].items()}
+    packed_cycles = stored.get("cy", [])
+    cycles = [_cycle(packed, k, history, packed_cycles) for k, packed in enumerate(packed_cycles)]
+    touch = stored.get("ft")
+    return {
+        "id": stored["id"],
+        "identities": stored["identities"],
+        "stage": stored.get("stage"),
+        "history": history,
+        "first_touch": None if touch is None else _first_touch(touch, cycles),
+        "traits": stored.get("t", {}),
+        "accounts": stored.get("accounts", {}),
+        "surveys": stored.get("sv", []),
+        "orders": stored.get("o", 0),
+        "revenue": stored.get("r", 0.0),
+        "refused_ties": stored.get("rt", []),
+        "cycle": stored["c"] if "c" in stored else _current(cycles),
+        "cycles": cycles,
+        "last_active": stored.get("la"),
+        "rules_version": stored[COMPACT_MARK],
+    }
+
+
+def _compact(profile: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The compact form of a profile (None when it is not of the derived shape)."""
+    if tuple(profile) != PROFILE_FIELDS or type(profile["rules_version"]) is not str:
+        return None
+    history, cycles = profile["history"], profile["cycles"]
+    if type(history) is not dict or type(cycles) is not list:
+        return None
+    entries = {stage: _pack_entry(entry) for stage, entry in history.items()}
+    if None in entries.values():
+        return None
+    packed_cycles = [_pack_cycle(cycle, k, history, cycles) for k, cycle in enumerate(cycles)]
+    if None in packed_cycles:
+        return None
+    compact: dict[str, Any] = {"id": profile["id"], "identities": profile["identities"]}
+    _unless(compact, "stage", profile["stage"], None)
+    compact["history"] = entries
+    touch = profile["first_touch"]
+    if touch is not None:
+        compact["ft"] = _pack_touch(touch, cycles)
+        if compact["ft"] is None:
+            return None
+    _unless(compact, "t", profile["traits"], {})
+    _unless(compact, "accounts", profile["accounts"], {})
+    _unless(compact, "sv", profile["surveys"], [])
+    _unless(compact, "o", profile["orders"], 0)
+    _unless(compact, "r", profile["revenue"], 0.0)
+    _unless(compact, "rt", profile["refused_ties"], [])
+    if not _same(profile["cycle"], _current(cycles)):
+        compact["c"] = profile["cycle"]
+    _unless(compact, "cy", packed_cycles, [])
+    _unless(compact, "la", profile["last_active"], None)
+    compact[COMPACT_MARK] = profile["rules_version"]
+    return compact
+
+
+def _unless(compact: dict[str, Any], key: str, value: Any, default: Any) -> None:
+    """``compact[key] = value`` unless ``value`` is ``default``."""
+    if not _same(value, default):
+        compact[key] = value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two values are one JSON value (not so ``1``, ``1.0`` and ``True``, nor ``0.0``
+    and ``-0.0``, nor dicts in another key order)."""
+    kind = a.__class__
+    if kind is not b.__class__:
+        return False
+    if kind is str or kind is int or kind is bool or a is None:
+        return bool(a == b)
+    if kind is float:
+        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+    if (kind is dict or kind is list) and not (a and b):
+        return not (a or b)  # an empty one is only the other empty one
+    return orjson.dumps(a) == orjson.dumps(b)
+
+
+def _pack_entry(entry: Any) -> list[Any] | None:
+    if type(entry) is not list or not 3 <= len(entry) <= 4 or type(entry[0]) is not int:
+        return None
+    if len(entry) == 3:
+        return entry
+    cause = entry[3]
+    if type(cause) is not dict or tuple(cause) != _CAUSE:
+        return None
+    kind, name, rule = cause["type"], cause["event"], cause["rule"]
+    return [*entry[:3], [kind, rule] if name is None else [kind, rule, name]]
+
+
+def _entry(packed: list[Any]) -> list[Any]:
+    if len(packed) == 3:
+        return packed
+    cause = packed[3]
+    name = cause[2] if len(cause) > 2 else None
+    return [*packed[:3], {"type": cause[0], "event": name, "rule": cause[1]}]
+
+
+def _pack_cycle(
+    cycle: Any, k: int, history: dict[str, list[Any]], cycles: list[Any]
+) -> list[Any] | None:
+    if type(cycle) is not dict or tuple(cycle) != _CYCLE:
+        return None
+    packed = [cycle["number"], cycle["kind"], cycle["since"], cycle["purchases"]]
+    lapsed, stages = cycle["lapsed_at"], cycle["stages"]
+    end = cycles[1]["since"] if len(cycles) > 1 and type(cycles[1]) is dict else _NO_END
+    if k == 0 and type(end) is int and _same(stages, _first_stages(history, end)):
+        return packed if lapsed is None else [*packed, lapsed]
+    return [*packed, lapsed, stages]
+
+
+def _cycle(packed: list[Any], k: int, history: dict[str, list[Any]], cycles: list[Any]) -> Any:
+    number, kind, since, purchases = packed[:4]
+    lapsed = packed[4] if len(packed) > 4 else None
+    if len(packed) > 5:
+        stages = packed[5]
+    else:  # the first cycle's history times
+        stages = _first_stages(history, cycles[1][2] if len(cycles) > 1 else _NO_END)
+    return {
+        "number": number,
+        "kind": kind,
+        "since": since,
+        "purchases": purchases,
+        "lapsed_at": lapsed,
+        "stages": stages,
+    }
+
+
+def _first_stages(history: dict[str, list[Any]], end: int) -> dict[str, int]:
+    """The first cycle's stages: the history entered before the next cycle began."""
+    return {stage: entry[0] for stage, entry in history.items() if entry[0] < end}
+
+
+def _current(cycles: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The current cycle of a profile's cycles (:func:`touchpath.cycles.profile_fields`)."""
+    if not cycles:
+        return None
+    last = cycles[-1]
+    if type(last) is not dict or tuple(last) != _CYCLE:
+        return None
+    lapsed = last["lapsed_at"]
+    if lapsed is None:
+        return {"number": last["number"], "state": last["kind"], "since": last["since"]}
+    return {"number": last["number"], "state": LAPSED, "since": lapsed}
+
+
+def _pack_touch(touch: Any, cycles: list[Any]) -> list[Any] | None:
+    if type(touch) is not dict or tuple(touch) != _TOUCH:
+        return None
+    at, channel, campaign = touch["at_ms"], touch["channel"], touch["campaign"]
+    if not cycles or not _same(at, cycles[0]["since"]):
+        return [channel, campaign, at]
+    return [channel] if campaign is None else [channel, campaign]
+
+
+def _first_touch(packed: list[Any], cycles: list[dict[str, Any]]) -> dict[str, Any]:
+    at = packed[2] if len(packed) > 2 else cycles[0]["since"]
+    campaign = packed[1] if len(packed) > 1 else None
+    return {"at_ms": at, "channel": packed[0], "campaign": campaign}

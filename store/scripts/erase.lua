@@ -13,7 +13,8 @@ local cid = redis.call('GET', p .. ':idc:' .. named)
 if not cid then return false end
 local blob = redis.call('GET', p .. ':cust:' .. cid)
 if not blob then return false end
-local profile = cjson.decode(blob)
+local profile = cjson.decode(blob) -- either form (store/codecs.py) names identities, stage,
+-- history and accounts alike (accounts absent: none)
 local ids, gone = profile.identities, {}
 for _, id in ipairs(ids) do gone[id] = true end
 if not gone[named] then return false end -- a stale look-up: never erase someone else

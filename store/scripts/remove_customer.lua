@@ -7,7 +7,7 @@
 -- current stage) and reached entries (the stages of its history), and its account
 -- memberships (P:acct:<groupId>:members).
 -- p: the prefix; cid: the customer id; profile: its last profile, decoded (only `stage`,
--- `history` and `accounts` are read); clusters: a list of cluster ids; stages (optional): more
+-- `history` and `accounts` are read, named so in both forms of store/codecs.py); clusters: a list of cluster ids; stages (optional): more
 -- stages whose stage and reached entries go as well (erasure: every stage it knows of).
 local function remove_customer(p, cid, profile, clusters, stages)
   local current, reached = {}, {}

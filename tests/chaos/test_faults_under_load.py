@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import redis
 
 from infra.embedded import Child, free_port, start_redis, start_seaweedfs, start_tansu
 from infra.kafka import ensure_topics
-from store.codecs import decode_journey_entry
+from store.codecs import decode_journey_entry, decode_profile
 from store.keys import Keys
 from tests.e2e.conftest import WRITE_KEY, read_topic, start_service
 from tests.reference import ReferenceStore
@@ -254,7 +253,8 @@ def test_faults_under_load_lose_nothing(durable_stack: dict[str, Any]) -> None:
     reference.apply_batch([events[m] for m in sorted(accepted)])
     for profile in reference.profiles.values():
         cid = client.get(Keys("tp").customer_of(profile["identities"][0]))
-        stored = orjson.loads(client.get(Keys("tp").customer(cid)) or "null")
+        blob = client.get(Keys("tp").customer(cid))
+        stored = decode_profile(blob) if blob else None
         assert stored is not None, profile["identities"]
         assert stored["stage"] == profile["stage"], (stored, profile)
         assert stored["history"] == profile["history"]

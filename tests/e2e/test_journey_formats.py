@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from api.app import create_app
 from processor.resolver import Resolver
 from processor.store import JourneyStore
-from store.codecs import decode_journey_entry
+from store.codecs import decode_journey_entry, decode_profile
 from store.keys import Keys
 from tests.e2e.test_store_differential import (
     POLICY,
@@ -88,7 +88,7 @@ def re_evaluated(client: redis.Redis, keys: Keys) -> tuple[Any, ...]:
     resolver = Resolver(store, OTHER, POLICY, chunk=2, unversioned=TRAIT_MODEL.version)
     resolver.resolve([name.split(":")[-2] for name in _under(client, keys, "cl:*:ids")])
     names = [f"{keys.prefix}:{name}" for name in _under(client, keys, "cust:*")]
-    customers = _customers([orjson.loads(client.get(name) or b"null") for name in names])
+    customers = _customers([decode_profile(client.get(name) or b"null") for name in names])
     anchors = {}
     for name in _under(client, keys, "a:*:data"):
         anchor = name[2:].rsplit(":", 1)[0]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 import redis
 from kafka import KafkaProducer
 
+from store.codecs import decode_profile
 from store.keys import Keys
 from tests.e2e.conftest import read_topic, stack_env, start_service, wait_for
 from touchpath.records import encode_touchpoints
@@ -46,7 +46,7 @@ def produce(bootstrap: str, topic: str, partition: int, events: list[dict]) -> N
 def customer(client: redis.Redis, prefix: str, identifier: str) -> dict | None:
     cid = client.get(Keys(prefix).customer_of(identifier))
     blob = client.get(Keys(prefix).customer(cid)) if cid else None
-    return orjson.loads(blob) if blob else None
+    return decode_profile(blob) if blob else None
 
 
 def test_anonymous_and_identified_events_on_different_partitions_become_one_customer(

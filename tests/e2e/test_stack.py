@@ -17,6 +17,7 @@ import orjson
 import redis
 
 from infra.embedded import free_port
+from store.codecs import decode_profile
 from store.keys import Keys
 from tests.e2e.conftest import wait_for
 
@@ -145,8 +146,8 @@ def test_stack_ingests_stops_cleanly_and_keeps_data_across_restart(tmp_path: Pat
 
         def post_purchase() -> bool:
             cid = client.get(Keys("tp").customer_of("user_id:ada"))
-            blob = client.get(Keys("tp").customer(cid)) or ""
-            return '"post-purchase"' in blob
+            blob = client.get(Keys("tp").customer(cid)) if cid else None
+            return blob is not None and "post-purchase" in decode_profile(blob)["history"]
 
         wait_for(post_purchase, 40)
         data = client.hgetall("tp:a:user_id:ada:data")

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
 import pytest
 import redis
 
@@ -24,7 +23,7 @@ from processor.store import (
     StoreBounds,
     migrate_layout,
 )
-from store.codecs import decode_journey
+from store.codecs import decode_journey, decode_profile
 from touchpath.effects import effects_of
 from touchpath.identity import IdentityPolicy
 from touchpath.stages import load_stage_model
@@ -84,7 +83,7 @@ class Store:
         keys = self.store.keys
         cid = self.client.get(keys.customer_of(identifier))
         blob = self.client.get(keys.customer(cid.decode())) if cid else None
-        return orjson.loads(blob) if blob else None
+        return decode_profile(blob) if blob else None
 
     def counters(self, identifier: str) -> dict[str, str]:
         raw = self.client.hgetall(self.store.keys.anchor(identifier, "data"))

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from processor.resolver import Resolver
 from processor.store import JourneyStore
+from store.codecs import decode_profile
 from store.keys import Keys
 from tests.reference import ReferenceStore, make_event
 from tests.unit.test_processing_invariants import TRAIT_MODEL
@@ -266,7 +267,7 @@ def assert_same_state(client: redis.Redis, keys: Keys, reference: ReferenceStore
         }
     # derived: profiles and every index derived from them
     profiles = {
-        name[5:]: orjson.loads(client.get(keys.customer(name[5:])) or b"null")
+        name[5:]: decode_profile(client.get(keys.customer(name[5:])) or b"null")
         for name in _under(client, keys, "cust:*")
     }
     expected = {cid: _json(p) for cid, p in reference.profiles.items()}
@@ -400,7 +401,7 @@ def test_the_scripts_re_evaluate_as_the_reference_does(
         resolver.resolve(clusters)
         reference.reevaluate(OTHER)
         names = [f"{keys.prefix}:{name}" for name in _under(client, keys, "cust:*")]
-        stored = [orjson.loads(client.get(name) or b"null") for name in names]
+        stored = [decode_profile(client.get(name) or b"null") for name in names]
         assert _customers(stored) == _customers(list(reference.profiles.values()))
         assert resolver.reevaluated == len(reference.anchors)
     finally:

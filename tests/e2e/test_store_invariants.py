@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from processor.resolver import Resolver
 from processor.store import JourneyStore
 from processor.triggers import Claimed, Settled, TriggerStore
+from store.codecs import decode_profile
 from tests.conftest import redis_for_keys
 from tests.reference import ReferenceStore
 from tests.unit.test_announcements import PATTERNS, track
@@ -48,7 +49,7 @@ def final_state(
         resolver.resolve(a.cluster for a in applied if a.needs_resolution)
     profiles = {}
     for key in client.scan_iter(store.keys.customer("*")):
-        profile = orjson.loads(client.get(key) or b"null")
+        profile = decode_profile(client.get(key) or b"null")
         profiles[profile["id"]] = profile
     accounts = {}
     for stored in client.zrange(keys.accounts, 0, -1):

@@ -4,7 +4,9 @@ erasure's leave the same index state, through the same Lua (store/scripts/remove
 The same two customers (sharing an account and a stage) are stored under two prefixes with
 the real scripts; one prefix removes Ada through the resolver's compare-and-set write, the
 other erases her; then her profile, snapshot entry, funnel row, survey answers, stage and
-reached entries and account membership are gone from both, and Bob's are what they were.
+reached entries and account membership are gone from both, and Bob's are what they were;
+whether the profiles are stored compact or in full (as versions before the compact form
+stored them: the Lua reads the same fields of both).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import redis.asyncio as aioredis
 from api.erasure import Eraser
 from processor.resolver import Resolver
 from processor.store import ClusterWrite, JourneyStore
+from store.codecs import decode_profile
 from store.keys import Keys
 from tests.reference import make_event
 from touchpath.effects import effects_of
@@ -121,11 +124,21 @@ def _erase(store: JourneyStore, redis_url: str, identifier: str) -> None:
     asyncio.run(run())
 
 
+def _in_full(client: redis.Redis, keys: Keys) -> None:
+    """Every profile as versions before the compact form stored it (the full JSON)."""
+    for key in client.scan_iter(keys.customer("*")):
+        client.set(key, orjson.dumps(decode_profile(client.get(key) or b"")))
+
+
+@pytest.mark.parametrize("form", ["compact", "full"])
 def test_the_resolver_and_an_erasure_remove_a_customer_alike(
-    client: redis.Redis, redis_url: str
+    client: redis.Redis, redis_url: str, form: str
 ) -> None:
     by_resolver, resolver = _stored(client)
     by_erasure, _ = _stored(client)
+    if form == "full":
+        for store in (by_resolver, by_erasure):
+            _in_full(client, store.keys)
     names = [
         {_customer(client, s.keys, f"user_id:{u}"): u for u in ("ada", "bob")}
         for s in (by_resolver, by_erasure)
@@ -161,4 +174,4 @@ def test_the_resolver_and_an_erasure_remove_a_customer_alike(
     assert not _snapshot_holds(client, by_resolver, ada)
     erased = next(cid for cid, n in names[1].items() if n == "ada")
     assert not _snapshot_holds(client, by_erasure, erased)
-    assert orjson.loads(after[0]["profiles"]["bob"])["identities"]
+    assert decode_profile(after[0]["profiles"]["bob"])["identities"]

@@ -25,7 +25,7 @@ import pytest
 import redis
 
 from infra.embedded import Child
-from store.codecs import decode_journey_entry
+from store.codecs import decode_journey_entry, decode_profile
 from store.keys import Keys
 from tests.e2e.conftest import BROWSER_KEY as WRITE_KEY
 from tests.e2e.conftest import stack_env, start_service, wait_for
@@ -55,7 +55,7 @@ class Live:
     def customer(self, identifier: str) -> dict[str, Any] | None:
         cid = self.redis.get(Keys(self.prefix).customer_of(identifier))
         blob = self.redis.get(Keys(self.prefix).customer(cid.decode())) if cid else None
-        return orjson.loads(blob) if blob else None
+        return decode_profile(blob) if blob else None
 
     def events_of(self, identifier: str) -> int:
         return int(self.redis.hget(Keys(self.prefix).anchor(identifier, "data"), "c:events") or 0)

@@ -14,7 +14,7 @@ import redis
 
 from processor.firing import FiringLoop
 from processor.triggers import TriggerStore, member
-from store.codecs import encode_journey_entry
+from store.codecs import encode_journey_entry, encode_profile
 from store.keys import Keys
 from touchpath.triggers import COUNT_DAYS, DAY_MS, Trigger, TriggerModel, count_expiry_s, day_of
 
@@ -42,7 +42,7 @@ def put(store: TriggerStore, **history: int) -> None:
         "surveys": [],
         "first_touch": None,
     }
-    store.client.set(store.keys.customer("c1"), orjson.dumps(profile))
+    store.client.set(store.keys.customer("c1"), encode_profile(profile))
     store.client.zadd(store.due, {member("c1", "cart"): DUE})
 
 
