@@ -18,6 +18,7 @@ import orjson
 import redis
 
 from store import scripts
+from store.codecs import StoredFiring, decode_firing
 from store.keys import Keys
 from touchpath.triggers import TriggerModel, wake_ms
 
@@ -61,7 +62,7 @@ class Claimed:
     customer_id: str
     trigger: str
     profile: dict[str, Any] | None
-    fired: dict[str, dict[str, Any]]  # firing id → the stored firing
+    fired: dict[str, StoredFiring]  # firing id → the stored firing
     times: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -107,9 +108,9 @@ class TriggerStore:
             raw, state = answers[2 * k], answers[2 * k + 1]
             prefix = name + SEPARATOR
             fired = {
-                _text(f)[len(prefix) :]: orjson.loads(v)
+                _text(f)[len(prefix) :]: firing
                 for f, v in state.items()
-                if _text(f).startswith(prefix)
+                if _text(f).startswith(prefix) and (firing := decode_firing(v)) is not None
             }
             claimed.append(Claimed(cid, name, orjson.loads(raw) if raw else None, fired))
         self._read_times(claimed, model)

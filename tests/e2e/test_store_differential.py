@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from processor.resolver import Resolver
 from processor.store import JourneyStore
+from store.codecs import decode_announced
 from store.keys import Keys
 from tests.reference import ReferenceStore, make_event
 from tests.unit.test_processing_invariants import TRAIT_MODEL
@@ -305,7 +306,13 @@ def assert_indexes(client: redis.Redis, keys: Keys, reference: ReferenceStore) -
     assert funnel == {c: _json(funnel_row(p)) for c, p in profiles.items()}
     surveys = {c: orjson.loads(v) for c, v in _hash(client, keys.surveys).items()}
     assert surveys == {c: _json(p["surveys"]) for c, p in profiles.items() if p["surveys"]}
-    announced = {c: orjson.loads(v) for c, v in _hash(client, keys.announced).items()}
+    announced = {}
+    for cid, raw in _hash(client, keys.announced).items():
+        stored = decode_announced(raw, _json(profiles[cid]) if cid in profiles else None)
+        assert stored is not None and stored.matches, cid
+        # the short form while the profile is stored, the record itself once it is gone
+        assert stored.short == (cid in profiles), cid
+        announced[cid] = stored.record
     assert announced == _json(reference.announced)
     members: dict[str, set[str]] = {}
     for cid, profile in profiles.items():
