@@ -1,10 +1,13 @@
 """The byte formats of what the store holds, each as one encoder and one typed decoder.
 
 A funnel row (``P:funnel``: customer id → row) is stored as a JSON array, by position:
-``[first channel, first campaign, {stage: entered ms}, short traits, revenue, first ms,
-{stage: channel it was entered by}, lifecycle]`` (:func:`touchpath.funnel_rows.funnel_row`
-builds it). Rows written by older versions stop after the short traits, the revenue, the
-first ms or the entry channels: the missing trailing elements decode to their empty values.
+``[first channel, first campaign, [stage, entered ms - first ms, channel it was entered by,
+…], short traits, revenue, first ms, null, lifecycle]`` (of :func:`touchpath.funnel_rows.
+funnel_row`): each stage entry is a triple of the flat third element, its time counted from
+the first ms (from 0 when there is none). Rows written by older versions hold
+``{stage: entered ms}`` third and ``{stage: channel it was entered by}`` seventh, and may stop
+after the short traits, the revenue, the first ms or the entry channels: the missing
+trailing elements decode to their empty values.
 
 What was announced of a customer (``P:announced``: customer id → record) is, while the
 customer's profile is stored, the short form ``=`` + 10 hex digits: it stands for the
@@ -49,33 +52,62 @@ class StoredFunnelRow(NamedTuple):
 
 def encode_funnel_row(profile: Mapping[str, Any], persona: Sequence[str] = ()) -> bytes:
     """The stored bytes of a profile's funnel row (``persona``: traits kept first)."""
-    return orjson.dumps(funnel_row(profile, persona))
+    row = funnel_row(profile, persona)
+    entered, by, first = row[2], row[6], row[5]
+    base = first if type(first) is int else 0
+    entries: list[Any] = []
+    for stage, at_ms in entered.items():
+        if type(at_ms) is not int:  # not a time: the row as older versions stored it
+            return orjson.dumps(row)
+        entries += (stage, at_ms - base, by.get(stage))
+    row[2], row[6] = entries, None
+    return orjson.dumps(row)
 
 
 def decode_funnel_row(raw: bytes | str) -> StoredFunnelRow | None:
     """A stored funnel row by name (None when the bytes are not a row: not a JSON array of
-    at least four elements whose third is an object)."""
+    at least four elements whose third is an object or a list of stage entry triples)."""
     try:
         row = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if type(row) is not list or len(row) < 4 or type(row[2]) is not dict:
+    if type(row) is not list or len(row) < 4:
         return None
     size = len(row)
     traits, revenue = row[3], row[4] if size > 4 else 0.0
     first = row[5] if size > 5 else None
-    by = row[6] if size > 6 else None
+    first = first if type(first) is int else None
     life = row[7] if size > 7 else None
+    if type(row[2]) is dict:
+        entered = row[2]
+        by = row[6] if size > 6 else None
+        by = by if type(by) is dict else {}
+    else:
+        found = _entries(row[2], first or 0)
+        if found is None:
+            return None
+        entered, by = found
     return StoredFunnelRow(
         row[0],
         row[1],
-        row[2],
+        entered,
         traits if type(traits) is dict else {},
         float(revenue) if type(revenue) in (int, float) else 0.0,
-        first if type(first) is int else None,
-        by if type(by) is dict else {},
+        first,
+        by,
         life if type(life) is dict else {},
     )
+
+
+def _entries(flat: Any, base: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``{stage: entered ms}`` and ``{stage: channel}`` of a row's flat entry triples."""
+    if type(flat) is not list or len(flat) % 3:
+        return None
+    stages = flat[0::3]
+    if not all(type(stage) is str for stage in stages):
+        return None
+    times = (base + t if type(t) is int else t for t in flat[1::3])
+    return dict(zip(stages, times, strict=True)), dict(zip(stages, flat[2::3], strict=True))
 
 
 class StoredAnnounced(NamedTuple):

@@ -36,9 +36,39 @@ rows = st.tuples(
 ).map(list)
 
 
-def test_the_encoder_writes_the_bytes_the_row_builder_always_wrote() -> None:
+def test_the_encoder_writes_the_entries_as_triples_timed_from_the_first_touch() -> None:
     persona = ("seats",)
-    assert encode_funnel_row(PROFILE, persona) == orjson.dumps(funnel_row(PROFILE, persona))
+    row = funnel_row(PROFILE, persona)
+    entries = ["awareness", 0, "ads", "consideration", 1_000, "web", "purchase", 3_000, "web"]
+    stored = orjson.loads(encode_funnel_row(PROFILE, persona))
+    assert stored == [*row[:2], entries, *row[3:6], None, row[7]]
+    without_first = {**PROFILE, "first_touch": {"channel": "ads"}}
+    stored = orjson.loads(encode_funnel_row(without_first))
+    absolute = ["awareness", 1_000, "ads", "consideration", 2_000, "web", "purchase", 4_000]
+    assert stored[2] == [*absolute, "web"]
+    assert decode_funnel_row(orjson.dumps(stored)) == decode_funnel_row(
+        orjson.dumps(funnel_row(without_first))
+    )
+
+
+def test_rows_older_versions_wrote_decode_as_the_new_ones() -> None:
+    old = orjson.dumps(funnel_row(PROFILE))  # {stage: ms} third, {stage: channel} seventh
+    assert decode_funnel_row(old) == decode_funnel_row(encode_funnel_row(PROFILE))
+
+
+@given(rows)
+def test_every_row_round_trips(full: list[Any]) -> None:
+    profile = {
+        "first_touch": {"channel": full[0], "campaign": full[1], "at_ms": full[5]},
+        "history": {s: [at, "m", full[6].get(s, "web")] for s, at in full[2].items()},
+        "traits": full[3],
+        "revenue": full[4],
+    }
+    row = decode_funnel_row(encode_funnel_row(profile))
+    assert row is not None
+    assert (row.channel, row.campaign, row.entered, row.first_ms) == (*full[:3], full[5])
+    assert row.entered_by == {s: full[6].get(s, "web") for s in full[2]}
+    assert (row.traits, row.revenue) == (full[3], full[4])
 
 
 def test_a_profile_round_trips_by_name() -> None:
@@ -69,8 +99,20 @@ def test_rows_of_every_version_decode_with_empty_values_for_what_they_lack(
 
 
 def test_what_is_not_a_row_decodes_to_none() -> None:
-    for raw in (b"not json", b"{}", b"[1]", b'["web", null, []]', b'["web", null, 3, {}]'):
-        assert decode_funnel_row(raw) is None
+    for raw in (
+        b"not json",
+        b"{}",
+        b"[1]",
+        b'["web", null, []]',
+        b'["web", null, 3, {}]',
+        b'["web", null, ["awareness", 1], {}]',
+        b'["web", null, [1, 1, "web"], {}]',
+        b'["web", null, [["a"], 1, "web"], {}]',
+    ):
+        assert decode_funnel_row(raw) is None, raw
+    odd_times = decode_funnel_row(b'["web", null, ["a", null, "web", "b", 2, 3], {}, 0, 10]')
+    assert odd_times is not None
+    assert (odd_times.entered, odd_times.entered_by) == ({"a": None, "b": 12}, {"a": "web", "b": 3})
     odd = decode_funnel_row(b'["web", null, {}, "x", true, 1.5, [], 2]')
     assert odd == StoredFunnelRow("web", None, {}, {}, 0.0, None, {}, {})
 
