@@ -10,9 +10,9 @@ after the short traits, the revenue, the first ms or the entry channels: the mis
 trailing elements decode to their empty values.
 
 What was announced of a customer (``P:announced``: customer id → record) is, while the
-customer's profile is stored, the short form ``=`` + 10 hex digits: it stands for the
+customer's profile is stored, the short form ``=`` + 8 hex digits: it stands for the
 history of that profile (``{stage: [at_ms, messageId, channel]}``, the resolver stores both
-in one atomic write), the digits being a digest of that record to check it against.
+in one atomic write), the digits being a CRC-32 of that record to check it against.
 The full record, JSON ``{stage: [at_ms, messageId, channel]}``, is kept once the customer's
 profile goes (merged away or split off, so that an id coming back is never told twice), and
 is what older versions wrote; older still is the one entry last announced, JSON
@@ -27,7 +27,7 @@ the cause's JSON object as it is. Versions before wrote ``{"since_ms", "at_ms",
 
 from __future__ import annotations
 
-import hashlib
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -126,9 +126,9 @@ _SHORT = b"="
 
 
 def announced_digest(record: Mapping[str, Any]) -> bytes:
-    """The 10 hex digits the short form of ``record`` holds."""
-    canonical = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(canonical, digest_size=5).hexdigest().encode()
+    """The 8 hex digits the short form of ``record`` holds (a CRC-32 of its canonical JSON:
+    a check that the profile is the one it was written with, not a secret)."""
+    return b"%08x" % zlib.crc32(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
 
 
 def encode_announced(record: Mapping[str, Any], *, profile_stored: bool) -> bytes:
