@@ -15,7 +15,7 @@ import redis
 
 from infra.redis_clients import route
 from processor.resolver import Resolver
-from processor.store import JourneyStore
+from processor.store import ClusterWrite, JourneyStore
 from store import scripts
 from store.codecs import StoredAnnounced, decode_announced
 from tests.reference import make_event
@@ -86,6 +86,21 @@ def test_a_live_customer_s_record_is_the_short_form_of_its_history(
     assert j.raw(cid) is not None and len(j.raw(cid) or b"") == 9
     assert j.stored(cid) == StoredAnnounced(announced_record(profile), True, True)
     assert j.send(anonymous("v1", 1, "Product Viewed")) == []  # a replay: nothing again
+
+
+def test_resolving_an_unchanged_customer_writes_no_record(client: redis.Redis) -> None:
+    j = Journeys(client)
+    j.send(anonymous("v1", 1, "Product Viewed"))
+    written: list[tuple[Any, ...]] = []
+    write_clusters = j.store.write_clusters
+
+    def spy(writes: list[ClusterWrite]) -> list[ClusterWrite]:
+        written.extend(c for w in writes for c in w.commands)
+        return write_clusters(writes)
+
+    j.store.write_clusters = spy  # type: ignore[method-assign]
+    assert j.resolve({j.cluster("anonymous_id:d1")}) == []
+    assert written == []
 
 
 def test_a_customer_merged_away_and_split_back_off_is_not_told_its_entries_again(
