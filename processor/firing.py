@@ -28,6 +28,7 @@ from infra.streams import Producer
 from processor.publisher import OutboxPublisher
 from processor.resolver import LIVE_KEPT
 from processor.triggers import Claimed, Settled, TriggerStore
+from store.codecs import StoredFiring, encode_firing
 from store.keys import Keys
 from touchpath.settings_views import ProcessorSettings
 from touchpath.triggers import (
@@ -99,7 +100,7 @@ class FiringLoop:
         trigger = self.model.get(item.trigger)
         if trigger is None:  # removed from the rules: the timer goes, firings stay
             return Settled(item, None)
-        starts = {fid: int(f["since_ms"]) for fid, f in item.fired.items()}
+        starts = {fid: f.since_ms for fid, f in item.fired.items()}
         outcome = evaluate(
             trigger,
             item.profile,
@@ -113,7 +114,7 @@ class FiringLoop:
         field_of = f"{trigger.name}\x1f".__add__
         for occurrence in outcome.fire:
             body = _firing(trigger, item, occurrence, now)
-            stored = orjson.dumps({k: body[k] for k in ("since_ms", "at_ms", "causes")})
+            stored = encode_firing(body["since_ms"], body["at_ms"], body["causes"])
             count = self._count(FIRED_COUNT, trigger.name, occurrence.due_ms, now)
             fid = occurrence.firing_id
             settled.decisions.append(("fire", field_of(fid), stored, body_of(body), *count))
@@ -172,10 +173,10 @@ def _firing(trigger: Trigger, item: Claimed, occurrence: Occurrence, now: int) -
 
 
 def _cancellation(
-    trigger: Trigger, item: Claimed, fid: str, fired: Mapping[str, Any], now: int
+    trigger: Trigger, item: Claimed, fid: str, fired: StoredFiring, now: int
 ) -> dict[str, Any]:
     """A cancellation names the firing's causes and what voided it."""
-    since, due = int(fired["since_ms"]), int(fired["at_ms"])
+    since, due = fired.since_ms, fired.at_ms
     history = (item.profile or {}).get("history", {})
     voiding = [
         {"at_ms": e[0], "message_id": e[1], "channel": e[2], "reason": f"entered {stage}"}
@@ -194,7 +195,7 @@ def _cancellation(
         **_base(trigger, item, now),
         "since_ms": since,
         "at_ms": due,
-        "causes": list(fired.get("causes") or []) + voiding,
+        "causes": fired.causes + voiding,
     }
 
 

@@ -21,7 +21,7 @@ import orjson
 
 from processor.store import ClusterState, ClusterWrite, JourneyStore
 from processor.triggers import schedule as schedule_triggers
-from store.codecs import encode_funnel_row, encode_profile
+from store.codecs import StoredAnnounced, encode_announced, encode_funnel_row, encode_profile
 from store.keys import Keys
 from touchpath.announcements import announced_record, stage_changes
 from touchpath.cycles import DEFAULT_LAPSE_DAYS
@@ -168,13 +168,16 @@ class Resolver:
             )
             for state in states
         ]
+        stored = {cid: p for state, _ in derived for cid, p in state.profiles.items()}
         announced = self.store.read_announced(
-            cid for state, new in derived for cid in (*new, *state.profiles)
+            (cid for state, new in derived for cid in (*new, *state.profiles)), stored
         )
+        _check_announced(announced)
+        told = {cid: a.record for cid, a in announced.items()}
         planned = []
         for state, new in derived:
             partial = ResolveReport()
-            partial.changes = stage_changes(state.profiles, new, self.model, announced)
+            partial.changes = stage_changes(state.profiles, new, self.model, told)
             _count(state.profiles, new, partial)
             write = ClusterWrite(state.cluster, state.version)
             self._write(write, state.profiles, new, partial.changes)
@@ -237,15 +240,36 @@ def _record_announced(
     keys: Keys,
     old: dict[str, dict[str, Any]],
     new: dict[str, dict[str, Any]],
-    announced: dict[str, Any],
+    announced: dict[str, StoredAnnounced],
 ) -> None:
-    """Store, with the changes, every entry now announced per customer (when it differs)."""
+    """Store, with the changes, every entry now announced per customer (when it differs):
+    the short form for a customer whose profile this write stores (or keeps), the full
+    record for one whose profile goes, so that an id coming back is never told twice."""
     for cid, profile in new.items():
-        if cid in announced and old.get(cid) == profile:
-            continue  # unchanged since its record was stored
+        stored = announced.get(cid)
         record = announced_record(profile)
-        if (record or cid in announced) and announced.get(cid) != record:
-            write.call("HSET", keys.announced, cid, orjson.dumps(record))
+        if stored is None and not record:
+            continue  # nothing announced, nothing to announce
+        if stored is not None and stored.short and stored.matches and stored.record == record:
+            continue  # its short form stands for this history already
+        short = encode_announced(record, profile_stored=True)
+        write.call("HSET", keys.announced, cid, short)
+    for cid in sorted(old.keys() - new.keys()):
+        gone = announced.get(cid)
+        if gone is not None and gone.short:  # the profile it stood for is removed
+            full = encode_announced(gone.record, profile_stored=False)
+            write.call("HSET", keys.announced, cid, full)
+
+
+def _check_announced(announced: dict[str, StoredAnnounced]) -> None:
+    """Log the short forms that do not match the profile they stand for (a profile written
+    without its record): the profile's history is taken as told."""
+    odd = sorted(cid for cid, stored in announced.items() if not stored.matches)
+    if odd:
+        log.warning(
+            "announced records not matching their profiles; their histories count as told",
+            extra={"customers": odd[:10], "count": len(odd)},
+        )
 
 
 def _successor(profile: dict[str, Any], new: dict[str, dict[str, Any]]) -> str | None:

@@ -16,8 +16,9 @@ Layout (``P`` is the configured prefix):
   ``P:reached:<stage>`` → customers who ever reached it; ``P:funnel`` → customer id → compact
   funnel row (first touch, stage times, short traits); ``P:outbox`` → stream of stage changes
   waiting to be published to Kafka; ``P:announced`` → customer id → every stage entry
-  announced for it, ``{stage: [at_ms, messageId, channel]}`` (never deleted, so an entry is
-  not announced twice; stores of older versions hold the one entry last announced).
+  announced for it, ``{stage: [at_ms, messageId, channel]}``: while the customer's profile is
+  stored, a short form standing for its history (never deleted, so an entry is not announced
+  twice; formats in ``store/codecs.py``).
 * ``P:erasures`` exists once anything was erased; ``P:erased:<mark>`` → epoch ms of an
   erasure, ``mark`` being the keyed hash of the identifier (``touchpath/erasure.py``; each
   event carries its identifiers' marks): events *received* before it (replays)
@@ -39,7 +40,13 @@ from infra.erasure_key import erasure_key as infra_erasure_key
 from infra.redis_clients import route
 from processor.offsets import Incarnation
 from store import scripts
-from store.codecs import decode_journey, decode_profile, encode_journey_entry
+from store.codecs import (
+    StoredAnnounced,
+    decode_announced,
+    decode_journey,
+    decode_profile,
+    encode_journey_entry,
+)
 from store.keys import Keys
 from touchpath.anchors import AnchorData, anchor_data
 from touchpath.effects import EventEffects
@@ -325,18 +332,28 @@ class JourneyStore:
             found.append((fields, cond, replies[k + 2], buys, days))
         return found
 
-    def read_announced(self, customer_ids: Iterable[str]) -> dict[str, Any]:
-        """What was announced for each customer id (absent when nothing)."""
+    def read_announced(
+        self, customer_ids: Iterable[str], profiles: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, StoredAnnounced]:
+        """What was announced for each customer id (absent when nothing), ``profiles`` being
+        the stored profiles of those that have one (:func:`store.codecs.decode_announced`)."""
         wanted = sorted(set(customer_ids))
         if not wanted:
             return {}
         values = self.client.hmget(self.keys.announced, wanted)
-        return {cid: orjson.loads(v) for cid, v in zip(wanted, values, strict=True) if v}
+        found = {}
+        for cid, raw in zip(wanted, values, strict=True):
+            stored = decode_announced(raw, profiles.get(cid))
+            if stored is not None:
+                found[cid] = stored
+        return found
 
 
 LAYOUT_VERSION = 4  # 2: de-duplication sets are sorted sets scored by receipt time;
 # 3: cluster snapshots map each customer id to "" (the profile is only P:cust);
-# 4: an anchor's active days are d:<day> fields of its hash (no P:a:<id>:days)
+# 4: an anchor's active days are d:<day> fields of its hash (no P:a:<id>:days), and the
+# compact formats of store/codecs.py (timeline entries, profiles, announced records, funnel
+# rows, trigger firings) are written: older versions cannot read them, so they refuse it
 
 
 class LayoutTooNew(RuntimeError):

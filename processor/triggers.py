@@ -14,11 +14,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import orjson
 import redis
 
 from store import scripts
-from store.codecs import decode_journey_entry, decode_profile
+from store.codecs import StoredFiring, decode_firing, decode_journey_entry, decode_profile
 from store.keys import Keys
 from touchpath.triggers import TriggerModel, wake_ms
 
@@ -62,7 +61,7 @@ class Claimed:
     customer_id: str
     trigger: str
     profile: dict[str, Any] | None
-    fired: dict[str, dict[str, Any]]  # firing id → the stored firing
+    fired: dict[str, StoredFiring]  # firing id → the stored firing
     times: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -108,9 +107,9 @@ class TriggerStore:
             raw, state = answers[2 * k], answers[2 * k + 1]
             prefix = name + SEPARATOR
             fired = {
-                _text(f)[len(prefix) :]: orjson.loads(v)
+                _text(f)[len(prefix) :]: firing
                 for f, v in state.items()
-                if _text(f).startswith(prefix)
+                if _text(f).startswith(prefix) and (firing := decode_firing(v)) is not None
             }
             claimed.append(Claimed(cid, name, decode_profile(raw) if raw else None, fired))
         self._read_times(claimed, model)

@@ -138,6 +138,6 @@ class Keys:
         return f"{self.prefix}:trg:n:{day}"
 
     def trigger_state(self, customer_id: str) -> str:
-        """Hash: ``<trigger><US><firing id>`` → the firing (JSON) of a customer's fired,
-        uncancelled occurrences (at most 20 per trigger)."""
+        """Hash: ``<trigger><US><firing id>`` → the firing (``store.codecs.encode_firing``) of
+        a customer's fired, uncancelled occurrences (at most 20 per trigger)."""
         return f"{self.prefix}:trg:s:{customer_id}"

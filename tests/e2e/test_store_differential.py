@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from processor.resolver import Resolver
 from processor.store import JourneyStore
-from store.codecs import decode_profile
+from store.codecs import decode_announced, decode_funnel_row, decode_profile
 from store.keys import Keys
 from tests.reference import ReferenceStore, make_event
 from tests.unit.test_processing_invariants import TRAIT_MODEL
@@ -300,11 +300,20 @@ def assert_indexes(client: redis.Redis, keys: Keys, reference: ReferenceStore) -
             c: float(p["history"][stage][0]) for c, p in profiles.items() if stage in p["history"]
         }
         assert _zset(client, keys.reached(stage)) == reached, stage
-    funnel = {c: orjson.loads(v) for c, v in _hash(client, keys.funnel).items()}
-    assert funnel == {c: _json(funnel_row(p)) for c, p in profiles.items()}
+    funnel = {c: decode_funnel_row(v) for c, v in _hash(client, keys.funnel).items()}
+    # as the row the reference builds reads (stored in the form of store/codecs.py)
+    assert funnel == {
+        c: decode_funnel_row(orjson.dumps(funnel_row(p))) for c, p in profiles.items()
+    }
     surveys = {c: orjson.loads(v) for c, v in _hash(client, keys.surveys).items()}
     assert surveys == {c: _json(p["surveys"]) for c, p in profiles.items() if p["surveys"]}
-    announced = {c: orjson.loads(v) for c, v in _hash(client, keys.announced).items()}
+    announced = {}
+    for cid, raw in _hash(client, keys.announced).items():
+        stored = decode_announced(raw, _json(profiles[cid]) if cid in profiles else None)
+        assert stored is not None and stored.matches, cid
+        # the short form while the profile is stored, the record itself once it is gone
+        assert stored.short == (cid in profiles), cid
+        announced[cid] = stored.record
     assert announced == _json(reference.announced)
     members: dict[str, set[str]] = {}
     for cid, profile in profiles.items():
