@@ -107,6 +107,9 @@ class PreparedApply:
 
     order: list[int]  # order[k]: index of the k-th event sent
     calls: list[list[Any]]
+    #: per call, its groups of events (anchor, events) in argument order: a group sent
+    #: without its JSON document is sent again with it when the script asks (see run_apply)
+    groups: list[list[tuple[str, list[EventEffects]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,19 +191,50 @@ class JourneyStore:
         """The apply script's calls over the events grouped by anchor, about ``chunk`` events
         per call (pure Python: may run on another thread than :meth:`run_apply`)."""
         order = sorted(range(len(effects)), key=[effect.anchor for effect in effects].__getitem__)
-        calls = [
-            self._chunk_args([effects[i] for i in order[start : start + chunk]])
+        groups = [
+            [
+                (anchor, list(run))
+                for anchor, run in itertools.groupby(
+                    [effects[i] for i in order[start : start + chunk]], key=attrgetter("anchor")
+                )
+            ]
             for start in range(0, len(order), chunk)
         ]
-        return PreparedApply(order, calls)
+        calls = [self._call_args(call) for call in groups]
+        return PreparedApply(order, calls, groups)
 
     def run_apply(
         self, prepared: PreparedApply, incarnation: Incarnation | None = None
     ) -> list[list[Any]]:
         """Run prepared apply calls in one pipeline (followed by the bump of the processor's
-        incarnation counter, when given); returns their raw replies."""
+        incarnation counter, when given); returns their raw replies. The groups the script
+        answers '?' for (they need the per-event way: a replay, an erased identifier, an
+        event older than the window; nothing of them was stored) are sent again with their
+        JSON documents, in a second pipeline bumping the counter again, and their answers
+        take the place of the '?'."""
+        replies = self._run_calls(prepared.calls, incarnation)
+        again = [
+            [(g, prepared.groups[c][g]) for g in range(len(prepared.groups[c])) if _asks(reply, g)]
+            for c, reply in enumerate(replies)
+        ]
+        if not any(again):
+            return replies
+        wanted = [c for c, groups in enumerate(again) if groups]
+        calls = [self._call_args([group for _, group in again[c]], documents=True) for c in wanted]
+        for c, answer in zip(wanted, self._run_calls(calls, incarnation), strict=True):
+            merged = list(replies[c])
+            for k, (g, _) in enumerate(again[c]):
+                merged[2 * g : 2 * g + 2] = answer[2 * k : 2 * k + 2]
+            replies[c] = merged
+            replies.append([answer[-1]])  # what the bounds kept out in the second call
+        return replies
+
+    def _run_calls(
+        self, calls: Sequence[list[Any]], incarnation: Incarnation | None
+    ) -> list[list[Any]]:
+        """Run apply calls in one pipeline, then bump and check the incarnation counter."""
         pipe = self.client.pipeline(transaction=False)
-        for args in prepared.calls:
+        for args in calls:
             self._ingest(keys=route(self.keys.prefix), args=args, client=pipe)
         if incarnation is None:
             return list(pipe.execute())
@@ -229,11 +263,13 @@ class JourneyStore:
             applied[index] = sent[position]
         return ApplyOutcome(applied, overflows)
 
-    def _chunk_args(self, effects: Sequence[EventEffects]) -> list[Any]:
+    def _call_args(
+        self, groups: Sequence[tuple[str, list[EventEffects]]], documents: bool = False
+    ) -> list[Any]:
         """Script arguments: the bounds, then per run of events with the same anchor its
-        arguments (:func:`_group_args`): one JSON document of its events' values, and the
-        same events folded in advance for the script's fast path (taken when they are all
-        new, the usual case: then the script does not decode the document)."""
+        arguments (:func:`_group_args`): the events folded in advance for the script's fast
+        path (taken when they are all new, the usual case), or, when they cannot be folded
+        or ``documents`` is set, one JSON document of their values for the per-event way."""
         bounds = self.bounds
         args: list[Any] = [
             self.keys.prefix,
@@ -246,8 +282,8 @@ class JourneyStore:
             bounds.max_active_days,
             bounds.max_purchases,
         ]
-        for anchor, run in itertools.groupby(effects, key=attrgetter("anchor")):
-            args += _group_args(anchor, list(run), self._marks)
+        for anchor, run in groups:
+            args += _group_args(anchor, run, self._marks, documents)
         return args
 
     def read_clusters(self, clusters: Sequence[str]) -> list[ClusterState]:
@@ -409,6 +445,12 @@ def _convert(client: redis.Redis, source: str, match: str, kind: str, args: list
     return converted
 
 
+def _asks(reply: Sequence[Any], group: int) -> bool:
+    """Whether the script asks for the group's JSON document (its codes are '?')."""
+    codes = reply[2 * group + 1]
+    return codes[:1] in (b"?", "?")
+
+
 def _event_args(effect: EventEffects, marks: Marks, member: bytes) -> list[Any]:
     """One event's values for ingest.lua (times as strings: Lua numbers print 14 digits)."""
     fields: dict[str, Any] = {
@@ -452,23 +494,25 @@ def _outcome(code: str, cluster: str) -> Applied:
     return Applied(found.new, cluster, found.needs_resolution)
 
 
-def _group_args(anchor: str, run: Sequence[EventEffects], marks: Marks) -> list[Any]:
-    """One anchor's events for ingest.lua: the anchor, the head of the folded values (empty
-    when they cannot take the fast path), the events' JSON document, then the folded values
-    (see ingest.lua's fast path for the layout)."""
+def _group_args(
+    anchor: str, run: Sequence[EventEffects], marks: Marks, document: bool = False
+) -> list[Any]:
+    """One anchor's events for ingest.lua: the anchor, the head of the folded values, an
+    empty document and the folded values (see ingest.lua's fast path for the layout); or,
+    when they cannot be folded or ``document`` is set, the anchor, an empty head and the
+    events' JSON document."""
     members = [encode_journey_entry(effect.entry) for effect in run]
-    events = [_event_args(e, marks, m) for e, m in zip(run, members, strict=True)]
-    doc = orjson.dumps(events)
-    folded = _folded(run, members)
+    folded = None if document else _folded(run, members)
     if folded is None:
-        return [anchor, b"", doc]
+        events = [_event_args(e, marks, m) for e, m in zip(run, members, strict=True)]
+        return [anchor, b"", orjson.dumps(events)]
     head, values = folded
     received = [effect.received_ms for effect in run]
-    marked = " ".join([mark for event in events for mark in event[5]["marks"]])
+    marked = " ".join([mark for effect in run for mark in marks(effect.identifiers)])
     return [
         anchor,
         head,
-        doc,
+        b"",
         marked,
         str(min(received)),
         str(max(received)),

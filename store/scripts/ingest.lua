@@ -13,9 +13,11 @@
 -- per raw cluster), max_ties (ties per raw cluster), window_ms (de-duplication window),
 -- rules_version (stored as 'rv' on an anchor's first event: its candidates are the current
 -- rules'), max_days (active days per anchor), max_purchases (purchase times per anchor), then
--- per group of events with the same anchor: the anchor, a head, a JSON document of its events
--- and, unless the head is empty, the same events folded in advance (the fast path, taken when
--- they are all new: see apply_at). In the document, each event is
+-- per group of events with the same anchor: the anchor, a head, and either (head empty) a
+-- JSON document of its events, or an empty document and the same events folded in advance
+-- (the fast path, taken when they are all new: see apply_at; when they are not, the group's
+-- codes are '?' and nothing of it is stored: the processor sends it again with its
+-- document). In the document, each event is
 -- [message_id, at_ms, order_key, journey_entry, received_ms, payload] (times as
 -- strings; journey_entry: the timeline member, store/codecs.py encode_journey_entry);
 -- payload: ids[], marks[] (names of their erasure markers), tie ("" if none),
@@ -581,8 +583,10 @@ local function link_fast(head, current, markers, at)
   return relinked, cluster
 end
 
--- A group that takes apply_group's way after all (nothing of it was stored yet).
-local function apply_slow(i, next_at)
+-- A group that takes apply_group's way after all (nothing of it was stored yet); without
+-- its document (sent only when asked for), its k codes '?' ask for it.
+local function apply_slow(i, next_at, k)
+  if ARGV[i + 2] == '' then return nil, string.rep('?', k), false, next_at end
   local cluster, codes, needed = apply_group(ARGV[i], cjson.decode(ARGV[i + 2]))
   return cluster, codes, needed, next_at
 end
@@ -591,7 +595,7 @@ end
 -- codes, whether the cluster is needed, and where the next group starts.
 local function apply_at(i)
   local anchor, head = ARGV[i], ARGV[i + 1]
-  if head == '' then return apply_slow(i, i + 3) end
+  if head == '' then return apply_slow(i, i + 3, 0) end
   local k, na, nm, nl, nv, nt, ncond, _, nbuys = string.byte(head, 1, 9)
   local marks_at = i + 7
   local fields_at = marks_at + 2 * k
@@ -602,7 +606,7 @@ local function apply_at(i)
     local keys = {}
     for mark in string.gmatch(ARGV[i + 3], '%S+') do keys[#keys + 1] = p .. ':erased:' .. mark end
     for _, erased in ipairs(redis.call('MGET', unpack(keys))) do
-      if erased then return apply_slow(i, next_at) end
+      if erased then return apply_slow(i, next_at, k) end
     end
   end
   local a = p .. ':a:' .. anchor
@@ -616,7 +620,7 @@ local function apply_at(i)
     nr, tr = tonumber(redis.call('ZRANGE', seen, -1, -1, 'WITHSCORES')[2]), 0
   end
   local least, greatest = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
-  if nr and least < nr - window then return apply_slow(i, next_at) end  -- expired
+  if nr and least < nr - window then return apply_slow(i, next_at, k) end  -- expired
   if k == 1 then
     if redis.call('ZADD', seen, 'NX', ARGV[marks_at], ARGV[marks_at + 1]) == 0 then
       return nil, 's', true, next_at  -- seen: nothing stored
@@ -625,7 +629,7 @@ local function apply_at(i)
     local ids = {}
     for e = 1, k do ids[e] = ARGV[marks_at + 2 * e - 1] end
     for _, score in ipairs(redis.call('ZMSCORE', seen, unpack(ids))) do
-      if score then return apply_slow(i, next_at) end
+      if score then return apply_slow(i, next_at, k) end
     end
   end
   local window_writes = {window_fields(seen, nr, tr, least, greatest)}
@@ -639,7 +643,8 @@ end
 -- Returns per group its cluster ('' unless some event needs resolution) and one status code
 -- per event: 'r' new, needs resolution; 'n' new, does not; 's' seen already (re-resolved
 -- anyway, in case a crash came before resolution); 'x' ignored (received before one of its
--- identifiers was erased, or older than the de-duplication window).
+-- identifiers was erased, or older than the de-duplication window); '?' not applied: send
+-- the group again with its document.
 local i = 10
 while i <= #ARGV do
   local cluster, codes, needed, next_at = apply_at(i)

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from infra.embedded import free_port, start_redis
+from processor.offsets import Incarnation
 from processor.store import JourneyStore
 from touchpath.effects import effects_of
 from touchpath.identity import IdentityPolicy
@@ -81,3 +82,31 @@ def test_a_new_event_of_a_known_anchor_costs_at_most_six_redis_commands(
     assert [a.new for a in outcome.applied] == [True]
     calls = _commands_inside_scripts(client)
     assert sum(calls.values()) <= 6, calls
+
+
+def _script_calls(client: redis.Redis) -> int:
+    return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_a_run_is_sent_with_its_document_only_when_the_script_asks_for_it(
+    client: redis.Redis,
+) -> None:
+    """Runs of new events go without their JSON document (one call); a run holding a replay
+    is answered '?', stores nothing, and is sent again with its document (a second call,
+    which bumps the incarnation counter again): the outcome is the per-event way's."""
+    store = JourneyStore(client, f"c{uuid.uuid4().hex[:8]}")
+    incarnation = Incarnation(client, store.keys.prefix, "test")
+    incarnation.start()
+    apply = store.prepare_apply([effects_of(_event(n), MODEL, POLICY) for n in (1, 2)])
+    anchor, head, document = apply.calls[0][9:12]  # after the 9 bounds: one run
+    assert anchor == "user_id:u" and head and document == b""
+    client.config_resetstat()
+    first = store.applied_of(apply, store.run_apply(apply, incarnation))
+    assert [a.new for a in first.applied] == [True, True] and _script_calls(client) == 1
+    again = store.prepare_apply([effects_of(_event(n), MODEL, POLICY) for n in (2, 3)])
+    client.config_resetstat()
+    second = store.applied_of(again, store.run_apply(again, incarnation))
+    assert [a.new for a in second.applied] == [False, True]
+    assert _script_calls(client) == 2 and incarnation.applied == 3
+    data = store.keys.anchor("user_id:u", "data")
+    assert client.hget(data, "c:events") == b"3"
