@@ -1,14 +1,14 @@
 #!lua
 -- Layout 4: in each de-duplication set given in KEYS, the members that are messageIds (written
 -- by an older version: they do not start with the byte 0xff, which UTF-8 never holds) become
--- their digests (store/codecs.py seen_member: 0xff, then the first 12 bytes of the SHA-1 of
+-- their digests (store/codecs.py seen_member: 0xff, then the first 11 bytes of the SHA-1 of
 -- the messageId), each keeping its receipt time (the later one when the digest is there
 -- already). Members that are digests stay: converting twice changes nothing. Returns how
 -- many sets changed.
 local MARK = '\255'
 
 local function digest(message_id)
-  local hex = string.sub(redis.sha1hex(message_id), 1, 24)
+  local hex = string.sub(redis.sha1hex(message_id), 1, 22)
   return MARK .. string.gsub(hex, '..', function(pair) return string.char(tonumber(pair, 16)) end)
 end
 

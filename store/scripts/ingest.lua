@@ -28,7 +28,7 @@
 -- the bounds kept out (traits, ties, window, ...). An event received before one of its
 -- identifiers was erased (a replay), or older than the de-duplication window, is ignored.
 --
--- De-duplication: P:a:<anchor>:seen is a sorted set of the events' digests (13 bytes of their
+-- De-duplication: P:a:<anchor>:seen is a sorted set of the events' digests (12 bytes of their
 -- messageIds, computed by the processor: store/codecs.py seen_member) scored by receipt time,
 -- kept for window_ms behind the newest receipt (the window is at least the topic's retention,
 -- so an event that can still be replayed is still remembered). The anchor hash keeps the
