@@ -373,3 +373,17 @@ def test_converting_the_deduplication_sets_again_changes_nothing(client: redis.R
     }
     client.set(keys.layout, 3)
     assert migrate_layout(client, keys.prefix, T0) == 0
+
+
+def test_any_message_id_is_remembered_as_12_bytes_and_counts_once(client: redis.Redis) -> None:
+    """Long, non-ASCII or digest-like messageIds: 12 bytes each in the set, and a replay,
+    alone (the fast path) or among new events (the per-event way), counts once."""
+    store = Store(client)
+    sent = [event(n, userId="u", messageId=m) for n, m in enumerate(ODD_IDS)]
+    store.send(sent)
+    seen = store.store.keys.anchor("user_id:u", "seen")
+    assert sorted(client.zrange(seen, 0, -1)) == sorted(seen_member(m) for m in ODD_IDS)
+    for replay in sent:
+        store.send([replay])
+    store.send([*sent, event(9, userId="u")])
+    assert store.counters("user_id:u")["c:events"] == str(len(ODD_IDS) + 1)
