@@ -46,6 +46,7 @@ from store.codecs import (
     decode_journey,
     decode_profile,
     encode_journey_entry,
+    seen_member,
 )
 from store.keys import Keys
 from touchpath.anchors import AnchorData, anchor_data
@@ -387,7 +388,8 @@ class JourneyStore:
 
 LAYOUT_VERSION = 4  # 2: de-duplication sets are sorted sets scored by receipt time;
 # 3: cluster snapshots map each customer id to "" (the profile is only P:cust);
-# 4: an anchor's active days are d:<day> fields of its hash (no P:a:<id>:days), and the
+# 4: an anchor's active days are d:<day> fields of its hash (no P:a:<id>:days), its
+# de-duplication set holds digests of the messageIds (store.codecs.seen_member), and the
 # compact formats of store/codecs.py (timeline entries, profiles, announced records, funnel
 # rows, trigger firings) are written: older versions cannot read them, so they refuse it
 
@@ -403,7 +405,9 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
     Version 1 kept messageIds in plain sets: each becomes a sorted set whose members count as
     received ``now_ms``, so they stay in the de-duplication window for its whole length.
     Versions 1 and 2 kept a copy of each profile in its cluster's snapshot: it is emptied.
-    Versions 1 to 3 kept each anchor's active days in a sorted set: they move into its hash."""
+    Versions 1 to 3 kept each anchor's active days in a sorted set: they move into its hash,
+    and messageIds in its de-duplication set: each becomes its digest
+    (:func:`store.codecs.seen_member`), its receipt time kept."""
     keys = Keys(prefix)
     version = int(client.get(keys.layout) or 1)
     if version > LAYOUT_VERSION:
@@ -420,6 +424,10 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
     if version < 3:
         snaps = keys.cluster("*", "snap")
         converted += _convert(client, scripts.source("empty_snapshots"), snaps, "hash", [])
+    if version < 4:
+        seen = keys.anchor("*", "seen")
+        digests = scripts.source("convert_seen_digests")
+        converted += _convert(client, digests, seen, "zset", [])
     days = keys.anchor("*", "days")
     converted += _convert(client, scripts.source("convert_days"), days, "zset", [])
     try:
@@ -451,8 +459,9 @@ def _asks(reply: Sequence[Any], group: int) -> bool:
     return codes[:1] in (b"?", "?")
 
 
-def _event_args(effect: EventEffects, marks: Marks, member: bytes) -> list[Any]:
-    """One event's values for ingest.lua (times as strings: Lua numbers print 14 digits)."""
+def _event_args(effect: EventEffects, marks: Marks, member: bytes, seen: bytes) -> list[Any]:
+    """One event's values for ingest.lua (times as strings: Lua numbers print 14 digits);
+    ``seen``: its de-duplication member (:func:`store.codecs.seen_member`), sent as hex."""
     fields: dict[str, Any] = {
         "ids": effect.identifiers,
         "marks": marks(effect.identifiers),  # names of their erasure markers
@@ -475,6 +484,7 @@ def _event_args(effect: EventEffects, marks: Marks, member: bytes) -> list[Any]:
         member.decode(),
         str(effect.received_ms),
         fields,
+        seen.hex(),
     ]
 
 
@@ -502,9 +512,13 @@ def _group_args(
     when they cannot be folded or ``document`` is set, the anchor, an empty head and the
     events' JSON document."""
     members = [encode_journey_entry(effect.entry) for effect in run]
-    folded = None if document else _folded(run, members)
+    digests = [seen_member(effect.message_id) for effect in run]
+    folded = None if document else _folded(run, members, digests)
     if folded is None:
-        events = [_event_args(e, marks, m) for e, m in zip(run, members, strict=True)]
+        events = [
+            _event_args(effect, marks, member, digest)
+            for effect, member, digest in zip(run, members, digests, strict=True)
+        ]
         return [anchor, b"", orjson.dumps(events)]
     head, values = folded
     received = [effect.received_ms for effect in run]
@@ -525,14 +539,15 @@ _MAX_COUNT = 255  # each count of a folded group is one byte of its head
 
 
 def _folded(
-    run: Sequence[EventEffects], members: Sequence[bytes]
+    run: Sequence[EventEffects], members: Sequence[bytes], digests: Sequence[bytes]
 ) -> tuple[bytes, list[Any]] | None:
-    """A group's events folded as ingest.lua's ``fold`` does when they are all new: its
-    head and values after the trim bound (None when the fast path cannot take it: repeated
-    messageIds, no ``events`` counter, or a count above one byte)."""
+    """A group's events folded as ingest.lua's ``fold`` does when they are all new (their
+    timeline ``members`` and de-duplication ``digests`` given): its head and values after the
+    trim bound (None when the fast path cannot take it: repeated de-duplication members, no
+    ``events`` counter, or a count above one byte)."""
     if len(run) == 1:
-        return _folded_one(run[0], members[0])
-    if len(run) > _MAX_COUNT or len({effect.message_id for effect in run}) < len(run):
+        return _folded_one(run[0], members[0], digests[0])
+    if len(run) > _MAX_COUNT or len(set(digests)) < len(run):
         return None
     adds: dict[str, int] = {}
     mins: dict[str, str] = {}
@@ -540,16 +555,16 @@ def _folded(
     last = ""
     answers: dict[str, str] = {}
     traits: dict[str, str] = {}
-    seen: list[str] = []
+    seen: list[Any] = []
     cond: list[Any] = []
     entries: list[Any] = []
     days: dict[int, int] = {}
     buys: list[str] = []
     revenue = 0.0
-    for effect, entry in zip(run, members, strict=True):
+    for effect, entry, digest in zip(run, members, digests, strict=True):
         at_ms, at = effect.at_ms, str(effect.at_ms)
         padded = f"{at_ms:015d}"
-        seen += (str(effect.received_ms), effect.message_id)
+        seen += (str(effect.received_ms), digest)
         if effect.active:
             day = at_ms // _DAY_MS
             if day not in days or at_ms < days[day]:
@@ -619,7 +634,9 @@ def _folded(
     ]
 
 
-def _folded_one(effect: EventEffects, entry: bytes) -> tuple[bytes, list[Any]] | None:
+def _folded_one(
+    effect: EventEffects, entry: bytes, digest: bytes
+) -> tuple[bytes, list[Any]] | None:
     """:func:`_folded` of a single event (the usual group): nothing to compare."""
     counts = effect.counts
     if "events" not in counts:
@@ -656,7 +673,7 @@ def _folded_one(effect: EventEffects, entry: bytes) -> tuple[bytes, list[Any]] |
     values: list[Any] = [
         repr(revenue) if revenue != 0 else "",
         str(effect.received_ms),
-        effect.message_id,
+        digest,
         *fields,
         "first",
         "ft",

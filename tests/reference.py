@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from store.codecs import decode_journey, encode_journey_entry
+from store.codecs import decode_journey, encode_journey_entry, seen_member
 from touchpath.anchors import AnchorData
 from touchpath.announcements import announced_record, stage_changes
 from touchpath.effects import effects_of
@@ -33,7 +33,7 @@ _MARKS = ("first", "last", "cond")  # anchor fields that are not counters
 class ReferenceStore:
     model: StageModel
     policy: IdentityPolicy = field(default_factory=IdentityPolicy)
-    seen: dict[tuple[str, str], int] = field(default_factory=dict)  # → receipt time (ms)
+    seen: dict[tuple[str, bytes], int] = field(default_factory=dict)  # (anchor, seen member)
     anchors: dict[str, AnchorData] = field(default_factory=dict)
     buys: dict[str, dict[str, int]] = field(default_factory=dict)
     journeys: dict[str, dict[bytes, int]] = field(default_factory=dict)  # member → time
@@ -52,9 +52,10 @@ class ReferenceStore:
 
     def _apply(self, event: Mapping[str, Any]) -> None:
         effect = effects_of(event, self.model, self.policy)
-        if (effect.anchor, effect.message_id) in self.seen:
+        seen = (effect.anchor, seen_member(effect.message_id))
+        if seen in self.seen:
             return
-        self.seen[effect.anchor, effect.message_id] = effect.received_ms
+        self.seen[seen] = effect.received_ms
         data = self.anchors.setdefault(effect.anchor, AnchorData())
         journey = self.journeys.setdefault(effect.anchor, {})  # as ZADD: one time per member
         journey[encode_journey_entry(effect.entry)] = effect.at_ms

@@ -18,8 +18,9 @@
 -- (the fast path, taken when they are all new: see apply_at; when they are not, the group's
 -- codes are '?' and nothing of it is stored: the processor sends it again with its
 -- document). In the document, each event is
--- [message_id, at_ms, order_key, journey_entry, received_ms, payload] (times as
--- strings; journey_entry: the timeline member, store/codecs.py encode_journey_entry);
+-- [message_id, at_ms, order_key, journey_entry, received_ms, payload, seen] (times as
+-- strings; journey_entry: the timeline member, store/codecs.py encode_journey_entry; seen:
+-- the event's de-duplication member in hex, store/codecs.py seen_member);
 -- payload: ids[], marks[] (names of their erasure markers), tie ("" if none),
 --          counts{}, revenue, stages{}, cond{member: at},
 --          traits{}, first_touch, surveys{order_key: answer}, act (1: activity for the
@@ -29,10 +30,11 @@
 -- the bounds kept out (traits, ties, window, ...). An event received before one of its
 -- identifiers was erased (a replay), or older than the de-duplication window, is ignored.
 --
--- De-duplication: P:a:<anchor>:seen is a sorted set of messageIds scored by receipt time,
+-- De-duplication: P:a:<anchor>:seen is a sorted set of the events' digests (12 bytes of their
+-- messageIds, computed by the processor: store/codecs.py seen_member) scored by receipt time,
 -- kept for window_ms behind the newest receipt (the window is at least the topic's retention,
 -- so an event that can still be replayed is still remembered). The anchor hash keeps the
--- newest receipt ('nr') and when the set next holds a messageId older than the window ('tr':
+-- newest receipt ('nr') and when the set next holds a digest older than the window ('tr':
 -- its oldest receipt plus window_ms), so the set is read and trimmed only once that is due.
 --
 -- Anchor hash fields: c:<counter> (added), first / ft / s:<stage> (earliest wins), rv (the
@@ -163,7 +165,7 @@ end
 
 -- The de-duplication window's fields after a group's new events (receipts least..greatest)
 -- are added to `seen`, given the anchor's 'nr' and 'tr' (nil when unknown): the set is trimmed
--- to the window first when its oldest messageId has left it. Returns 'nr', 'tr' as strings.
+-- to the window first when its oldest member has left it. Returns 'nr', 'tr' as strings.
 local function window_fields(seen, nr, tr, least, greatest)
   nr = math.max(nr or greatest, greatest)
   tr = math.min(tr or (least + window), least + window)
@@ -395,13 +397,18 @@ local function link_group(group, before)
   return relinked, cluster
 end
 
+-- The bytes of a hexadecimal string (an event's seen member as its document gives it).
+local function unhex(hex)
+  return (string.gsub(hex, '..', function(pair) return string.char(tonumber(pair, 16)) end))
+end
+
 -- Each event's de-duplication status: 'skip' (erased since), 'seen', 'expired' (received
 -- before the window of the anchor's newest receipt) or 'new'; and the new ones' seen entries.
 local function deduplicate(seen, events)
   local newest = tonumber(redis.call('ZRANGE', seen, -1, -1, 'WITHSCORES')[2])
   local status, marks, fresh, latest = {}, {}, {}, newest or 0
   for k, event in ipairs(events) do
-    local id, received = event[1], tonumber(event[5])
+    local id, received = unhex(event[7]), tonumber(event[5])
     local erased = erasure(event[6].marks, received)
     if erased == 'skip' then
       status[k] = 'skip'
@@ -462,8 +469,8 @@ end
 -- Fast path (processor/store.py folds a group's events in advance, assuming all are new):
 -- the group's part of ARGV, from its first argument i:
 --   anchor, head, document (the events for apply_group), erasure marks (space-separated),
---   least and greatest receipt time, revenue ('' if none), then k (receipt, messageId)
---   pairs, the anchor hash's fields ('nt', counters (c:events first), earliest-wins fields
+--   least and greatest receipt time, revenue ('' if none), then k (receipt, seen member)
+--   pairs (the members as the document's, in bytes), the anchor hash's fields ('nt', counters (c:events first), earliest-wins fields
 --   (first, ft, s:*, then the active days d:*), link markers (l:*, one per tie), 'last',
 --   survey answers (v:*), traits (t:*)), their values (all but 'nt'), gated candidate
 --   (at, member) pairs, timeline (at, entry) pairs, purchase (at, messageId) pairs and per

@@ -322,8 +322,11 @@ def leftovers(client: redis.Redis, prefix: str, names: list[str]) -> list[str]:
             text.append(client.get(key) or "")
         elif kind == "hash":
             text += [f"{k}={v}" for k, v in client.hgetall(key).items()]
-        elif kind in ("zset", "set"):
-            text += list(client.zrange(key, 0, -1) if kind == "zset" else client.smembers(key))
+        elif kind == "zset":  # raw: de-duplication members are binary digests
+            members = client.execute_command("ZRANGE", key, 0, -1, NEVER_DECODE=True)
+            text += [m.decode(errors="replace") for m in members]
+        elif kind == "set":
+            text += list(client.smembers(key))
         found += [f"{key}: {t}" for t in text if any(name in t for name in names)]
     return found
 

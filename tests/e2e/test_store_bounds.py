@@ -23,7 +23,7 @@ from processor.store import (
     StoreBounds,
     migrate_layout,
 )
-from store.codecs import decode_journey, decode_profile
+from store.codecs import decode_journey, decode_profile, seen_member
 from touchpath.effects import effects_of
 from touchpath.identity import IdentityPolicy
 from touchpath.stages import load_stage_model
@@ -158,7 +158,7 @@ def test_a_replay_within_the_window_counts_once_and_older_messages_are_forgotten
     later = event(2, userId="u", received_ms=T0 + 2 * DAY_MS)
     store.send([later])
     seen = store.store.keys.anchor("user_id:u", "seen")
-    assert client.zrange(seen, 0, -1) == [b"m-2"]  # m-1 left the window
+    assert client.zrange(seen, 0, -1) == [seen_member("m-2")]  # m-1 left the window
     store.send([first])  # older than the window: not counted again, counted as overflow
     assert store.counters("user_id:u")["c:events"] == "2"
     assert store.overflows["window"] == 1
@@ -172,8 +172,9 @@ def test_a_store_of_the_previous_layout_is_migrated_and_still_deduplicates(
     seen = keys.anchor("user_id:old", "seen")
     client.sadd(seen, "m-1")  # written by the previous version: a plain set
     client.hset(keys.anchor("user_id:old", "data"), "c:events", 1)
-    assert migrate_layout(client, keys.prefix, T0) == 1
+    assert migrate_layout(client, keys.prefix, T0) == 2  # a sorted set, then digests
     assert migrate_layout(client, keys.prefix, T0) == 0  # once
+    assert client.zrange(seen, 0, -1, withscores=True) == [(seen_member("m-1"), T0)]
     store.send([event(1, userId="old"), event(2, userId="old")])
     assert store.counters("user_id:old")["c:events"] == "2"
 
@@ -254,8 +255,9 @@ def test_the_window_fields_keep_the_set_to_the_window_after_every_apply(
         for e in batch:
             sent.setdefault(e["messageId"], T0 + offset)
         newest = max(sent.values())
-        kept = {m.decode(): int(r) for m, r in client.zrange(seen, 0, -1, withscores=True)}
-        assert kept == {m: r for m, r in sent.items() if r >= newest - DAY_MS}, n
+        kept = {m: int(r) for m, r in client.zrange(seen, 0, -1, withscores=True)}
+        window = {m: r for m, r in sent.items() if r >= newest - DAY_MS}
+        assert kept == {seen_member(m): r for m, r in window.items()}, n
         fields = store.counters("user_id:u")
         assert int(fields["nr"]) == newest
         assert int(fields["tr"]) == min(kept.values()) + DAY_MS
@@ -272,7 +274,7 @@ def test_an_anchor_stored_before_the_window_fields_still_deduplicates_and_expire
     assert store.counters("user_id:old")["c:events"] == "2"
     store.send([event(3, userId="old", received_ms=T0 + 2 * DAY_MS)])
     seen = store.store.keys.anchor("user_id:old", "seen")
-    assert client.zrange(seen, 0, -1) == [b"m-3"]  # the older ones left the window
+    assert client.zrange(seen, 0, -1) == [seen_member("m-3")]  # the older ones left the window
     store.send([event(4, userId="old", received_ms=T0)])  # older than the window: ignored
     assert store.counters("user_id:old")["c:events"] == "3"
     assert store.overflows["window"] == 1
@@ -320,3 +322,68 @@ def test_a_message_sent_again_after_the_window_at_another_time_moves_its_timelin
     stored = decode_journey(client.zrange(timeline, 0, -1, withscores=True))
     assert [(e["id"], e["at"]) for e in stored] == [("m-2", T0 + 2), ("m-1", T0 + 5_000)]
     assert [e["id"] for e in journey_entries(stored)] == ["m-1", "m-2"]
+
+
+#: messageIds a client may send (1 to 200 printable characters): short, long, non-ASCII, and
+#: one exactly as long as a digest
+ODD_IDS = ("m", "x" * 200, "caf\u00e9-\u2603-\U0001f600", "abcdefghijkl", "\u00ff" * 13)
+
+
+def test_a_store_of_layout_3_gets_digests_in_its_deduplication_sets(
+    client: redis.Redis,
+) -> None:
+    """Layout 3 kept messageIds in the de-duplication sets: each becomes its digest (the same
+    as the processor computes, whatever the messageId), its receipt time kept, once; a replay
+    of an event stored before counts once, and so does a later one."""
+    store = Store(client)
+    keys = store.store.keys
+    seen = keys.anchor("user_id:old", "seen")
+    sent = [event(n, userId="old", messageId=m) for n, m in enumerate(ODD_IDS)]
+    store.send(sent)
+    client.delete(seen)  # as layout 3 kept them: the messageIds
+    client.zadd(seen, {m: T0 + n for n, m in enumerate(ODD_IDS)})
+    client.set(keys.layout, 3)
+    assert migrate_layout(client, keys.prefix, T0) == 1
+    assert migrate_layout(client, keys.prefix, T0) == 0  # once
+    assert dict(client.zrange(seen, 0, -1, withscores=True)) == {
+        seen_member(m): T0 + n for n, m in enumerate(ODD_IDS)
+    }
+    store.send(sent)  # replays, one group: the per-event way
+    store.send([sent[1]])  # a replay alone: the fast path
+    assert store.counters("user_id:old")["c:events"] == str(len(ODD_IDS))
+    store.send([event(9, userId="old")])
+    assert store.counters("user_id:old")["c:events"] == str(len(ODD_IDS) + 1)
+
+
+def test_converting_the_deduplication_sets_again_changes_nothing(client: redis.Redis) -> None:
+    """A processor still converting while another already writes digests (or an older one
+    still writing messageIds): digests are never converted again, messageIds always are, a
+    messageId's later receipt kept."""
+    store = Store(client)
+    keys = store.store.keys
+    seen = keys.anchor("user_id:u", "seen")
+    store.send([event(1, userId="u", received_ms=T0), event(2, userId="u", received_ms=T0)])
+    client.zadd(seen, {"m-1": T0 + 5, "m-3": T0 + 7})  # an older processor's writes
+    client.set(keys.layout, 3)
+    assert migrate_layout(client, keys.prefix, T0) == 1
+    assert dict(client.zrange(seen, 0, -1, withscores=True)) == {
+        seen_member("m-1"): T0 + 5,
+        seen_member("m-2"): T0,
+        seen_member("m-3"): T0 + 7,
+    }
+    client.set(keys.layout, 3)
+    assert migrate_layout(client, keys.prefix, T0) == 0
+
+
+def test_any_message_id_is_remembered_as_12_bytes_and_counts_once(client: redis.Redis) -> None:
+    """Long, non-ASCII or digest-like messageIds: 12 bytes each in the set, and a replay,
+    alone (the fast path) or among new events (the per-event way), counts once."""
+    store = Store(client)
+    sent = [event(n, userId="u", messageId=m) for n, m in enumerate(ODD_IDS)]
+    store.send(sent)
+    seen = store.store.keys.anchor("user_id:u", "seen")
+    assert sorted(client.zrange(seen, 0, -1)) == sorted(seen_member(m) for m in ODD_IDS)
+    for replay in sent:
+        store.send([replay])
+    store.send([*sent, event(9, userId="u")])
+    assert store.counters("user_id:u")["c:events"] == str(len(ODD_IDS) + 1)

@@ -243,7 +243,7 @@ def assert_same_state(client: redis.Redis, keys: Keys, reference: ReferenceStore
         journey = _zset(client, keys.anchor(anchor, "journey"))
         expected_journey = reference.journeys[anchor]
         assert journey == {e.decode(): float(at) for e, at in expected_journey.items()}, anchor
-        seen = _zset(client, keys.anchor(anchor, "seen"))
+        seen = dict(client.zrange(keys.anchor(anchor, "seen"), 0, -1, withscores=True))
         assert seen == {m: float(r) for (a, m), r in reference.seen.items() if a == anchor}
         cond = _zset(client, keys.anchor(anchor, "cond"))
         assert cond == {m: float(at) for m, at in reference.anchors[anchor].conditional}

@@ -3,6 +3,7 @@ versions too, and what is not a value of theirs."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ from store.codecs import (
     encode_announced,
     encode_firing,
     encode_funnel_row,
+    seen_member,
 )
 from tests.unit.test_api_views import PROFILE
 from touchpath.funnel_rows import funnel_row
@@ -232,3 +234,20 @@ causes = st.one_of(
 @given(ms, ms, st.lists(causes, max_size=4))
 def test_every_firing_round_trips(since: int, due: int, found: list[dict[str, Any]]) -> None:
     assert decode_firing(encode_firing(since, due, found)) == StoredFiring(since, due, found)
+
+
+message_ids = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=200)
+
+
+@given(message_ids)
+def test_a_seen_member_is_12_bytes_told_from_any_message_id(message_id: str) -> None:
+    """Whatever the messageId: 0xff (which its UTF-8 never holds), then 88 bits of SHA-1."""
+    member = seen_member(message_id)
+    assert len(member) == 12 and member[0] == 0xFF
+    assert not message_id.encode().startswith(b"\xff")
+    assert member[1:] == hashlib.sha1(message_id.encode()).digest()[:11]
+
+
+def test_seen_members_of_distinct_message_ids_differ() -> None:
+    ids = [f"m-{n}" for n in range(10_000)] + ["caf\u00e9", "cafe\u0301", "x" * 200]
+    assert len({seen_member(m) for m in ids}) == len(ids)
