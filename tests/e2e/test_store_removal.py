@@ -107,8 +107,8 @@ def _index_state(client: redis.Redis, keys: Keys, names: dict[str, str]) -> dict
 
 def _snapshot_holds(client: redis.Redis, store: JourneyStore, cid: str) -> bool:
     return any(
-        cid.encode() in client.hkeys(key)
-        for key in client.scan_iter(store.keys.cluster("*", "snap"))
+        f"c:{cid}".encode() in client.hkeys(key)
+        for key in client.scan_iter(store.keys.cluster("*"))
     )
 
 
