@@ -2,8 +2,8 @@
 -- away or split off) and erase.lua (an erasure); a function chunk the loader puts in front of
 -- those scripts (store/scripts.py).
 --
--- Removes the customer's profile (P:cust), its entry in the snapshots of `clusters`
--- (its c:<cid> field in P:cl:<cluster>), its funnel row and survey answers, its stage entry (the profile's
+-- Removes the customer's profile (P:cust), its entry in the clusters `clusters` (the field
+-- c:<cid> of P:cl:<cluster>), its funnel row and survey answers, its stage entry (the profile's
 -- current stage) and reached entries (the stages of its history), and its account
 -- memberships (P:acct:<groupId>:members).
 -- p: the prefix; cid: the customer id; profile: its last profile, decoded (only `stage`,
