@@ -96,6 +96,12 @@ local function put(writes, field, value)
   writes[#writes + 1] = value
 end
 
+-- A count as Redis is given it: an integer's digits (a Lua number would be printed as a
+-- float by the call, several times the cost).
+local function int(n)
+  return string.format('%d', n)
+end
+
 -- Merge cluster `from_id` into `survivor` and delete it: identifiers and ties keep their
 -- earliest order, customers, refused ties and blocked identifiers are copied; counts follow.
 local function merge_into(from_id, survivor)
@@ -129,7 +135,7 @@ local function merge_into(from_id, survivor)
   end
   for j, count in ipairs({'ni', 'nt', 'no'}) do
     if counts[count] ~= (tonumber(current[j]) or 0) then
-      put(writes, count, counts[count])
+      put(writes, count, int(counts[count]))
     end
   end
   if #writes > 0 then sliced('HSET', to, writes) end
@@ -189,7 +195,9 @@ local function refuse(cluster, tie, order, what)
   local key = p .. ':cl:' .. cluster
   local found = redis.call('HMGET', key, 'no', 'o:' .. tie)
   local n = tonumber(found[1]) or 0
-  if n < 20 and not found[2] then redis.call('HSET', key, 'o:' .. tie, order, 'no', n + 1) end
+  if n < 20 and not found[2] then
+    redis.call('HSET', key, 'o:' .. tie, order, 'no', int(n + 1))
+  end
 end
 
 local function link(ids, tie, order)
@@ -223,11 +231,11 @@ local function link(ids, tie, order)
   end
   local n = #fields
   if #clusters == 0 then  -- a new cluster: nothing to compare with
-    local writes = {'v', 1, 'ni', n - 3}
+    local writes = {'v', '1', 'ni', int(n - 3)}
     for j = 4, n do put(writes, fields[j], order) end
     if tie ~= '' then
       put(writes, 't:' .. tie, order)
-      put(writes, 'nt', 1)
+      put(writes, 'nt', '1')
     end
     sliced('HSET', to, writes)
     return survivor, true
@@ -244,7 +252,7 @@ local function link(ids, tie, order)
     end
   end
   if added > 0 then
-    put(writes, 'ni', (tonumber(current[2]) or 0) + added)
+    put(writes, 'ni', int((tonumber(current[2]) or 0) + added))
   end
   if tie ~= '' then
     local known, ties = current[n + 1], tonumber(current[3]) or 0
@@ -252,12 +260,12 @@ local function link(ids, tie, order)
       refuse(survivor, tie, order, 'ties')
     elseif not known or order < known then  -- earliest wins
       put(writes, fields[n + 1], order)
-      if not known then put(writes, 'nt', ties + 1) end
+      if not known then put(writes, 'nt', int(ties + 1)) end
       changed = true
     end
   end
   if changed then
-    put(writes, 'v', (tonumber(current[1]) or 0) + 1)
+    put(writes, 'v', int((tonumber(current[1]) or 0) + 1))
   end
   if #writes > 0 then sliced('HSET', to, writes) end
   return survivor, changed
