@@ -394,12 +394,12 @@ local function store(a, group)
   end
   if traits ~= counted then
     writes[#writes + 1] = 'nt'
-    writes[#writes + 1] = traits
+    writes[#writes + 1] = int(traits)
   end
   local nd, drop = count_days(current[2], new_days)
   if new_days > 0 then
     writes[#writes + 1] = 'nd'
-    writes[#writes + 1] = nd
+    writes[#writes + 1] = int(nd)
   end
   if not before['first'] and rules_version ~= '' then  -- a new anchor
     writes[#writes + 1] = 'rv'
@@ -527,7 +527,7 @@ local function store_fast(a, head, f, revenue_at, current, nd, window_writes)
   for _ = 1, na do  -- counters, added
     local sum = (tonumber(current[c]) or 0) + tonumber(ARGV[x])
     if c == 2 then total = sum end
-    writes[w + 1], writes[w + 2], w = ARGV[f + c - 1], sum, w + 2
+    writes[w + 1], writes[w + 2], w = ARGV[f + c - 1], int(sum), w + 2
     c, x = c + 1, x + 1
   end
   local first, new_days = current[c], 0
@@ -568,10 +568,10 @@ local function store_fast(a, head, f, revenue_at, current, nd, window_writes)
     if better then writes[w + 1], writes[w + 2], w, changed = ARGV[f + c - 1], value, w + 2, true end
     c, x = c + 1, x + 1
   end
-  if traits ~= counted then writes[w + 1], writes[w + 2], w = 'nt', traits, w + 2 end
+  if traits ~= counted then writes[w + 1], writes[w + 2], w = 'nt', int(traits), w + 2 end
   local drop
   nd, drop = count_days(nd, new_days)
-  if new_days > 0 then writes[w + 1], writes[w + 2], w = 'nd', nd, w + 2 end
+  if new_days > 0 then writes[w + 1], writes[w + 2], w = 'nd', int(nd), w + 2 end
   writes[w + 1], writes[w + 2], writes[w + 3], writes[w + 4], w =
     'nr', window_writes[1], 'tr', window_writes[2], w + 4
   if not first and rules_version ~= '' then  -- a new anchor
