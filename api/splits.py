@@ -1,10 +1,10 @@
 """Undo a wrong merge: split an identifier off its customer (``POST …/split``, admin).
 
-The identifier is *blocked* in its identity cluster (``P:cl:<cluster>:blocked``, identifier →
-who asked and when): resolution makes no tie naming it, whatever events arrive later or are
-replayed, so it becomes a customer of its own. The cluster is then derived again by the
-processor's own resolver (as after an erasure, through ``P:rederive``), which writes both
-customers and announces what changed for each of them as corrections.
+The identifier is *blocked* in its identity cluster (the field ``b:<identifier>`` of
+``P:cl:<cluster>`` → who asked and when): resolution makes no tie naming it, whatever events
+arrive later or are replayed, so it becomes a customer of its own. The cluster is then derived
+again by the processor's own resolver (as after an erasure, through ``P:rederive``), which
+writes both customers and announces what changed for each of them as corrections.
 """
 
 from __future__ import annotations

@@ -301,11 +301,12 @@ def callgrind_run(
 
 def state_digest(client: redis.Redis, prefix: str) -> str:
     """A digest of every key under the prefix (type and content), to check two builds agree
-    (with ``INGEST_COST_DUMP`` set, the content is also written to that file, a key a line)."""
+    (with ``INGEST_COST_DUMP`` set, the content is also written to that file, a key a line).
+    A raw cluster's one hash (layout 4) counts as the six keys older layouts kept it in."""
     digest = hashlib.sha256()
     dump = os.environ.get("INGEST_COST_DUMP")
-    lines = []
-    for key in sorted(client.scan_iter(match=f"{prefix}:*", count=5000)):
+    entries = []
+    for key in client.scan_iter(match=f"{prefix}:*", count=5000):
         if key == f"{prefix}:erasure-key":  # random per store
             continue
         kind = client.type(key)
@@ -321,12 +322,35 @@ def state_digest(client: redis.Redis, prefix: str) -> str:
             value = [fields for _, fields in client.xrange(key)]
         else:
             value = client.dump(key)
+        if kind == "hash" and key.startswith(f"{prefix}:cl:") and key.count(":") == 2:
+            entries += _old_cluster_keys(key, dict(value))
+        else:
+            entries.append((key, kind, value))
+    lines = []
+    for key, kind, value in sorted(entries, key=lambda entry: entry[0]):
         line = json.dumps([key, kind, value], default=str)
         digest.update(line.encode())
         lines.append(line)
     if dump:
         Path(dump).write_text("\n".join(lines) + "\n")
     return digest.hexdigest()
+
+
+def _old_cluster_keys(key: str, fields: dict[str, str]) -> list[tuple[str, str, Any]]:
+    """A raw cluster's hash as the keys of layouts before 4 (``ids``, ``ties``, ``snap``,
+    ``over``, ``blocked`` when not empty, and ``ver``); its counts are left out."""
+    found: list[tuple[str, str, Any]] = [(f"{key}:ver", "string", fields.get("v"))]
+    for kind, part in (
+        ("i:", "ids"),
+        ("t:", "ties"),
+        ("c:", "snap"),
+        ("o:", "over"),
+        ("b:", "blocked"),
+    ):
+        value = sorted((f[2:], v) for f, v in fields.items() if f.startswith(kind))
+        if value:
+            found.append((f"{key}:{part}", "hash", value))
+    return found
 
 
 def summary(result: dict[str, Any]) -> str:

@@ -289,7 +289,7 @@ def memory_by_family(client: redis.Redis, prefix: str) -> dict[str, dict[str, in
             parts = key.split(":")
             if parts[1] in ("a", "cl") and len(parts) >= 4:
                 family = f"{parts[1]}:*:{parts[-1]}"
-            elif len(parts) >= 3 and parts[1] in ("id", "idc", "cust", "former", "trg"):
+            elif len(parts) >= 3 and parts[1] in ("id", "idc", "cust", "former", "trg", "cl"):
                 family = f"{parts[1]}:*"
             else:
                 family = ":".join(parts[1:])

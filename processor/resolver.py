@@ -22,7 +22,7 @@ import orjson
 from processor.store import ClusterState, ClusterWrite, JourneyStore
 from processor.triggers import schedule as schedule_triggers
 from store.codecs import StoredAnnounced, encode_announced, encode_funnel_row, encode_profile
-from store.keys import Keys
+from store.keys import ClusterFields, Keys
 from touchpath.announcements import announced_record, stage_changes
 from touchpath.cycles import DEFAULT_LAPSE_DAYS
 from touchpath.identity import IdentityPolicy
@@ -194,7 +194,7 @@ class Resolver:
     ) -> None:
         keys = self.store.keys
         call = write.call
-        snap = keys.cluster(write.cluster, "snap")
+        cluster = keys.cluster(write.cluster)
         for cid, profile in old.items():
             if cid not in new:
                 successor = _successor(profile, new)
@@ -206,8 +206,8 @@ class Resolver:
             if before == profile:
                 continue
             call("SET", keys.customer(cid), encode_profile(profile))
-            if before is None:  # the snapshot lists the customer; its profile is P:cust
-                call("HSET", snap, cid, "")
+            if before is None:  # the cluster lists the customer; its profile is P:cust
+                call("HSET", cluster, ClusterFields.CUSTOMER + cid, "")
             known = set(before["identities"]) if before else set()
             for identity in profile["identities"]:
                 if identity not in known:

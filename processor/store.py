@@ -6,10 +6,12 @@ Layout (``P`` is the configured prefix):
   anchored at an identifier: de-duplication set, timeline (its members: store/codecs.py),
   counters/stage candidates/traits/active days, gated candidates and purchase times (the
   lifecycle).
-* ``P:id:<identifier>`` → raw cluster id; ``P:cl:<cluster>:{ids,ties,ver,snap}`` — the raw
-  identity cluster (every identifier ever tied together), its ties, a version bumped on every
-  identity or stage change, and the customers last derived from it (their ids; each profile
-  is stored once, as ``P:cust``).
+* ``P:id:<identifier>`` → raw cluster id; ``P:cl:<cluster>`` — the raw identity cluster, one
+  hash (``store.keys.ClusterFields``): every identifier ever tied together (``i:``), its ties
+  (``t:``), a version bumped on every identity or stage change (``v``), the customers last
+  derived from it (``c:``, their ids; each profile is stored once, as ``P:cust``), ties
+  refused because it was full (``o:``), identifiers an admin split off (``b:``), and the
+  counts its bounds compare (``ni``, ``nt``, ``no``).
 * ``P:cust:<customer>`` → profile JSON (compact: ``store.codecs.encode_profile``);
   ``P:idc:<identifier>`` → customer id;
   ``P:stage:<stage>`` → customers *currently* in a stage by time entered;
@@ -43,6 +45,7 @@ from store import scripts
 from store.codecs import (
     StoredAnnounced,
     decode_announced,
+    decode_cluster,
     decode_journey,
     decode_profile,
     encode_journey_entry,
@@ -295,26 +298,14 @@ class JourneyStore:
         raw = orjson.loads(
             self._read_clusters(keys=route(self.keys.prefix), args=[self.keys.prefix, *clusters])
         )
-        return [
-            ClusterState(
-                cluster,
-                int(version),
-                _pairs(ids),
-                _pairs(ties),
-                {cid: decode_profile(profile) for cid, profile in _pairs(snap).items()},
-                {anchor: _anchor(*parts) for anchor, *parts in anchors or ()},
-                _pairs(over),
-                _pairs(blocked),
-            )
-            for cluster, version, ids, ties, snap, anchors, over, blocked in raw or ()
-        ]
+        return [_cluster_state(*found) for found in raw or ()]
 
     def write_clusters(self, writes: Sequence[ClusterWrite]) -> list[ClusterWrite]:
         """Run each cluster's commands atomically if its version is unchanged, in one call;
         returns the writes that did not land because their cluster changed meanwhile."""
         args: list[Any] = []
         for write in writes:
-            args += (self.keys.cluster(write.cluster, "ver"), write.version, len(write.commands))
+            args += (self.keys.cluster(write.cluster), write.version, len(write.commands))
             for command in write.commands:
                 args.append(len(command))
                 args.extend(command)
@@ -389,7 +380,8 @@ class JourneyStore:
 LAYOUT_VERSION = 4  # 2: de-duplication sets are sorted sets scored by receipt time;
 # 3: cluster snapshots map each customer id to "" (the profile is only P:cust);
 # 4: an anchor's active days are d:<day> fields of its hash (no P:a:<id>:days), its
-# de-duplication set holds digests of the messageIds (store.codecs.seen_member), and the
+# de-duplication set holds digests of the messageIds (store.codecs.seen_member), each raw
+# cluster is one hash P:cl:<cluster> (no :ids, :ties, :ver, :snap, :over, :blocked), and the
 # compact formats of store/codecs.py (timeline entries, profiles, announced records, funnel
 # rows, trigger firings) are written: older versions cannot read them, so they refuse it
 
@@ -404,10 +396,11 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
 
     Version 1 kept messageIds in plain sets: each becomes a sorted set whose members count as
     received ``now_ms``, so they stay in the de-duplication window for its whole length.
-    Versions 1 and 2 kept a copy of each profile in its cluster's snapshot: it is emptied.
-    Versions 1 to 3 kept each anchor's active days in a sorted set: they move into its hash,
-    and messageIds in its de-duplication set: each becomes its digest
-    (:func:`store.codecs.seen_member`), its receipt time kept."""
+    Versions 1 to 3 kept each anchor's active days in a sorted set: they move into its hash;
+    messageIds in its de-duplication set: each becomes its digest
+    (:func:`store.codecs.seen_member`), its receipt time kept; and each raw cluster in six
+    keys: they become its one hash (``convert_clusters.lua``), which lists its customers' ids
+    only (versions 1 and 2 kept a copy of each profile there)."""
     keys = Keys(prefix)
     version = int(client.get(keys.layout) or 1)
     if version > LAYOUT_VERSION:
@@ -421,15 +414,12 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
     if version < 2:
         seen = keys.anchor("*", "seen")
         converted += _convert(client, scripts.source("convert_seen"), seen, "set", [now_ms])
-    if version < 3:
-        snaps = keys.cluster("*", "snap")
-        converted += _convert(client, scripts.source("empty_snapshots"), snaps, "hash", [])
-    if version < 4:
-        seen = keys.anchor("*", "seen")
-        digests = scripts.source("convert_seen_digests")
-        converted += _convert(client, digests, seen, "zset", [])
+    seen = keys.anchor("*", "seen")
+    converted += _convert(client, scripts.source("convert_seen_digests"), seen, "zset", [])
     days = keys.anchor("*", "days")
     converted += _convert(client, scripts.source("convert_days"), days, "zset", [])
+    clusters = keys.old_cluster("*", "ids")
+    converted += _convert(client, scripts.source("convert_clusters"), clusters, "hash", [])
     try:
         client.set(keys.layout, LAYOUT_VERSION)
     except redis.OutOfMemoryError:
@@ -757,6 +747,23 @@ def _text(value: bytes | str | None) -> str:
 def _pairs(flat: Sequence[str]) -> dict[str, str]:
     """A flat ``[k1, v1, k2, v2, …]`` list as a dict (``{}`` stands for an empty list)."""
     return dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
+
+
+def _cluster_state(
+    cluster: str, flat: Sequence[str], profiles: Sequence[str], anchors: Sequence[Any]
+) -> ClusterState:
+    """A cluster as read_clusters.lua returns it: its hash's fields split by kind."""
+    parts = decode_cluster(_pairs(flat))
+    return ClusterState(
+        cluster,
+        parts.version,
+        parts.identifiers,
+        parts.ties,
+        {cid: decode_profile(profile) for cid, profile in _pairs(profiles).items()},
+        {anchor: _anchor(*found) for anchor, *found in anchors or ()},
+        parts.over,
+        parts.blocked,
+    )
 
 
 def _anchor(data: Sequence[str], cond: Sequence[str], buys: Sequence[str] = ()) -> AnchorData:

@@ -85,6 +85,7 @@ from typing import Any, NamedTuple, cast
 
 import orjson
 
+from store.keys import ClusterFields
 from touchpath.announcements import announced_record
 from touchpath.cycles import LAPSED
 from touchpath.funnel_rows import funnel_row
@@ -573,3 +574,40 @@ SEEN_DIGEST_BYTES = 11
 def seen_member(message_id: str) -> bytes:
     """The member standing for a messageId in a de-duplication set (12 bytes, see above)."""
     return SEEN_MARK + hashlib.sha1(message_id.encode()).digest()[:SEEN_DIGEST_BYTES]
+
+
+class StoredCluster(NamedTuple):
+    """A raw cluster's hash (``P:cl:<cluster>``, ``store.keys.ClusterFields``) split by kind."""
+
+    version: int
+    identifiers: dict[str, str]  # identifier → the order first seen at
+    ties: dict[str, str]  # tie → earliest order
+    customers: list[str]  # the customers last derived from it
+    over: dict[str, str]  # tie refused because the cluster was full → order
+    blocked: dict[str, str]  # identifier split off → record
+
+
+def decode_cluster(fields: Mapping[str, str]) -> StoredCluster:
+    """A raw cluster from its hash's fields (as read; the counts are not returned)."""
+    parts: dict[str, dict[str, str]] = {kind: {} for kind in _CLUSTER_PARTS}
+    for name, value in fields.items():
+        part = parts.get(name[:2])
+        if part is not None:
+            part[name[2:]] = value
+    return StoredCluster(
+        int(fields.get(ClusterFields.VERSION) or 0),
+        parts[ClusterFields.IDENTIFIER],
+        parts[ClusterFields.TIE],
+        list(parts[ClusterFields.CUSTOMER]),
+        parts[ClusterFields.OVER],
+        parts[ClusterFields.BLOCKED],
+    )
+
+
+_CLUSTER_PARTS = (
+    ClusterFields.IDENTIFIER,
+    ClusterFields.TIE,
+    ClusterFields.CUSTOMER,
+    ClusterFields.OVER,
+    ClusterFields.BLOCKED,
+)

@@ -8,6 +8,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class ClusterFields:
+    """Fields of a raw cluster's hash ``P:cl:<cluster>`` (the Lua scripts spell them alike).
+
+    ``i:<identifier>`` → the order it was first seen at; ``t:<tie>`` → the earliest order of a
+    tie; ``v`` → the version, bumped on every identity or stage change; ``c:<customer id>`` →
+    "" (the customers last derived from it; each profile is ``P:cust``); ``o:<tie>`` → order of
+    a tie refused because the cluster was full (at most 20); ``b:<identifier>`` → record of an
+    identifier an admin split off; ``ni`` / ``nt`` / ``no``: how many ``i:`` / ``t:`` / ``o:``
+    fields it has (absent: none), which the bounds compare.
+    """
+
+    IDENTIFIER = "i:"
+    TIE = "t:"
+    VERSION = "v"
+    CUSTOMER = "c:"
+    OVER = "o:"
+    BLOCKED = "b:"
+    IDENTIFIERS = "ni"
+    TIES = "nt"
+    REFUSED = "no"
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Key names under one prefix."""
@@ -20,7 +42,13 @@ class Keys:
     def identity(self, identifier: str) -> str:
         return f"{self.prefix}:id:{identifier}"
 
-    def cluster(self, cluster: str, part: str) -> str:
+    def cluster(self, cluster: str) -> str:
+        """Hash: one raw identity cluster, its parts as field prefixes (:class:`ClusterFields`)."""
+        return f"{self.prefix}:cl:{cluster}"
+
+    def old_cluster(self, cluster: str, part: str) -> str:
+        """A raw cluster's part as layouts before 4 kept it: a key of its own (``ids``, ``ties``,
+        ``ver``, ``snap``, ``over``, ``blocked``); read only by the layout migration."""
         return f"{self.prefix}:cl:{cluster}:{part}"
 
     def customer(self, customer_id: str) -> str:

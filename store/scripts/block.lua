@@ -3,8 +3,8 @@
 local p, id, record = ARGV[1], ARGV[2], ARGV[3]
 local cluster = redis.call('GET', p .. ':id:' .. id)
 if not cluster then return false end
-local cl = p .. ':cl:' .. cluster
-redis.call('HSET', cl .. ':blocked', id, record)
-redis.call('INCR', cl .. ':ver')  -- a resolution in flight re-reads
+local cl = p .. ':cl:' .. cluster  -- one hash (store/keys.py ClusterFields)
+redis.call('HSET', cl, 'b:' .. id, record)
+redis.call('HINCRBY', cl, 'v', 1)  -- a resolution in flight re-reads
 redis.call('SADD', p .. ':rederive', cluster)
 return cluster

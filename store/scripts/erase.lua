@@ -102,20 +102,36 @@ end
 -- caller (P:rederive)
 local touched = {}
 for _, cluster in ipairs(cluster_ids) do
-  local cl = p .. ':cl:' .. cluster
-  redis.call('HDEL', cl .. ':ids', unpack(ids))
-  for _, part in ipairs({':ties', ':over', ':blocked'}) do  -- ties refused or split off too
-    for _, tie in ipairs(redis.call('HKEYS', cl .. part)) do
-      if names_gone(tie) then redis.call('HDEL', cl .. part, tie) end
+  local cl = p .. ':cl:' .. cluster  -- one hash (store/keys.py ClusterFields)
+  local flat, drop, rest = redis.call('HGETALL', cl), {}, {}
+  local counts = {ni = 0, nt = 0, no = 0}
+  local counted = {['i:'] = 'ni', ['t:'] = 'nt', ['o:'] = 'no'}
+  for i = 1, #flat, 2 do
+    local field = flat[i]
+    local kind = string.sub(field, 1, 2)
+    -- its identifiers, and ties naming them (refused or split off too)
+    if (kind == 'i:' or kind == 't:' or kind == 'o:' or kind == 'b:')
+        and names_gone(string.sub(field, 3)) then
+      drop[#drop + 1] = field
+    elseif counted[kind] then
+      counts[counted[kind]] = counts[counted[kind]] + 1
+      if kind == 'i:' then rest[#rest + 1] = string.sub(field, 3) end
     end
   end
-  local rest = redis.call('HKEYS', cl .. ':ids')
   if #rest == 0 then
-    redis.call('DEL', cl .. ':ids', cl .. ':ties', cl .. ':snap', cl .. ':ver', cl .. ':over',
-               cl .. ':blocked')
+    redis.call('DEL', cl)
   else
+    local writes = {}
+    for count, n in pairs(counts) do
+      if n > 0 then writes[#writes + 1] = count; writes[#writes + 1] = n
+      else drop[#drop + 1] = count end
+    end
+    for start = 1, #drop, 1000 do
+      redis.call('HDEL', cl, unpack(drop, start, math.min(start + 999, #drop)))
+    end
+    redis.call('HSET', cl, unpack(writes))
     for _, id in ipairs(rest) do scrub_anchor(id) end
-    redis.call('INCR', cl .. ':ver') -- a resolution in flight sees its version moved and re-reads
+    redis.call('HINCRBY', cl, 'v', 1) -- a resolution in flight sees its version moved, re-reads
     redis.call('SADD', p .. ':rederive', cluster)
     touched[#touched + 1] = cluster
   end

@@ -72,28 +72,6 @@ local function sliced(command, key, args)
   return replies
 end
 
--- Set every field of `wanted` whose stored value is absent or greater; true if any.
-local function set_min(key, wanted)
-  local fields, values = {}, {}
-  for field, value in pairs(wanted) do
-    table.insert(fields, field)
-    table.insert(values, value)
-  end
-  if #fields == 0 then return false end
-  local current = sliced('HMGET', key, fields)
-  local writes = {}
-  for i, field in ipairs(fields) do
-    local old = current[i]
-    if (not old) or values[i] < old then
-      table.insert(writes, field)
-      table.insert(writes, values[i])
-    end
-  end
-  if #writes == 0 then return false end
-  sliced('HSET', key, writes)
-  return true
-end
-
 -- 'skip' when an event must be ignored (received before one of its identifiers was erased),
 -- 'seen' when one of them was erased earlier (link markers cannot be trusted), else nil.
 local function erasure(ids, received)
@@ -109,26 +87,63 @@ local function erasure(ids, received)
   return found
 end
 
+-- A raw cluster is one hash P:cl:<cluster> (store/keys.py ClusterFields): i:<identifier> →
+-- the order first seen at, t:<tie> → its earliest order, v → version (bumped on every change),
+-- c:<customer id> → '' (customers last derived), o:<tie> → order of a tie refused because the
+-- cluster was full, b:<identifier> → record of an identifier split off; ni / nt / no count the
+-- i: / t: / o: fields (absent: 0), so a bound is one field read.
+local COUNTS = {['i:'] = 'ni', ['t:'] = 'nt', ['o:'] = 'no'}
+
+-- Append a field and its value to a flat list of writes.
+local function put(writes, field, value)
+  writes[#writes + 1] = field
+  writes[#writes + 1] = value
+end
+
+-- A count as Redis is given it: an integer's digits (a Lua number would be printed as a
+-- float by the call, several times the cost).
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- Merge cluster `from_id` into `survivor` and delete it: identifiers and ties keep their
+-- earliest order, customers, refused ties and blocked identifiers are copied; counts follow.
 local function merge_into(from_id, survivor)
   local from, to = p .. ':cl:' .. from_id, p .. ':cl:' .. survivor
-  local ids = redis.call('HGETALL', from .. ':ids')
-  local firsts = {}
-  for i = 1, #ids, 2 do
-    firsts[ids[i]] = ids[i + 1]
-    redis.call('SET', p .. ':id:' .. ids[i], survivor)
+  local flat = redis.call('HGETALL', from)
+  local fields, values, n = {'ni', 'nt', 'no'}, {}, 3
+  local writes = {}
+  for i = 1, #flat, 2 do
+    local field, kind = flat[i], string.sub(flat[i], 1, 2)
+    if kind == 'i:' then redis.call('SET', p .. ':id:' .. string.sub(field, 3), survivor) end
+    if COUNTS[kind] then
+      n = n + 1
+      fields[n], values[n] = field, flat[i + 1]
+    elseif kind == 'c:' or kind == 'b:' then
+      put(writes, field, flat[i + 1])
+    end
   end
-  set_min(to .. ':ids', firsts)
-  local ties, orders = redis.call('HGETALL', from .. ':ties'), {}
-  for i = 1, #ties, 2 do orders[ties[i]] = ties[i + 1] end
-  set_min(to .. ':ties', orders)
-  local snap = redis.call('HGETALL', from .. ':snap')
-  if #snap > 0 then sliced('HSET', to .. ':snap', snap) end
-  for _, part in ipairs({':over', ':blocked'}) do  -- ties refused, identifiers split off
-    local kept = redis.call('HGETALL', from .. part)
-    if #kept > 0 then sliced('HSET', to .. part, kept) end
+  local current = sliced('HMGET', to, fields)
+  local counts = {ni = tonumber(current[1]) or 0, nt = tonumber(current[2]) or 0,
+                  no = tonumber(current[3]) or 0}
+  for j = 4, n do
+    local field, old, value = fields[j], current[j], values[j]
+    local kind = string.sub(field, 1, 2)
+    if not old then
+      local count = COUNTS[kind]
+      counts[count] = counts[count] + 1
+    end
+    if (not old) or kind == 'o:' or value < old then  -- earliest wins, but for refused ties
+      put(writes, field, value)
+    end
   end
-  redis.call('DEL', from .. ':ids', from .. ':ties', from .. ':snap', from .. ':ver',
-             from .. ':over', from .. ':blocked')
+  for j, count in ipairs({'ni', 'nt', 'no'}) do
+    if counts[count] ~= (tonumber(current[j]) or 0) then
+      put(writes, count, int(counts[count]))
+    end
+  end
+  if #writes > 0 then sliced('HSET', to, writes) end
+  redis.call('DEL', from)
 end
 
 -- The raw clusters holding some of `ids`, distinct, and how many of `ids` no cluster holds.
@@ -156,7 +171,7 @@ local function survivor_of(clusters, unknown)
   if #clusters == 1 and unknown == 0 then return clusters[1], 0 end  -- nothing grows
   local survivor, best, total = clusters[1], -1, unknown
   for _, c in ipairs(clusters) do
-    local n = redis.call('HLEN', p .. ':cl:' .. c .. ':ids')
+    local n = tonumber(redis.call('HGET', p .. ':cl:' .. c, 'ni')) or 0
     total = total + n
     if n > best or (n == best and c < survivor) then survivor, best = c, n end
   end
@@ -180,8 +195,13 @@ end
 -- Record once (per raw cluster, at most 20 of them) a tie the bounds kept out.
 local function refuse(cluster, tie, order, what)
   over[what] = over[what] + 1
-  local key = p .. ':cl:' .. cluster .. ':over'
-  if tie ~= '' and redis.call('HLEN', key) < 20 then redis.call('HSETNX', key, tie, order) end
+  if tie == '' then return end
+  local key = p .. ':cl:' .. cluster
+  local found = redis.call('HMGET', key, 'no', 'o:' .. tie)
+  local n = tonumber(found[1]) or 0
+  if n < 20 and not found[2] then
+    redis.call('HSET', key, 'o:' .. tie, order, 'no', int(n + 1))
+  end
 end
 
 local function link(ids, tie, order)
@@ -206,30 +226,52 @@ local function link(ids, tie, order)
     if found[i] ~= survivor then redis.call('SET', keys[i], survivor) end
   end
   local to = p .. ':cl:' .. survivor
-  if #clusters == 0 then  -- a new cluster: nothing to compare with
-    local firsts = {}
-    for _, id in ipairs(ids) do
-      firsts[#firsts + 1] = id
-      firsts[#firsts + 1] = order
+  local fields, unique = {'v', 'ni', 'nt'}, {}
+  for _, id in ipairs(ids) do
+    if not unique[id] then
+      unique[id] = true
+      fields[#fields + 1] = 'i:' .. id
     end
-    redis.call('HSET', to .. ':ids', unpack(firsts))
-    if tie ~= '' then redis.call('HSET', to .. ':ties', tie, order) end
-    redis.call('INCR', to .. ':ver')
+  end
+  local n = #fields
+  if #clusters == 0 then  -- a new cluster: nothing to compare with
+    local writes = {'v', '1', 'ni', int(n - 3)}
+    for j = 4, n do put(writes, fields[j], order) end
+    if tie ~= '' then
+      put(writes, 't:' .. tie, order)
+      put(writes, 'nt', '1')
+    end
+    sliced('HSET', to, writes)
     return survivor, true
   end
-  local firsts = {}
-  for _, id in ipairs(ids) do firsts[id] = order end
-  if set_min(to .. ':ids', firsts) then changed = true end
+  if tie ~= '' then fields[n + 1] = 't:' .. tie end
+  local current = sliced('HMGET', to, fields)
+  local writes, added = {}, 0
+  for j = 4, n do  -- earliest wins
+    local old = current[j]
+    if (not old) or order < old then
+      put(writes, fields[j], order)
+      changed = true
+      if not old then added = added + 1 end
+    end
+  end
+  if added > 0 then
+    put(writes, 'ni', int((tonumber(current[2]) or 0) + added))
+  end
   if tie ~= '' then
-    local known = redis.call('HGET', to .. ':ties', tie)
-    if known == false and redis.call('HLEN', to .. ':ties') >= max_ties then
+    local known, ties = current[n + 1], tonumber(current[3]) or 0
+    if known == false and ties >= max_ties then
       refuse(survivor, tie, order, 'ties')
     elseif not known or order < known then  -- earliest wins
-      redis.call('HSET', to .. ':ties', tie, order)
+      put(writes, fields[n + 1], order)
+      if not known then put(writes, 'nt', int(ties + 1)) end
       changed = true
     end
   end
-  if changed then redis.call('INCR', to .. ':ver') end
+  if changed then
+    put(writes, 'v', int((tonumber(current[1]) or 0) + 1))
+  end
+  if #writes > 0 then sliced('HSET', to, writes) end
   return survivor, changed
 end
 
@@ -356,12 +398,12 @@ local function store(a, group)
   end
   if traits ~= counted then
     writes[#writes + 1] = 'nt'
-    writes[#writes + 1] = traits
+    writes[#writes + 1] = int(traits)
   end
   local nd, drop = count_days(current[2], new_days)
   if new_days > 0 then
     writes[#writes + 1] = 'nd'
-    writes[#writes + 1] = nd
+    writes[#writes + 1] = int(nd)
   end
   if not before['first'] and rules_version ~= '' then  -- a new anchor
     writes[#writes + 1] = 'rv'
@@ -494,7 +536,7 @@ local function store_fast(a, head, f, revenue_at, current, nd, window_writes)
   for _ = 1, na do  -- counters, added
     local sum = (tonumber(current[c]) or 0) + tonumber(ARGV[x])
     if c == 2 then total = sum end
-    writes[w + 1], writes[w + 2], w = ARGV[f + c - 1], sum, w + 2
+    writes[w + 1], writes[w + 2], w = ARGV[f + c - 1], int(sum), w + 2
     c, x = c + 1, x + 1
   end
   local first, new_days = current[c], 0
@@ -535,10 +577,10 @@ local function store_fast(a, head, f, revenue_at, current, nd, window_writes)
     if better then writes[w + 1], writes[w + 2], w, changed = ARGV[f + c - 1], value, w + 2, true end
     c, x = c + 1, x + 1
   end
-  if traits ~= counted then writes[w + 1], writes[w + 2], w = 'nt', traits, w + 2 end
+  if traits ~= counted then writes[w + 1], writes[w + 2], w = 'nt', int(traits), w + 2 end
   local drop
   nd, drop = count_days(nd, new_days)
-  if new_days > 0 then writes[w + 1], writes[w + 2], w = 'nd', nd, w + 2 end
+  if new_days > 0 then writes[w + 1], writes[w + 2], w = 'nd', int(nd), w + 2 end
   writes[w + 1], writes[w + 2], writes[w + 3], writes[w + 4], w =
     'nr', window_writes[1], 'tr', window_writes[2], w + 4
   if not first and rules_version ~= '' then  -- a new anchor

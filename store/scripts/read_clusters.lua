@@ -4,60 +4,51 @@
 -- ARGV: prefix, then cluster ids.
 -- Returns a JSON array (cheaper to decode than nested replies; an empty list may appear as
 -- {}) holding, per cluster that still has identifiers:
---   {cluster, version, ids (flat id/first-seen), ties (flat), profiles (flat cid/profile JSON:
---    each customer the cluster's snapshot lists, read from P:cust:<cid>),
---    anchors, over (flat tie/order: ties refused because the cluster was full),
---    blocked (flat identifier/record: identifiers an admin split off)}  where anchors is a
+--   {cluster, fields (flat: the cluster's hash P:cl:<cluster>, store/keys.py ClusterFields;
+--    the caller splits it by field prefix), profiles (flat cid/profile JSON: each customer
+--    the hash lists as c:<cid>, read from P:cust:<cid>), anchors}  where anchors is a
 -- flat list of {identifier, data (flat: its active days are its d:<day> fields), cond (flat),
--- buys (flat)} for each identifier that anchored events; cond holds member/score pairs, empty
--- unless the anchor has gated stage candidates; buys the messageId/time pairs of its purchase
--- events, empty unless it counted orders.
+-- buys (flat)} for each identifier (i:<identifier>) that anchored events; cond holds
+-- member/score pairs, empty unless the anchor has gated stage candidates; buys the
+-- messageId/time pairs of its purchase events, empty unless it counted orders.
 local p = ARGV[1]
 local out = {}
 
--- The snapshot lists the cluster's customers (values of older versions hold a copy of the
--- profile, ignored); each profile is read from its own key, the one copy stored.
-local function profiles(snap)
-  local flat = {}
-  for k = 1, #snap, 2 do
-    local blob = redis.call('GET', p .. ':cust:' .. snap[k])
-    if blob then
-      flat[#flat + 1] = snap[k]
-      flat[#flat + 1] = blob
+-- The anchors' contributions of the identifier `id`, or nil when it anchored no event.
+local function anchor_of(id)
+  local anchor = p .. ':a:' .. id
+  local data = redis.call('HGETALL', anchor .. ':data')
+  if #data == 0 then return nil end
+  local cond, buys = {}, {}
+  for k = 1, #data, 2 do
+    if data[k] == 'cond' then
+      cond = redis.call('ZRANGE', anchor .. ':cond', 0, -1, 'WITHSCORES')
+    elseif data[k] == 'c:orders' then
+      buys = redis.call('ZRANGE', anchor .. ':buys', 0, -1, 'WITHSCORES')
     end
   end
-  return flat
+  return {id, data, cond, buys}
 end
+
 for i = 2, #ARGV do
-  local cluster = p .. ':cl:' .. ARGV[i]
-  local ids = redis.call('HGETALL', cluster .. ':ids')
-  if #ids > 0 then
-    local anchors = {}
-    for j = 1, #ids, 2 do
-      local anchor = p .. ':a:' .. ids[j]
-      local data = redis.call('HGETALL', anchor .. ':data')
-      if #data > 0 then
-        local cond, buys = {}, {}
-        for k = 1, #data, 2 do
-          if data[k] == 'cond' then
-            cond = redis.call('ZRANGE', anchor .. ':cond', 0, -1, 'WITHSCORES')
-          elseif data[k] == 'c:orders' then
-            buys = redis.call('ZRANGE', anchor .. ':buys', 0, -1, 'WITHSCORES')
-          end
-        end
-        anchors[#anchors + 1] = {ids[j], data, cond, buys}
+  local fields = redis.call('HGETALL', p .. ':cl:' .. ARGV[i])
+  local anchors, profiles, known = {}, {}, false
+  for j = 1, #fields, 2 do
+    local kind = string.sub(fields[j], 1, 2)
+    if kind == 'i:' then
+      known = true
+      anchors[#anchors + 1] = anchor_of(string.sub(fields[j], 3))
+    elseif kind == 'c:' then  -- the customers listed; each profile is P:cust, the one copy
+      local cid = string.sub(fields[j], 3)
+      local blob = redis.call('GET', p .. ':cust:' .. cid)
+      if blob then
+        profiles[#profiles + 1] = cid
+        profiles[#profiles + 1] = blob
       end
     end
-    out[#out + 1] = {
-      ARGV[i],
-      redis.call('GET', cluster .. ':ver') or '0',
-      ids,
-      redis.call('HGETALL', cluster .. ':ties'),
-      profiles(redis.call('HGETALL', cluster .. ':snap')),
-      anchors,
-      redis.call('HGETALL', cluster .. ':over'),
-      redis.call('HGETALL', cluster .. ':blocked'),
-    }
+  end
+  if known then
+    out[#out + 1] = {ARGV[i], fields, profiles, anchors}
   end
 end
 return cjson.encode(out)

@@ -2,8 +2,8 @@
 -- away or split off) and erase.lua (an erasure); a function chunk the loader puts in front of
 -- those scripts (store/scripts.py).
 --
--- Removes the customer's profile (P:cust), its entry in the snapshots of `clusters`
--- (P:cl:<cluster>:snap), its funnel row and survey answers, its stage entry (the profile's
+-- Removes the customer's profile (P:cust), its entry in the clusters `clusters` (the field
+-- c:<cid> of P:cl:<cluster>), its funnel row and survey answers, its stage entry (the profile's
 -- current stage) and reached entries (the stages of its history), and its account
 -- memberships (P:acct:<groupId>:members).
 -- p: the prefix; cid: the customer id; profile: its last profile, decoded (only `stage`,
@@ -29,7 +29,7 @@ local function remove_customer(p, cid, profile, clusters, stages)
   end
   redis.call('DEL', p .. ':cust:' .. cid)
   for _, cluster in ipairs(clusters) do
-    redis.call('HDEL', p .. ':cl:' .. cluster .. ':snap', cid)
+    redis.call('HDEL', p .. ':cl:' .. cluster, 'c:' .. cid)
   end
   redis.call('HDEL', p .. ':funnel', cid)
   redis.call('HDEL', p .. ':surveys', cid)

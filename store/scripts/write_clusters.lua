@@ -1,8 +1,9 @@
 #!lua
 -- Write the derived state of several clusters, each only if its version is unchanged.
 --
--- ARGV, per cluster: version key, version read, number of commands, then each command as
--- its argument count followed by the command and its arguments; a command written
+-- ARGV, per cluster: its hash (P:cl:<cluster>, whose field 'v' is its version), the version
+-- read, number of commands, then each command as its argument count followed by the command
+-- and its arguments; a command written
 -- IFEXISTS <key> <command> <arguments> runs only if <key> exists (the webhook outbox is written
 -- only while there are subscriptions: a change nobody subscribed to is delivered to no one);
 -- each such <key> is looked up once a call (no command of the resolver writes it).
@@ -14,8 +15,8 @@
 local stale, exists = {}, {}
 local i, position = 1, 0
 while i <= #ARGV do
-  local version_key, read, commands = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local current = (redis.call('GET', version_key) or '0') == read
+  local cluster_key, read, commands = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local current = (redis.call('HGET', cluster_key, 'v') or '0') == read
   i, position = i + 3, position + 1
   for _ = 1, commands do
     local n = tonumber(ARGV[i])

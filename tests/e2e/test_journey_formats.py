@@ -86,7 +86,7 @@ def re_evaluated(client: redis.Redis, keys: Keys) -> tuple[Any, ...]:
     facts then (by name without the prefix)."""
     store = JourneyStore(client, keys.prefix)
     resolver = Resolver(store, OTHER, POLICY, chunk=2, unversioned=TRAIT_MODEL.version)
-    resolver.resolve([name.split(":")[-2] for name in _under(client, keys, "cl:*:ids")])
+    resolver.resolve([name.split(":")[-1] for name in _under(client, keys, "cl:*")])
     names = [f"{keys.prefix}:{name}" for name in _under(client, keys, "cust:*")]
     customers = _customers([decode_profile(client.get(name) or b"null") for name in names])
     anchors = {}

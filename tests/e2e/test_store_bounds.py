@@ -23,7 +23,9 @@ from processor.store import (
     StoreBounds,
     migrate_layout,
 )
-from store.codecs import decode_journey, decode_profile, seen_member
+from store import scripts
+from store.codecs import decode_cluster, decode_journey, decode_profile, seen_member
+from store.keys import Keys
 from touchpath.effects import effects_of
 from touchpath.identity import IdentityPolicy
 from touchpath.stages import load_stage_model
@@ -85,6 +87,10 @@ class Store:
         blob = self.client.get(keys.customer(cid.decode())) if cid else None
         return decode_profile(blob) if blob else None
 
+    def cluster_fields(self, cluster: str) -> dict[str, str]:
+        raw = self.client.hgetall(self.store.keys.cluster(cluster))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
     def counters(self, identifier: str) -> dict[str, str]:
         raw = self.client.hgetall(self.store.keys.anchor(identifier, "data"))
         return {k.decode(): v.decode() for k, v in raw.items()}
@@ -137,8 +143,8 @@ def test_one_anonymous_id_tied_to_thousands_of_users_stops_growing(client: redis
     store.send([event(n, "identify", userId=f"u-{n}", anonymousId="shared") for n in range(1200)])
     cluster = client.get(store.store.keys.identity("anonymous_id:shared"))
     assert cluster is not None
-    size = client.hlen(store.store.keys.cluster(cluster.decode(), "ids"))
-    assert size <= 50
+    fields = store.cluster_fields(cluster.decode())
+    assert len(decode_cluster(fields).identifiers) == int(fields["ni"]) <= 50
     assert store.overflows["ids"] >= 1200 - 50
     # every user still exists on its own, with its event
     for n in (0, 600, 1199):
@@ -187,6 +193,26 @@ def test_a_store_of_a_newer_layout_is_refused(client: redis.Redis) -> None:
         migrate_layout(client, keys.prefix, T0)
 
 
+def _as_layout_3(client: redis.Redis, keys: Keys) -> list[str]:
+    """Each raw cluster's hash split back into the six keys layouts before 4 kept (``ids``,
+    ``ties``, ``ver``, ``snap``, ``over``, ``blocked``, as those versions wrote them); returns
+    the clusters."""
+    clusters = [k.decode()[len(keys.prefix) + 4 :] for k in client.scan_iter(keys.cluster("*"))]
+    for cluster in clusters:
+        key = keys.cluster(cluster)
+        fields = {k.decode(): v for k, v in client.hgetall(key).items()}
+        client.delete(key)
+        for kind, part in (("i:", "ids"), ("t:", "ties"), ("c:", "snap"), ("o:", "over")):
+            found = {f[2:]: v for f, v in fields.items() if f.startswith(kind)}
+            if found:
+                client.hset(keys.old_cluster(cluster, part), mapping=found)
+        blocked = {f[2:]: v for f, v in fields.items() if f.startswith("b:")}
+        if blocked:
+            client.hset(keys.old_cluster(cluster, "blocked"), mapping=blocked)
+        client.set(keys.old_cluster(cluster, "ver"), fields["v"])
+    return clusters
+
+
 def test_the_snapshots_of_the_previous_layout_are_emptied_once(client: redis.Redis) -> None:
     """Stores of layout 2 hold a copy of each profile in its cluster's snapshot; the
     migration leaves the customer ids (``P:cust`` is the one copy), whether or not the
@@ -194,18 +220,94 @@ def test_the_snapshots_of_the_previous_layout_are_emptied_once(client: redis.Red
     store = Store(client)
     keys = store.store.keys
     store.send([event(1, userId="a", event="Product Viewed"), event(2, userId="b")])
+    clusters = _as_layout_3(client, keys)
     client.set(keys.layout, 2)
-    snaps = [k.decode() for k in client.scan_iter(match=f"{keys.prefix}:cl:*:snap")]
-    for snap in snaps:  # as the previous version wrote them
+    for cluster in clusters:  # as the previous version wrote them
+        snap = keys.old_cluster(cluster, "snap")
         for cid in client.hkeys(snap):
             client.hset(snap, cid, client.get(keys.customer(cid.decode())) or b"")
     assert migrate_layout(client, keys.prefix, T0) == 2
     assert migrate_layout(client, keys.prefix, T0) == 0  # once
-    assert [set(client.hvals(snap)) for snap in snaps] == [{b""}, {b""}]
+    assert [set(client.hvals(keys.old_cluster(c, "snap"))) for c in clusters] == [set(), set()]
+    for cluster in clusters:
+        fields = store.cluster_fields(cluster)
+        assert {v for f, v in fields.items() if f.startswith("c:")} == {""}
     store.send([event(3, userId="a", event="Checkout Started")])
     profile = store.customer("user_id:a")
     assert profile is not None and profile["stage"] == "decision"
     assert client.zrange(keys.stage("consideration"), 0, -1) == []
+
+
+def test_a_store_of_layout_3_gets_each_raw_cluster_in_one_hash(client: redis.Redis) -> None:
+    """Layout 4 keeps a raw cluster in one hash: a store of layout 3 (six keys per cluster)
+    is converted once, reads as it did, and merges, replays and bounds work on it after."""
+    store = Store(client, StoreBounds(max_cluster_ids=3))
+    keys = store.store.keys
+    store.send([event(1, "identify", userId="u1", anonymousId="a1")])
+    store.send([event(2, "identify", userId="u2", anonymousId="a2")])
+    for n in range(3, 6):  # the third identifier fills u2's cluster; then ties are refused
+        store.send([event(n, "identify", userId="u2", anonymousId=f"b{n}")])
+    block = client.register_script(scripts.source("block"))
+    assert block(keys=[keys.prefix], args=[keys.prefix, "anonymous_id:b3", '{"by":"t"}'])
+    store.resolver.resolve([client.get(keys.identity("anonymous_id:b3")).decode()])
+    names = [
+        c.decode() for c in client.mget(keys.identity("user_id:u1"), keys.identity("user_id:u2"))
+    ]
+    before = store.store.read_clusters(names)
+    assert before[1].over and before[1].blocked  # something of every part to convert
+    layout_3 = _as_layout_3(client, keys)
+    assert sorted(layout_3) == sorted(names)
+    client.set(keys.layout, 3)
+    assert store.store.read_clusters(names) == []  # unreadable until converted
+    assert migrate_layout(client, keys.prefix, T0) == 2
+    assert migrate_layout(client, keys.prefix, T0) == 0  # once
+    assert list(client.scan_iter(match=keys.old_cluster("*", "*"))) == []
+    assert store.store.read_clusters(names) == before
+    counts = [(f["ni"], f["nt"], f.get("no")) for f in map(store.cluster_fields, names)]
+    assert counts == [("2", "1", None), ("3", "2", "2")]
+    store.send([event(1, "identify", userId="u1", anonymousId="a1")])  # a replay: no change
+    assert store.store.read_clusters(names) == before
+    store.send([event(9, "identify", userId="u1", anonymousId="a9")])  # grows u1's cluster
+    store.send([event(10, "identify", userId="u1", anonymousId="a2")])  # 5 > 3: refused
+    assert store.overflows["ids"] == 2 + 1
+    after = store.store.read_clusters(names)
+    assert set(after[0].first_seen) == {"user_id:u1", "anonymous_id:a1", "anonymous_id:a9"}
+    assert after[1].over == before[1].over
+    fields = store.cluster_fields(names[1])
+    assert fields["ni"] == "3" and fields["no"] == str(len(after[1].over))
+
+
+def test_merged_clusters_carry_every_part_and_their_counts(client: redis.Redis) -> None:
+    """A tie joining two raw clusters moves the smaller's identifiers, ties, customers,
+    refused ties and blocked identifiers into the survivor, whose counts stay exact."""
+    store = Store(client, StoreBounds(max_cluster_ids=4))
+    keys = store.store.keys
+    store.send([event(1, "identify", userId="u1", anonymousId="a1")])
+    for n in range(2, 5):  # u2's cluster reaches 4: the next tie is refused
+        store.send([event(n, "identify", userId="u2", anonymousId=f"a{n}")])
+    store.send([event(5, "identify", userId="u2", anonymousId="a5")])
+    block = client.register_script(scripts.source("block"))
+    assert block(keys=[keys.prefix], args=[keys.prefix, "anonymous_id:a1", '{"by":"t"}'])
+    small = client.get(keys.identity("user_id:u1")).decode()
+    big = client.get(keys.identity("user_id:u2")).decode()
+    store.resolver.resolve([small])
+    fields = store.cluster_fields(big)
+    assert (fields["ni"], fields["nt"], fields["no"]) == ("4", "3", "1")
+    store.store.bounds = StoreBounds(max_cluster_ids=10)  # room for the merge
+    store.send([event(6, "identify", userId="u1", anonymousId="a2")])
+    assert client.get(keys.identity("user_id:u1")).decode() == big
+    assert not client.exists(keys.cluster(small))
+    merged = decode_cluster(store.cluster_fields(big))
+    assert set(merged.identifiers) == {
+        "user_id:u1",
+        "user_id:u2",
+        "anonymous_id:a1",
+        *(f"anonymous_id:a{n}" for n in (2, 3, 4)),
+    }
+    assert len(merged.ties) == 5 and len(merged.over) == 1
+    assert set(merged.blocked) == {"anonymous_id:a1"}
+    fields = store.cluster_fields(big)
+    assert (fields["ni"], fields["nt"], fields["no"]) == ("6", "5", "1")
 
 
 def test_active_days_and_purchase_times_keep_the_latest_within_their_bounds(

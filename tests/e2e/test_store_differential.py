@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from processor.resolver import Resolver
 from processor.store import JourneyStore
-from store.codecs import decode_announced, decode_funnel_row, decode_profile
+from store.codecs import decode_announced, decode_cluster, decode_funnel_row, decode_profile
 from store.keys import Keys
 from tests.reference import ReferenceStore, make_event
 from tests.unit.test_processing_invariants import TRAIT_MODEL
@@ -199,7 +199,7 @@ def _numeric_revenue(fields: dict[str, str]) -> dict[str, Any]:
 
 
 KNOWN_KEYS = re.compile(
-    r"a:.+:(data|journey|seen|cond|buys)|id:.+|cl:[^:]+:(ids|ties|ver|snap)|cust:.+|idc:.+"
+    r"a:.+:(data|journey|seen|cond|buys)|id:.+|cl:[^:]+|cust:.+|idc:.+"
     r"|former:.+|stage:.+|reached:.+|funnel|surveys|announced|outbox|wh:outbox|wh:subs"
     r"|live:stage-changes|acct:.+:members|accounts|seq|erasure-key"
 )
@@ -212,12 +212,16 @@ def _under(client: redis.Redis, keys: Keys, pattern: str) -> Iterator[str]:
 
 
 def _clusters(client: redis.Redis, keys: Keys) -> dict[str, tuple[dict, dict]]:
-    """Each raw cluster: its identifiers (first seen) and ties (earliest order)."""
+    """Each raw cluster: its identifiers (first seen) and ties (earliest order); its counts
+    equal what it holds."""
     found = {}
-    for name in _under(client, keys, "cl:*:ids"):
+    for name in _under(client, keys, "cl:*"):
         cluster = name.split(":")[1]
-        ids = _hash(client, keys.cluster(cluster, "ids"))
-        found[cluster] = (ids, _hash(client, keys.cluster(cluster, "ties")))
+        fields = _hash(client, keys.cluster(cluster))
+        stored = decode_cluster(fields)
+        counts = [int(fields.get(count, 0)) for count in ("ni", "nt", "no")]
+        assert counts == [len(stored.identifiers), len(stored.ties), len(stored.over)], cluster
+        found[cluster] = (stored.identifiers, stored.ties)
     return found
 
 
@@ -260,10 +264,10 @@ def assert_same_state(client: redis.Redis, keys: Keys, reference: ReferenceStore
         assert (ids, ties) == expected_clusters[members]
         for identifier in members:
             assert _text(client.get(keys.identity(identifier)) or b"") == cluster, identifier
-        assert int(client.get(keys.cluster(cluster, "ver")) or 0) > 0
-        snap = _hash(client, keys.cluster(cluster, "snap"))
-        assert snap == {  # the customers, each profile stored once (P:cust, compared below)
-            cid: "" for cid, p in reference.profiles.items() if members >= set(p["identities"])
+        stored = decode_cluster(_hash(client, keys.cluster(cluster)))
+        assert stored.version > 0
+        assert set(stored.customers) == {  # each profile stored once (P:cust, compared below)
+            cid for cid, p in reference.profiles.items() if members >= set(p["identities"])
         }
     # derived: profiles and every index derived from them
     profiles = {
@@ -406,7 +410,7 @@ def test_the_scripts_re_evaluate_as_the_reference_does(
     try:
         store = JourneyStore(client, keys.prefix)
         resolver = Resolver(store, OTHER, POLICY, chunk=2, unversioned=TRAIT_MODEL.version)
-        clusters = [name.split(":")[-2] for name in _under(client, keys, "cl:*:ids")]
+        clusters = [name.split(":")[-1] for name in _under(client, keys, "cl:*")]
         resolver.resolve(clusters)
         reference.reevaluate(OTHER)
         names = [f"{keys.prefix}:{name}" for name in _under(client, keys, "cust:*")]

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from api.erasure import Eraser
 from processor.resolver import Resolver
 from processor.store import ClusterWrite, JourneyStore
-from store.codecs import decode_profile
+from store.codecs import decode_cluster, decode_profile
 from store.keys import Keys
 from tests.reference import make_event
 from touchpath.effects import effects_of
@@ -107,8 +107,8 @@ def _index_state(client: redis.Redis, keys: Keys, names: dict[str, str]) -> dict
 
 def _snapshot_holds(client: redis.Redis, store: JourneyStore, cid: str) -> bool:
     return any(
-        cid.encode() in client.hkeys(key)
-        for key in client.scan_iter(store.keys.cluster("*", "snap"))
+        f"c:{cid}".encode() in client.hkeys(key)
+        for key in client.scan_iter(store.keys.cluster("*"))
     )
 
 
@@ -175,3 +175,33 @@ def test_the_resolver_and_an_erasure_remove_a_customer_alike(
     erased = next(cid for cid, n in names[1].items() if n == "ada")
     assert not _snapshot_holds(client, by_erasure, erased)
     assert decode_profile(after[0]["profiles"]["bob"])["identities"]
+
+
+def test_an_erasure_in_a_shared_cluster_keeps_its_counts_exact(
+    client: redis.Redis, redis_url: str
+) -> None:
+    """Bob shares Ada's device: one raw cluster, two customers. Erasing Bob leaves the
+    cluster with Ada's identifiers and tie only, its counts equal to what it holds, its
+    version moved (a resolution in flight re-reads) and Bob no longer listed."""
+    store = JourneyStore(client, f"rm{uuid.uuid4().hex[:8]}")
+    resolver = Resolver(store, MODEL, POLICY)
+    events = [*_events("ada", "dev-s", T0), *_events("bob", "dev-s", T0 + 60_000)]
+    applied = store.apply([effects_of(e, MODEL, POLICY) for e in events]).applied
+    resolver.resolve(a.cluster for a in applied if a.needs_resolution)
+    keys = store.keys
+    cluster = client.get(keys.identity("user_id:ada")).decode()
+    assert client.get(keys.identity("user_id:bob")).decode() == cluster
+    bob = _customer(client, keys, "user_id:bob")
+    before = decode_cluster(
+        {k.decode(): v.decode() for k, v in client.hgetall(keys.cluster(cluster)).items()}
+    )
+    assert set(before.identifiers) == {"user_id:ada", "user_id:bob", "anonymous_id:dev-s"}
+    assert bob in before.customers and len(before.customers) == 2
+    _erase(store, redis_url, "user_id:bob")
+    fields = {k.decode(): v.decode() for k, v in client.hgetall(keys.cluster(cluster)).items()}
+    after = decode_cluster(fields)
+    assert set(after.identifiers) == {"user_id:ada", "anonymous_id:dev-s"}
+    assert all("user_id:bob" not in tie for tie in (*after.ties, *after.over))
+    assert bob not in after.customers and after.version > before.version
+    counts = [int(fields.get(count, 0)) for count in ("ni", "nt", "no")]
+    assert counts == [len(after.identifiers), len(after.ties), len(after.over)]
