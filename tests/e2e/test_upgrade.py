@@ -41,11 +41,12 @@ from store.codecs import (
 from store.keys import Keys
 from tests.e2e.test_api import leftovers
 from tests.reference import make_event
+from tests.unit.test_reevaluation import OTHER
 from touchpath.anchors import anchor_data
 from touchpath.effects import effects_of
 from touchpath.identity import IdentityPolicy
 from touchpath.settings import Settings
-from touchpath.stages import load_stage_model
+from touchpath.stages import StageModel, load_stage_model
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "layout3-store.json"
 MODEL = load_stage_model()
@@ -189,7 +190,7 @@ def _changes(client: redis.Redis, stream: str, start: str = "-") -> list[bytes]:
     ]
 
 
-def state(client: redis.Redis, keys: Keys) -> dict[str, Any]:
+def state(client: redis.Redis, keys: Keys, model: StageModel = MODEL) -> dict[str, Any]:
     """Everything the API answers from, decoded; raw clusters by their identifiers."""
     names = _names(client, keys)
     profiles = {
@@ -228,7 +229,7 @@ def state(client: redis.Redis, keys: Keys) -> dict[str, Any]:
         for cid, profile in profiles.items()
     }
     for family in ("stage", "reached"):
-        for stage in MODEL.stages:
+        for stage in model.stages:
             key = getattr(keys, family)(stage)
             found[f"{family}:{stage}"] = client.zrange(key, 0, -1, withscores=True)
     found["funnel"] = {c: decode_funnel_row(v) for c, v in _hash(client, keys.funnel).items()}
@@ -297,3 +298,24 @@ def test_an_upgraded_store_holds_what_a_fresh_one_does(
 def _entry(change: bytes) -> tuple[str, str, int]:
     found = orjson.loads(change)
     return found["customer_id"], found["to"], found["at_ms"]
+
+
+def test_an_upgraded_store_is_re_evaluated_as_a_fresh_one(
+    client: redis.Redis, redis_url: str, document: dict[str, Any]
+) -> None:
+    """Then the rules change: every anchor's candidates are rewritten from its timeline (old
+    entries among them, in the form the old code wrote) under the new rules, alike."""
+    stores = [run(client, redis_url, document, upgraded)[0] for upgraded in (True, False)]
+    rewritten = []
+    for store in stores:
+        resolver = Resolver(store, OTHER, POLICY, unversioned=MODEL.version)
+        clusters = [n[3:] for n in _names(client, store.keys) if re.fullmatch(r"cl:[^:]+", n)]
+        resolver.resolve(clusters)
+        rewritten.append(resolver.reevaluated)
+    assert rewritten[0] == rewritten[1] > 0
+    got, want = (state(client, store.keys, OTHER) for store in stores)
+    for part in want:
+        assert got[part] == want[part], part
+    assert any(p["stage"] == "loyal" for p in got["profiles"].values())
+    [eve] = [p for p in got["profiles"].values() if "user_id:eve" in p["identities"]]
+    assert eve["stage"] == "interested"  # from the old code's timeline entries alone
