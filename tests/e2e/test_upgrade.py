@@ -29,17 +29,21 @@ import redis.asyncio as aioredis
 
 from api.erasure import Eraser
 from api.views import journey_entries, journey_view
+from processor.firing import FiringLoop
 from processor.resolver import Resolver
 from processor.store import LAYOUT_VERSION, JourneyStore, StoreBounds, migrate_layout
+from processor.triggers import TriggerStore
 from store.codecs import (
     decode_announced,
     decode_cluster,
+    decode_firing,
     decode_funnel_row,
     decode_journey,
     decode_profile,
 )
 from store.keys import Keys
 from tests.e2e.test_api import leftovers
+from tests.fixtures.make_layout3_store import NOW, trigger_args
 from tests.reference import make_event
 from tests.unit.test_reevaluation import OTHER
 from touchpath.anchors import anchor_data
@@ -47,6 +51,7 @@ from touchpath.effects import effects_of
 from touchpath.identity import IdentityPolicy
 from touchpath.settings import Settings
 from touchpath.stages import StageModel, load_stage_model
+from touchpath.triggers import Trigger, TriggerModel
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "layout3-store.json"
 MODEL = load_stage_model()
@@ -97,9 +102,14 @@ def load(client: redis.Redis, prefix: str, document: dict[str, Any]) -> None:
 
 
 def _apply(store: JourneyStore, resolver: Resolver, events: list[dict[str, Any]]) -> list[bool]:
-    """Apply and resolve one batch; whether each event was new."""
+    """Apply and resolve one batch, then settle the due trigger timers (clock: the
+    fixture's); whether each event was new."""
     applied = store.apply([effects_of(e, MODEL, POLICY) for e in events]).applied
     resolver.resolve(a.cluster for a in applied if a.needs_resolution)
+    firing = TriggerStore(store.client, store.keys, 1000, 1000)
+    loop = FiringLoop(firing, resolver.triggers, 0, 3_600_000, clock=lambda: NOW / 1000)
+    while loop.step():
+        pass
     return [a.new for a in applied]
 
 
@@ -148,7 +158,8 @@ def run(
     prefix = f"up{uuid.uuid4().hex[:8]}"
     key = document["erasure_key"]
     store = JourneyStore(client, prefix, StoreBounds(**document["bounds"]), key)
-    resolver = Resolver(store, MODEL, POLICY)
+    triggers = TriggerModel(tuple(Trigger(**trigger_args(t)) for t in document["triggers"]))
+    resolver = Resolver(store, MODEL, POLICY, triggers=triggers)
     if upgraded:
         load(client, prefix, document)
         assert client.get(store.keys.layout) == b"3"
@@ -162,11 +173,14 @@ def run(
     assert client.get(store.keys.layout) == str(LAYOUT_VERSION).encode()
     told = _changes(client, store.keys.outbox)
     last = _text(client.xrevrange(store.keys.outbox, count=1)[0][0])
+    told += _changes(client, store.keys.trigger("outbox"))
+    start = "(" + _text(client.xrevrange(store.keys.trigger("outbox"), count=1)[0][0])
     replays, new, erased = _later(document["batches"])
     outcomes = [_apply(store, resolver, replays), _apply(store, resolver, new)]
     _erase(redis_url, prefix, key, "user_id:dee")
     outcomes.append(_apply(store, resolver, erased))
-    return store, outcomes, told, _changes(client, store.keys.outbox, "(" + last)
+    after = _changes(client, store.keys.outbox, "(" + last)
+    return store, outcomes, told, after + _changes(client, store.keys.trigger("outbox"), start)
 
 
 def _text(value: bytes | str) -> str:
@@ -240,6 +254,12 @@ def state(client: redis.Redis, keys: Keys, model: StageModel = MODEL) -> dict[st
         assert stored is not None and stored.matches, cid
         found["announced"][cid] = stored.record
     found["accounts"] = client.zrange(keys.accounts, 0, -1)
+    found["timers"] = client.zrange(keys.trigger("due"), 0, -1, withscores=True)
+    found["firings"] = {
+        n: {_text(f): decode_firing(v) for f, v in client.hgetall(f"{keys.prefix}:{n}").items()}
+        for n in names
+        if n.startswith("trg:s:")
+    }
     found["members"] = {
         n: sorted(client.smembers(f"{keys.prefix}:{n}")) for n in names if n.startswith("acct:")
     }
@@ -295,8 +315,11 @@ def test_an_upgraded_store_holds_what_a_fresh_one_does(
     assert not {_entry(c) for c in after} & {_entry(c) for c in told}
 
 
-def _entry(change: bytes) -> tuple[str, str, int]:
+def _entry(change: bytes) -> tuple[str, str, Any]:
+    """What a stage change or firing tells: nothing is told twice."""
     found = orjson.loads(change)
+    if "firing_id" in found:
+        return found["customer_id"], found["kind"], found["firing_id"]
     return found["customer_id"], found["to"], found["at_ms"]
 
 
