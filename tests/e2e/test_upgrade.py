@@ -374,5 +374,5 @@ def test_a_message_sent_again_after_the_window_moves_its_old_entry(
         key = store.keys.anchor("anonymous_id:dev-c", "journey")
         entries = decode_journey(client.zrevrangebyscore(key, T0 + DAY, 0, withscores=True))
         timelines.append([(e["id"], e["at"]) for e in entries])
-    assert timelines[1] == [("c2", T0 + DAY + 7)]
+    assert timelines[1] == []  # c2 came at T0 + 1 day + 7 ms
     assert timelines[0] == timelines[1]
