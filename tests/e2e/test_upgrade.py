@@ -277,15 +277,15 @@ def state(client: redis.Redis, keys: Keys, model: StageModel = MODEL) -> dict[st
     clusters = {}
     for n in names:
         if re.fullmatch(r"cl:[^:]+", n):
-            stored = decode_cluster(_hash(client, f"{keys.prefix}:{n}"))
+            parts = decode_cluster(_hash(client, f"{keys.prefix}:{n}"))
             counts = [_hash(client, f"{keys.prefix}:{n}").get(c, "0") for c in ("ni", "nt", "no")]
-            ident = frozenset(stored.identifiers)
+            ident = frozenset(parts.identifiers)
             clusters[ident] = (
-                stored.identifiers,
-                stored.ties,
-                stored.customers,
-                stored.over,
-                stored.blocked,
+                parts.identifiers,
+                parts.ties,
+                parts.customers,
+                parts.over,
+                parts.blocked,
                 counts,
             )
             for identifier in ident:
@@ -372,7 +372,8 @@ def test_a_message_sent_again_after_the_window_moves_its_old_entry(
     for upgraded in (True, False):
         store = run(client, redis_url, document, upgraded)[0]
         key = store.keys.anchor("anonymous_id:dev-c", "journey")
-        entries = decode_journey(client.zrevrangebyscore(key, T0 + DAY, 0, withscores=True))
+        found: Any = client.zrevrangebyscore(key, T0 + DAY, 0, withscores=True)
+        entries = decode_journey(found)
         timelines.append([(e["id"], e["at"]) for e in entries])
     assert timelines[1] == []  # c2 came at T0 + 1 day + 7 ms
     assert timelines[0] == timelines[1]
