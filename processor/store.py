@@ -47,6 +47,7 @@ from store.codecs import (
     decode_announced,
     decode_cluster,
     decode_journey,
+    decode_journey_entry,
     decode_profile,
     encode_journey_entry,
     seen_member,
@@ -400,7 +401,8 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
     messageIds in its de-duplication set: each becomes its digest
     (:func:`store.codecs.seen_member`), its receipt time kept; and each raw cluster in six
     keys: they become its one hash (``convert_clusters.lua``), which lists its customers' ids
-    only (versions 1 and 2 kept a copy of each profile there)."""
+    only (versions 1 and 2 kept a copy of each profile there); and timeline entries as JSON
+    objects: each is written again in the compact form, at its time."""
     keys = Keys(prefix)
     version = int(client.get(keys.layout) or 1)
     if version > LAYOUT_VERSION:
@@ -420,6 +422,7 @@ def migrate_layout(client: redis.Redis, prefix: str, now_ms: int) -> int:
     converted += _convert(client, scripts.source("convert_days"), days, "zset", [])
     clusters = keys.old_cluster("*", "ids")
     converted += _convert(client, scripts.source("convert_clusters"), clusters, "hash", [])
+    converted += _convert_timelines(client, keys)
     try:
         client.set(keys.layout, LAYOUT_VERSION)
     except redis.OutOfMemoryError:
@@ -440,6 +443,30 @@ def _convert(client: redis.Redis, source: str, match: str, kind: str, args: list
             converted, batch = converted + int(script(keys=batch, args=args)), []
     if batch:
         converted += int(script(keys=batch, args=args))
+    return converted
+
+
+def _convert_timelines(client: redis.Redis, keys: Keys) -> int:
+    """Rewrite every timeline entry older versions wrote (a JSON object) in the compact form
+    (:func:`store.codecs.encode_journey_entry`, the bytes the processor writes for the same
+    event: a message sent again later then moves its one entry), 500 timelines a round trip;
+    returns how many timelines changed."""
+    script = client.register_script(scripts.source("convert_timelines"))
+    converted = 0
+    timelines = client.scan_iter(match=keys.anchor("*", "journey"), count=1000, _type="zset")
+    while batch := list(itertools.islice(timelines, 500)):
+        pipe = client.pipeline(transaction=False)
+        for name in batch:
+            pipe.zrange(name, 0, -1, withscores=True)
+        for name, entries in zip(batch, pipe.execute(), strict=True):
+            pairs = [
+                x
+                for member, score in entries
+                if member[:1] in (b"{", "{")
+                for x in (member, encode_journey_entry(decode_journey_entry(member, score)))
+            ]
+            if pairs:
+                converted += int(script(keys=[name], args=pairs))
     return converted
 
 

@@ -23,7 +23,9 @@ re-evaluation, not shown by the API); ``source``, ``event`` (the event or page n
 with sorted keys, so an entry always has the same bytes). A field the entry lacks is ``null``,
 and trailing nulls are dropped, e.g.
 ``[1,"c6e8…a7",0,0,"54290ac6487","bench","Product List Viewed"]``. Entries written before
-(a JSON object holding the same fields by name, and ``at``) decode the same: no migration.
+(a JSON object holding the same fields by name, and ``at``) decode the same; layout 4
+rewrites them in this form at start-up (``migrate_layout``), so a message sent again
+later moves its one entry, as on a store that never held the old form.
 
 A profile (``P:cust``: :func:`touchpath.profiles.build_customer`) is stored as a compact JSON
 object: ``id``, ``identities``, ``stage``, ``history`` and ``accounts`` keep their names (the

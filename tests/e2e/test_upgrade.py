@@ -356,12 +356,6 @@ def test_an_upgraded_store_is_re_evaluated_as_a_fresh_one(
     assert eve["stage"] == "interested"  # from the old code's timeline entries alone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="layout 4 keeps timeline entries in the form the old code wrote (no migration): "
-    "a message sent again after the de-duplication window at another time adds a compact "
-    "entry and leaves the old one at its old time, where a fresh store moves its one entry",
-)
 def test_a_message_sent_again_after_the_window_moves_its_old_entry(
     client: redis.Redis, redis_url: str, document: dict[str, Any]
 ) -> None:
