@@ -275,6 +275,16 @@ local function link(ids, tie, order)
   return survivor, changed
 end
 
+-- A trait new to an anchor holding `traits` distinct ones: kept only below max_traits
+-- (else counted as kept out). Returns whether it is kept and the new count.
+local function admit_trait(traits)
+  if traits >= max_traits then
+    over.traits = over.traits + 1
+    return false, traits
+  end
+  return true, traits + 1
+end
+
 -- Add `new` active days to the anchor's count `nd` (its 'nd' field as read); returns the
 -- count to store and how many of the earliest days to drop (trim_days, after the write).
 local function count_days(nd, new)
@@ -377,12 +387,7 @@ local function store(a, group)
       local better = (not old) or (group.mins[field] and value < old)
         or (group.maxs[field] and value > old)
       if better and not old and string.sub(field, 1, 2) == 't:' then
-        if traits >= max_traits then
-          better = false
-          over.traits = over.traits + 1
-        else
-          traits = traits + 1
-        end
+        better, traits = admit_trait(traits)
       end
       if not better then
         value = nil
@@ -566,14 +571,7 @@ local function store_fast(a, head, f, revenue_at, current, nd, window_writes)
   for _ = 1, nt do  -- latest wins; a trait new to the anchor only below max_traits
     local old, value = current[c], ARGV[x]
     local better = (not old) or value > old
-    if better and not old then
-      if traits >= max_traits then
-        better = false
-        over.traits = over.traits + 1
-      else
-        traits = traits + 1
-      end
-    end
+    if better and not old then better, traits = admit_trait(traits) end
     if better then writes[w + 1], writes[w + 2], w, changed = ARGV[f + c - 1], value, w + 2, true end
     c, x = c + 1, x + 1
   end
