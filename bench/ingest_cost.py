@@ -121,7 +121,8 @@ class Meter:
 
 
 def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    """Text of a reply (an argument may be binary, e.g. a de-duplication digest)."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def commandstats(client: redis.Redis) -> dict[str, dict[str, float]]:
@@ -314,8 +315,11 @@ def state_digest(client: redis.Redis, prefix: str) -> str:
             value: Any = client.get(key)
         elif kind == "hash":
             value = sorted(client.hgetall(key).items())
-        elif kind == "zset":
-            value = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "zset":  # raw: de-duplication members are binary digests
+            raw = client.execute_command("ZRANGE", key, 0, -1, "WITHSCORES", NEVER_DECODE=True)
+            flat = not raw or not isinstance(raw[0], list)  # RESP2: member, score, member, …
+            pairs = zip(raw[::2], raw[1::2], strict=True) if flat else raw
+            value = [(m.decode(errors="backslashreplace"), float(s)) for m, s in pairs]
         elif kind == "set":
             value = sorted(client.smembers(key))
         elif kind == "stream":
