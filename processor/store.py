@@ -329,7 +329,6 @@ class JourneyStore:
             args: list[Any] = [
                 self.keys.prefix,
                 model.version,
-                bounds.max_active_days,
                 bounds.max_purchases,
             ]
             read = self._read_anchors(pending)
@@ -343,8 +342,8 @@ class JourneyStore:
         raise RuntimeError(f"{len(pending)} anchors kept changing while being re-evaluated")
 
     def _read_anchors(self, anchors: Sequence[str]) -> list[AnchorRead]:
-        """Each anchor's hash, ``cond`` set, timeline, purchases and active days, in one
-        pipelined round trip."""
+        """Each anchor's hash (its active days are ``d:<day>`` fields), ``cond`` set, timeline
+        and purchases, in one pipelined round trip."""
         pipe = self.client.pipeline(transaction=False)
         for anchor in anchors:
             pipe.hgetall(self.keys.anchor(anchor, "data"))

@@ -4,14 +4,14 @@
 -- read: its 'c:events' count is unchanged (every applied event adds one). Sets 'rv', the
 -- rules version the candidates now follow.
 --
--- ARGV: prefix, rules version, then per anchor: identifier, the 'c:events' read, and a JSON
--- rewrite {delete = [field…], set = {field = value}, cond_remove = [member…],
+-- ARGV: prefix, rules version, max_purchases, then per anchor: identifier, the 'c:events'
+-- read, and a JSON rewrite {delete = [field…], set = {field = value}, cond_remove = [member…],
 -- cond_add = [score, member, …], buys_remove = [messageId…], buys_add = [ms, messageId, …]}
--- (purchases kept to the same bound as ingest.lua keeps them: ARGV max_purchases after
--- max_days; the active days are d:<day> hash fields, in delete and set, already bounded).
+-- (purchases kept to the same bound as ingest.lua keeps them; the active days are d:<day>
+-- hash fields, in delete and set, already bounded).
 -- Returns the identifiers that changed since they were read (to read and rewrite again).
 local p, version = ARGV[1], ARGV[2]
-local max_buys = tonumber(ARGV[4])
+local max_buys = tonumber(ARGV[3])
 local SLICE = 1000
 local stale = {}
 
@@ -27,7 +27,7 @@ local function bounded(key, bound)
   if n > bound then redis.call('ZREMRANGEBYRANK', key, 0, n - bound - 1) end
 end
 
-for i = 5, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local a = p .. ':a:' .. ARGV[i]
   local data = a .. ':data'
   local events = redis.call('HGET', data, 'c:events')
