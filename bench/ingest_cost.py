@@ -294,8 +294,11 @@ def callgrind_run(
         resolver.resolve(clusters)
         before = set(work.glob("callgrind.out.*"))
         callgrind(pid, "-d")
-        resolved, _ = dumped_instructions(work, before)
+        resolved, path = dumped_instructions(work, before)
         found["resolve_instructions_per_event"] = round(resolved / events)
+        if args.keep_dump:
+            shutil.copy(path, f"{args.keep_dump}.resolve")
+            found["resolve_dump"] = f"{args.keep_dump}.resolve"
     found["state_digest"] = state_digest(store.client, "ic")
     return found
 
@@ -425,7 +428,7 @@ def main() -> None:
     parser.add_argument("--no-resolve", dest="resolve", action="store_false")
     parser.add_argument("--replay", action="store_true", help="also apply two parts again")
     parser.add_argument("--callgrind", action="store_true", help="count Redis's instructions")
-    parser.add_argument("--keep-dump", help="copy the apply phase's callgrind dump here")
+    parser.add_argument("--keep-dump", help="copy the apply phase's callgrind dump here (the resolve phase's: .resolve)")
     parser.add_argument("--against", help="another tree to compare with (run alternately)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="print only the result as JSON")
