@@ -428,7 +428,9 @@ def main() -> None:
     parser.add_argument("--no-resolve", dest="resolve", action="store_false")
     parser.add_argument("--replay", action="store_true", help="also apply two parts again")
     parser.add_argument("--callgrind", action="store_true", help="count Redis's instructions")
-    parser.add_argument("--keep-dump", help="copy the apply phase's callgrind dump here (the resolve phase's: .resolve)")
+    parser.add_argument(
+        "--keep-dump", help="copy the apply phase's callgrind dump here (resolve's: .resolve)"
+    )
     parser.add_argument("--against", help="another tree to compare with (run alternately)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="print only the result as JSON")
