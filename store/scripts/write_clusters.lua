@@ -12,6 +12,9 @@
 -- script by the loader).
 -- A cluster whose version moved (another processor changed it, or merged it away) gets none
 -- of its commands run; the positions (from 1) of those clusters are returned, to derive again.
+-- A cluster whose commands run gets its version bumped (compare-and-swap): another resolution
+-- that read the same version derives again from what this one wrote, instead of writing (and
+-- announcing) the same changes a second time.
 local stale, exists = {}, {}
 local i, position = 1, 0
 while i <= #ARGV do
@@ -33,6 +36,10 @@ while i <= #ARGV do
     end
     i = i + n + 1
   end
-  if not current then stale[#stale + 1] = position end
+  if not current then
+    stale[#stale + 1] = position
+  elseif commands > 0 then
+    redis.call('HINCRBY', cluster_key, 'v', 1)
+  end
 end
 return stale

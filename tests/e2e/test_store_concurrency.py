@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -89,6 +90,23 @@ def test_a_resolution_read_before_another_processors_change_does_not_overwrite_i
     assert customer["stage"] == "purchase", "the stale write took the purchase back"
 
 
+def test_a_stage_change_is_announced_once_when_two_processors_resolve_it_at_once(
+    client: redis.Redis,
+) -> None:
+    prefix = f"{TAG}{uuid.uuid4().hex[:8]}"
+    anonymous, identified = Processor(client, prefix), Processor(client, prefix)
+    identify = make_event("identify", "m1", T0, userId="u1", anonymousId="a1")
+    identified.step([identify])
+    outbox = anonymous.store.keys.outbox
+    before = client.xlen(outbox)
+    # the identify delivered again (a rebalance) resolves the customer again, from the same
+    # version, between the device's read and its write
+    anonymous.meanwhile.append(lambda: identified.step([identify]))
+    anonymous.step([make_event("track", "m2", T0 + 1, anonymousId="a1", event="Order Completed")])
+    changes = [orjson.loads(f[b"change"]) for _, f in client.xrange(outbox)][before:]
+    assert [c["to"] for c in changes] == ["purchase"], "one change, announced once"
+
+
 def partition(event: dict[str, Any]) -> int:
     """The partition of an event's anchor, out of two (as the collector keys records)."""
     anchor = event.get("userId") or event.get("anonymousId") or event.get("previousId") or ""
@@ -121,3 +139,6 @@ def test_two_processors_interleaving_their_rounds_end_as_one_processor(
         pair[first].step(batch)
         pair[first].meanwhile.clear()  # a round that read nothing ran no inner round
     assert profiles(client, pair[0].store) == expected
+    told = [orjson.loads(f[b"change"]) for _, f in client.xrange(pair[0].store.keys.outbox)]
+    ids = [change["change_id"] for change in told]
+    assert len(ids) == len(set(ids)), "a stage change was announced twice"
