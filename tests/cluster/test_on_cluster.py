@@ -1,5 +1,6 @@
-"""The store invariants, two processors, a processor killed with SIGKILL, the API and a rules
-re-evaluation, on a real three-master Redis Cluster (``TOUCHPATH_REDIS_CLUSTER=true``).
+"""The store invariants, two processors (their resolutions interleaved too), a processor killed
+with SIGKILL, the API and a rules re-evaluation, on a real three-master Redis Cluster
+(``TOUCHPATH_REDIS_CLUSTER=true``).
 
 The tests are those of tests/e2e, run again here with ``redis_url`` naming the cluster
 (tests/cluster/conftest.py); stacks for it are cluster stacks (tests/e2e/conftest.py
@@ -19,6 +20,7 @@ from tests.e2e import (
     test_api,
     test_processor_crash,
     test_rules_versions,
+    test_store_concurrency,
     test_store_invariants,
 )
 
@@ -27,6 +29,9 @@ stack, population, envs = test_api.stack, test_api.population, test_rules_versio
 client = test_store_invariants.client
 test_store_ends_the_same = (
     test_store_invariants.test_the_store_ends_the_same_whatever_the_order_redelivery_and_batching
+)
+test_two_processors_interleaving = (
+    test_store_concurrency.test_two_processors_interleaving_their_rounds_end_as_one_processor
 )
 test_resolver_announces = (
     test_store_invariants.test_the_resolver_announces_what_the_reference_announces

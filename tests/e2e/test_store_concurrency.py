@@ -24,7 +24,7 @@ from processor.resolver import Resolver
 from processor.store import ClusterState, JourneyStore
 from store.codecs import decode_profile
 from tests.conftest import redis_for_keys
-from tests.e2e.test_store_invariants import cut, final_state
+from tests.e2e.test_store_invariants import TAG, cut, final_state
 from tests.reference import make_event
 from tests.unit.test_processing_invariants import events
 from touchpath.effects import effects_of
@@ -33,7 +33,6 @@ from touchpath.stages import load_stage_model
 
 MODEL = load_stage_model()
 POLICY = IdentityPolicy()
-TAG = "{race}"  # one slot (and node) on a cluster (tests/cluster)
 T0 = 1_768_000_000_000
 
 
