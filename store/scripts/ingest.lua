@@ -2,8 +2,6 @@
 -- Apply a chunk of events atomically, grouped by anchor identifier: de-duplicate each event,
 -- fold the new events' contributions into the anchor's hash with one read and one write, add
 -- their timeline entries, and link their identifiers into one raw cluster (merging clusters).
--- A group that changes what its cluster's customers derive from bumps the cluster's version
--- ('v'), so a resolution that read the cluster before does not write (write_clusters.lua).
 -- Every write is idempotent or guarded by the de-duplication set, so a replay changes nothing.
 --
 -- No write can fail on data: every variable-length argument list is passed in slices (Lua's
@@ -491,12 +489,12 @@ local function apply_group(anchor, events)
       fold(group, event[6], event[2], event[3], event[4], event[1])
     end
   end
-  local resolve, bump, cluster = true, false, nil
+  local resolve, cluster = true, nil
   if #marks > 0 then
     local changed, before = store(a, group)
     local relinked
     relinked, cluster = link_group(group, before)
-    resolve, bump = relinked or changed, changed and not relinked
+    resolve = relinked or changed
     sliced('ZADD', seen, marks)
     local nr, tr = window_fields(seen, latest, 0, latest, latest)  -- always trims
     redis.call('HSET', a .. ':data', 'nr', nr, 'tr', tr)
@@ -512,7 +510,7 @@ local function apply_group(anchor, events)
       codes[k], needed = resolve and 'r' or 'n', needed or resolve
     end
   end
-  return cluster, table.concat(codes), needed, bump
+  return cluster, table.concat(codes), needed
 end
 
 -- Fast path (processor/store.py folds a group's events in advance, assuming all are new):
@@ -635,9 +633,9 @@ end
 -- A group that takes apply_group's way after all (nothing of it was stored yet); without
 -- its document (sent only when asked for), its k codes '?' ask for it.
 local function apply_slow(i, next_at, k)
-  if ARGV[i + 2] == '' then return nil, string.rep('?', k), false, next_at, false end
-  local cluster, codes, needed, bump = apply_group(ARGV[i], cjson.decode(ARGV[i + 2]))
-  return cluster, codes, needed, next_at, bump
+  if ARGV[i + 2] == '' then return nil, string.rep('?', k), false, next_at end
+  local cluster, codes, needed = apply_group(ARGV[i], cjson.decode(ARGV[i + 2]))
+  return cluster, codes, needed, next_at
 end
 
 -- The group whose arguments start at ARGV[i]: its cluster (nil if not looked up), status
@@ -672,7 +670,7 @@ local function apply_at(i)
   if nr and least < nr - window then return apply_slow(i, next_at, k) end  -- expired
   if k == 1 then
     if redis.call('ZADD', seen, 'NX', ARGV[marks_at], ARGV[marks_at + 1]) == 0 then
-      return nil, 's', true, next_at, false  -- seen: nothing stored
+      return nil, 's', true, next_at  -- seen: nothing stored
     end
   else
     local ids = {}
@@ -686,7 +684,7 @@ local function apply_at(i)
   local relinked, cluster = link_fast(head, current, markers, ties_at)
   if k > 1 then redis.call('ZADD', seen, unpack(ARGV, marks_at, marks_at + 2 * k - 1)) end
   local resolve = relinked or changed
-  return cluster, string.rep(resolve and 'r' or 'n', k), resolve, next_at, changed and not relinked
+  return cluster, string.rep(resolve and 'r' or 'n', k), resolve, next_at
 end
 
 -- Returns per group its cluster ('' unless some event needs resolution) and one status code
@@ -696,15 +694,10 @@ end
 -- the group again with its document.
 local i = 10
 while i <= #ARGV do
-  local cluster, codes, needed, next_at, bump = apply_at(i)
+  local cluster, codes, needed, next_at = apply_at(i)
   if needed then
     -- every link includes the anchor, and the last one leaves it in the survivor
     cluster = cluster or redis.call('GET', p .. ':id:' .. ARGV[i]) or ''
-  end
-  if bump and cluster ~= '' then
-    -- what the cluster's customers derive from changed, its identities did not (a link
-    -- bumps the version itself): a resolution that read it before must not write
-    redis.call('HINCRBY', p .. ':cl:' .. cluster, 'v', 1)
   end
   out[#out + 1], out[#out + 2] = needed and cluster or '', codes
   i = next_at
