@@ -62,6 +62,10 @@ local over = {traits = 0, ids = 0, ties = 0, window = 0, days = 0, purchases = 0
 -- Run `command key args...` over a long argument list in slices of `SLICE` (even, so
 -- field/value pairs never split); returns the replies of every slice, concatenated.
 local function sliced(command, key, args)
+  if #args <= SLICE then  -- one slice: its reply as it is
+    local reply = redis.call(command, key, unpack(args))
+    return type(reply) == 'table' and reply or {}
+  end
   local replies = {}
   for start = 1, #args, SLICE do
     local reply = redis.call(command, key, unpack(args, start, math.min(start + SLICE - 1, #args)))
@@ -101,9 +105,15 @@ local function put(writes, field, value)
 end
 
 -- A count as Redis is given it: an integer's digits (a Lua number would be printed as a
--- float by the call, several times the cost).
+-- float by the call, several times the cost); each formatted once a call.
+local digits = {}
 local function int(n)
-  return string.format('%d', n)
+  local text = digits[n]
+  if text == nil then
+    text = string.format('%d', n)
+    digits[n] = text
+  end
+  return text
 end
 
 -- Merge cluster `from_id` into `survivor` and delete it: identifiers and ties keep their
@@ -180,16 +190,21 @@ end
 
 -- The de-duplication window's fields after a group's new events (receipts least..greatest)
 -- are added to `seen`, given the anchor's 'nr' and 'tr' (nil when unknown): the set is trimmed
--- to the window first when its oldest member has left it. Returns 'nr', 'tr' as strings.
-local function window_fields(seen, nr, tr, least, greatest)
-  nr = math.max(nr or greatest, greatest)
-  tr = math.min(tr or (least + window), least + window)
-  if nr > tr then
-    redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. string.format('%.0f', nr - window))
+-- to the window first when its oldest member has left it. Returns 'nr', 'tr' as strings:
+-- `texts` (optional) holds the digits of the stored 'nr' and 'tr' and of `greatest` as given,
+-- reused for a value that is one of them (formatting a number costs more than the rest).
+local function window_fields(seen, nr, tr, least, greatest, texts)
+  local new_nr = math.max(nr or greatest, greatest)
+  local new_tr = math.min(tr or (least + window), least + window)
+  if new_nr > new_tr then
+    redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. string.format('%.0f', new_nr - window))
     local oldest = tonumber(redis.call('ZRANGE', seen, 0, 0, 'WITHSCORES')[2]) or least
-    tr = math.min(oldest, least) + window
+    new_tr = math.min(oldest, least) + window
   end
-  return string.format('%.0f', nr), string.format('%.0f', tr)
+  texts = texts or {}
+  local nr_text = (new_nr == greatest and texts[3]) or (new_nr == nr and texts[1])
+  local tr_text = new_tr == tr and texts[2]
+  return nr_text or string.format('%.0f', new_nr), tr_text or string.format('%.0f', new_tr)
 end
 
 -- Record once (per raw cluster, at most 20 of them) a tie the bounds kept out.
@@ -661,7 +676,8 @@ local function apply_at(i)
   local nf = 2 + na + nm + nl + nv + nt
   local current = redis.call('HMGET', a .. ':data', 'nr', 'tr', 'nd',
                              unpack(ARGV, fields_at, fields_at + nf - 1))
-  local nr, tr = tonumber(table.remove(current, 1)), tonumber(table.remove(current, 1))
+  local texts = {table.remove(current, 1), table.remove(current, 1), ARGV[i + 5]}
+  local nr, tr = tonumber(texts[1]), tonumber(texts[2])
   local nd = table.remove(current, 1)
   if not nr and current[2 + na] then  -- 'first' without 'nr': stored by an older version
     nr, tr = tonumber(redis.call('ZRANGE', seen, -1, -1, 'WITHSCORES')[2]), 0
@@ -679,7 +695,7 @@ local function apply_at(i)
       if score then return apply_slow(i, next_at, k) end
     end
   end
-  local window_writes = {window_fields(seen, nr, tr, least, greatest)}
+  local window_writes = {window_fields(seen, nr, tr, least, greatest, texts)}
   local changed, markers = store_fast(a, head, fields_at, i + 6, current, nd, window_writes)
   local relinked, cluster = link_fast(head, current, markers, ties_at)
   if k > 1 then redis.call('ZADD', seen, unpack(ARGV, marks_at, marks_at + 2 * k - 1)) end
