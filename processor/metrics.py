@@ -47,6 +47,11 @@ REDIS_REGRESSIONS = Counter(
     "processor read again from the offsets stored in Redis.",
 )
 MERGES = Counter("touchpath_processor_merges", "Customers merged into another customer.")
+STALE_RESOLUTIONS = Counter(
+    "touchpath_processor_stale_resolutions",
+    "Clusters derived again because their version moved between the read and the write "
+    "(another processor wrote them, or an erasure or split changed them).",
+)
 MERGES_REFUSED = Counter(
     "touchpath_processor_merges_refused",
     "Ties not made because they would break an identity limit.",

@@ -34,6 +34,7 @@ class Resolve:
         report = self.resolver.resolve(pending.clusters)
         observe(pending)  # processed = visible in the customer's stage
         metrics.MERGES.inc(report.merges)
+        metrics.STALE_RESOLUTIONS.inc(report.stale)
         for reason, count in report.refused.items():
             metrics.MERGES_REFUSED.labels(reason).inc(count)
         elapsed = time.perf_counter() - pending.started
@@ -43,6 +44,7 @@ class Resolve:
             extra={
                 "resolved": report.resolved,
                 "retries": report.retries,
+                "stale": report.stale,
                 "seconds": round(elapsed, 3),
             },
         )

@@ -45,6 +45,7 @@ class ResolveReport:
     refused: Counter[str] = field(default_factory=Counter)
     retries: int = 0
     resolved: int = 0
+    stale: int = 0  # clusters whose write was refused: their version moved since the read
 
 
 class Resolver:
@@ -118,6 +119,7 @@ class Resolver:
     ) -> list[str]:
         """Count what landed; return the clusters that changed meanwhile, sorted."""
         stale = {w.cluster for w in stale_writes}
+        report.stale += len(stale)
         for write, partial in planned:
             if write.cluster not in stale:
                 report.changes.extend(partial.changes)
