@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 import pytest
 
@@ -49,7 +51,7 @@ def test_a_cluster_changed_between_its_read_and_its_write_is_derived_again_and_c
         read = s.store.read_clusters
         moved: list[str] = []
 
-        def read_then_move(clusters: list[str]) -> list[ClusterState]:
+        def read_then_move(clusters: Sequence[str]) -> list[ClusterState]:
             found = read(clusters)
             if not moved:  # another writer, once: the first write must be refused
                 moved.extend(clusters)
