@@ -12,7 +12,7 @@ naming one of them leaves ``ties`` (a *refused* tie included), its derived profi
 identifier was refused to, say), every link marker naming an erased identifier and every
 trait or timeline entry holding one of its forms (``touchpath/erasure.py``: an email in any
 case, a phone by its digits). The cluster's ``ver`` is bumped (or the cluster deleted when
-nothing is left), so a processor that read the cluster before fails its compare-and-set
+nothing is left), so a processor that read the cluster before fails its compare-and-swap
 write and derives again from what remains.
 
 Step 2: the remaining customers of those clusters are derived again from the scrubbed data

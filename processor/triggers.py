@@ -4,7 +4,7 @@
 scored by the *event time* at which to evaluate it; the firing loop claims members whose
 score is at most ``now - allowed lateness`` (:mod:`processor.firing`). The resolver calls
 :func:`schedule` with each cluster's old and new profiles, so a timer is written in the same
-compare-and-set script as the profile it follows; its score is a pure function of the
+compare-and-swap script as the profile it follows; its score is a pure function of the
 profiles (:func:`touchpath.triggers.wake_ms`), lowered only (``ZADD LT``).
 """
 
@@ -38,7 +38,7 @@ def schedule(
     new: Mapping[str, dict[str, Any]],
 ) -> None:
     """Queue the timer writes that follow a cluster's profile changes (``call`` queues one
-    Redis command in the resolver's compare-and-set write)."""
+    Redis command in the resolver's compare-and-swap write)."""
     if not model.triggers:
         return
     due = keys.trigger("due")

@@ -3,7 +3,7 @@
 The pure-core property tests (``tests/unit/test_processing_invariants.py``) fold events with an
 in-memory mirror; this suite sends the same generated events, shuffled, partly redelivered
 and cut into batches, through ``JourneyStore.apply`` (grouped by anchor, link markers) and the
-``Resolver`` (read script, compare-and-set write script), and requires the same customers and
+``Resolver`` (read script, compare-and-swap write script), and requires the same customers and
 the same account index (which matches the profiles).
 """
 

@@ -2,7 +2,7 @@
 erasure's leave the same index state, through the same Lua (store/scripts/remove_customer.lua).
 
 The same two customers (sharing an account and a stage) are stored under two prefixes with
-the real scripts; one prefix removes Ada through the resolver's compare-and-set write, the
+the real scripts; one prefix removes Ada through the resolver's compare-and-swap write, the
 other erases her; then her profile, snapshot entry, funnel row, survey answers, stage and
 reached entries and account membership are gone from both, and Bob's are what they were;
 whether the profiles are stored compact or in full (as versions before the compact form
