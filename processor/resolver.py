@@ -3,9 +3,10 @@
 For a chunk of clusters: read their versions, identifiers, ties, anchors and last profiles
 (one script call), derive the new profiles with the pure core, then write profiles, look-ups,
 stage indexes and stage-change outbox entries with a second script that applies a cluster's
-commands only if its version is still the one read (compare-and-swap, atomic per cluster).
-A cluster another processor changed in between is derived again from fresh data, so
-concurrent instances can never write a merge computed from stale state.
+commands only if its version is still the one read, bumping it (compare-and-swap, atomic per
+cluster). A cluster another processor changed or wrote in between is derived again from fresh
+data, so concurrent instances can never write a merge computed from stale state, nor announce
+one change twice.
 """
 
 from __future__ import annotations
