@@ -11,7 +11,10 @@ store's AOF settings:
   nothing else (what ingest.lua would cost with no decisions of its own);
 * ``plain``: the same commands pipelined, no script (no atomicity: a floor, not an option);
 * ``watch``: the same commands as an optimistic transaction (``WATCH`` every key read, reads,
-  ``MULTI`` … ``EXEC``), the way to keep them atomic without a script.
+  ``MULTI`` … ``EXEC``), the way to keep them atomic without a script;
+* ``owned``: only the writes, in one ``MULTI`` … ``EXEC`` per chunk: what Redis would do if
+  the processor that owns an anchor's partition kept its folded state and de-duplication
+  window in memory and only wrote them back (the design docs/cost.md sketches; not built).
 
 Prints Redis's CPU per event of each (``INFO cpu``), best of ``--rounds``, and writes
 bench/results/script_floor.json. Compare with ``bench/ingest_cost.py``'s apply figure, the
@@ -70,7 +73,7 @@ def groups(rnd: random.Random, salt: str) -> list[Group]:
     for g in range(CHUNK_GROUPS):
         at = str(1768656707869 + g)
         fields: list[str] = []
-        for name in READ[3:] + ["nr"]:
+        for name in [*READ[3:], "nr"]:
             fields += [name, f"{ORDER}\x1fweb\x1f" if name in ("ft", "s:consideration") else at]
         found.append(
             (
@@ -134,6 +137,15 @@ def watched(client: redis.Redis, chunks: list[list[Group]]) -> None:
         pipe.execute()
 
 
+def owned(client: redis.Redis, chunks: list[list[Group]]) -> None:
+    for chunk in chunks:
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command("MULTI")
+        writes(pipe, chunk)
+        pipe.execute_command("EXEC")
+        pipe.execute()
+
+
 def cpu(client: redis.Redis) -> float:
     info = client.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
@@ -154,6 +166,7 @@ def main() -> None:
         "script": lambda chunks: by_script(client, sha, chunks),
         "plain": lambda chunks: plain(client, chunks),
         "watch": lambda chunks: watched(client, chunks),
+        "owned": lambda chunks: owned(client, chunks),
     }
     found: dict[str, list[float]] = {name: [] for name in ways}
     events = args.chunks * CHUNK_GROUPS * GROUP_EVENTS
