@@ -20,7 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from infra.embedded import Child, free_port, start_redis
 from store.codecs import decode_profile
 from store.keys import Keys
-from tests.e2e.conftest import stack_env, start_service, wait_for
+from tests.e2e.conftest import read_topic, stack_env, start_service, wait_for
 from tests.e2e.test_processor import event
 from touchpath.records import encode_touchpoints
 
@@ -183,10 +183,24 @@ def test_an_aof_cut_anywhere_replays_each_event_once(bootstrap: str, run_dir: Pa
             finally:
                 processor.stop()
                 server.stop()
+        changes = env["TOUCHPATH_TOPIC_STAGE_CHANGES"]
+        told = wait_for(lambda: announced_purchases(read_topic(bootstrap, changes, 10**6, 1)))
+        assert len(told) == 60
     finally:
         processor.stop()
         server.stop()
         client.close()
+
+
+def announced_purchases(messages: list[dict]) -> set[str] | None:
+    """The customers announced in ``purchase`` once all 60 are (None before); a change told
+    again after a replay must be told alike (its ``change_id`` is what consumers de-duplicate
+    by)."""
+    by_id: dict[str, dict] = {}
+    for message in messages:
+        assert by_id.setdefault(message["change_id"], message) == message
+    told = {m["customer_id"] for m in by_id.values() if m["to"] == "purchase"}
+    return told if len(told) == 60 else None
 
 
 def at_least(total: int, count: Callable[[], int]) -> bool:
