@@ -2,18 +2,19 @@
 derived data other customers and the webhook machinery hold.
 
 Step 1, atomic (no other Redis client can observe it half-done): the profile (``P:cust``),
-its stage, reached, funnel and satisfaction entries, the last stage announcement of every
-customer id it can have had (``P:announced``); for every identifier of the customer its
-anchored data (``P:a:<id>:{journey,data,seen,cond,days,buys}``) and both look-ups
-(``P:idc``, ``P:id``);
-its place in the identity cluster — its identifiers leave the cluster's ``ids``, every tie
-naming one of them leaves ``ties`` (a *refused* tie included), its derived profile leaves
-``snap`` — and, in the anchored data of the identifiers that stay (another customer the
-identifier was refused to, say), every link marker naming an erased identifier and every
-trait or timeline entry holding one of its forms (``touchpath/erasure.py``: an email in any
-case, a phone by its digits). The cluster's ``ver`` is bumped (or the cluster deleted when
-nothing is left), so a processor that read the cluster before fails its compare-and-swap
-write and derives again from what remains.
+its stage, reached, funnel and satisfaction entries, account memberships, trigger timers and
+stored firings (``store/scripts/remove_customer.lua``, the removal the resolver runs too), the
+last stage announcement of every customer id it can have had (``P:announced``); for every
+identifier of the customer its anchored data (``P:a:<id>:{journey,data,seen,cond,buys}``)
+and both look-ups (``P:idc``, ``P:id``); its place in the raw cluster ``P:cl:<cluster>`` — its
+identifiers' ``i:`` fields, every ``t:`` tie naming one of them (a *refused* ``o:`` tie
+included), its ``c:`` entry — and, in the anchored data of the identifiers that stay (another
+customer the identifier was refused to, say), every link marker naming an erased identifier
+and every trait or timeline entry holding one of its forms (``touchpath/erasure.py``: an
+email in any case, a phone by its digits). The cluster's version ``v`` is bumped (or the
+cluster deleted when nothing is left), so a processor that read the cluster before fails its
+compare-and-swap write and derives again from what remains; a firing loop that read one of
+the customer's timers before finds it gone and stores nothing.
 
 Step 2: the remaining customers of those clusters are derived again from the scrubbed data
 by the processor's own resolver (profiles, snapshots, look-ups, stage indexes, funnel rows);
@@ -52,6 +53,7 @@ from touchpath.erasure import Marks, former_customer_ids, forms_of, names_erased
 from touchpath.identity import IdentityPolicy
 from touchpath.settings import Settings
 from touchpath.stages import StageModel
+from touchpath.triggers import load_triggers
 
 PLAN_ATTEMPTS = 10
 SCAN_CHUNK = 500
@@ -75,6 +77,7 @@ class Eraser:
         self._keys = Keys(settings.redis_prefix)
         self._settings = settings
         self._model = stages
+        self._triggers = load_triggers(settings.rules_file).names  # their timers go atomically
         self._marks: Marks | None = None  # the erasure key is read on first use
         self._resolver: Any = None  # built on first use, in a worker thread
 
@@ -115,6 +118,7 @@ class Eraser:
             "marks": self._marks(ids),
             "cids": sorted({_text(cid), *former_customer_ids(ids)}),
             "stages": list(self._model.stages),
+            "triggers": list(self._triggers),
             "forms": forms_of(ids).plan(),
         }
 
@@ -152,7 +156,8 @@ class Eraser:
             async for entry_ids in self._stream_matches(stream, erased):
                 await self._client.xdel(stream, *entry_ids)
         timers = self._keys.trigger("due")
-        for cid in sorted(customers):  # trigger timers (their state goes in erase.lua)
+        for cid in sorted(customers):  # timers of triggers no longer in the rules (erase.lua
+            # removed those of the rules' triggers with the customer)
             async for timer, _ in self._client.zscan_iter(timers, match=f"{cid}\x1f*"):
                 await self._client.zrem(timers, timer)
         jobs, due, dead = (self._keys.webhooks(part) for part in ("jobs", "due", "dead"))

@@ -203,7 +203,7 @@ class Resolver:
                 successor = _successor(profile, new)
                 if successor:  # the former id still answers, with the current one
                     call("SET", keys.former(cid), successor)
-                write.remove_customer(keys.prefix, cid, profile)  # as an erasure does
+                write.remove_customer(keys.prefix, cid, profile, self.triggers.names)
         for cid, profile in new.items():
             before = old.get(cid)
             if before == profile:

@@ -151,15 +151,19 @@ class ClusterWrite:
         """Queue one Redis command, e.g. ``call("SET", key, value)``."""
         self.commands.append(command)
 
-    def remove_customer(self, prefix: str, cid: str, profile: dict[str, Any]) -> None:
-        """Queue the removal of a customer whose last profile is ``profile``: the one removal
-        erasures run too (``store/scripts/remove_customer.lua``)."""
-        fields = {name: profile.get(name) for name in REMOVAL_FIELDS}
-        self.commands.append((REMOVE_CUSTOMER, prefix, self.cluster, cid, orjson.dumps(fields)))
+    def remove_customer(
+        self, prefix: str, cid: str, profile: dict[str, Any], triggers: Sequence[str] = ()
+    ) -> None:
+        """Queue the removal of a customer whose last profile is ``profile``, with its timers
+        of the named ``triggers`` and its stored firings: the one removal erasures run too
+        (``store/scripts/remove_customer.lua``)."""
+        fields = orjson.dumps({name: profile.get(name) for name in REMOVAL_FIELDS})
+        names = orjson.dumps(list(triggers))
+        self.commands.append((REMOVE_CUSTOMER, prefix, self.cluster, cid, fields, names))
 
 
 #: write_clusters.lua's own command: remove a customer (arguments: prefix, cluster, customer id,
-#: the fields of its profile remove_customer.lua reads, as JSON)
+#: the fields of its profile remove_customer.lua reads, as JSON, the trigger names, as JSON)
 REMOVE_CUSTOMER = "remove-customer"
 REMOVAL_FIELDS = ("stage", "history", "accounts")
 

@@ -5,7 +5,8 @@ scored by the *event time* at which to evaluate it; the firing loop claims membe
 score is at most ``now - allowed lateness`` (:mod:`processor.firing`). The resolver calls
 :func:`schedule` with each cluster's old and new profiles, so a timer is written in the same
 compare-and-swap script as the profile it follows; its score is a pure function of the
-profiles (:func:`touchpath.triggers.wake_ms`), lowered only (``ZADD LT``).
+profiles (:func:`touchpath.triggers.wake_ms`), lowered only (``ZADD LT``). A customer merged
+away or erased loses its timers and firings in ``store/scripts/remove_customer.lua``.
 """
 
 from __future__ import annotations
@@ -48,10 +49,6 @@ def schedule(
             continue
         for name, at_ms in sorted(wake_ms(model, before, profile).items()):
             call("ZADD", due, "LT", at_ms, member(cid, name))
-    for cid in sorted(set(old) - set(new)):  # merged away or erased: its timers go
-        for name in model.names:
-            call("ZREM", due, member(cid, name))
-        call("DEL", keys.trigger_state(cid))
 
 
 @dataclass(slots=True)

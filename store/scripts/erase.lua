@@ -2,7 +2,8 @@
 -- remove_customer (store/scripts/remove_customer.lua) in front of this script.
 -- ARGV: prefix, the identifier named by the caller (kind:value), now_ms, then a JSON plan read
 -- beforehand: {cid, ids[] (the profile's identities, in its order), marks[] (their erasure
--- marker names), cids[] (every customer id they can have had), stages[],
+-- marker names), cids[] (every customer id they can have had), stages[], triggers[] (the
+-- rules' trigger names: the customer's timers of each go with it),
 -- forms {text[], digits[], exact[]} (see touchpath/erasure.py)}.
 -- Returns false when no customer holds the identifier, 'retry' when the customer is no longer
 -- the one planned for (the caller plans again), else a JSON array of the clusters touched.
@@ -72,11 +73,11 @@ if type(profile.history) == 'table' then
     if not seen[stage] then seen[stage] = true; stages[#stages + 1] = stage end
   end
 end
-remove_customer(p, cid, profile, cluster_ids, stages)
+remove_customer(p, cid, profile, cluster_ids, plan.triggers, stages)
 redis.call('HDEL', p .. ':announced', unpack(plan.cids))
 for _, former in ipairs(plan.cids) do
   redis.call('DEL', p .. ':former:' .. former)
-  redis.call('DEL', p .. ':trg:s:' .. former) -- fired trigger firings (issue #21)
+  redis.call('DEL', p .. ':trg:s:' .. former) -- stored firings of ids it had before (#21)
 end
 
 -- What the erased identifiers left in the data of identifiers that stay (a refused tie's

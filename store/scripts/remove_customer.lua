@@ -4,12 +4,15 @@
 --
 -- Removes the customer's profile (P:cust), its entry in the clusters `clusters` (the field
 -- c:<cid> of P:cl:<cluster>), its funnel row and survey answers, its stage entry (the profile's
--- current stage) and reached entries (the stages of its history), and its account
--- memberships (P:acct:<groupId>:members).
+-- current stage) and reached entries (the stages of its history), its account memberships
+-- (P:acct:<groupId>:members), its trigger timers (P:trg:due members <cid><US><trigger>, for
+-- each name in `triggers`) and its stored firings (P:trg:s:<cid>): a firing loop that read a
+-- timer before the removal then finds it gone and stores nothing (trigger_commit.lua).
 -- p: the prefix; cid: the customer id; profile: its last profile, decoded (only `stage`,
--- `history` and `accounts` are read, named so in both forms of store/codecs.py); clusters: a list of cluster ids; stages (optional): more
+-- `history` and `accounts` are read, named so in both forms of store/codecs.py); clusters: a
+-- list of cluster ids; triggers: the trigger names whose timers go; stages (optional): more
 -- stages whose stage and reached entries go as well (erasure: every stage it knows of).
-local function remove_customer(p, cid, profile, clusters, stages)
+local function remove_customer(p, cid, profile, clusters, triggers, stages)
   local current, reached = {}, {}
   local stage = profile.stage
   if type(stage) == 'string' and stage ~= '' then current[stage] = true end
@@ -33,5 +36,9 @@ local function remove_customer(p, cid, profile, clusters, stages)
   end
   redis.call('HDEL', p .. ':funnel', cid)
   redis.call('HDEL', p .. ':surveys', cid)
+  for _, name in ipairs(triggers) do
+    redis.call('ZREM', p .. ':trg:due', cid .. '\31' .. name)
+  end
+  redis.call('DEL', p .. ':trg:s:' .. cid)
 end
 

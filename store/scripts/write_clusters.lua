@@ -8,7 +8,7 @@
 -- only while there are subscriptions: a change nobody subscribed to is delivered to no one);
 -- each such <key> is looked up once a call (no command of the resolver writes it).
 -- The command 'remove-customer' (arguments: prefix, cluster, customer id, the profile's fields
--- as JSON) is not Redis's: it runs remove_customer (remove_customer.lua, put in front of this
+-- as JSON, the trigger names as JSON) is not Redis's: it runs remove_customer (remove_customer.lua, put in front of this
 -- script by the loader).
 -- A cluster whose version moved (another processor changed it, or merged it away) gets none
 -- of its commands run; the positions (from 1) of those clusters are returned, to derive again.
@@ -26,7 +26,8 @@ while i <= #ARGV do
     if not current then
       -- none of the cluster's commands run
     elseif ARGV[i + 1] == 'remove-customer' then
-      remove_customer(ARGV[i + 2], ARGV[i + 4], cjson.decode(ARGV[i + 5]), {ARGV[i + 3]})
+      local triggers = cjson.decode(ARGV[i + 6])  -- a list; [] comes back as {}
+      remove_customer(ARGV[i + 2], ARGV[i + 4], cjson.decode(ARGV[i + 5]), {ARGV[i + 3]}, triggers)
     elseif ARGV[i + 1] ~= 'IFEXISTS' then
       redis.call(unpack(ARGV, i + 1, i + n))
     else

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -22,8 +22,10 @@ import redis
 import redis.asyncio as aioredis
 
 from api.erasure import Eraser
+from processor.firing import FiringLoop
 from processor.resolver import Resolver
 from processor.store import ClusterWrite, JourneyStore
+from processor.triggers import Settled, TriggerStore
 from store.codecs import decode_cluster, decode_profile
 from store.keys import Keys
 from tests.reference import make_event
@@ -31,6 +33,7 @@ from touchpath.effects import effects_of
 from touchpath.identity import IdentityPolicy
 from touchpath.settings import Settings
 from touchpath.stages import load_stage_model
+from touchpath.triggers import load_triggers
 
 MODEL = load_stage_model()
 POLICY = IdentityPolicy()
@@ -205,3 +208,51 @@ def test_an_erasure_in_a_shared_cluster_keeps_its_counts_exact(
     assert bob not in after.customers and after.version > before.version
     counts = [int(fields.get(count, 0)) for count in ("ni", "nt", "no")]
     assert counts == [len(after.identifiers), len(after.ties), len(after.over)]
+
+
+class HeldCommits(TriggerStore):
+    """A trigger store whose commits wait to be released: a firing loop that claimed and read
+    its timers, and stores what it decided later (a slow or paused processor)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        super().__init__(client, keys, 100, 100)
+        self.held: list[tuple[str, Sequence[Settled]]] = []
+
+    def commit(self, lease: str, settled: Sequence[Settled]) -> int:
+        self.held.append((lease, settled))
+        return 0
+
+    def release(self) -> None:
+        for lease, settled in self.held:
+            TriggerStore.commit(self, lease, settled)
+
+
+def test_a_firing_stored_while_a_customer_is_erased_leaves_nothing_of_them(
+    client: redis.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The firing loop reads Ada's due timer before her erasure and stores its decision after
+    the erasure's script: the timer went with the script, so nothing of hers is stored again."""
+    triggers = load_triggers()  # lapsing: 60 days without an event after a purchase
+    store = JourneyStore(client, f"rm{uuid.uuid4().hex[:8]}")
+    resolver = Resolver(store, MODEL, POLICY, triggers=triggers)
+    applied = store.apply([effects_of(e, MODEL, POLICY) for e in EVENTS]).applied
+    resolver.resolve(a.cluster for a in applied if a.needs_resolution)
+    keys = store.keys
+    ada, bob = (_customer(client, keys, f"user_id:{u}") for u in ("ada", "bob"))
+    held = HeldCommits(client, keys)
+    assert FiringLoop(held, triggers, lateness_ms=0, recheck_ms=60_000).step() == 4  # 2 each
+    rederive = Eraser.rederive
+
+    def stored_meanwhile(eraser: Eraser) -> None:  # runs right after the erasure's script
+        held.release()
+        rederive(eraser)
+
+    monkeypatch.setattr(Eraser, "rederive", stored_meanwhile)
+    _erase(store, redis_url, "user_id:ada")
+
+    assert client.exists(keys.trigger_state(bob))  # Bob's firing was stored
+    assert not client.exists(keys.trigger_state(ada))
+    timers = [m.decode() for m in client.zrange(keys.trigger("due"), 0, -1)]
+    assert not [m for m in timers if m.startswith(ada)]
+    for stream in (keys.trigger("outbox"), keys.live_changes):
+        assert ada not in str(client.xrange(stream)) and "ada" not in str(client.xrange(stream))
