@@ -79,7 +79,6 @@ class Reevaluation:
             return False
         version = self.resolver.model.version
         pattern = self.keys.cluster("*")
-        start = len(self.keys.prefix) + 4
         resolver = self._resolver()
         logged = 0
         while not stop.is_set():
@@ -88,7 +87,7 @@ class Reevaluation:
                 return state.state == "current" and state.version == version
             cursor = int(self.client.hget(self.keys.rules, "cursor") or 0)
             cursor, found = scan_page(self.client, cursor, pattern, SCAN_COUNT)
-            clusters = [_text(key)[start:] for key in found]
+            clusters = [self.keys.cluster_id(_text(key)) for key in found]
             if clusters:
                 resolver.resolve(clusters)
             self._advance(cursor, len(clusters), version)

@@ -46,6 +46,10 @@ class Keys:
         """Hash: one raw identity cluster, its parts as field prefixes (:class:`ClusterFields`)."""
         return f"{self.prefix}:cl:{cluster}"
 
+    def cluster_id(self, key: str) -> str:
+        """The cluster id in a :meth:`cluster` key name (its inverse)."""
+        return key.removeprefix(self.cluster(""))
+
     def old_cluster(self, cluster: str, part: str) -> str:
         """A raw cluster's part as layouts before 4 kept it: a key of its own (``ids``, ``ties``,
         ``ver``, ``snap``, ``over``, ``blocked``); read only by the layout migration."""
