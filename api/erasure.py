@@ -47,7 +47,7 @@ import redis.asyncio as aioredis
 from infra.erasure_key import erasure_key_async
 from infra.redis_clients import route, sync_client
 from store import scripts
-from store.codecs import decode_profile
+from store.codecs import decode_profile, timers_of
 from store.keys import Keys
 from touchpath.erasure import Marks, former_customer_ids, forms_of, names_erased
 from touchpath.identity import IdentityPolicy
@@ -158,7 +158,7 @@ class Eraser:
         timers = self._keys.trigger("due")
         for cid in sorted(customers):  # timers of triggers no longer in the rules (erase.lua
             # removed those of the rules' triggers with the customer)
-            async for timer, _ in self._client.zscan_iter(timers, match=f"{cid}\x1f*"):
+            async for timer, _ in self._client.zscan_iter(timers, match=timers_of(cid)):
                 await self._client.zrem(timers, timer)
         jobs, due, dead = (self._keys.webhooks(part) for part in ("jobs", "due", "dead"))
         for name in (jobs, dead):

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import orjson
@@ -28,7 +29,7 @@ from infra.streams import Producer
 from processor.publisher import OutboxPublisher
 from processor.resolver import LIVE_KEPT
 from processor.triggers import Claimed, Settled, TriggerStore
-from store.codecs import StoredFiring, encode_firing
+from store.codecs import StoredFiring, encode_firing, firing_field
 from store.keys import Keys
 from touchpath.settings_views import ProcessorSettings
 from touchpath.triggers import (
@@ -111,7 +112,7 @@ class FiringLoop:
             self.recheck_ms,
         )
         settled = Settled(item, outcome.next_ms)
-        field_of = f"{trigger.name}\x1f".__add__
+        field_of = partial(firing_field, trigger.name)
         for occurrence in outcome.fire:
             body = _firing(trigger, item, occurrence, now)
             stored = encode_firing(body["since_ms"], body["at_ms"], body["causes"])

@@ -18,17 +18,20 @@ from typing import Any, cast
 import redis
 
 from store import scripts
-from store.codecs import StoredFiring, decode_firing, decode_journey_entry, decode_profile
+from store.codecs import (
+    StoredFiring,
+    decode_firing,
+    decode_journey_entry,
+    decode_profile,
+    decode_timer_member,
+    firing_field,
+    timer_member,
+)
 from store.keys import Keys
 from touchpath.triggers import TriggerModel, wake_ms
 
-SEPARATOR = "\x1f"
 #: Timeline entries read per identifier to find quiet gaps (the timeline's own bound applies).
 TIMES_PER_TIMELINE = 2000
-
-
-def member(customer_id: str, trigger: str) -> str:
-    return f"{customer_id}{SEPARATOR}{trigger}"
 
 
 def schedule(
@@ -48,7 +51,7 @@ def schedule(
         if before == profile:
             continue
         for name, at_ms in sorted(wake_ms(model, before, profile).items()):
-            call("ZADD", due, "LT", at_ms, member(cid, name))
+            call("ZADD", due, "LT", at_ms, timer_member(cid, name))
 
 
 @dataclass(slots=True)
@@ -93,7 +96,7 @@ class TriggerStore:
     def read(self, members: Sequence[str], model: TriggerModel) -> list[Claimed]:
         """The profile and stored firings of each claimed timer's customer (one round trip),
         and for ``any_event`` triggers the event times since the arming (a second one)."""
-        pairs = [m.split(SEPARATOR, 1) for m in members]
+        pairs = [decode_timer_member(m) for m in members]
         pipe = self.client.pipeline(transaction=False)
         for cid, _ in pairs:
             pipe.get(self.keys.customer(cid))
@@ -102,7 +105,7 @@ class TriggerStore:
         claimed = []
         for k, (cid, name) in enumerate(pairs):
             raw, state = answers[2 * k], answers[2 * k + 1]
-            prefix = name + SEPARATOR
+            prefix = firing_field(name, "")
             fired = {
                 _text(f)[len(prefix) :]: firing
                 for f, v in state.items()
@@ -140,7 +143,7 @@ class TriggerStore:
         for item in settled:
             c = item.claimed
             args += [
-                member(c.customer_id, c.trigger),
+                timer_member(c.customer_id, c.trigger),
                 lease,
                 self.keys.trigger_state(c.customer_id),
                 "" if item.next_ms is None else item.next_ms,

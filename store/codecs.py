@@ -525,6 +525,27 @@ _CAUSE_KEYS = (
 )
 
 
+def timer_member(customer_id: str, trigger: str) -> str:
+    """A trigger timer's member of ``P:trg:due``: ``<customer id><US><trigger>``."""
+    return f"{customer_id}\x1f{trigger}"
+
+
+def decode_timer_member(member: str) -> tuple[str, str]:
+    """The customer id and trigger name of a :func:`timer_member`."""
+    customer_id, trigger = member.split("\x1f", 1)
+    return customer_id, trigger
+
+
+def timers_of(customer_id: str) -> str:
+    """The ``MATCH`` pattern of a customer's members of ``P:trg:due``."""
+    return timer_member(customer_id, "*")
+
+
+def firing_field(trigger: str, firing_id: str) -> str:
+    """A stored firing's field of ``P:trg:s:<customer id>``: ``<trigger><US><firing id>``."""
+    return f"{trigger}\x1f{firing_id}"
+
+
 def encode_firing(since_ms: int, at_ms: int, causes: Sequence[Mapping[str, Any]]) -> bytes:
     """The stored bytes of a fired occurrence."""
     return orjson.dumps([since_ms, at_ms, *map(_encode_cause, causes)])

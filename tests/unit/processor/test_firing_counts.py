@@ -13,8 +13,9 @@ import pytest
 import redis
 
 from processor.firing import FiringLoop
-from processor.triggers import TriggerStore, member
+from processor.triggers import TriggerStore
 from store.codecs import encode_journey_entry, encode_profile
+from store.codecs import timer_member as member
 from store.keys import Keys
 from touchpath.triggers import COUNT_DAYS, DAY_MS, Trigger, TriggerModel, count_expiry_s, day_of
 
